@@ -1,0 +1,90 @@
+from rest_framework import serializers
+
+from controlplane.identity.models import Agent, AgentKey, RiskTier
+from controlplane.identity.validators import (
+    ENVIRONMENT_PATTERN,
+    MAX_ENVIRONMENTS,
+    MAX_SCOPES,
+    SCOPE_PATTERN,
+)
+
+scope_field = serializers.RegexField(
+    SCOPE_PATTERN.pattern,
+    max_length=128,
+    error_messages={"invalid": "not a scope: use 'verb:resource' in lowercase, e.g. 'read:tickets'"},
+)
+environment_field = serializers.RegexField(
+    ENVIRONMENT_PATTERN.pattern,
+    max_length=32,
+    error_messages={"invalid": "not an environment name: lowercase letters, digits and '-', e.g. 'prod'"},
+)
+
+
+class AgentKeySerializer(serializers.ModelSerializer):
+    agent = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    is_active = serializers.BooleanField(read_only=True)
+
+    class Meta:
+        model = AgentKey
+        fields = [
+            "key_id", "agent", "public_key", "label", "is_active", "created_at", "created_by",
+            "revoked_at", "revoked_reason",
+        ]
+        read_only_fields = fields
+
+
+class AgentKeyCreateSerializer(serializers.Serializer):
+    public_key = serializers.CharField(
+        max_length=1000, trim_whitespace=True,
+        help_text="Ed25519 public key: base64 of the 32 raw bytes, or a PEM block.",
+    )
+    label = serializers.CharField(max_length=100, required=False, allow_blank=True, default="")
+
+
+class AgentSerializer(serializers.ModelSerializer):
+    scopes = serializers.ListField(child=scope_field, max_length=MAX_SCOPES, required=False)
+    environments = serializers.ListField(child=environment_field, max_length=MAX_ENVIRONMENTS, required=False)
+    risk_tier = serializers.ChoiceField(choices=RiskTier.choices, required=False)
+    active_keys = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Agent
+        fields = [
+            "id", "name", "display_name", "owner_email", "team", "description", "scopes", "risk_tier",
+            "environments", "status", "status_reason", "status_changed_at", "active_keys",
+            "created_at", "updated_at",
+        ]
+        read_only_fields = ["id", "status", "status_reason", "status_changed_at", "created_at", "updated_at"]
+        extra_kwargs = {"name": {"validators": []}}  # uniqueness is the service's ConflictError (409)
+
+    def get_active_keys(self, agent: Agent) -> list[str]:
+        return [key.key_id for key in agent.keys.all() if key.revoked_at is None]
+
+    def validate_scopes(self, value):
+        if len(set(value)) != len(value):
+            raise serializers.ValidationError("scopes must not repeat")
+        return value
+
+    def validate_environments(self, value):
+        if len(set(value)) != len(value):
+            raise serializers.ValidationError("environments must not repeat")
+        return value
+
+
+class AgentUpdateSerializer(AgentSerializer):
+    class Meta(AgentSerializer.Meta):
+        read_only_fields = AgentSerializer.Meta.read_only_fields + ["name"]
+
+
+class StatusChangeSerializer(serializers.Serializer):
+    reason = serializers.CharField(max_length=500, required=False, allow_blank=True, default="")
+
+
+class KeyRevokeSerializer(StatusChangeSerializer):
+    pass
+
+
+class KeyRotationResultSerializer(serializers.Serializer):
+    key = AgentKeySerializer()
+    revoked = AgentKeySerializer(many=True)

@@ -1,0 +1,135 @@
+"""Load demo data: a few agents with keys and scopes, and one user per role with an API token.
+
+Idempotent: running it again keeps what is there. Tokens and the agents' private
+keys are written under var/ with mode 0600, so the README's curl examples can read them.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
+
+from agents_sdk.keys import encode_public_key
+from controlplane.accounts import services as account_services
+from controlplane.accounts.models import APIToken, hash_token
+from controlplane.accounts.roles import ALL_ROLES
+from controlplane.identity import services
+from controlplane.identity.models import Agent, AgentStatus
+
+User = get_user_model()
+
+DEMO_AGENTS = [
+    {
+        "name": "support-bot",
+        "display_name": "Customer support assistant",
+        "owner_email": "alice@example.com",
+        "team": "support",
+        "description": "Answers tickets and e-mails customers.",
+        "scopes": ["read:tickets", "write:tickets", "send:email"],
+        "risk_tier": "limited",
+        "environments": ["dev", "prod"],
+    },
+    {
+        "name": "billing-agent",
+        "display_name": "Billing reconciliation agent",
+        "owner_email": "bob@example.com",
+        "team": "finance",
+        "description": "Matches invoices to payments and issues refunds.",
+        "scopes": ["read:invoices", "write:payments"],
+        "risk_tier": "high",
+        "environments": ["staging", "prod"],
+    },
+    {
+        "name": "code-assistant",
+        "display_name": "Repository maintenance agent",
+        "owner_email": "carol@example.com",
+        "team": "platform",
+        "description": "Opens pull requests and runs the test suite.",
+        "scopes": ["read:repo", "write:repo", "exec:shell"],
+        "risk_tier": "minimal",
+        "environments": ["dev", "staging"],
+    },
+    {
+        "name": "data-cleaner",
+        "display_name": "Data retention cleaner",
+        "owner_email": "dave@example.com",
+        "team": "data",
+        "description": "Deletes expired records. Suspended after deleting from the wrong table.",
+        "scopes": ["read:db.records", "delete:db.records"],
+        "risk_tier": "limited",
+        "environments": ["prod"],
+        "suspend_reason": "deleted rows outside its retention window; under review",
+    },
+]
+
+
+def _write_private(path: Path, content: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(content)
+
+
+class Command(BaseCommand):
+    help = "Load demo agents, keys and one user per role (embedded/dev mode only)."
+
+    def handle(self, *args, **options):
+        if settings.PRODUCTION:
+            raise CommandError("seed_demo refuses to run with WARDEN_PRODUCTION on")
+        var_dir = Path(settings.VAR_DIR)
+        with transaction.atomic():
+            seeder = self._ensure_users(var_dir)
+            for spec in DEMO_AGENTS:
+                self._ensure_agent(spec, var_dir, seeder)
+        self.stdout.write(self.style.SUCCESS(f"demo data ready: {Agent.objects.count()} agents"))
+        self.stdout.write(f"API tokens: {var_dir / 'demo-tokens'}/<role>.token; agent keys: {var_dir / 'demo-keys'}")
+
+    def _ensure_users(self, var_dir: Path):
+        admin = User.objects.filter(username="demo-admin").first()
+        for role in ALL_ROLES:
+            username = f"demo-{role.replace('_', '-')}"
+            user = User.objects.filter(username=username).first()
+            if user is None:
+                user = account_services.create_user(
+                    username=username, email=f"{username}@example.com", roles=[role], by=admin
+                )
+            if role == "admin":
+                admin = user
+            self._ensure_token(user, var_dir / "demo-tokens" / f"{role}.token", by=admin)
+        password_file = var_dir / "demo-admin.password"
+        if not password_file.exists():
+            password = os.urandom(12).hex()
+            account_services.update_user(admin, by=admin, password=password)
+            _write_private(password_file, password.encode())
+            self.stdout.write(f"console login: demo-admin / password in {password_file}")
+        return admin
+
+    def _ensure_token(self, user, path: Path, *, by) -> None:
+        if path.exists():
+            existing = APIToken.objects.filter(key_hash=hash_token(path.read_text().strip())).first()
+            if existing and existing.is_usable:
+                return
+        _, plaintext = account_services.create_token(user=user, name="demo", by=by)
+        _write_private(path, plaintext.encode())
+
+    def _ensure_agent(self, spec: dict, var_dir: Path, by) -> None:
+        spec = dict(spec)
+        suspend_reason = spec.pop("suspend_reason", None)
+        if Agent.objects.filter(name=spec["name"]).exists():
+            return
+        agent = services.register_agent(by=by, **spec)
+        private_key = Ed25519PrivateKey.generate()
+        services.add_agent_key(agent, public_key=encode_public_key(private_key.public_key()), label="demo", by=by)
+        pem = private_key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+        _write_private(var_dir / "demo-keys" / f"{agent.name}.pem", pem)
+        if suspend_reason and agent.status == AgentStatus.ACTIVE:
+            services.suspend_agent(agent, by=by, reason=suspend_reason)

@@ -1,0 +1,80 @@
+"""Agents, the identities Warden governs, and their Ed25519 public keys."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+
+from controlplane.identity.validators import validate_environments, validate_scopes
+
+
+class AgentStatus(models.TextChoices):
+    ACTIVE = "active", "Active"
+    SUSPENDED = "suspended", "Suspended"
+    REVOKED = "revoked", "Revoked"
+
+
+class RiskTier(models.TextChoices):
+    """EU AI Act risk tiers a deployed agent can fall under (unacceptable-risk practices are banned by Art. 5)."""
+
+    MINIMAL = "minimal", "Minimal risk"
+    LIMITED = "limited", "Limited risk (transparency obligations, Art. 50)"
+    HIGH = "high", "High risk (Chapter III obligations)"
+
+
+class Agent(models.Model):
+    """An AI agent that acts in the world under policy, identified by its keys."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    name = models.SlugField(max_length=64, unique=True, help_text="Stable identifier used in policies and URLs.")
+    display_name = models.CharField(max_length=200, blank=True)
+    owner_email = models.EmailField(help_text="The person accountable for the agent.")
+    team = models.CharField(max_length=100, blank=True)
+    description = models.TextField(blank=True, max_length=5000)
+    scopes = models.JSONField(default=list, blank=True, validators=[validate_scopes])
+    risk_tier = models.CharField(max_length=16, choices=RiskTier.choices, default=RiskTier.MINIMAL)
+    environments = models.JSONField(default=list, blank=True, validators=[validate_environments])
+    status = models.CharField(max_length=16, choices=AgentStatus.choices, default=AgentStatus.ACTIVE, db_index=True)
+    status_reason = models.CharField(max_length=500, blank=True)
+    status_changed_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class AgentKey(models.Model):
+    """One Ed25519 public key of an agent. Several can be valid at once during rotation.
+
+    Keys are never deleted: the audit pipeline needs the key that was valid when a
+    record was signed, so a retired key is revoked with its time instead.
+    """
+
+    # The fingerprint: hex SHA-256 of the raw public key, as agents_sdk.keys computes it.
+    key_id = models.CharField(max_length=64, primary_key=True)
+    agent = models.ForeignKey(Agent, on_delete=models.PROTECT, related_name="keys")
+    public_key = models.CharField(max_length=64, help_text="Base64 of the 32 raw Ed25519 public key bytes.")
+    label = models.CharField(max_length=100, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    revoked_reason = models.CharField(max_length=500, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = "agent key"
+
+    def __str__(self) -> str:
+        return f"{self.agent.name}:{self.key_id[:16]}"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None

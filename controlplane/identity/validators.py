@@ -1,0 +1,39 @@
+"""Input rules of the identity domain, shared by the model and the API."""
+
+from __future__ import annotations
+
+import re
+
+from django.core.exceptions import ValidationError
+
+# verb:resource, e.g. read:tickets, write:db.orders, send:email, read:* ; lowercase.
+SCOPE_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,31}:(\*|[a-z0-9_][a-z0-9_.\-/]{0,95}\*?)$")
+ENVIRONMENT_PATTERN = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
+MAX_SCOPES = 100
+MAX_ENVIRONMENTS = 20
+
+
+def validate_scopes(value) -> None:
+    if not isinstance(value, list):
+        raise ValidationError("must be a list of 'verb:resource' strings")
+    if len(value) > MAX_SCOPES:
+        raise ValidationError(f"at most {MAX_SCOPES} scopes")
+    for scope in value:
+        if not isinstance(scope, str) or not SCOPE_PATTERN.match(scope):
+            raise ValidationError(
+                f"{scope!r} is not a scope: use 'verb:resource' in lowercase, e.g. 'read:tickets' or 'write:db.orders'"
+            )
+    if len(set(value)) != len(value):
+        raise ValidationError("scopes must not repeat")
+
+
+def validate_environments(value) -> None:
+    if not isinstance(value, list):
+        raise ValidationError("must be a list of environment names")
+    if len(value) > MAX_ENVIRONMENTS:
+        raise ValidationError(f"at most {MAX_ENVIRONMENTS} environments")
+    for name in value:
+        if not isinstance(name, str) or not ENVIRONMENT_PATTERN.match(name):
+            raise ValidationError(f"{name!r} is not an environment name: lowercase letters, digits and '-', e.g. 'prod'")
+    if len(set(value)) != len(value):
+        raise ValidationError("environments must not repeat")

@@ -1,0 +1,1 @@
+from controlplane.settings.base import *  # noqa: F401,F403
