@@ -12,10 +12,11 @@ PORT ?= 8000
 
 install: $(INSTALLED)
 
-$(INSTALLED): requirements.lock pyproject.toml
+$(INSTALLED): requirements.lock pyproject.toml agents_sdk/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.lock
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e ./agents_sdk
 	touch $@
 
 ## make run: migrate, load demo data and serve the control plane on http://$(HOST):$(PORT)
@@ -37,7 +38,7 @@ test-api: install
 
 # The SDK must work without Django: its tests run with the Django plugin switched off.
 test-sdk: install
-	$(PY) -m pytest -p no:django -p no:cacheprovider agents_sdk/tests
+	$(PY) -m pytest -p no:django -p no:cacheprovider -W ignore::pytest.PytestConfigWarning agents_sdk/tests
 
 rego-test: install
 	$(PY) -m agents_sdk.engine.testrunner rego

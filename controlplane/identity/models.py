@@ -7,7 +7,7 @@ import uuid
 from django.conf import settings
 from django.db import models
 
-from controlplane.identity.validators import validate_environments, validate_scopes
+from controlplane.identity.validators import validate_agent_name, validate_environments, validate_scopes
 
 
 class AgentStatus(models.TextChoices):
@@ -28,7 +28,10 @@ class Agent(models.Model):
     """An AI agent that acts in the world under policy, identified by its keys."""
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    name = models.SlugField(max_length=64, unique=True, help_text="Stable identifier used in policies and URLs.")
+    name = models.CharField(
+        max_length=64, unique=True, validators=[validate_agent_name],
+        help_text="Stable identifier used in policies and URLs: lowercase slug.",
+    )
     display_name = models.CharField(max_length=200, blank=True)
     owner_email = models.EmailField(help_text="The person accountable for the agent.")
     team = models.CharField(max_length=100, blank=True)

@@ -6,11 +6,21 @@ import re
 
 from django.core.exceptions import ValidationError
 
+from agents_sdk.identity import NAME_PATTERN as AGENT_NAME_PATTERN
+
 # verb:resource, e.g. read:tickets, write:db.orders, send:email, read:* ; lowercase.
 SCOPE_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,31}:(\*|[a-z0-9_][a-z0-9_.\-/]{0,95}\*?)$")
 ENVIRONMENT_PATTERN = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
 MAX_SCOPES = 100
 MAX_ENVIRONMENTS = 20
+
+
+def validate_agent_name(value) -> None:
+    # The SDK validates names with the same pattern, so an identity it creates always registers.
+    if not isinstance(value, str) or not AGENT_NAME_PATTERN.fullmatch(value):
+        raise ValidationError(
+            "must be a slug: 1-64 lowercase letters, digits, '-' or '_', starting and ending with a letter or digit"
+        )
 
 
 def validate_scopes(value) -> None:

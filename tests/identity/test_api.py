@@ -106,6 +106,8 @@ def test_register_agent_and_read_it_back(admin_client):
     "override, field",
     [
         ({"name": "Has Spaces"}, "name"),
+        ({"name": "Support-Bot"}, "name"),
+        ({"name": "-leading-dash"}, "name"),
         ({"owner_email": "not-an-email"}, "owner_email"),
         ({"scopes": ["READ:tickets"]}, "scopes"),
         ({"scopes": "read:tickets"}, "scopes"),

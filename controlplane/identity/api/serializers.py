@@ -2,6 +2,7 @@ from rest_framework import serializers
 
 from controlplane.identity.models import Agent, AgentKey, RiskTier
 from controlplane.identity.validators import (
+    AGENT_NAME_PATTERN,
     ENVIRONMENT_PATTERN,
     MAX_ENVIRONMENTS,
     MAX_SCOPES,
@@ -43,6 +44,11 @@ class AgentKeyCreateSerializer(serializers.Serializer):
 
 
 class AgentSerializer(serializers.ModelSerializer):
+    name = serializers.RegexField(
+        AGENT_NAME_PATTERN.pattern,
+        max_length=64,
+        error_messages={"invalid": "must be a slug: lowercase letters, digits, '-' or '_', e.g. 'support-bot'"},
+    )
     scopes = serializers.ListField(child=scope_field, max_length=MAX_SCOPES, required=False)
     environments = serializers.ListField(child=environment_field, max_length=MAX_ENVIRONMENTS, required=False)
     risk_tier = serializers.ChoiceField(choices=RiskTier.choices, required=False)
@@ -56,7 +62,6 @@ class AgentSerializer(serializers.ModelSerializer):
             "created_at", "updated_at",
         ]
         read_only_fields = ["id", "status", "status_reason", "status_changed_at", "created_at", "updated_at"]
-        extra_kwargs = {"name": {"validators": []}}  # uniqueness is the service's ConflictError (409)
 
     def get_active_keys(self, agent: Agent) -> list[str]:
         return [key.key_id for key in agent.keys.all() if key.revoked_at is None]
@@ -73,6 +78,8 @@ class AgentSerializer(serializers.ModelSerializer):
 
 
 class AgentUpdateSerializer(AgentSerializer):
+    name = serializers.CharField(read_only=True)
+
     class Meta(AgentSerializer.Meta):
         read_only_fields = AgentSerializer.Meta.read_only_fields + ["name"]
 

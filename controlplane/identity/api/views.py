@@ -20,7 +20,7 @@ from controlplane.identity.api.serializers import (
 from controlplane.identity.models import Agent, AgentKey
 
 KILL_SWITCH_ROLES = (Role.ADMIN, Role.APPROVER)
-NAME_PATTERN = r"[-a-zA-Z0-9_]+"
+NAME_PATTERN = r"[a-z0-9_-]+"
 
 
 class AgentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):

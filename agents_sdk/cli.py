@@ -1,0 +1,247 @@
+"""The ``warden`` command line.
+
+    warden audit verify FILE --public-key KEY [--public-key KEY ...]
+    warden identity create --name NAME --owner EMAIL [--scope SCOPE ...] --out PATH
+    warden identity show PATH
+
+Runnable without installation as ``python -m agents_sdk ...`` or ``python -m agents_sdk.cli ...``.
+Exit status: 0 success, 1 verification failed, 2 bad usage or unreadable input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from agents_sdk.errors import IdentityError, IdentityExistsError, WardenError
+from agents_sdk.identity import METADATA_FORMAT, AgentIdentity, metadata_path_for
+from agents_sdk.keys import InvalidPublicKey, key_fingerprint, parse_public_key, raw_public_key
+from agents_sdk.records import iter_jsonl
+from agents_sdk.verify import verify_records
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+
+class UsageError(WardenError):
+    """The command line or an input file named on it is wrong; exit status 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the ``warden`` argument parser (other commands add subparsers to it)."""
+    parser = argparse.ArgumentParser(prog="warden", description="Warden agent governance tools.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    audit = commands.add_parser("audit", help="work with signed action logs")
+    audit_commands = audit.add_subparsers(dest="audit_command", required=True, metavar="COMMAND")
+    verify = audit_commands.add_parser(
+        "verify",
+        help="verify a JSONL log of signed records offline",
+        description="Verify the signatures and per-session chains of a JSONL log of signed records. "
+        "Exits 0 if every record verifies, 1 naming the first bad record otherwise.",
+    )
+    verify.add_argument("file", metavar="FILE", help="JSONL file, one signed record per line")
+    verify.add_argument(
+        "--public-key",
+        "-k",
+        dest="public_keys",
+        action="append",
+        required=True,
+        metavar="KEY_OR_FILE",
+        help="a trusted public key: base64 of the raw 32 bytes, or a file holding a PEM public key, "
+        "an identity's metadata (.json) or an identity's private key file. Repeat for several keys.",
+    )
+    verify.set_defaults(handler=_audit_verify)
+
+    identity = commands.add_parser("identity", help="create and inspect agent identities")
+    identity_commands = identity.add_subparsers(dest="identity_command", required=True, metavar="COMMAND")
+    create = identity_commands.add_parser(
+        "create",
+        help="create a new agent identity (Ed25519 key + metadata)",
+        description="Create an agent identity: the private key at --out (mode 0600) and its "
+        "public metadata at --out + '.json'.",
+    )
+    create.add_argument("--name", required=True, help="agent name (a slug)")
+    create.add_argument("--owner", required=True, help="owner's e-mail address")
+    create.add_argument(
+        "--scope", dest="scopes", action="append", default=[], metavar="VERB:RESOURCE", help="repeatable"
+    )
+    create.add_argument("--out", required=True, type=Path, metavar="PATH", help="private key file to write")
+    create.add_argument(
+        "--passphrase-env",
+        metavar="VAR",
+        help="encrypt the key with the passphrase in environment variable VAR "
+        "(never put a passphrase on the command line)",
+    )
+    create.add_argument("--overwrite", action="store_true", help="replace an existing identity at PATH")
+    create.set_defaults(handler=_identity_create)
+
+    show = identity_commands.add_parser("show", help="print an identity's name, scopes, key id and public key")
+    show.add_argument("path", type=Path, metavar="PATH", help="private key file or its metadata (.json)")
+    show.set_defaults(handler=_identity_show)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
+    """Run the ``warden`` command line; return the exit status."""
+    stdout = stdout or sys.stdout
+    stderr = stderr or sys.stderr
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.handler(args, stdout))
+    except (UsageError, IdentityError) as exc:
+        print(f"warden: error: {exc}", file=stderr)
+        return EXIT_USAGE
+
+
+# -- audit verify ----------------------------------------------------------------------
+
+
+def _audit_verify(args: argparse.Namespace, out: TextIO) -> int:
+    public_keys: dict[str, Ed25519PublicKey] = {}
+    key_agents: dict[str, str] = {}
+    for value in args.public_keys:
+        key, agent = load_public_key(value)
+        key_id = key_fingerprint(raw_public_key(key))
+        public_keys[key_id] = key
+        if agent is not None:
+            key_agents[key_id] = agent
+
+    lines: list[int] = []
+    records: list[Any] = []
+    try:
+        for line, item in iter_jsonl(args.file):
+            lines.append(line)
+            records.append(item)
+    except OSError as exc:
+        raise UsageError(f"cannot read {args.file}: {exc.strerror or exc}") from exc
+    if not records:
+        print(f"FAIL: {args.file} holds no records", file=out)
+        return EXIT_FAILED
+
+    result = verify_records(records, public_keys, key_agents=key_agents)
+    if result.failure is None:
+        print(f"OK: {result.records} records in {result.sessions} sessions verified", file=out)
+        return EXIT_OK
+    failure = result.failure
+    print(
+        f"FAIL: line {lines[failure.index]}: {failure.reason}: {failure.message} "
+        f"(record_id {failure.record_id or '?'}, session {failure.session_id or '?'}, "
+        f"seq {'?' if failure.seq is None else failure.seq}); "
+        f"{_count(result.records, 'record')} before it verified",
+        file=out,
+    )
+    return EXIT_FAILED
+
+
+def load_public_key(value: str) -> tuple[Ed25519PublicKey, str | None]:
+    """Resolve a ``--public-key`` argument to a key and, when known, the agent it belongs to.
+
+    ``value`` is base64 of the raw key, or a path to a PEM public key, an identity
+    metadata file, or an identity's private key file (its metadata is used when present,
+    so an encrypted key needs no passphrase). Raises UsageError.
+    """
+    path = Path(value)
+    if not path.is_file():
+        try:
+            return parse_public_key(value), None
+        except InvalidPublicKey as exc:
+            raise UsageError(f"--public-key {value!r} is neither a file nor a base64 public key ({exc})") from exc
+    try:
+        text = path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"cannot read public key file {path}: {exc}") from exc
+    if text.startswith("{"):
+        return _key_from_metadata(path, text)
+    if "PRIVATE KEY-----" in text:
+        meta_path = metadata_path_for(path)
+        if meta_path.is_file():
+            return _key_from_metadata(meta_path, meta_path.read_text(encoding="utf-8"))
+        if "ENCRYPTED PRIVATE KEY" in text:
+            raise UsageError(f"{path} is encrypted and has no metadata file {meta_path}; pass the public key instead")
+        try:
+            private = serialization.load_pem_private_key(text.encode("ascii"), password=None)
+        except ValueError as exc:
+            raise UsageError(f"{path} is not a valid PEM private key") from exc
+        if not isinstance(private, Ed25519PrivateKey):
+            raise UsageError(f"{path} is not an Ed25519 key")
+        return private.public_key(), None
+    try:
+        return parse_public_key(text), None
+    except InvalidPublicKey as exc:
+        raise UsageError(f"{path} does not hold a public key: {exc}") from exc
+
+
+def _key_from_metadata(path: Path, text: str) -> tuple[Ed25519PublicKey, str | None]:
+    try:
+        metadata = json.loads(text)
+    except ValueError as exc:
+        raise UsageError(f"{path} is not valid JSON: {exc}") from exc
+    if not isinstance(metadata, dict) or metadata.get("format") != METADATA_FORMAT:
+        raise UsageError(f"{path} is not a Warden identity metadata file")
+    try:
+        key = parse_public_key(metadata.get("public_key", ""))
+    except InvalidPublicKey as exc:
+        raise UsageError(f"{path}: public_key: {exc}") from exc
+    if metadata.get("key_id") != key_fingerprint(raw_public_key(key)):
+        raise UsageError(f"{path}: key_id does not match public_key")
+    name = metadata.get("name")
+    return key, name if isinstance(name, str) else None
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
+
+
+# -- identity --------------------------------------------------------------------------
+
+
+def _identity_create(args: argparse.Namespace, out: TextIO) -> int:
+    passphrase = None
+    if args.passphrase_env:
+        passphrase = os.environ.get(args.passphrase_env)
+        if not passphrase:
+            raise UsageError(f"environment variable {args.passphrase_env} is not set or empty")
+    identity = AgentIdentity.create(name=args.name, owner=args.owner, scopes=args.scopes)
+    try:
+        key_path = identity.save(args.out, passphrase=passphrase, overwrite=args.overwrite)
+    except IdentityExistsError as exc:
+        raise UsageError(f"{exc.path or args.out} already exists; pass --overwrite to replace it") from exc
+    print(f"created identity {identity.name}", file=out)
+    print(f"  private key: {key_path} (mode 0600{', encrypted' if passphrase else ''})", file=out)
+    print(f"  metadata:    {metadata_path_for(key_path)}", file=out)
+    print(f"  key id:      {identity.key_id}", file=out)
+    print(f"  public key:  {identity.public_key_b64}", file=out)
+    return EXIT_OK
+
+
+def _identity_show(args: argparse.Namespace, out: TextIO) -> int:
+    path: Path = args.path
+    meta_path = path if path.suffix == ".json" else metadata_path_for(path)
+    try:
+        metadata = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"cannot read identity metadata {meta_path}: {exc}") from exc
+    if not isinstance(metadata, dict) or metadata.get("format") != METADATA_FORMAT:
+        raise UsageError(f"{meta_path} is not a Warden identity metadata file")
+    print(f"name:       {metadata.get('name')}", file=out)
+    print(f"owner:      {metadata.get('owner')}", file=out)
+    print(f"scopes:     {' '.join(metadata.get('scopes', [])) or '(none)'}", file=out)
+    print(f"key id:     {metadata.get('key_id')}", file=out)
+    print(f"public key: {metadata.get('public_key')}", file=out)
+    for old in metadata.get("previous_key_ids", []):
+        print(f"replaced:   {old}", file=out)
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())
