@@ -1,0 +1,228 @@
+"""The Rego engine interface and Warden's policy pack, through the default engine (regorus)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from agents_sdk.engine import (
+    RegoCompileError,
+    RegoEngine,
+    discover_tests,
+    fail_closed_decision,
+    load_modules,
+)
+from agents_sdk.engine.errors import parse_regocpp_errors, parse_regorus_errors
+
+REPO = Path(__file__).resolve().parents[2]
+REGO = REPO / "rego"
+
+REGISTRY = {
+    "warden_registry": {
+        "agents": {
+            "support-bot": {"status": "active", "scopes": ["read:tickets", "write:files"]},
+            "suspended-bot": {"status": "suspended", "scopes": ["read:tickets", "write:files"]},
+        },
+        "tools": {"file_delete": {"scopes": ["write:files"]}, "ticket_read": {"scopes": ["read:tickets"]}},
+        "protected_paths": ["/prod/"],
+    }
+}
+
+DESIGN_EXAMPLE = {
+    "agent": {"id": "support-bot", "name": "Support bot", "owner": "alice@example.com", "scopes": ["read:tickets", "write:files"]},
+    "action": {"type": "tool_call", "tool": "file_delete", "args": {"path": "/prod/x"}, "server": "files-mcp"},
+    "context": {"session_id": "s-1", "environment": "prod", "time": "2026-01-01T00:00:00Z", "on_behalf_of": []},
+}
+
+
+@pytest.fixture(scope="module")
+def pack():
+    return {k: v for k, v in load_modules(REGO, relative_to=REPO).items() if not k.endswith("_test.rego")}
+
+
+@pytest.fixture(scope="module")
+def policy(pack):
+    return RegoEngine().compile(pack, REGISTRY)
+
+
+def test_syntax_error_names_file_line_and_column():
+    source = "package broken\n\nallow if {\n  input.x ==\n}\n"
+    with pytest.raises(RegoCompileError) as caught:
+        RegoEngine().compile({"org/broken.rego": source})
+    error = caught.value.errors[0]
+    assert (error.file, error.line, error.column) == ("org/broken.rego", 5, 1)
+    assert "expecting expression" in error.message
+    assert "Stack backtrace" not in str(caught.value)
+
+
+def test_unsafe_variable_is_refused_at_compile_not_first_decision():
+    # Spaces, not a tab: regorus counts a tab as 4 columns (see docs/rego-engine.md).
+    source = "package org\n\nok := 1\n\nallow if {\n  not_bound > 1\n}\n"
+    with pytest.raises(RegoCompileError) as caught:
+        RegoEngine().compile({"org/unsafe.rego": source})
+    error = caught.value.errors[0]
+    assert (error.file, error.line, error.column) == ("org/unsafe.rego", 6, 3)
+    assert "unsafe" in error.message
+
+
+def test_unknown_function_is_refused_at_compile():
+    with pytest.raises(RegoCompileError) as caught:
+        RegoEngine().compile({"org/fn.rego": "package org\n\nallow if no_such_builtin(input.x)\n"})
+    assert caught.value.errors[0].line == 3
+    assert "no_such_builtin" in caught.value.errors[0].message
+
+
+def test_regorus_error_text_is_parsed_with_backtrace_removed():
+    text = "\n--> a/b.rego:12:7\n  |\n12 | x {\n  |   ^\nerror: `if` keyword is required\n\nStack backtrace:\n   0: <unknown>\n"
+    [error] = parse_regorus_errors(text)
+    assert (error.file, error.line, error.column, error.message) == ("a/b.rego", 12, 7, "`if` keyword is required")
+
+
+def test_regocpp_error_offsets_become_line_and_column():
+    source = "package t\n\nallow if {\n  input.x ==\n}\n"
+    text = "(rego-errorseq\n  (error 8:t/t.rego|32|2\n    (errormsg 24:Invalid boolean operator)))"
+    [error] = parse_regocpp_errors(text, {"t/t.rego": source})
+    assert (error.file, error.line, error.column, error.message) == ("t/t.rego", 4, 11, "Invalid boolean operator")
+
+
+def test_empty_input_gets_the_fail_closed_object(policy):
+    decision = policy.evaluate("data.warden.decision", {})
+    assert decision["allow"] is False
+    assert decision["effect"] == "deny"
+    assert decision["obligations"] == {"log": True, "mask": []}
+    assert [r["rule"] for r in decision["reasons"]] == ["malformed-input"]
+
+
+def test_design_example_decides_as_written(policy):
+    decision = policy.decide(DESIGN_EXAMPLE)
+    assert decision["allow"] is False
+    assert decision["effect"] == "require_approval"
+    [reason] = decision["reasons"]
+    assert reason["rule"] == "no-prod-deletes"
+    assert reason["message"] == "Production file deletion requires human approval"
+    assert "eu_ai_act.art14(1)" in reason["controls"]
+
+
+def test_delete_outside_prod_is_allowed(policy):
+    request = {**DESIGN_EXAMPLE, "action": {**DESIGN_EXAMPLE["action"], "args": {"path": "/tmp/x"}}}
+    assert policy.decide(request) == {"allow": True, "effect": "allow", "reasons": [], "obligations": {"log": True, "mask": []}}
+
+
+def test_set_data_suspends_an_agent_at_next_decision_in_every_thread(pack):
+    policy = RegoEngine().compile(pack, REGISTRY)
+    request = {**DESIGN_EXAMPLE, "action": {"type": "tool_call", "tool": "ticket_read", "args": {}}}
+    assert policy.decide(request)["effect"] == "allow"
+    seen = []
+    worker = threading.Thread(target=lambda: seen.append(policy.decide(request)["effect"]))
+    worker.start()
+    worker.join()
+    suspended = {"warden_registry": {**REGISTRY["warden_registry"], "agents": {"support-bot": {"status": "suspended"}}}}
+    policy.set_data(suspended)
+    worker = threading.Thread(target=lambda: seen.append(policy.decide(request)["effect"]))
+    worker.start()
+    worker.join()
+    assert seen == ["allow", "deny"]
+    assert policy.decide(request)["effect"] == "deny"
+
+
+def test_add_data_merges_into_existing_data(pack):
+    policy = RegoEngine().compile(pack, REGISTRY)
+    policy.add_data({"warden_registry": {"agents": {"new-bot": {"status": "active", "scopes": ["read:tickets"]}}}})
+    request = {"agent": {"id": "new-bot"}, "action": {"tool": "ticket_read", "args": {}}}
+    assert policy.decide(request)["effect"] == "allow"
+    assert policy.decide(DESIGN_EXAMPLE)["effect"] == "require_approval"  # earlier agents kept
+
+
+def test_decide_fails_closed_when_the_entry_point_is_missing():
+    policy = RegoEngine().compile({"other.rego": "package other\n\nx := 1\n"})
+    decision = policy.decide({"agent": {"id": "a"}})
+    assert decision == fail_closed_decision("Policy gave no decision object")
+    assert decision["allow"] is False
+
+
+def test_concurrent_decisions_from_many_threads_agree(policy):
+    results, errors = [], []
+
+    def decide_many():
+        try:
+            for _ in range(200):
+                results.append(policy.decide(DESIGN_EXAMPLE)["effect"])
+        except Exception as exc:  # a panic from a thread-bound engine would land here
+            errors.append(exc)
+
+    threads = [threading.Thread(target=decide_many) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert results == ["require_approval"] * 800
+
+
+def test_run_tests_passes_the_shipped_library():
+    report = RegoEngine().run_tests(load_modules(REGO, relative_to=REPO))
+    assert report.failed == 0, [f"{r.path}: {r.message}" for r in report.failures]
+    assert report.passed >= 40
+    assert report.ok
+
+
+def test_run_tests_counts_a_broken_test_as_failed():
+    modules = {
+        "p/policy.rego": "package p\n\nanswer := 42\n",
+        "p/policy_test.rego": (
+            "package p_test\n\ntest_right if data.p.answer == 42\n\n"
+            "test_wrong if data.p.answer == 41\n\ntest_undefined if data.p.missing == 1\n"
+        ),
+    }
+    report = RegoEngine().run_tests(modules)
+    assert (report.passed, report.failed) == (1, 2)
+    assert {r.name for r in report.failures} == {"test_wrong", "test_undefined"}
+    assert report.summary() == "1 passed, 2 failed"
+    assert not report.ok
+
+
+def test_tests_are_discovered_only_in_test_files():
+    modules = {"a.rego": "package a\n\ntest_not_a_test := 1\n", "a_test.rego": "package a_test\n\ntest_x if true\n\ntest_x if false\n"}
+    assert discover_tests(modules) == [("a_test.rego", "a_test", "test_x")]
+
+
+def test_testrunner_prints_counts_and_fails_on_a_failure(tmp_path):
+    (tmp_path / "p.rego").write_text("package p\n\nanswer := 42\n")
+    (tmp_path / "p_test.rego").write_text("package p_test\n\ntest_ok if data.p.answer == 42\n\ntest_bad if data.p.answer == 1\n")
+    run = subprocess.run([sys.executable, "-m", "agents_sdk.engine.testrunner", str(tmp_path)], cwd=REPO, capture_output=True, text=True)
+    assert run.returncode == 1
+    assert "FAIL data.p_test.test_bad" in run.stdout
+    assert run.stdout.strip().splitlines()[-1] == "1 passed, 1 failed"
+
+
+def test_testrunner_fails_when_there_are_no_tests(tmp_path):
+    (tmp_path / "p.rego").write_text("package p\n\nanswer := 42\n")
+    run = subprocess.run([sys.executable, "-m", "agents_sdk.engine.testrunner", str(tmp_path)], cwd=REPO, capture_output=True, text=True)
+    assert run.returncode == 1
+    assert run.stdout.strip().splitlines()[-1] == "0 passed, 0 failed"
+
+
+def test_every_rule_reason_carries_the_controls_of_its_metadata(pack):
+    """METADATA custom.controls and the controls in the rule's reason object must agree."""
+    annotated = re.compile(
+        r"# METADATA\n((?:#[^\n]*\n)+?)(?:deny|approval_required) contains \{\n\t\"rule\": \"([a-z-]+)\".*?\"controls\": \[(.*?)\]",
+        re.DOTALL,
+    )
+    checked = 0
+    for source in pack.values():
+        for comment, rule, literal in annotated.findall(source):
+            declared = re.search(r"#\s+controls: \[(.*)\]", comment).group(1)
+            assert [c.strip() for c in declared.split(",")] == re.findall(r'"([^"]+)"', literal), rule
+            assert re.search(r"#\s+severity: (info|low|medium|high|critical)", comment), rule
+            checked += 1
+    assert checked >= 15
+
+
+def test_sdk_engine_imports_without_django():
+    code = "import sys, agents_sdk.engine; assert not any(m == 'django' or m.startswith('django.') for m in sys.modules)"
+    subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True)

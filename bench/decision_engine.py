@@ -1,0 +1,149 @@
+"""In-process decision latency of data.warden.decision for the default policy pack.
+
+Each engine is measured through Warden's engine interface (CompiledPolicy.evaluate)
+in the same run, on the same inputs and data; the table gives p50/p99/mean in
+microseconds per decision and each engine's ratio to the fastest. Before timing, the
+engines' decisions on every sample input are compared, since a fast wrong answer is
+no answer. Target (shared/DESIGN.md): p99 <= 50 us. Prints figures; asserts nothing.
+
+    python bench/decision_engine.py [--decisions 20000] [--warmup 2000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from agents_sdk.engine import BACKENDS, RegoEngine, RegoEngineError, load_modules  # noqa: E402
+
+REGISTRY = {
+    "warden_registry": {
+        "agents": {
+            "support-bot": {
+                "status": "active",
+                "scopes": ["read:tickets", "write:files", "net:http", "shell:exec", "payments:create"],
+                "egress": {"allow_hosts": ["*.example.com"]},
+                "shell": {"allow_commands": ["ls", "git status"]},
+            },
+            "suspended-bot": {"status": "suspended", "scopes": ["read:tickets"]},
+        },
+        "tools": {
+            "ticket_read": {"scopes": ["read:tickets"]},
+            "file_delete": {"scopes": ["write:files"]},
+            "http_request": {"scopes": ["net:http"], "category": "network"},
+            "shell": {"scopes": ["shell:exec"], "category": "shell"},
+            "payment_create": {"scopes": ["payments:create"], "category": "payment"},
+        },
+        "protected_paths": ["/prod/"],
+        "rate_limits": {"calls_per_minute": 120},
+    }
+}
+
+
+def request(agent, tool, args, **context):
+    return {
+        "agent": {"id": agent, "name": agent, "owner": "alice@example.com", "scopes": ["read:tickets", "write:files", "net:http", "shell:exec", "payments:create"]},
+        "action": {"type": "tool_call", "tool": tool, "args": args},
+        "context": {"session_id": "s-1", "environment": "prod", "time": "2026-01-01T00:00:00Z", **context},
+    }
+
+
+SAMPLES = {
+    "design example (prod delete)": request("support-bot", "file_delete", {"path": "/prod/x"}),
+    "allowed ticket read": request("support-bot", "ticket_read", {"id": 7}, counters={"agent": {"calls_per_minute": 3}}),
+    "egress denied": request("support-bot", "http_request", {"url": "https://attacker.net/x"}),
+    "shell allowed": request("support-bot", "shell", {"command": "ls -la"}),
+    "card masked, payment approval": request("support-bot", "payment_create", {"amount": 5, "card": "4111 1111 1111 1111"}),
+    "suspended agent": request("suspended-bot", "ticket_read", {"id": 7}),
+}
+
+
+def percentile(sorted_values, fraction):
+    index = min(len(sorted_values) - 1, int(round(fraction * (len(sorted_values) - 1))))
+    return sorted_values[index]
+
+
+def evaluate_or_error(policy, item):
+    try:
+        policy.evaluate("data.warden.decision", item)
+        return 0
+    except RegoEngineError:
+        return 1
+
+
+def measure(policy, inputs, decisions, warmup):
+    for i in range(warmup):
+        evaluate_or_error(policy, inputs[i % len(inputs)])
+    timings = []
+    errors = 0
+    clock = time.perf_counter_ns
+    for i in range(decisions):
+        item = inputs[i % len(inputs)]
+        started = clock()
+        errors += evaluate_or_error(policy, item)
+        timings.append(clock() - started)
+    timings.sort()
+    return {
+        "errors": errors,
+        "p50": percentile(timings, 0.50) / 1000,
+        "p99": percentile(timings, 0.99) / 1000,
+        "mean": statistics.fmean(timings) / 1000,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--decisions", type=int, default=20000)
+    parser.add_argument("--warmup", type=int, default=2000)
+    options = parser.parse_args()
+
+    modules = {k: v for k, v in load_modules(ROOT / "rego", relative_to=ROOT).items() if not k.endswith("_test.rego")}
+    inputs = list(SAMPLES.values())
+
+    policies, skipped = {}, {}
+    for name in BACKENDS:
+        try:
+            engine = RegoEngine(name)
+            policies[f"{name} {engine.version}"] = engine.compile(modules, REGISTRY)
+        except (ImportError, RegoEngineError) as exc:
+            skipped[name] = str(exc)
+
+    print(f"default pack: {len(modules)} modules; {len(inputs)} sample inputs; "
+          f"{options.decisions} decisions after {options.warmup} warm-up, one thread\n")
+
+    print("decisions (effect / reasons) per engine:")
+    reference = None
+    for label, policy in policies.items():
+        answers = {}
+        for sample, item in SAMPLES.items():
+            try:
+                answers[sample] = policy.evaluate("data.warden.decision", item)
+            except RegoEngineError as exc:
+                answers[sample] = f"error: {exc}"
+        agree = "reference" if reference is None else ("same as reference" if answers == reference else "DIFFERS from reference")
+        reference = reference or answers
+        print(f"  {label}: {agree}")
+        for sample, answer in answers.items():
+            summary = answer if not isinstance(answer, dict) else f"{answer['effect']} {[r['rule'] for r in answer['reasons']]} mask={answer['obligations']['mask']}"
+            print(f"    {sample:32} {summary}")
+    print()
+
+    results = {label: measure(policy, inputs, options.decisions, options.warmup) for label, policy in policies.items()}
+    fastest = min(result["p99"] for result in results.values())
+    print(f"{'engine':28} {'p50 us':>9} {'p99 us':>9} {'mean us':>9} {'p99 / fastest':>14} {'errors':>7}")
+    for label, result in results.items():
+        print(f"{label:28} {result['p50']:9.1f} {result['p99']:9.1f} {result['mean']:9.1f} {result['p99'] / fastest:14.2f} {result['errors']:7}")
+    for name, reason in skipped.items():
+        print(f"{name:28} skipped: {reason}")
+    print("\ntarget: p99 <= 50 us in process (shared/DESIGN.md)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,71 @@
+# Who is acting: the input must name a registered, active agent, and every agent
+# it acts on behalf of must be active too (the kill switch reaches delegations).
+package warden
+
+import rego.v1
+
+# METADATA
+# title: Malformed input is refused
+# description: Without an agent id and a tool name there is nothing to decide on.
+# custom:
+#   severity: high
+#   controls: [eu_ai_act.art15(4), hipaa.164.312(a)(1)]
+deny contains {
+	"rule": "malformed-input",
+	"message": "Input must name input.agent.id and input.action.tool as strings",
+	"controls": ["eu_ai_act.art15(4)", "hipaa.164.312(a)(1)"],
+} if {
+	input_malformed
+}
+
+input_malformed if not agent_id
+
+input_malformed if not tool
+
+# METADATA
+# title: Unknown agents are denied
+# custom:
+#   severity: critical
+#   controls: [hipaa.164.312(a)(2)(i), hipaa.164.312(d), soc2.CC6.1, soc2.CC6.2]
+deny contains {
+	"rule": "unknown-agent",
+	"message": sprintf("Agent %s is not registered", [agent_id]),
+	"controls": ["hipaa.164.312(a)(2)(i)", "hipaa.164.312(d)", "soc2.CC6.1", "soc2.CC6.2"],
+} if {
+	agent_id
+	not registry.agents[agent_id]
+}
+
+# METADATA
+# title: Suspended or revoked agents are denied (kill switch)
+# custom:
+#   severity: critical
+#   controls: [eu_ai_act.art14(1), eu_ai_act.art14(4)(e), eu_ai_act.art26(5), hipaa.164.308(a)(3)(ii)(C), soc2.CC6.2, soc2.CC7.4]
+deny contains {
+	"rule": "agent-not-active",
+	"message": sprintf("Agent %s is %s", [agent_id, status]),
+	"controls": [
+		"eu_ai_act.art14(1)", "eu_ai_act.art14(4)(e)", "eu_ai_act.art26(5)",
+		"hipaa.164.308(a)(3)(ii)(C)", "soc2.CC6.2", "soc2.CC7.4",
+	],
+} if {
+	status := object.get(agent, "status", "without a status")
+	status != "active"
+}
+
+# METADATA
+# title: Acting on behalf of a suspended, revoked or unknown agent is denied
+# custom:
+#   severity: critical
+#   controls: [eu_ai_act.art14(4)(e), eu_ai_act.art26(5), hipaa.164.308(a)(3)(ii)(C), soc2.CC6.2, soc2.CC7.4]
+deny contains {
+	"rule": "delegator-not-active",
+	"message": sprintf("Agent %v, on whose behalf this agent acts, is not active", [delegator]),
+	"controls": [
+		"eu_ai_act.art14(4)(e)", "eu_ai_act.art26(5)",
+		"hipaa.164.308(a)(3)(ii)(C)", "soc2.CC6.2", "soc2.CC7.4",
+	],
+} if {
+	some delegator in object.get(context, "on_behalf_of", [])
+	not registry.agents[delegator].status == "active"
+}

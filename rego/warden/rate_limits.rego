@@ -1,0 +1,39 @@
+# Rate limits from counters the enforcement point passes in context.counters:
+#   {"agent": {"calls_per_minute": 12}, "tool": {"calls_per_hour": 3}}
+# Each counter is the number of calls already made in its window. Limits come from
+# the registry: defaults in rate_limits, overridden per agent; per-tool limits on the tool.
+package warden
+
+import rego.v1
+
+agent_rate_limits := object.union(
+	object.get(registry, "rate_limits", {}),
+	object.get(agent, "rate_limits", {}),
+)
+
+rate_limit_hits contains [sprintf("agent %s", [agent_id]), name, used, limit] if {
+	some name, limit in agent_rate_limits
+	used := context.counters.agent[name]
+	is_number(used)
+	used >= limit
+}
+
+rate_limit_hits contains [sprintf("tool %s", [tool]), name, used, limit] if {
+	some name, limit in object.get(tool_spec, "rate_limits", {})
+	used := context.counters.tool[name]
+	is_number(used)
+	used >= limit
+}
+
+# METADATA
+# title: Calls beyond the agent's or tool's rate limit are denied
+# custom:
+#   severity: medium
+#   controls: [eu_ai_act.art9, eu_ai_act.art15(4), soc2.CC7.2]
+deny contains {
+	"rule": "rate-limit-exceeded",
+	"message": sprintf("Rate limit %s of %s reached: %v of %v", [name, subject, used, limit]),
+	"controls": ["eu_ai_act.art9", "eu_ai_act.art15(4)", "soc2.CC7.2"],
+} if {
+	some [subject, name, used, limit] in rate_limit_hits
+}

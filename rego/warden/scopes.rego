@@ -1,0 +1,50 @@
+# What the agent may use: each registered tool names the scopes it requires, and the
+# agent must hold all of them in the registry. Scopes the agent reports in its input
+# can narrow the registry's grant for a session, never widen it.
+package warden
+
+import rego.v1
+
+registry_scopes := {s | some s in object.get(agent, "scopes", [])}
+
+input_scopes := {s | some s in input.agent.scopes}
+
+effective_scopes := registry_scopes & input_scopes if is_array(input.agent.scopes)
+
+effective_scopes := registry_scopes if not is_array(input.agent.scopes)
+
+required_scopes := {s | some s in object.get(tool_spec, "scopes", [])}
+
+missing_scopes := required_scopes - effective_scopes
+
+# METADATA
+# title: Tools must be registered
+# description: An unregistered tool has no known scopes or risks, so it is denied.
+# custom:
+#   severity: high
+#   controls: [eu_ai_act.art26(1), hipaa.164.312(a)(1), soc2.CC6.1]
+deny contains {
+	"rule": "unknown-tool",
+	"message": sprintf("Tool %s is not registered", [tool]),
+	"controls": ["eu_ai_act.art26(1)", "hipaa.164.312(a)(1)", "soc2.CC6.1"],
+} if {
+	tool
+	not registry.tools[tool]
+}
+
+# METADATA
+# title: The agent must hold every scope the tool requires
+# custom:
+#   severity: high
+#   controls: [eu_ai_act.art26(1), hipaa.164.308(a)(4)(ii)(B), hipaa.164.312(a)(1), hipaa.164.502(b), soc2.CC6.1, soc2.CC6.3]
+deny contains {
+	"rule": "missing-scope",
+	"message": sprintf("Tool %s requires scope %s, which agent %s does not hold", [tool, scope, agent_id]),
+	"controls": [
+		"eu_ai_act.art26(1)", "hipaa.164.308(a)(4)(ii)(B)", "hipaa.164.312(a)(1)",
+		"hipaa.164.502(b)", "soc2.CC6.1", "soc2.CC6.3",
+	],
+} if {
+	agent
+	some scope in missing_scopes
+}
