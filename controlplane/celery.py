@@ -11,4 +11,7 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
 # Periodic jobs are declared here, next to the app, as later domains add them.
-app.conf.beat_schedule = {}
+app.conf.beat_schedule = {
+    # Repairs any bundle a crash kept from following a registry change.
+    "reconcile-bundles": {"task": "bundles.reconcile", "schedule": 60.0},
+}

@@ -8,6 +8,8 @@ api_v1 = [
     path("", include("controlplane.identity.api.urls")),
     path("", include("controlplane.accounts.api.urls")),
     path("", include("controlplane.changelog.api.urls")),
+    path("", include("controlplane.policies.api.urls")),
+    path("", include("controlplane.bundles.api.urls")),
 ]
 
 urlpatterns = [

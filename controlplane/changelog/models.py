@@ -17,6 +17,9 @@ class ChangeAction(models.TextChoices):
     RESUME = "resume", "Resumed"
     REVOKE = "revoke", "Revoked"
     ROTATE = "rotate", "Rotated"
+    ACTIVATE = "activate", "Activated"
+    PROMOTE = "promote", "Promoted"
+    ROLLBACK = "rollback", "Rolled back"
 
 
 class ObjectChange(models.Model):

@@ -18,7 +18,10 @@ from controlplane.core.exceptions import ConflictError, InvalidInput
 
 def warden_exception_handler(exc, context):
     if isinstance(exc, InvalidInput):
-        return Response({exc.field: [exc.message]}, status=status.HTTP_400_BAD_REQUEST)
+        body = {exc.field: [exc.message]}
+        if exc.details:
+            body["errors"] = exc.details
+        return Response(body, status=status.HTTP_400_BAD_REQUEST)
     if isinstance(exc, ConflictError):
         body = {exc.field: [exc.message]} if exc.field else {"detail": exc.message}
         return Response(body, status=status.HTTP_409_CONFLICT)

@@ -10,10 +10,12 @@ class WardenError(Exception):
 class InvalidInput(WardenError):
     """Input that the domain refuses; `field` names what the caller must fix (400)."""
 
-    def __init__(self, message: str, *, field: str = "non_field_errors") -> None:
+    def __init__(self, message: str, *, field: str = "non_field_errors", details: list | None = None) -> None:
         super().__init__(message)
         self.field = field
         self.message = message
+        # Structured detail for machines, e.g. Rego errors as {file, line, column, message}.
+        self.details = details
 
 
 class ConflictError(WardenError):

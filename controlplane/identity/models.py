@@ -7,7 +7,13 @@ import uuid
 from django.conf import settings
 from django.db import models
 
-from controlplane.identity.validators import validate_agent_name, validate_environments, validate_scopes
+from controlplane.identity.validators import (
+    validate_agent_name,
+    validate_commands,
+    validate_environments,
+    validate_host_globs,
+    validate_scopes,
+)
 
 
 class AgentStatus(models.TextChoices):
@@ -39,6 +45,14 @@ class Agent(models.Model):
     scopes = models.JSONField(default=list, blank=True, validators=[validate_scopes])
     risk_tier = models.CharField(max_length=16, choices=RiskTier.choices, default=RiskTier.MINIMAL)
     environments = models.JSONField(default=list, blank=True, validators=[validate_environments])
+    egress_allow_hosts = models.JSONField(
+        default=list, blank=True, validators=[validate_host_globs],
+        help_text="Hosts the agent may reach over the network (globs); everything else is denied.",
+    )
+    shell_allow_commands = models.JSONField(
+        default=list, blank=True, validators=[validate_commands],
+        help_text="Shell commands the agent may run; everything else is denied.",
+    )
     status = models.CharField(max_length=16, choices=AgentStatus.choices, default=AgentStatus.ACTIVE, db_index=True)
     status_reason = models.CharField(max_length=500, blank=True)
     status_changed_at = models.DateTimeField(null=True, blank=True)

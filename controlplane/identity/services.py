@@ -14,11 +14,14 @@ from controlplane.changelog.models import ChangeAction
 from controlplane.changelog.services import record_change, snapshot
 from controlplane.core.exceptions import ConflictError, InvalidInput
 from controlplane.identity.models import Agent, AgentKey, AgentStatus
-from controlplane.identity.signals import agent_registry_changed
+from controlplane.core.signals import registry_changed
 
 MAX_ACTIVE_KEYS = 5
 EDITABLE_AGENT_FIELDS = frozenset(
-    {"display_name", "owner_email", "team", "description", "scopes", "risk_tier", "environments"}
+    {
+        "display_name", "owner_email", "team", "description", "scopes", "risk_tier", "environments",
+        "egress_allow_hosts", "shell_allow_commands",
+    }
 )
 
 
@@ -31,7 +34,7 @@ def _validate(agent: Agent) -> None:
 
 
 def _announce(agent: Agent, reason: str) -> None:
-    transaction.on_commit(lambda: agent_registry_changed.send(sender=Agent, agent=agent, reason=reason))
+    transaction.on_commit(lambda: registry_changed.send(sender=Agent, agent=agent, reason=reason))
 
 
 @transaction.atomic

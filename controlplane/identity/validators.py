@@ -47,3 +47,24 @@ def validate_environments(value) -> None:
             raise ValidationError(f"{name!r} is not an environment name: lowercase letters, digits and '-', e.g. 'prod'")
     if len(set(value)) != len(value):
         raise ValidationError("environments must not repeat")
+
+
+# Host globs as OPA's glob.match reads them with "." as delimiter: "*.example.com", "api.stripe.com".
+HOST_GLOB_PATTERN = re.compile(r"^(\*|\*\*|[a-z0-9*]([a-z0-9*\-]{0,62}))(\.(\*|[a-z0-9*]([a-z0-9*\-]{0,62})))*$")
+MAX_ALLOWLIST = 200
+
+
+def validate_host_globs(value) -> None:
+    if not isinstance(value, list) or len(value) > MAX_ALLOWLIST:
+        raise ValidationError(f"must be a list of at most {MAX_ALLOWLIST} host names or globs")
+    for host in value:
+        if not isinstance(host, str) or len(host) > 253 or not HOST_GLOB_PATTERN.match(host):
+            raise ValidationError(f"{host!r} is not a host name or glob such as '*.example.com'")
+
+
+def validate_commands(value) -> None:
+    if not isinstance(value, list) or len(value) > MAX_ALLOWLIST:
+        raise ValidationError(f"must be a list of at most {MAX_ALLOWLIST} commands")
+    for command in value:
+        if not isinstance(command, str) or not command.strip() or len(command) > 500 or "\n" in command:
+            raise ValidationError(f"{command!r} is not a command line: one non-empty line of at most 500 characters")

@@ -78,6 +78,9 @@ INSTALLED_APPS = [
     "controlplane.accounts",
     "controlplane.changelog",
     "controlplane.identity",
+    "controlplane.policies",
+    "controlplane.bundles",
+    "controlplane.opa",
 ]
 
 MIDDLEWARE = [

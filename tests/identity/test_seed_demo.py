@@ -4,7 +4,7 @@ from rest_framework.test import APIClient
 
 from controlplane.identity.models import Agent
 
-pytestmark = pytest.mark.django_db
+pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def test_seed_demo_is_idempotent_and_its_tokens_work(settings, tmp_path):
@@ -22,6 +22,10 @@ def test_seed_demo_is_idempotent_and_its_tokens_work(settings, tmp_path):
     names = [a["name"] for a in client.get("/api/v1/agents/").json()["results"]]
     assert names == ["billing-agent", "code-assistant", "data-cleaner", "support-bot"]
     assert client.post("/api/v1/agents/support-bot/suspend/", {}, format="json").status_code == 403
+    environments = client.get("/api/v1/environments/").json()["results"]
+    assert [e["name"] for e in environments] == ["dev", "staging", "prod"]
+    assert all(e["active_bundle"] for e in environments)
+    assert (tmp_path / "demo-tokens" / "opa-prod.token").stat().st_mode & 0o777 == 0o600
 
 
 def test_seed_demo_refuses_production(settings):

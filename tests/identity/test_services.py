@@ -8,7 +8,7 @@ from controlplane.changelog.models import ObjectChange
 from controlplane.core.exceptions import ConflictError, InvalidInput
 from controlplane.identity import selectors, services
 from controlplane.identity.models import AgentStatus
-from controlplane.identity.signals import agent_registry_changed
+from controlplane.core.signals import registry_changed
 from tests.identity.factories import AgentFactory, AgentKeyFactory, new_public_key
 
 pytestmark = pytest.mark.django_db
@@ -179,10 +179,10 @@ def test_agents_due_for_key_rotation_lists_stale_and_keyless_agents():
 def test_registry_change_is_announced_only_after_commit(admin_user, django_capture_on_commit_callbacks):
     received = []
 
-    def listener(sender, agent, reason, **kwargs):
+    def listener(sender, reason, agent=None, **kwargs):
         received.append((agent.name, reason))
 
-    agent_registry_changed.connect(listener)
+    registry_changed.connect(listener)
     try:
         agent = AgentFactory()
         with django_capture_on_commit_callbacks(execute=False) as callbacks:
@@ -192,7 +192,7 @@ def test_registry_change_is_announced_only_after_commit(admin_user, django_captu
             callback()
         assert received == [(agent.name, "suspend")]
     finally:
-        agent_registry_changed.disconnect(listener)
+        registry_changed.disconnect(listener)
 
 
 def test_update_agent_cannot_change_name_or_status(admin_user):

@@ -9,16 +9,20 @@ from controlplane.identity.validators import (
     SCOPE_PATTERN,
 )
 
-scope_field = serializers.RegexField(
-    SCOPE_PATTERN.pattern,
-    max_length=128,
-    error_messages={"invalid": "not a scope: use 'verb:resource' in lowercase, e.g. 'read:tickets'"},
-)
-environment_field = serializers.RegexField(
-    ENVIRONMENT_PATTERN.pattern,
-    max_length=32,
-    error_messages={"invalid": "not an environment name: lowercase letters, digits and '-', e.g. 'prod'"},
-)
+def scope_field() -> serializers.RegexField:
+    return serializers.RegexField(
+        SCOPE_PATTERN.pattern,
+        max_length=128,
+        error_messages={"invalid": "not a scope: use 'verb:resource' in lowercase, e.g. 'read:tickets'"},
+    )
+
+
+def environment_field() -> serializers.RegexField:
+    return serializers.RegexField(
+        ENVIRONMENT_PATTERN.pattern,
+        max_length=32,
+        error_messages={"invalid": "not an environment name: lowercase letters, digits and '-', e.g. 'prod'"},
+    )
 
 
 class AgentKeySerializer(serializers.ModelSerializer):
@@ -49,8 +53,8 @@ class AgentSerializer(serializers.ModelSerializer):
         max_length=64,
         error_messages={"invalid": "must be a slug: lowercase letters, digits, '-' or '_', e.g. 'support-bot'"},
     )
-    scopes = serializers.ListField(child=scope_field, max_length=MAX_SCOPES, required=False)
-    environments = serializers.ListField(child=environment_field, max_length=MAX_ENVIRONMENTS, required=False)
+    scopes = serializers.ListField(child=scope_field(), max_length=MAX_SCOPES, required=False)
+    environments = serializers.ListField(child=environment_field(), max_length=MAX_ENVIRONMENTS, required=False)
     risk_tier = serializers.ChoiceField(choices=RiskTier.choices, required=False)
     active_keys = serializers.SerializerMethodField()
 
@@ -58,7 +62,7 @@ class AgentSerializer(serializers.ModelSerializer):
         model = Agent
         fields = [
             "id", "name", "display_name", "owner_email", "team", "description", "scopes", "risk_tier",
-            "environments", "status", "status_reason", "status_changed_at", "active_keys",
+            "environments", "egress_allow_hosts", "shell_allow_commands", "status", "status_reason", "status_changed_at", "active_keys",
             "created_at", "updated_at",
         ]
         read_only_fields = ["id", "status", "status_reason", "status_changed_at", "created_at", "updated_at"]

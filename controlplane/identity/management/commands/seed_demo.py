@@ -20,10 +20,31 @@ from agents_sdk.keys import encode_public_key
 from controlplane.accounts import services as account_services
 from controlplane.accounts.models import APIToken, hash_token
 from controlplane.accounts.roles import ALL_ROLES
+from controlplane.bundles import services as bundle_services
+from controlplane.bundles.models import Environment
 from controlplane.identity import services
 from controlplane.identity.models import Agent, AgentStatus
+from controlplane.policies import services as policy_services
+from controlplane.policies.models import Tool
 
 User = get_user_model()
+
+DEMO_ENVIRONMENTS = ["dev", "staging", "prod"]
+
+DEMO_TOOLS = [
+    {"name": "ticket_read", "scopes": ["read:tickets"], "category": "other"},
+    {"name": "ticket_update", "scopes": ["write:tickets"], "category": "other"},
+    {"name": "email_send", "scopes": ["send:email"], "category": "email"},
+    {"name": "invoice_read", "scopes": ["read:invoices"], "category": "other"},
+    {"name": "payment_create", "scopes": ["write:payments"], "category": "payment", "irreversible": True,
+     "calls_per_hour": 20},
+    {"name": "file_read", "scopes": ["read:files"], "category": "file"},
+    {"name": "file_delete", "scopes": ["write:files"], "category": "file"},
+    {"name": "http_request", "scopes": ["net:http"], "category": "network"},
+    {"name": "shell", "scopes": ["exec:shell"], "category": "shell"},
+    {"name": "git_push", "scopes": ["write:repo"], "category": "git_push"},
+    {"name": "db_delete_rows", "scopes": ["delete:db.records"], "category": "database", "irreversible": True},
+]
 
 DEMO_AGENTS = [
     {
@@ -52,9 +73,11 @@ DEMO_AGENTS = [
         "owner_email": "carol@example.com",
         "team": "platform",
         "description": "Opens pull requests and runs the test suite.",
-        "scopes": ["read:repo", "write:repo", "exec:shell"],
+        "scopes": ["read:repo", "write:repo", "exec:shell", "read:files", "write:files", "net:http"],
         "risk_tier": "minimal",
-        "environments": ["dev", "staging"],
+        "environments": ["dev", "staging", "prod"],
+        "egress_allow_hosts": ["*.github.com", "pypi.org"],
+        "shell_allow_commands": ["pytest", "git status"],
     },
     {
         "name": "data-cleaner",
@@ -86,10 +109,32 @@ class Command(BaseCommand):
         var_dir = Path(settings.VAR_DIR)
         with transaction.atomic():
             seeder = self._ensure_users(var_dir)
+            for spec in DEMO_TOOLS:
+                if not Tool.objects.filter(name=spec["name"]).exists():
+                    policy_services.create_tool(by=seeder, **spec)
             for spec in DEMO_AGENTS:
                 self._ensure_agent(spec, var_dir, seeder)
+        self._ensure_environments(var_dir, seeder)
         self.stdout.write(self.style.SUCCESS(f"demo data ready: {Agent.objects.count()} agents"))
         self.stdout.write(f"API tokens: {var_dir / 'demo-tokens'}/<role>.token; agent keys: {var_dir / 'demo-keys'}")
+
+    def _ensure_environments(self, var_dir: Path, by) -> None:
+        """dev, staging and prod, the current policies published to dev and promoted onwards,
+        and one bearer token per environment for OPA or a sidecar."""
+        for position, name in enumerate(DEMO_ENVIRONMENTS):
+            environment = Environment.objects.filter(name=name).first()
+            if environment is None:
+                environment = bundle_services.create_environment(name=name, position=position, by=by)
+            token_file = var_dir / "demo-tokens" / f"opa-{name}.token"
+            if not token_file.exists():
+                _, plaintext = bundle_services.create_environment_token(environment, name="demo", by=by)
+                _write_private(token_file, plaintext.encode())
+        dev = Environment.objects.get(name="dev")
+        if dev.active_bundle_id is None:
+            bundle_services.publish_policies(dev, by=by, message="demo: library policies")
+        for name in DEMO_ENVIRONMENTS[1:]:
+            if Environment.objects.get(name=name).active_bundle_id is None:
+                bundle_services.promote_bundle(dev, to=Environment.objects.get(name=name), by=by)
 
     def _ensure_users(self, var_dir: Path):
         admin = User.objects.filter(username="demo-admin").first()

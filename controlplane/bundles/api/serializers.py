@@ -1,0 +1,124 @@
+from rest_framework import serializers
+
+from controlplane.bundles.models import Bundle, BundleActivation, Environment, EnvironmentToken, SigningKey
+from controlplane.identity.validators import ENVIRONMENT_PATTERN
+
+PATH_LIST_MAX = 200
+
+
+class BundleSerializer(serializers.ModelSerializer):
+    environment = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    signing_key = serializers.PrimaryKeyRelatedField(read_only=True)
+    built_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    # Declared so the schema does not depend on the database's integer range.
+    size = serializers.IntegerField(read_only=True)
+    tests_passed = serializers.IntegerField(read_only=True)
+
+    class Meta:
+        model = Bundle
+        fields = [
+            "id", "environment", "revision", "etag", "size", "manifest", "files", "signing_key", "tests_passed",
+            "built_by", "reason", "created_at",
+        ]
+        read_only_fields = fields
+
+
+class BundleSummarySerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Bundle
+        fields = ["id", "revision", "etag", "created_at", "reason"]
+        read_only_fields = fields
+
+
+class RateLimitsSerializer(serializers.Serializer):
+    calls_per_minute = serializers.IntegerField(min_value=1, max_value=1_000_000, required=False)
+    calls_per_hour = serializers.IntegerField(min_value=1, max_value=100_000_000, required=False)
+
+
+class PolicySettingsSerializer(serializers.Serializer):
+    """Organisation facts the policy library reads (see docs/policies.md)."""
+
+    protected_paths = serializers.ListField(
+        child=serializers.RegexField(r"^/\S{0,500}$", error_messages={"invalid": "must start with /"}),
+        max_length=PATH_LIST_MAX,
+    )
+    destructive_file_tools = serializers.ListField(
+        child=serializers.RegexField(r"^[a-z][a-z0-9_.\-]{0,99}$"), max_length=PATH_LIST_MAX
+    )
+    protected_branches = serializers.ListField(
+        child=serializers.CharField(max_length=200), max_length=PATH_LIST_MAX
+    )
+    internal_email_domains = serializers.ListField(
+        child=serializers.RegexField(r"^[a-z0-9.\-]{1,253}$", error_messages={"invalid": "must be a domain"}),
+        max_length=PATH_LIST_MAX,
+    )
+    rate_limits = RateLimitsSerializer()
+
+
+class EnvironmentSerializer(serializers.ModelSerializer):
+    name = serializers.RegexField(
+        ENVIRONMENT_PATTERN.pattern, max_length=32,
+        error_messages={"invalid": "lowercase letters, digits and '-', e.g. 'prod'"},
+    )
+    active_bundle = BundleSummarySerializer(read_only=True)
+    position = serializers.IntegerField(min_value=0, max_value=1000, required=False)
+    policy_settings = PolicySettingsSerializer(required=False)
+
+    class Meta:
+        model = Environment
+        fields = [
+            "id", "name", "description", "position", "decision_logging", "policy_settings", "active_bundle",
+            "created_at", "updated_at",
+        ]
+        read_only_fields = ["id", "active_bundle", "created_at", "updated_at"]
+
+
+class EnvironmentUpdateSerializer(EnvironmentSerializer):
+    name = serializers.CharField(read_only=True)
+
+
+class PublishSerializer(serializers.Serializer):
+    message = serializers.CharField(max_length=500, required=False, allow_blank=True, default="")
+
+
+class PromoteSerializer(PublishSerializer):
+    to = serializers.SlugRelatedField(slug_field="name", queryset=Environment.objects.all())
+
+
+class ActivationSerializer(serializers.ModelSerializer):
+    bundle = BundleSummarySerializer(read_only=True)
+    previous_revision = serializers.CharField(source="previous_bundle.revision", read_only=True, default=None)
+    activated_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+
+    class Meta:
+        model = BundleActivation
+        fields = ["id", "bundle", "previous_revision", "activated_by", "reason", "activated_at"]
+        read_only_fields = fields
+
+
+class EnvironmentTokenSerializer(serializers.ModelSerializer):
+    environment = serializers.SlugRelatedField(slug_field="name", read_only=True)
+
+    class Meta:
+        model = EnvironmentToken
+        fields = ["id", "environment", "name", "prefix", "created_at", "last_used_at", "revoked_at"]
+        read_only_fields = fields
+
+
+class EnvironmentTokenCreateSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=100)
+
+
+class EnvironmentTokenCreatedSerializer(EnvironmentTokenSerializer):
+    token = serializers.CharField(read_only=True, help_text="The plaintext bearer token. Shown only in this answer.")
+
+    class Meta(EnvironmentTokenSerializer.Meta):
+        fields = EnvironmentTokenSerializer.Meta.fields + ["token"]
+        read_only_fields = fields
+
+
+class SigningKeySerializer(serializers.ModelSerializer):
+    class Meta:
+        model = SigningKey
+        fields = ["kid", "algorithm", "public_key_pem", "is_active", "created_at", "retired_at"]
+        read_only_fields = fields

@@ -1,0 +1,146 @@
+from django.http import HttpResponse
+from django.shortcuts import get_object_or_404
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.response import Response
+
+from controlplane.accounts.roles import Role
+from controlplane.bundles import services
+from controlplane.bundles.api.serializers import (
+    ActivationSerializer,
+    BundleSerializer,
+    EnvironmentSerializer,
+    EnvironmentTokenCreatedSerializer,
+    EnvironmentTokenCreateSerializer,
+    EnvironmentTokenSerializer,
+    EnvironmentUpdateSerializer,
+    PromoteSerializer,
+    PublishSerializer,
+    SigningKeySerializer,
+)
+from controlplane.bundles.models import Bundle, Environment, EnvironmentToken, SigningKey
+
+RELEASERS = (Role.ADMIN, Role.POLICY_AUTHOR)
+
+
+class EnvironmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Environments (dev, staging, prod), each serving one active signed bundle.
+    Publish, promote and roll back are one call each and land in the change log."""
+
+    queryset = Environment.objects.select_related("active_bundle")
+    serializer_class = EnvironmentSerializer
+    lookup_field = "name"
+    lookup_value_regex = r"[a-z][a-z0-9-]*"
+    action_roles = {"publish": RELEASERS, "promote": RELEASERS, "rollback": RELEASERS}
+    search_fields = ["name", "description"]
+    ordering_fields = ["position", "name"]
+
+    def create(self, request):
+        data = EnvironmentSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        environment = services.create_environment(by=request.user, **data.validated_data)
+        return Response(EnvironmentSerializer(environment).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=EnvironmentUpdateSerializer, responses={200: EnvironmentSerializer})
+    def partial_update(self, request, name=None):
+        data = EnvironmentUpdateSerializer(data=request.data, partial=True)
+        data.is_valid(raise_exception=True)
+        environment = services.update_environment(self.get_object(), by=request.user, **data.validated_data)
+        return Response(EnvironmentSerializer(self.get_queryset().get(pk=environment.pk)).data)
+
+    @extend_schema(request=PublishSerializer, responses={200: BundleSerializer})
+    @action(detail=True, methods=["post"])
+    def publish(self, request, name=None):
+        """Run the policy tests, build a bundle of the current policies and activate it here."""
+        data = PublishSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        bundle = services.publish_policies(self.get_object(), by=request.user, **data.validated_data)
+        return Response(BundleSerializer(bundle).data)
+
+    @extend_schema(request=PromoteSerializer, responses={200: BundleSerializer})
+    @action(detail=True, methods=["post"])
+    def promote(self, request, name=None):
+        """Run the policies active here in the environment named by `to`, with its own registry data."""
+        data = PromoteSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        bundle = services.promote_bundle(self.get_object(), by=request.user, **data.validated_data)
+        return Response(BundleSerializer(bundle).data)
+
+    @extend_schema(request=PublishSerializer, responses={200: BundleSerializer})
+    @action(detail=True, methods=["post"])
+    def rollback(self, request, name=None):
+        """Go back to the policies active before the latest activation (registry data stays current)."""
+        data = PublishSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        bundle = services.rollback_bundle(self.get_object(), by=request.user, **data.validated_data)
+        return Response(BundleSerializer(bundle).data)
+
+    @extend_schema(responses={200: ActivationSerializer(many=True)})
+    @action(detail=True, methods=["get"])
+    def activations(self, request, name=None):
+        """Which bundle was active when, and who made it so."""
+        activations = self.get_object().activations.select_related("bundle", "previous_bundle", "activated_by")
+        page = self.paginate_queryset(activations)
+        return self.get_paginated_response(ActivationSerializer(page, many=True).data)
+
+
+class EnvironmentTokenViewSet(
+    mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin, viewsets.GenericViewSet
+):
+    """Bearer tokens with which OPA or a Warden sidecar in one environment pulls bundles and
+    sends decision logs and status. Admins only; the plaintext is shown once."""
+
+    serializer_class = EnvironmentTokenSerializer
+    read_roles = (Role.ADMIN,)
+    lookup_value_regex = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+
+    def get_queryset(self):
+        return EnvironmentToken.objects.filter(environment__name=self.kwargs.get("environment_name"))
+
+    def list(self, request, *args, **kwargs):
+        get_object_or_404(Environment, name=self.kwargs["environment_name"])
+        return super().list(request, *args, **kwargs)
+
+    @extend_schema(request=EnvironmentTokenCreateSerializer, responses={201: EnvironmentTokenCreatedSerializer})
+    def create(self, request, environment_name=None):
+        environment = get_object_or_404(Environment, name=environment_name)
+        data = EnvironmentTokenCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        token, plaintext = services.create_environment_token(environment, by=request.user, **data.validated_data)
+        body = EnvironmentTokenCreatedSerializer(token).data | {"token": plaintext}
+        return Response(body, status=status.HTTP_201_CREATED)
+
+    @extend_schema(responses={204: None}, description="Revoke the token; OPA using it gets 401 from then on.")
+    def destroy(self, request, environment_name=None, pk=None):
+        services.revoke_environment_token(self.get_object(), by=request.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class BundleViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Every bundle ever built: immutable, signed, content-addressed by revision."""
+
+    queryset = Bundle.objects.select_related("environment", "built_by").defer("archive")
+    serializer_class = BundleSerializer
+    filterset_fields = {"environment__name": ["exact"], "revision": ["exact"]}
+    ordering_fields = ["created_at", "size"]
+
+    @extend_schema(responses={(200, "application/gzip"): OpenApiResponse(OpenApiTypes.BINARY)})
+    @action(detail=True, methods=["get"])
+    def download(self, request, pk=None):
+        """The bundle archive exactly as engines receive it."""
+        bundle = get_object_or_404(Bundle.objects.only("archive", "etag", "revision"), pk=pk)
+        response = HttpResponse(bytes(bundle.archive), content_type="application/gzip")
+        response["ETag"] = bundle.etag
+        response["Content-Disposition"] = f'attachment; filename="bundle-{bundle.revision[:12]}.tar.gz"'
+        return response
+
+
+class SigningKeyViewSet(viewsets.ReadOnlyModelViewSet):
+    """The keys that sign bundles; configure OPA or the SDK with the active key's public PEM."""
+
+    queryset = SigningKey.objects.defer("encrypted_private_key")
+    serializer_class = SigningKeySerializer
+    lookup_value_regex = r"[a-z0-9\-]+"
+    filterset_fields = ["is_active"]

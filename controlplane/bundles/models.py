@@ -1,0 +1,131 @@
+"""Environments, the signed bundles built for them, and the keys that sign bundles."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+
+def default_policy_settings() -> dict:
+    """Organisation facts the policy library reads, per environment (see docs/policies.md)."""
+    return {
+        "protected_paths": ["/prod/", "/etc/"],
+        "destructive_file_tools": ["file_delete"],
+        "protected_branches": ["main", "release/*"],
+        "internal_email_domains": [],
+        "rate_limits": {"calls_per_minute": 120, "calls_per_hour": 2000},
+    }
+
+
+class Environment(models.Model):
+    """Where agents run (dev, staging, prod). Each points at one active bundle."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    name = models.SlugField(max_length=32, unique=True)
+    description = models.CharField(max_length=500, blank=True)
+    # Promotion goes from lower to higher position: dev (0) → staging (1) → prod (2).
+    position = models.PositiveIntegerField(default=0)
+    active_bundle = models.ForeignKey(
+        "Bundle", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    decision_logging = models.BooleanField(default=True, help_text="Engines upload every decision to Warden.")
+    policy_settings = models.JSONField(default=default_policy_settings)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["position", "name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class SigningKey(models.Model):
+    """An RSA key that signs bundles (RS256). The private half is stored encrypted."""
+
+    kid = models.CharField(max_length=64, primary_key=True)
+    algorithm = models.CharField(max_length=8, default="RS256")
+    public_key_pem = models.TextField()
+    encrypted_private_key = models.BinaryField()
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    retired_at = models.DateTimeField(null=True, blank=True)
+
+    change_log_exclude = ("encrypted_private_key",)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return self.kid
+
+
+class Bundle(models.Model):
+    """An immutable, signed OPA bundle built for one environment.
+
+    The revision is a hash of the bundle's content, so the same policies and data
+    always give the same revision, the same bytes and the same ETag.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    environment = models.ForeignKey(Environment, on_delete=models.PROTECT, related_name="bundles")
+    revision = models.CharField(max_length=64)
+    etag = models.CharField(max_length=70)
+    archive = models.BinaryField()
+    size = models.PositiveIntegerField()
+    manifest = models.JSONField()
+    files = models.JSONField(help_text="{path: sha256} of every file in the bundle.")
+    signing_key = models.ForeignKey(SigningKey, on_delete=models.PROTECT, related_name="bundles")
+    tests_passed = models.PositiveIntegerField(default=0)
+    built_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    reason = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    change_log_exclude = ("archive",)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [models.UniqueConstraint(fields=["environment", "revision"], name="unique_bundle_revision")]
+
+    def __str__(self) -> str:
+        return f"{self.environment.name}@{self.revision[:12]}"
+
+
+class BundleActivation(models.Model):
+    """Each time an environment's active bundle changed: promotion, rollback, rebuild."""
+
+    id = models.BigAutoField(primary_key=True)
+    environment = models.ForeignKey(Environment, on_delete=models.PROTECT, related_name="activations")
+    bundle = models.ForeignKey(Bundle, on_delete=models.PROTECT, related_name="activations")
+    previous_bundle = models.ForeignKey(Bundle, null=True, on_delete=models.PROTECT, related_name="+")
+    activated_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    reason = models.CharField(max_length=500, blank=True)
+    activated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-activated_at", "-id"]
+
+
+class EnvironmentToken(models.Model):
+    """A bearer token with which OPA or a Warden sidecar pulls one environment's bundles
+    and uploads decision logs and status. Stored hashed; the plaintext is shown once."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    environment = models.ForeignKey(Environment, on_delete=models.PROTECT, related_name="tokens")
+    name = models.CharField(max_length=100)
+    prefix = models.CharField(max_length=12, editable=False)
+    key_hash = models.CharField(max_length=64, unique=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    change_log_exclude = ("key_hash",)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.environment.name}:{self.name}"

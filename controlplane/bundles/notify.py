@@ -1,0 +1,126 @@
+"""Waking long-polling engines when an environment's active bundle changes.
+
+With REDIS_URL set, activations are published on a Redis channel per environment, so
+every web process wakes its own waiters; without it (the embedded default, one process),
+waiters are woken in-process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections import defaultdict
+
+from django.conf import settings
+
+logger = logging.getLogger(__name__)
+
+CHANNEL_PREFIX = "warden:bundles:"
+
+_waiters: dict[str, set[tuple[asyncio.AbstractEventLoop, asyncio.Event]]] = defaultdict(set)
+_waiters_lock = threading.Lock()
+
+
+def channel(environment_name: str) -> str:
+    return CHANNEL_PREFIX + environment_name
+
+
+def publish(environment_name: str, etag: str) -> None:
+    """Announce that `environment_name` now serves the bundle with `etag`."""
+    # Waiters in this process are woken directly; other processes through Redis.
+    _wake_local(environment_name)
+    if settings.REDIS_URL:
+        import redis
+
+        try:
+            client = redis.Redis.from_url(settings.REDIS_URL)
+            client.publish(channel(environment_name), etag)
+            client.close()
+        except redis.RedisError:
+            # Their waits end at the timeout instead and they see the change then.
+            logger.warning("could not publish bundle change for %s", environment_name, exc_info=True)
+
+
+def _wake_local(environment_name: str) -> None:
+    with _waiters_lock:
+        waiters = list(_waiters.get(environment_name, ()))
+    for loop, event in waiters:
+        loop.call_soon_threadsafe(event.set)
+
+
+class _RedisFanIn:
+    """One Redis subscription per process (pattern warden:bundles:*) that wakes the local
+    waiters, so 500 long polls cost one Redis connection, not 500."""
+
+    def __init__(self) -> None:
+        self._task: asyncio.Task | None = None
+        self._ready: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def ensure_running(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self._task is None or self._task.done() or self._loop is not loop:
+            self._loop = loop
+            self._ready = asyncio.Event()
+            self._task = loop.create_task(self._run(self._ready))
+        try:
+            await asyncio.wait_for(self._ready.wait(), 2)
+        except asyncio.TimeoutError:
+            logger.warning("Redis subscription for bundle changes is not ready; long polls fall back to their timeout")
+
+    async def _run(self, ready: asyncio.Event) -> None:
+        import redis.asyncio as aioredis
+
+        while True:
+            client = aioredis.Redis.from_url(settings.REDIS_URL)
+            pubsub = client.pubsub()
+            try:
+                await pubsub.psubscribe(CHANNEL_PREFIX + "*")
+                ready.set()
+                async for message in pubsub.listen():
+                    if message.get("type") == "pmessage":
+                        name = message["channel"].decode("utf-8").removeprefix(CHANNEL_PREFIX)
+                        _wake_local(name)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - reconnect on any Redis failure
+                logger.warning("bundle change subscription lost; reconnecting", exc_info=True)
+                await asyncio.sleep(1)
+            finally:
+                await pubsub.aclose()
+                await client.aclose()
+
+
+_fan_in = _RedisFanIn()
+
+
+class BundleChangeListener:
+    """Async context manager: `await listener.wait(timeout)` returns True when the
+    environment's bundle may have changed, False when the timeout passed. Enter it before
+    reading the current state, so a change between the read and the wait is not missed."""
+
+    def __init__(self, environment_name: str):
+        self.environment_name = environment_name
+        self._event = asyncio.Event()
+
+    async def __aenter__(self):
+        self._entry = (asyncio.get_running_loop(), self._event)
+        with _waiters_lock:
+            _waiters[self.environment_name].add(self._entry)
+        if settings.REDIS_URL:
+            await _fan_in.ensure_running()
+        return self
+
+    async def wait(self, timeout: float) -> bool:
+        try:
+            await asyncio.wait_for(self._event.wait(), timeout)
+            return True
+        except asyncio.TimeoutError:
+            return False
+
+    async def __aexit__(self, *exc_info):
+        with _waiters_lock:
+            _waiters[self.environment_name].discard(self._entry)
+            if not _waiters[self.environment_name]:
+                _waiters.pop(self.environment_name, None)

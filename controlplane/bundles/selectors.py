@@ -1,0 +1,68 @@
+"""Reads for bundle building: the registry facts an environment's engines need."""
+
+from __future__ import annotations
+
+import hashlib
+
+from controlplane.bundles.models import Bundle, BundleActivation, Environment
+from controlplane.identity.models import Agent
+from controlplane.policies.models import Tool
+
+
+def registry_data(environment: Environment) -> dict:
+    """data.warden_registry for one environment: its agents (only those that run there),
+    the tool catalog, and the environment's policy settings. See docs/policies.md."""
+    agents = {}
+    for agent in Agent.objects.prefetch_related("keys").order_by("name"):
+        if environment.name not in agent.environments:
+            continue
+        agents[agent.name] = {
+            "status": agent.status,
+            "owner": agent.owner_email,
+            "team": agent.team,
+            "risk_tier": agent.risk_tier,
+            "scopes": sorted(agent.scopes),
+            "key_ids": sorted(key.key_id for key in agent.keys.all() if key.revoked_at is None),
+            "egress": {"allow_hosts": list(agent.egress_allow_hosts)},
+            "shell": {"allow_commands": list(agent.shell_allow_commands)},
+        }
+    tools = {}
+    for tool in Tool.objects.order_by("name"):
+        spec = {"scopes": sorted(tool.scopes), "category": tool.category, "irreversible": tool.irreversible}
+        limits = {
+            name: value
+            for name, value in (("calls_per_minute", tool.calls_per_minute), ("calls_per_hour", tool.calls_per_hour))
+            if value is not None
+        }
+        if limits:
+            spec["rate_limits"] = limits
+        tools[tool.name] = spec
+    return {
+        **environment.policy_settings,
+        "environment": environment.name,
+        "agents": agents,
+        "tools": tools,
+        # Granted approvals arrive with the approval workflow; none are granted yet.
+        "approvals": {},
+    }
+
+
+def policy_digest(bundle: Bundle) -> str:
+    """A hash of the bundle's policy files only, so bundles that differ in registry data alone
+    compare equal."""
+    policy = sorted((path, sha) for path, sha in bundle.files.items() if path.endswith(".rego"))
+    return hashlib.sha256(repr(policy).encode("utf-8")).hexdigest()
+
+
+def previous_policy_bundle(environment: Environment) -> Bundle | None:
+    """The most recently active bundle whose policies differ from the active one's: what a
+    rollback returns to. Activations caused only by registry changes are skipped."""
+    active = environment.active_bundle
+    if active is None:
+        return None
+    current = policy_digest(active)
+    activations = BundleActivation.objects.filter(environment=environment).select_related("bundle")
+    for activation in activations.iterator():
+        if policy_digest(activation.bundle) != current:
+            return activation.bundle
+    return None

@@ -1,0 +1,242 @@
+"""Building, signing and activating bundles; promotion, rollback, and rebuilds when the
+registry changes. Every activation is recorded in the change log and announced to
+long-polling engines."""
+
+from __future__ import annotations
+
+import logging
+
+from django.db import transaction
+from django.utils import timezone
+
+from controlplane.bundles import archive, notify
+from controlplane.bundles.models import Bundle, BundleActivation, Environment, EnvironmentToken
+from controlplane.bundles.selectors import previous_policy_bundle, registry_data
+from controlplane.bundles.signing import active_signing_key, private_key_pem
+from controlplane.changelog.models import ChangeAction
+from controlplane.changelog.services import record_change, snapshot
+from controlplane.accounts.models import hash_token, new_token_plaintext
+from controlplane.core.exceptions import ConflictError, InvalidInput
+from controlplane.policies.library import library_modules
+from controlplane.policies.services import PACKAGE_PATTERN, compile_modules, organisation_modules, run_policy_tests
+
+logger = logging.getLogger(__name__)
+
+REGISTRY_ROOT = "warden_registry"
+NON_POLICY_FILES = frozenset({"data.json", archive.MANIFEST, archive.SIGNATURES})
+
+
+def current_policy_files() -> dict[str, str]:
+    """The library and organisation modules a new bundle is made of (tests left out)."""
+    modules = library_modules(include_tests=False) | organisation_modules()
+    return {path: source for path, source in modules.items() if not path.endswith("_test.rego")}
+
+
+def policy_files_of(bundle: Bundle) -> dict[str, str]:
+    files = archive.read_tar_gz(bytes(bundle.archive))
+    return {name: content.decode("utf-8") for name, content in files.items() if name not in NON_POLICY_FILES}
+
+
+def bundle_data(environment: Environment) -> dict:
+    return {REGISTRY_ROOT: registry_data(environment)}
+
+
+def check_policy_tests() -> int:
+    """Run the library's and the organisation's policy tests; refuse to build on any failure."""
+    report = run_policy_tests(library_modules() | organisation_modules())
+    if not report.ok:
+        failures = report.failures
+        raise InvalidInput(
+            f"{len(failures)} policy test(s) failed; fix them before building a bundle",
+            field="tests",
+            details=[{"test": f.path, "message": f.message} for f in failures],
+        )
+    return report.passed
+
+
+def build_bundle(
+    environment: Environment, *, policy_files: dict[str, str], by=None, reason: str = "", tests_passed: int = 0
+) -> Bundle:
+    """Build and sign a bundle of `policy_files` plus the environment's registry data.
+
+    Content-addressed: building the same content again returns the existing bundle.
+    """
+    data = bundle_data(environment)
+    compile_modules(policy_files, data)
+    packages = [m.group(1) for source in policy_files.values() if (m := PACKAGE_PATTERN.search(source))]
+    key = active_signing_key()
+    private_pem = private_key_pem(key)
+    built = archive.build_archive(
+        policy_files=policy_files,
+        data=data,
+        roots=archive.roots_for(packages, [REGISTRY_ROOT]),
+        metadata={"environment": environment.name},
+        signer=lambda header, payload: archive.sign_rs256(header, payload, private_pem),
+        key_id=key.kid,
+    )
+    existing = Bundle.objects.filter(environment=environment, revision=built.revision).first()
+    if existing is not None and existing.signing_key_id == key.kid:
+        return existing
+    if existing is not None:
+        # Same content, new signing key: keep one row per revision, re-signed.
+        existing.archive, existing.etag, existing.signing_key = built.archive, built.etag, key
+        existing.size = len(built.archive)
+        existing.save(update_fields=["archive", "etag", "signing_key", "size"])
+        return existing
+    return Bundle.objects.create(
+        environment=environment,
+        revision=built.revision,
+        etag=built.etag,
+        archive=built.archive,
+        size=len(built.archive),
+        manifest=built.manifest,
+        files=built.files,
+        signing_key=key,
+        tests_passed=tests_passed,
+        built_by=by if getattr(by, "pk", None) else None,
+        reason=reason[:500],
+    )
+
+
+def activate_bundle(environment: Environment, bundle: Bundle, *, by=None, action: str, reason: str = "") -> Bundle:
+    """Point the environment at `bundle` and wake every engine long-polling for it."""
+    environment = Environment.objects.select_for_update().get(pk=environment.pk)
+    if environment.active_bundle_id == bundle.pk:
+        return bundle
+    before = snapshot(environment)
+    previous = environment.active_bundle
+    environment.active_bundle = bundle
+    environment.save(update_fields=["active_bundle", "updated_at"])
+    BundleActivation.objects.create(
+        environment=environment, bundle=bundle, previous_bundle=previous,
+        activated_by=by if getattr(by, "pk", None) else None, reason=reason[:500],
+    )
+    record_change(
+        environment, action=action, by=by, before=before, after=snapshot(environment),
+        message=f"{reason} → revision {bundle.revision}".strip(),
+    )
+    name, etag = environment.name, bundle.etag
+    transaction.on_commit(lambda: notify.publish(name, etag))
+    return bundle
+
+
+@transaction.atomic
+def publish_policies(environment: Environment, *, by, message: str = "") -> Bundle:
+    """Test, build and activate the current policies in an environment (usually the first, dev)."""
+    passed = check_policy_tests()
+    bundle = build_bundle(
+        environment, policy_files=current_policy_files(), by=by, reason=message or "policies published",
+        tests_passed=passed,
+    )
+    return activate_bundle(environment, bundle, by=by, action=ChangeAction.ACTIVATE, reason=message or "published")
+
+
+@transaction.atomic
+def promote_bundle(source: Environment, *, to: Environment, by, message: str = "") -> Bundle:
+    """Run in `to` the policies active in `source`, with `to`'s own registry data."""
+    if source.pk == to.pk:
+        raise InvalidInput("promote to a different environment", field="to")
+    source = Environment.objects.select_related("active_bundle").get(pk=source.pk)
+    if source.active_bundle is None:
+        raise ConflictError(f"{source.name} has no active bundle to promote")
+    bundle = build_bundle(
+        to, policy_files=policy_files_of(source.active_bundle), by=by,
+        reason=f"promoted from {source.name}@{source.active_bundle.revision[:12]}",
+        tests_passed=source.active_bundle.tests_passed,
+    )
+    reason = message or f"promoted from {source.name}"
+    return activate_bundle(to, bundle, by=by, action=ChangeAction.PROMOTE, reason=reason)
+
+
+@transaction.atomic
+def rollback_bundle(environment: Environment, *, by, message: str = "") -> Bundle:
+    """Return to the policies that were active before the current ones, with the current
+    registry facts (a rollback never un-suspends an agent)."""
+    environment = Environment.objects.select_related("active_bundle").get(pk=environment.pk)
+    previous = previous_policy_bundle(environment)
+    if previous is None:
+        raise ConflictError(f"{environment.name} has no earlier bundle to roll back to")
+    bundle = build_bundle(
+        environment, policy_files=policy_files_of(previous), by=by,
+        reason=f"rollback to {previous.revision[:12]}", tests_passed=previous.tests_passed,
+    )
+    return activate_bundle(
+        environment, bundle, by=by, action=ChangeAction.ROLLBACK, reason=message or "rolled back"
+    )
+
+
+@transaction.atomic
+def refresh_registry_data(environment: Environment, *, reason: str) -> Bundle | None:
+    """Rebuild and activate the active bundle with fresh registry data if that data changed;
+    returns the new bundle, or None when nothing changed."""
+    environment = Environment.objects.select_for_update().get(pk=environment.pk)
+    active = environment.active_bundle
+    if active is None:
+        return None
+    fresh = archive.file_hash("data.json", archive.canonical_json(bundle_data(environment)))
+    if active.files.get("data.json") == fresh:
+        return None
+    bundle = build_bundle(
+        environment, policy_files=policy_files_of(active), reason=f"registry changed: {reason}",
+        tests_passed=active.tests_passed,
+    )
+    return activate_bundle(environment, bundle, action=ChangeAction.ACTIVATE, reason=f"registry changed: {reason}")
+
+
+def refresh_all_environments(*, reason: str) -> list[Bundle]:
+    """Bring every environment's bundle up to date with the registry; returns the bundles
+    it activated. Safe to repeat."""
+    refreshed = []
+    for environment in Environment.objects.exclude(active_bundle=None):
+        try:
+            bundle = refresh_registry_data(environment, reason=reason)
+        except Exception:  # one environment's failure must not hold back the others
+            logger.exception("bundle refresh failed for environment %s", environment.name)
+            continue
+        if bundle is not None:
+            refreshed.append(bundle)
+    return refreshed
+
+
+@transaction.atomic
+def create_environment(*, name: str, by, **fields) -> Environment:
+    if Environment.objects.filter(name=name).exists():
+        raise ConflictError(f"an environment named {name!r} already exists", field="name")
+    environment = Environment.objects.create(name=name, **fields)
+    record_change(environment, action=ChangeAction.CREATE, by=by, after=snapshot(environment))
+    return environment
+
+
+@transaction.atomic
+def update_environment(environment: Environment, *, by, **fields) -> Environment:
+    environment = Environment.objects.select_for_update().get(pk=environment.pk)
+    before = snapshot(environment)
+    for name, value in fields.items():
+        setattr(environment, name, value)
+    environment.save()
+    record_change(environment, action=ChangeAction.UPDATE, by=by, before=before, after=snapshot(environment))
+    if environment.active_bundle_id and "policy_settings" in fields:
+        transaction.on_commit(lambda: refresh_all_environments(reason="environment settings changed"))
+    return environment
+
+
+@transaction.atomic
+def create_environment_token(environment: Environment, *, name: str, by) -> tuple[EnvironmentToken, str]:
+    """A bearer token for OPA or a sidecar in this environment; the plaintext is returned once."""
+    plaintext = new_token_plaintext()
+    token = EnvironmentToken.objects.create(
+        environment=environment, name=name, prefix=plaintext[:12], key_hash=hash_token(plaintext)
+    )
+    record_change(token, action=ChangeAction.CREATE, by=by, after=snapshot(token))
+    return token, plaintext
+
+
+@transaction.atomic
+def revoke_environment_token(token: EnvironmentToken, *, by) -> EnvironmentToken:
+    if token.revoked_at is not None:
+        raise ConflictError("the token is already revoked")
+    before = snapshot(token)
+    token.revoked_at = timezone.now()
+    token.save(update_fields=["revoked_at"])
+    record_change(token, action=ChangeAction.REVOKE, by=by, before=before, after=snapshot(token))
+    return token

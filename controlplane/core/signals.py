@@ -1,0 +1,9 @@
+"""Signals shared across domains."""
+
+from django.dispatch import Signal
+
+# Sent after commit whenever facts that travel in bundle data changed (an agent
+# suspended, a key rotated, a tool added). Bundle building listens and publishes a
+# new bundle for every environment, so engines see the change at their next
+# activation. Sent with reason=<str> and, when one agent changed, agent=<Agent>.
+registry_changed = Signal()

@@ -1,0 +1,179 @@
+"""Writes on organisation policies and the tool catalog.
+
+Saving a module compiles it together with the library and every other module, so
+a syntax or type error is refused at the door with file, line and column.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import re
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+
+from agents_sdk.engine import CompiledPolicy, RegoCompileError, RegoEngine, TestReport
+from controlplane.changelog.models import ChangeAction
+from controlplane.changelog.services import record_change, snapshot
+from controlplane.core.exceptions import ConflictError, InvalidInput
+from controlplane.core.signals import registry_changed
+from controlplane.policies.library import library_modules
+from controlplane.policies.models import PolicyModule, PolicyRevision, Tool
+
+MAX_MODULE_BYTES = 256 * 1024
+PACKAGE_PATTERN = re.compile(r"^\s*package\s+([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)\s*$", re.M)
+
+ENGINE = RegoEngine()
+
+
+def organisation_modules(*, replace: dict[str, str | None] | None = None) -> dict[str, str]:
+    """{bundle path: source} of the current organisation modules, with `replace` applied
+    (a path mapped to None is left out)."""
+    modules = {
+        module.bundle_path: module.current_revision.source
+        for module in PolicyModule.objects.filter(is_deleted=False).select_related("current_revision")
+        if module.current_revision is not None
+    }
+    for path, source in (replace or {}).items():
+        if source is None:
+            modules.pop(path, None)
+        else:
+            modules[path] = source
+    return modules
+
+
+def compile_modules(modules: dict[str, str], data: dict | None = None) -> CompiledPolicy:
+    """Compile modules with the engine; a Rego error becomes a 400 naming file, line and column."""
+    try:
+        return ENGINE.compile(modules, data)
+    except RegoCompileError as exc:
+        first = exc.errors[0]
+        raise InvalidInput(
+            f"{first.file}:{first.line}:{first.column}: {first.message}",
+            field="source",
+            details=[
+                {"file": e.file, "line": e.line, "column": e.column, "message": e.message} for e in exc.errors
+            ],
+        ) from exc
+
+
+def run_policy_tests(modules: dict[str, str], data: dict | None = None) -> TestReport:
+    """Run the test_ rules of every *_test.rego among `modules`."""
+    try:
+        return ENGINE.run_tests(modules, data)
+    except RegoCompileError:
+        compile_modules(modules, data)  # raises the 400 with file, line, column
+        raise
+
+
+def _check_source(path: str, source: str) -> str:
+    if len(source.encode("utf-8")) > MAX_MODULE_BYTES:
+        raise InvalidInput(f"a module is at most {MAX_MODULE_BYTES // 1024} KiB", field="source")
+    match = PACKAGE_PATTERN.search(source)
+    if not match:
+        raise InvalidInput("the module has no package declaration", field="source")
+    return match.group(1)
+
+
+@transaction.atomic
+def save_policy_module(*, path: str, source: str, message: str = "", by) -> PolicyRevision:
+    """Create the module or add a revision to it, after compiling it with everything else."""
+    module = PolicyModule.objects.select_for_update().filter(path=path).first()
+    if module is None:
+        module = PolicyModule(path=path)
+        try:
+            module.full_clean(exclude=["package", "current_revision"])
+        except ValidationError as exc:
+            raise InvalidInput(
+                "must be a relative .rego file name of lowercase words, e.g. 'finance/refunds.rego'", field="path"
+            ) from exc
+    package = _check_source(path, source)
+    is_new = module._state.adding
+    previous = module.current_revision if not is_new and not module.is_deleted else None
+    if previous is not None and previous.source == source:
+        raise ConflictError("the source is identical to the current revision", field="source")
+    compile_modules(library_modules() | organisation_modules(replace={module.bundle_path: source}))
+
+    before = None if is_new else snapshot(module)
+    module.package = package
+    module.is_deleted = False
+    module.save()
+    number = (module.revisions.order_by("-number").values_list("number", flat=True).first() or 0) + 1
+    old_lines = previous.source.splitlines(keepends=True) if previous else []
+    diff = "".join(
+        difflib.unified_diff(old_lines, source.splitlines(keepends=True), f"a/{path}", f"b/{path}")
+    )
+    revision = PolicyRevision.objects.create(
+        module=module,
+        number=number,
+        source=source,
+        sha256=hashlib.sha256(source.encode("utf-8")).hexdigest(),
+        message=message,
+        diff=diff,
+        author=by if getattr(by, "pk", None) else None,
+    )
+    module.current_revision = revision
+    module.save(update_fields=["current_revision", "updated_at"])
+    action = ChangeAction.CREATE if before is None else ChangeAction.UPDATE
+    record_change(module, action=action, by=by, before=before, after=snapshot(module), message=message)
+    return revision
+
+
+@transaction.atomic
+def delete_policy_module(module: PolicyModule, *, by, message: str = "") -> PolicyModule:
+    """Take the module out of future bundles; its revisions stay for the record."""
+    module = PolicyModule.objects.select_for_update().get(pk=module.pk)
+    if module.is_deleted:
+        raise ConflictError("the module is already deleted")
+    compile_modules(library_modules() | organisation_modules(replace={module.bundle_path: None}))
+    before = snapshot(module)
+    module.is_deleted = True
+    module.save(update_fields=["is_deleted", "updated_at"])
+    record_change(module, action=ChangeAction.DELETE, by=by, before=before, after=snapshot(module), message=message)
+    return module
+
+
+def _announce(reason: str) -> None:
+    transaction.on_commit(lambda: registry_changed.send(sender=Tool, reason=reason))
+
+
+def _validate_tool(tool: Tool) -> None:
+    try:
+        tool.full_clean(validate_unique=False)
+    except ValidationError as exc:
+        field, messages = next(iter(exc.message_dict.items()))
+        raise InvalidInput(" ".join(messages), field=field) from exc
+
+
+@transaction.atomic
+def create_tool(*, name: str, by, **fields) -> Tool:
+    if Tool.objects.filter(name=name).exists():
+        raise ConflictError(f"a tool named {name!r} already exists", field="name")
+    tool = Tool(name=name, **fields)
+    _validate_tool(tool)
+    tool.save()
+    record_change(tool, action=ChangeAction.CREATE, by=by, after=snapshot(tool))
+    _announce("tool added")
+    return tool
+
+
+@transaction.atomic
+def update_tool(tool: Tool, *, by, **fields) -> Tool:
+    tool = Tool.objects.select_for_update().get(pk=tool.pk)
+    before = snapshot(tool)
+    for name, value in fields.items():
+        setattr(tool, name, value)
+    _validate_tool(tool)
+    tool.save()
+    record_change(tool, action=ChangeAction.UPDATE, by=by, before=before, after=snapshot(tool))
+    _announce("tool changed")
+    return tool
+
+
+@transaction.atomic
+def delete_tool(tool: Tool, *, by) -> None:
+    before = snapshot(tool)
+    record_change(tool, action=ChangeAction.DELETE, by=by, before=before)
+    tool.delete()
+    _announce("tool removed")

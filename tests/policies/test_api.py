@@ -1,0 +1,66 @@
+import pytest
+
+from controlplane.policies.models import PolicyModule, Tool
+from tests.policies.test_services import DENY_REFUNDS
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.mark.parametrize("role, expected", [("admin", 201), ("policy_author", 201), ("approver", 403), ("auditor", 403)])
+def test_policy_authors_and_admins_write_policies(token_client, role, expected):
+    response = token_client(role).post(
+        "/api/v1/policies/", {"path": "refunds.rego", "source": DENY_REFUNDS, "message": "m"}, format="json"
+    )
+    assert response.status_code == expected
+    assert PolicyModule.objects.filter(path="refunds.rego").exists() == (expected == 201)
+
+
+def test_rego_error_is_a_400_with_file_line_column(token_client):
+    client = token_client("policy_author")
+    response = client.post("/api/v1/policies/", {"path": "bad.rego", "source": "package x\n\nallow if {\n"}, format="json")
+    assert response.status_code == 400
+    body = response.json()
+    assert body["source"][0].startswith("org/bad.rego:")
+    assert {"file", "line", "column", "message"} <= set(body["errors"][0])
+
+
+def test_revisions_and_update_through_the_api(token_client):
+    client = token_client("policy_author")
+    created = client.post("/api/v1/policies/", {"path": "refunds.rego", "source": DENY_REFUNDS}, format="json").json()
+    assert created["revision"] == 1
+    assert created["bundle_path"] == "org/refunds.rego"
+    updated = client.patch(
+        f"/api/v1/policies/{created['id']}/", {"source": DENY_REFUNDS.replace("1000", "10"), "message": "lower"},
+        format="json",
+    )
+    assert updated.status_code == 200
+    assert updated.json()["revision"] == 2
+    revisions = client.get(f"/api/v1/policies/{created['id']}/revisions/").json()["results"]
+    assert [r["number"] for r in revisions] == [2, 1]
+    assert revisions[0]["message"] == "lower"
+    assert client.post("/api/v1/policies/", {"path": "refunds.rego", "source": DENY_REFUNDS}, format="json").status_code == 409
+    assert client.delete(f"/api/v1/policies/{created['id']}/").status_code == 204
+
+
+def test_policy_test_endpoint_reports_counts(token_client):
+    response = token_client("policy_author").post("/api/v1/policies/test/")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["failed"] == 0
+    assert body["passed"] >= 40
+    assert token_client("auditor").post("/api/v1/policies/test/").status_code == 403
+
+
+def test_tool_catalog_crud_and_validation(token_client):
+    client = token_client("policy_author")
+    created = client.post(
+        "/api/v1/tools/", {"name": "payment_create", "scopes": ["write:payments"], "category": "payment",
+                           "irreversible": True, "calls_per_hour": 10}, format="json",
+    )
+    assert created.status_code == 201
+    assert client.patch("/api/v1/tools/payment_create/", {"calls_per_hour": 0}, format="json").status_code == 400
+    assert client.post("/api/v1/tools/", {"name": "Bad Name"}, format="json").status_code == 400
+    assert client.post("/api/v1/tools/", {"name": "x", "scopes": ["nope"]}, format="json").status_code == 400
+    assert client.post("/api/v1/tools/", {"name": "x", "category": "teleport"}, format="json").status_code == 400
+    assert client.delete("/api/v1/tools/payment_create/").status_code == 204
+    assert not Tool.objects.exists()
