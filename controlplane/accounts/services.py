@@ -12,7 +12,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from controlplane.accounts.models import APIToken, hash_token, new_token_plaintext
+from controlplane.accounts.models import APIToken, BearerCredential, hash_token, new_token_plaintext
 from controlplane.accounts.roles import ALL_ROLES
 from controlplane.changelog.models import ChangeAction
 from controlplane.changelog.services import record_change, snapshot
@@ -93,28 +93,32 @@ def update_user(user, *, by, roles: Iterable[str] | None = None, password: str |
 
 
 @transaction.atomic
-def create_token(*, user, name: str, expires_at: datetime | None = None, by) -> tuple[APIToken, str]:
-    """Issue a token; returns it with its plaintext, which is never stored or shown again."""
-    if expires_at is not None and expires_at <= timezone.now():
-        raise InvalidInput("must be in the future", field="expires_at")
+def issue_credential(model: type[BearerCredential], *, by, **fields) -> tuple[BearerCredential, str]:
+    """Create a bearer credential of `model`; returns it with its plaintext, which is never
+    stored or shown again."""
     plaintext = new_token_plaintext()
-    token = APIToken.objects.create(
-        user=user,
-        name=name,
-        prefix=plaintext[:12],
-        key_hash=hash_token(plaintext),
-        expires_at=expires_at,
-    )
-    record_change(token, action=ChangeAction.CREATE, by=by, after=snapshot(token))
-    return token, plaintext
+    credential = model.objects.create(prefix=plaintext[:12], key_hash=hash_token(plaintext), **fields)
+    record_change(credential, action=ChangeAction.CREATE, by=by, after=snapshot(credential))
+    return credential, plaintext
 
 
 @transaction.atomic
-def revoke_token(token: APIToken, *, by) -> APIToken:
-    if token.revoked_at is not None:
+def revoke_credential(credential: BearerCredential, *, by) -> BearerCredential:
+    """Revoke a token for good; it stays listed with its revocation time."""
+    if credential.revoked_at is not None:
         raise ConflictError("the token is already revoked")
-    before = snapshot(token)
-    token.revoked_at = timezone.now()
-    token.save(update_fields=["revoked_at"])
-    record_change(token, action=ChangeAction.REVOKE, by=by, before=before, after=snapshot(token))
-    return token
+    before = snapshot(credential)
+    credential.revoked_at = timezone.now()
+    credential.save(update_fields=["revoked_at"])
+    record_change(credential, action=ChangeAction.REVOKE, by=by, before=before, after=snapshot(credential))
+    return credential
+
+
+def create_token(*, user, name: str, expires_at: datetime | None = None, by) -> tuple[APIToken, str]:
+    """Issue a user's API token."""
+    if expires_at is not None and expires_at <= timezone.now():
+        raise InvalidInput("must be in the future", field="expires_at")
+    return issue_credential(APIToken, user=user, name=name, expires_at=expires_at, by=by)
+
+
+revoke_token = revoke_credential

@@ -8,6 +8,8 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from controlplane.accounts.models import BearerCredential
+
 
 def default_policy_settings() -> dict:
     """Organisation facts the policy library reads, per environment (see docs/policies.md)."""
@@ -109,23 +111,11 @@ class BundleActivation(models.Model):
         ordering = ["-activated_at", "-id"]
 
 
-class EnvironmentToken(models.Model):
+class EnvironmentToken(BearerCredential):
     """A bearer token with which OPA or a Warden sidecar pulls one environment's bundles
-    and uploads decision logs and status. Stored hashed; the plaintext is shown once."""
+    and uploads decision logs and status."""
 
-    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     environment = models.ForeignKey(Environment, on_delete=models.PROTECT, related_name="tokens")
-    name = models.CharField(max_length=100)
-    prefix = models.CharField(max_length=12, editable=False)
-    key_hash = models.CharField(max_length=64, unique=True, editable=False)
-    created_at = models.DateTimeField(auto_now_add=True)
-    last_used_at = models.DateTimeField(null=True, blank=True)
-    revoked_at = models.DateTimeField(null=True, blank=True)
-
-    change_log_exclude = ("key_hash",)
-
-    class Meta:
-        ordering = ["-created_at"]
 
     def __str__(self) -> str:
         return f"{self.environment.name}:{self.name}"

@@ -7,15 +7,14 @@ from __future__ import annotations
 import logging
 
 from django.db import transaction
-from django.utils import timezone
 
+from controlplane.accounts.services import issue_credential, revoke_credential
 from controlplane.bundles import archive, notify
 from controlplane.bundles.models import Bundle, BundleActivation, Environment, EnvironmentToken
 from controlplane.bundles.selectors import previous_policy_bundle, registry_data
 from controlplane.bundles.signing import active_signing_key, private_key_pem
 from controlplane.changelog.models import ChangeAction
 from controlplane.changelog.services import record_change, snapshot
-from controlplane.accounts.models import hash_token, new_token_plaintext
 from controlplane.core.exceptions import ConflictError, InvalidInput
 from controlplane.policies.library import library_modules
 from controlplane.policies.services import PACKAGE_PATTERN, compile_modules, organisation_modules, run_policy_tests
@@ -220,23 +219,9 @@ def update_environment(environment: Environment, *, by, **fields) -> Environment
     return environment
 
 
-@transaction.atomic
 def create_environment_token(environment: Environment, *, name: str, by) -> tuple[EnvironmentToken, str]:
     """A bearer token for OPA or a sidecar in this environment; the plaintext is returned once."""
-    plaintext = new_token_plaintext()
-    token = EnvironmentToken.objects.create(
-        environment=environment, name=name, prefix=plaintext[:12], key_hash=hash_token(plaintext)
-    )
-    record_change(token, action=ChangeAction.CREATE, by=by, after=snapshot(token))
-    return token, plaintext
+    return issue_credential(EnvironmentToken, environment=environment, name=name, by=by)
 
 
-@transaction.atomic
-def revoke_environment_token(token: EnvironmentToken, *, by) -> EnvironmentToken:
-    if token.revoked_at is not None:
-        raise ConflictError("the token is already revoked")
-    before = snapshot(token)
-    token.revoked_at = timezone.now()
-    token.save(update_fields=["revoked_at"])
-    record_change(token, action=ChangeAction.REVOKE, by=by, before=before, after=snapshot(token))
-    return token
+revoke_environment_token = revoke_credential

@@ -1,5 +1,6 @@
 from django.contrib import admin
 
+from controlplane.core.admin import ReadOnlyAdmin
 from controlplane.identity.models import Agent, AgentKey
 
 
@@ -15,8 +16,8 @@ class AgentKeyInline(admin.TabularInline):
 
 
 @admin.register(Agent)
-class AgentAdmin(admin.ModelAdmin):
-    """Browsing and descriptive edits. Status changes go through the API so they reach the change log."""
+class AgentAdmin(ReadOnlyAdmin):
+    """Browsing only: changes go through the API so they reach the change log."""
 
     list_display = ("name", "display_name", "owner_email", "team", "risk_tier", "status", "updated_at")
     list_filter = ("status", "risk_tier", "team")
@@ -24,28 +25,10 @@ class AgentAdmin(admin.ModelAdmin):
     readonly_fields = ("id", "name", "status", "status_reason", "status_changed_at", "created_at", "updated_at")
     inlines = [AgentKeyInline]
 
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
 
 @admin.register(AgentKey)
-class AgentKeyAdmin(admin.ModelAdmin):
+class AgentKeyAdmin(ReadOnlyAdmin):
     list_display = ("key_id", "agent", "label", "created_at", "revoked_at")
     list_filter = ("revoked_at",)
     search_fields = ("key_id", "agent__name", "label")
     readonly_fields = [f.name for f in AgentKey._meta.fields]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False

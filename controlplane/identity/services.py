@@ -13,8 +13,8 @@ from agents_sdk.keys import InvalidPublicKey, encode_public_key, key_fingerprint
 from controlplane.changelog.models import ChangeAction
 from controlplane.changelog.services import record_change, snapshot
 from controlplane.core.exceptions import ConflictError, InvalidInput
-from controlplane.identity.models import Agent, AgentKey, AgentStatus
 from controlplane.core.signals import registry_changed
+from controlplane.identity.models import Agent, AgentKey, AgentStatus
 
 MAX_ACTIVE_KEYS = 5
 EDITABLE_AGENT_FIELDS = frozenset(

@@ -81,6 +81,7 @@ INSTALLED_APPS = [
     "controlplane.policies",
     "controlplane.bundles",
     "controlplane.opa",
+    "controlplane.audit",
 ]
 
 MIDDLEWARE = [

@@ -6,9 +6,9 @@ from django.utils import timezone
 from agents_sdk.keys import key_fingerprint
 from controlplane.changelog.models import ObjectChange
 from controlplane.core.exceptions import ConflictError, InvalidInput
+from controlplane.core.signals import registry_changed
 from controlplane.identity import selectors, services
 from controlplane.identity.models import AgentStatus
-from controlplane.core.signals import registry_changed
 from tests.identity.factories import AgentFactory, AgentKeyFactory, new_public_key
 
 pytestmark = pytest.mark.django_db

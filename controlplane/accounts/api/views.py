@@ -15,6 +15,7 @@ from controlplane.accounts.api.serializers import (
 )
 from controlplane.accounts.models import APIToken
 from controlplane.accounts.roles import ALL_ROLES, Role, roles_of
+from controlplane.core.api import validated
 from controlplane.core.exceptions import InvalidInput
 
 User = get_user_model()
@@ -35,17 +36,15 @@ class UserViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
 
     @extend_schema(request=UserCreateSerializer, responses={201: UserSerializer})
     def create(self, request):
-        data = UserCreateSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        user = services.create_user(by=request.user, **data.validated_data)
+        data = validated(UserCreateSerializer, request)
+        user = services.create_user(by=request.user, **data)
         return Response(UserSerializer(user).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=UserUpdateSerializer, responses={200: UserSerializer})
     def partial_update(self, request, username=None):
         user = self.get_object()
-        data = UserUpdateSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        user = services.update_user(user, by=request.user, **data.validated_data)
+        data = validated(UserUpdateSerializer, request)
+        user = services.update_user(user, by=request.user, **data)
         return Response(UserSerializer(user).data)
 
     @extend_schema(responses={200: UserSerializer})
@@ -78,17 +77,16 @@ class APITokenViewSet(
 
     @extend_schema(request=APITokenCreateSerializer, responses={201: APITokenCreatedSerializer})
     def create(self, request):
-        data = APITokenCreateSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
+        data = validated(APITokenCreateSerializer, request)
         owner = request.user
-        username = data.validated_data.pop("user", None)
+        username = data.pop("user", None)
         if username and username != request.user.username:
             if Role.ADMIN not in roles_of(request.user):
                 raise InvalidInput("only admins issue tokens to other users", field="user")
             owner = User.objects.filter(username=username, is_active=True).first()
             if owner is None:
                 raise InvalidInput(f"no active user named {username!r}", field="user")
-        token, plaintext = services.create_token(user=owner, by=request.user, **data.validated_data)
+        token, plaintext = services.create_token(user=owner, by=request.user, **data)
         body = APITokenCreatedSerializer(token).data | {"token": plaintext}
         return Response(body, status=status.HTTP_201_CREATED)
 

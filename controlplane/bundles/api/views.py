@@ -21,6 +21,7 @@ from controlplane.bundles.api.serializers import (
     SigningKeySerializer,
 )
 from controlplane.bundles.models import Bundle, Environment, EnvironmentToken, SigningKey
+from controlplane.core.api import validated
 
 RELEASERS = (Role.ADMIN, Role.POLICY_AUTHOR)
 
@@ -38,43 +39,38 @@ class EnvironmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, views
     ordering_fields = ["position", "name"]
 
     def create(self, request):
-        data = EnvironmentSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        environment = services.create_environment(by=request.user, **data.validated_data)
+        data = validated(EnvironmentSerializer, request)
+        environment = services.create_environment(by=request.user, **data)
         return Response(EnvironmentSerializer(environment).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=EnvironmentUpdateSerializer, responses={200: EnvironmentSerializer})
     def partial_update(self, request, name=None):
-        data = EnvironmentUpdateSerializer(data=request.data, partial=True)
-        data.is_valid(raise_exception=True)
-        environment = services.update_environment(self.get_object(), by=request.user, **data.validated_data)
+        data = validated(EnvironmentUpdateSerializer, request, partial=True)
+        environment = services.update_environment(self.get_object(), by=request.user, **data)
         return Response(EnvironmentSerializer(self.get_queryset().get(pk=environment.pk)).data)
 
     @extend_schema(request=PublishSerializer, responses={200: BundleSerializer})
     @action(detail=True, methods=["post"])
     def publish(self, request, name=None):
         """Run the policy tests, build a bundle of the current policies and activate it here."""
-        data = PublishSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        bundle = services.publish_policies(self.get_object(), by=request.user, **data.validated_data)
+        data = validated(PublishSerializer, request)
+        bundle = services.publish_policies(self.get_object(), by=request.user, **data)
         return Response(BundleSerializer(bundle).data)
 
     @extend_schema(request=PromoteSerializer, responses={200: BundleSerializer})
     @action(detail=True, methods=["post"])
     def promote(self, request, name=None):
         """Run the policies active here in the environment named by `to`, with its own registry data."""
-        data = PromoteSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        bundle = services.promote_bundle(self.get_object(), by=request.user, **data.validated_data)
+        data = validated(PromoteSerializer, request)
+        bundle = services.promote_bundle(self.get_object(), by=request.user, **data)
         return Response(BundleSerializer(bundle).data)
 
     @extend_schema(request=PublishSerializer, responses={200: BundleSerializer})
     @action(detail=True, methods=["post"])
     def rollback(self, request, name=None):
         """Go back to the policies active before the latest activation (registry data stays current)."""
-        data = PublishSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        bundle = services.rollback_bundle(self.get_object(), by=request.user, **data.validated_data)
+        data = validated(PublishSerializer, request)
+        bundle = services.rollback_bundle(self.get_object(), by=request.user, **data)
         return Response(BundleSerializer(bundle).data)
 
     @extend_schema(responses={200: ActivationSerializer(many=True)})
@@ -106,9 +102,8 @@ class EnvironmentTokenViewSet(
     @extend_schema(request=EnvironmentTokenCreateSerializer, responses={201: EnvironmentTokenCreatedSerializer})
     def create(self, request, environment_name=None):
         environment = get_object_or_404(Environment, name=environment_name)
-        data = EnvironmentTokenCreateSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        token, plaintext = services.create_environment_token(environment, by=request.user, **data.validated_data)
+        data = validated(EnvironmentTokenCreateSerializer, request)
+        token, plaintext = services.create_environment_token(environment, by=request.user, **data)
         body = EnvironmentTokenCreatedSerializer(token).data | {"token": plaintext}
         return Response(body, status=status.HTTP_201_CREATED)
 

@@ -1,7 +1,7 @@
 import django_filters
 
-from controlplane.core.filters import UTCDateTimeFilter
 from controlplane.changelog.models import ChangeAction, ObjectChange
+from controlplane.core.filters import UTCDateTimeFilter
 
 
 class ObjectChangeFilter(django_filters.FilterSet):

@@ -9,6 +9,7 @@ from controlplane.identity.validators import (
     SCOPE_PATTERN,
 )
 
+
 def scope_field() -> serializers.RegexField:
     return serializers.RegexField(
         SCOPE_PATTERN.pattern,

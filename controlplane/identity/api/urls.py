@@ -1,7 +1,7 @@
 from django.urls import include, path
 from rest_framework.routers import SimpleRouter
 
-from controlplane.identity.api.views import NAME_PATTERN, AgentKeyViewSet, AgentViewSet
+from controlplane.identity.api.views import AgentKeyViewSet, AgentViewSet
 
 router = SimpleRouter()
 router.register("agents", AgentViewSet, basename="agent")
@@ -12,5 +12,5 @@ key_router.register("keys", AgentKeyViewSet, basename="agent-key")
 
 urlpatterns = [
     path("", include(router.urls)),
-    path(f"agents/<str:agent_name>/", include(key_router.urls)),
+    path("agents/<str:agent_name>/", include(key_router.urls)),
 ]

@@ -6,6 +6,7 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from controlplane.accounts.roles import Role
+from controlplane.core.api import validated
 from controlplane.identity import services
 from controlplane.identity.api.filters import AgentFilter, AgentKeyFilter
 from controlplane.identity.api.serializers import (
@@ -40,16 +41,14 @@ class AgentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
 
     @extend_schema(request=AgentSerializer, responses={201: AgentSerializer})
     def create(self, request):
-        data = AgentSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        agent = services.register_agent(by=request.user, **data.validated_data)
+        data = validated(AgentSerializer, request)
+        agent = services.register_agent(by=request.user, **data)
         return Response(self._render(agent), status=status.HTTP_201_CREATED)
 
     @extend_schema(request=AgentUpdateSerializer, responses={200: AgentSerializer})
     def partial_update(self, request, name=None):
-        data = AgentUpdateSerializer(data=request.data, partial=True)
-        data.is_valid(raise_exception=True)
-        agent = services.update_agent(self.get_object(), by=request.user, **data.validated_data)
+        data = validated(AgentUpdateSerializer, request, partial=True)
+        agent = services.update_agent(self.get_object(), by=request.user, **data)
         return Response(self._render(agent))
 
     @extend_schema(request=StatusChangeSerializer, responses={200: AgentSerializer})
@@ -74,16 +73,14 @@ class AgentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
     @action(detail=True, methods=["post"], url_path="rotate-key")
     def rotate_key(self, request, name=None):
         """Register a new public key and revoke the agent's other active keys in one step."""
-        data = AgentKeyCreateSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        new_key, replaced = services.rotate_agent_key(self.get_object(), by=request.user, **data.validated_data)
+        data = validated(AgentKeyCreateSerializer, request)
+        new_key, replaced = services.rotate_agent_key(self.get_object(), by=request.user, **data)
         body = {"key": AgentKeySerializer(new_key).data, "revoked": AgentKeySerializer(replaced, many=True).data}
         return Response(body, status=status.HTTP_201_CREATED)
 
     def _change_status(self, request, service):
-        data = StatusChangeSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        agent = service(self.get_object(), by=request.user, **data.validated_data)
+        data = validated(StatusChangeSerializer, request)
+        agent = service(self.get_object(), by=request.user, **data)
         return Response(self._render(agent))
 
     def _render(self, agent: Agent):
@@ -111,15 +108,13 @@ class AgentKeyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
 
     @extend_schema(request=AgentKeyCreateSerializer, responses={201: AgentKeySerializer})
     def create(self, request, agent_name=None):
-        data = AgentKeyCreateSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        key = services.add_agent_key(self.get_agent(), by=request.user, **data.validated_data)
+        data = validated(AgentKeyCreateSerializer, request)
+        key = services.add_agent_key(self.get_agent(), by=request.user, **data)
         return Response(AgentKeySerializer(key).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=KeyRevokeSerializer, responses={200: AgentKeySerializer})
     @action(detail=True, methods=["post"])
     def revoke(self, request, agent_name=None, key_id=None):
-        data = KeyRevokeSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        key = services.revoke_agent_key(self.get_object(), by=request.user, **data.validated_data)
+        data = validated(KeyRevokeSerializer, request)
+        key = services.revoke_agent_key(self.get_object(), by=request.user, **data)
         return Response(AgentKeySerializer(key).data)

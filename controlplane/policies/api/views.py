@@ -4,6 +4,7 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from controlplane.accounts.roles import Role
+from controlplane.core.api import validated
 from controlplane.policies import services
 from controlplane.policies.api.serializers import (
     PolicyDeleteSerializer,
@@ -35,28 +36,25 @@ class PolicyModuleViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, view
 
     @extend_schema(request=PolicyModuleCreateSerializer, responses={201: PolicyModuleSerializer})
     def create(self, request):
-        data = PolicyModuleCreateSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        if PolicyModule.objects.filter(path=data.validated_data["path"], is_deleted=False).exists():
+        data = validated(PolicyModuleCreateSerializer, request)
+        if PolicyModule.objects.filter(path=data["path"], is_deleted=False).exists():
             return Response({"path": ["a module with this path exists; PATCH it to add a revision"]}, status=409)
-        revision = services.save_policy_module(by=request.user, **data.validated_data)
+        revision = services.save_policy_module(by=request.user, **data)
         return Response(self._render(revision.module), status=status.HTTP_201_CREATED)
 
     @extend_schema(request=PolicyModuleUpdateSerializer, responses={200: PolicyModuleSerializer})
     def partial_update(self, request, pk=None):
         """Save a new revision of the module's source."""
         module = self.get_object()
-        data = PolicyModuleUpdateSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        services.save_policy_module(path=module.path, by=request.user, **data.validated_data)
+        data = validated(PolicyModuleUpdateSerializer, request)
+        services.save_policy_module(path=module.path, by=request.user, **data)
         return Response(self._render(module))
 
     @extend_schema(request=PolicyDeleteSerializer, responses={204: None})
     def destroy(self, request, pk=None):
         """Leave the module out of future bundles; its revisions are kept."""
-        data = PolicyDeleteSerializer(data=request.data or {})
-        data.is_valid(raise_exception=True)
-        services.delete_policy_module(self.get_object(), by=request.user, **data.validated_data)
+        data = validated(PolicyDeleteSerializer, request)
+        services.delete_policy_module(self.get_object(), by=request.user, **data)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
     @extend_schema(responses={200: PolicyRevisionSerializer(many=True)})
@@ -98,16 +96,14 @@ class ToolViewSet(viewsets.ModelViewSet):
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
 
     def create(self, request):
-        data = ToolSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        tool = services.create_tool(by=request.user, **data.validated_data)
+        data = validated(ToolSerializer, request)
+        tool = services.create_tool(by=request.user, **data)
         return Response(ToolSerializer(tool).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=ToolUpdateSerializer, responses={200: ToolSerializer})
     def partial_update(self, request, name=None):
-        data = ToolUpdateSerializer(data=request.data, partial=True)
-        data.is_valid(raise_exception=True)
-        tool = services.update_tool(self.get_object(), by=request.user, **data.validated_data)
+        data = validated(ToolUpdateSerializer, request, partial=True)
+        tool = services.update_tool(self.get_object(), by=request.user, **data)
         return Response(ToolSerializer(tool).data)
 
     def destroy(self, request, name=None):
