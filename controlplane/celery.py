@@ -14,4 +14,10 @@ app.autodiscover_tasks()
 app.conf.beat_schedule = {
     # Repairs any bundle a crash kept from following a registry change.
     "reconcile-bundles": {"task": "bundles.reconcile", "schedule": 60.0},
+    # Signs a Merkle checkpoint over the audit events stored since the last one.
+    "audit-checkpoint": {"task": "audit.checkpoint", "schedule": 60.0},
+    # Deletes events past their retention and records what it removed in a signed checkpoint.
+    "audit-retention": {"task": "audit.retention", "schedule": 86400.0},
+    # Re-queues batches whose verification was lost with a dead worker.
+    "audit-requeue-stale-batches": {"task": "audit.requeue_stale_batches", "schedule": 60.0},
 }

@@ -10,6 +10,7 @@ api_v1 = [
     path("", include("controlplane.changelog.api.urls")),
     path("", include("controlplane.policies.api.urls")),
     path("", include("controlplane.bundles.api.urls")),
+    path("", include("controlplane.audit.api.urls")),
 ]
 
 urlpatterns = [

@@ -1,0 +1,230 @@
+"""Audit ingestion end to end on this machine: API → durable → verified and stored.
+
+Needs PostgreSQL (DATABASE_URL) and Redis (REDIS_URL). Creates a scratch database
+`warden_bench_audit_<pid>` on that server, migrates it, starts the ASGI app (uvicorn, one
+process, 127.0.0.1 only) and ONE Celery worker process on a private queue, signs the
+records beforehand, then times: the uploads (each batch signed with the agent's key,
+gzip, answered 202 after the batch is durable) and the moment the last batch is
+verified and its events stored. Also measures, in this process, the cost per record of
+Ed25519 verification alone and of the whole per-record check. Prints a table; asserts
+nothing. Target (shared/DESIGN.md): >= 5,000 verified events/s.
+
+    DATABASE_URL=postgres://… REDIS_URL=redis://… .venv/bin/python bench/audit_ingest.py \
+        [--records 50000] [--batch 2000] [--sessions 500] [--concurrency 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import gzip
+import http.client
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+DEADLINE_SECONDS = 300
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def serve(port: int) -> None:
+    """The ASGI app under uvicorn; mounts the audit API if controlplane/urls.py does not yet."""
+    import django
+    import uvicorn
+    from django.conf import settings
+    from django.urls import Resolver404, resolve
+
+    django.setup()
+    try:
+        resolve("/api/v1/audit/batches/")
+    except Resolver404:
+        settings.ROOT_URLCONF = "tests.audit.urls"
+    from controlplane.asgi import application
+
+    uvicorn.run(application, host="127.0.0.1", port=port, lifespan="off", log_level="warning", access_log=False)
+
+
+def main() -> int:
+    if len(sys.argv) == 3 and sys.argv[1] == "--serve":
+        serve(int(sys.argv[2]))
+        return 0
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--records", type=int, default=50_000)
+    parser.add_argument("--batch", type=int, default=2_000)
+    parser.add_argument("--sessions", type=int, default=500)
+    parser.add_argument("--concurrency", type=int, default=1, help="pool processes of the one worker")
+    args = parser.parse_args()
+    base_url, redis_url = os.environ.get("DATABASE_URL", ""), os.environ.get("REDIS_URL", "")
+    if not base_url.startswith("postgres") or not redis_url:
+        print("bench/audit_ingest.py needs DATABASE_URL (PostgreSQL) and REDIS_URL", file=sys.stderr)
+        return 2
+
+    import psycopg
+
+    name = f"warden_bench_audit_{os.getpid()}"
+    admin_url = base_url
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    db_url = base_url.rsplit("/", 1)[0] + "/" + name
+    queue = f"warden-bench-audit-{os.getpid()}"
+    env = {**os.environ, "DATABASE_URL": db_url, "REDIS_URL": redis_url, "WARDEN_AUDIT_QUEUE": queue,
+           "WARDEN_LOG_LEVEL": "WARNING", "DJANGO_SETTINGS_MODULE": "controlplane.settings"}
+    os.environ.update(env)
+    processes: list[subprocess.Popen] = []
+    try:
+        import django
+
+        django.setup()
+        from django.core.management import call_command
+
+        call_command("migrate", verbosity=0)
+        rows = run(args, env, queue, processes)
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+                try:
+                    process.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    os.killpg(process.pid, signal.SIGKILL)
+        from django.db import connections
+
+        connections.close_all()
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    width = max(len(label) for label, _ in rows)
+    print(f"\naudit ingestion ({args.records} records, batches of {args.batch}, {args.sessions} sessions, "
+          f"1 worker x {args.concurrency} process(es), {os.cpu_count()} CPUs)")
+    for label, value in rows:
+        print(f"  {label:<{width}}  {value}")
+    return 0
+
+
+def run(args, env, queue, processes) -> list[tuple[str, str]]:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    from agents_sdk.identity import AgentIdentity
+    from agents_sdk.records import ActionSigner, canonical_json, signing_bytes
+    from agents_sdk.shipper import batch_body
+    from controlplane.audit import services
+    from controlplane.audit.models import AuditEvent, Batch, BatchStatus
+    from controlplane.identity.models import Agent, AgentKey
+
+    identity = AgentIdentity.create("bench-bot", "bench@example.com")
+    agent = Agent.objects.create(name="bench-bot", owner_email="bench@example.com")
+    AgentKey.objects.create(key_id=identity.key_id, agent=agent, public_key=identity.public_key_b64)
+
+    signer = ActionSigner(identity, keep_log=False)
+    records = []
+    while len(records) < args.records:
+        n = len(records) // 4
+        with signer.session(session_id=f"session-{n % args.sessions}") as session:
+            records.append(session.intent("refund", {"ticket": n, "amount_cents": 1250, "card_number": "4242"}))
+            records.append(session.decision("allow", reasons=[{"rule": "refunds-under-50-eur", "message": "ok",
+                                                                "controls": ["soc2.cc7.2"]}]))
+            records.append(session.result("refunded", ticket=n))
+            records.append(session.output(f"done {n}"))
+    records = records[: args.records]
+    lines = [canonical_json(r) for r in records]
+    bodies = [gzip.compress(batch_body(lines[i:i + args.batch]), 5) for i in range(0, len(lines), args.batch)]
+
+    # Signature verification alone, and the whole per-record check (form, key, canonical JSON, verify).
+    public = Ed25519PublicKey.from_public_bytes(base64.b64decode(identity.public_key_b64))
+    sample = records[:3000]
+    prepared = [(base64.b64decode(r["signature"]), signing_bytes(r)) for r in sample]
+    start = time.perf_counter()
+    for signature, message in prepared:
+        public.verify(signature, message)
+    verify_us = (time.perf_counter() - start) / len(prepared) * 1e6
+
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, __file__, "--serve", str(port)], cwd=ROOT, env=env, start_new_session=True,
+    )
+    processes.append(server)
+    worker_log = open(Path(os.environ.get("TMPDIR", "/tmp")) / f"{queue}.log", "wb")  # noqa: SIM115
+    worker = subprocess.Popen(
+        [str(Path(sys.executable).with_name("celery")), "-A", "controlplane", "worker", "-Q", queue,
+         "-c", str(args.concurrency), "-l", "warning", "-n", f"{queue}@%h", "--without-gossip",
+         "--without-mingle", "--without-heartbeat"],
+        cwd=ROOT, env=env, stdout=worker_log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    processes.append(worker)
+    wait_for_port(port)
+    # Warm up the worker (imports, first connection) with one small batch, excluded from the timing.
+    warm = ActionSigner(identity)
+    with warm.session(session_id="warm-up") as session:
+        session.output("warm")
+    post(port, identity, gzip.compress(batch_body([canonical_json(r) for r in warm.session_log()])))
+    deadline = time.monotonic() + 60
+    while Batch.objects.exclude(status=BatchStatus.VERIFIED).exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+    baseline = AuditEvent.objects.count()
+    start = time.perf_counter()
+    batch_ids = [post(port, identity, body) for body in bodies]
+    acknowledged = time.perf_counter() - start
+    deadline = time.monotonic() + DEADLINE_SECONDS
+    while time.monotonic() < deadline:
+        if not Batch.objects.filter(pk__in=batch_ids).exclude(status=BatchStatus.VERIFIED).exists():
+            break
+        time.sleep(0.02)
+    elapsed = time.perf_counter() - start
+    stored = AuditEvent.objects.count() - baseline
+    quarantined = sum(Batch.objects.filter(pk__in=batch_ids).values_list("quarantined_count", flat=True))
+
+    # The whole per-record check of the worker, in this process, for comparison.
+    batch = Batch.objects.get(pk=batch_ids[0])
+    start = time.perf_counter()
+    services._check_records(batch)
+    check_us = (time.perf_counter() - start) / batch.record_count * 1e6
+
+    return [
+        ("records stored as events", f"{stored:,} (quarantined {quarantined})"),
+        ("uploads answered 202 (durable)", f"{len(batch_ids)} batches in {acknowledged:.2f} s = "
+                                          f"{args.records / acknowledged:,.0f} records/s"),
+        ("end to end: API → verified + stored", f"{elapsed:.2f} s = {stored / elapsed:,.0f} events/s  (target 5,000)"),
+        ("Ed25519 verify alone, per record", f"{verify_us:.0f} µs  (= {1e6 / verify_us:,.0f}/s on one core)"),
+        ("worker's per-record checks (form, key, JSON, verify)", f"{check_us:.0f} µs"),
+    ]
+
+
+def post(port: int, identity, body: bytes) -> int:
+    import json
+
+    from agents_sdk.shipper import request_headers
+
+    headers = {"Content-Type": "application/json", "Content-Encoding": "gzip", **request_headers(identity, body)}
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    conn.request("POST", "/api/v1/audit/batches/", body=body, headers=headers)
+    response = conn.getresponse()
+    answer = response.read()
+    conn.close()
+    if response.status != 202:
+        raise RuntimeError(f"upload answered {response.status}: {answer[:300]!r}")
+    return json.loads(answer)["batch_id"]
+
+
+def wait_for_port(port: int) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise RuntimeError("uvicorn did not start")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,187 @@
+from django.http import StreamingHttpResponse
+from django.shortcuts import get_object_or_404
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from controlplane.accounts.roles import Role
+from controlplane.audit import checkpoints, conf, selectors, services
+from controlplane.audit.api.filters import AuditEventFilter, BatchFilter, QuarantineFilter
+from controlplane.audit.api.serializers import (
+    AuditEventSerializer,
+    BatchAcceptedSerializer,
+    BatchSerializer,
+    CheckpointKeySerializer,
+    CheckpointSerializer,
+    QuarantinedRecordSerializer,
+    RetentionPolicySerializer,
+    RetentionPolicyWriteSerializer,
+    TimelineEntrySerializer,
+    VerificationReportSerializer,
+)
+from controlplane.audit.authentication import (
+    AgentSignatureAuthentication,
+    IsUsableAgent,
+    PayloadTooLarge,
+    read_body,
+)
+from controlplane.audit.models import CheckpointKey, RetentionPolicy
+from controlplane.audit.records import BatchTooLarge
+from controlplane.core.api import validated
+from controlplane.core.exceptions import InvalidInput
+from controlplane.identity.models import Agent
+
+EXPORT_ROLES = (Role.ADMIN, Role.AUDITOR)
+
+
+class BatchViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Batches of signed records. Agents POST them, signed with their own key (see
+    docs/audit.md); people read their verification status and counts."""
+
+    queryset = selectors.batches()
+    serializer_class = BatchSerializer
+    filterset_class = BatchFilter
+    ordering_fields = ["id", "received_at"]
+
+    # Uploads come from agents, not users: their own signature, not a token or a role.
+    def get_authenticators(self):
+        if self.request.method == "POST":
+            return [AgentSignatureAuthentication()]
+        return super().get_authenticators()
+
+    def get_permissions(self):
+        if self.request.method == "POST":
+            return [IsUsableAgent()]
+        return super().get_permissions()
+
+    @extend_schema(
+        request={"application/json": OpenApiTypes.OBJECT},
+        responses={202: BatchAcceptedSerializer},
+        parameters=[
+            OpenApiParameter(name, str, OpenApiParameter.HEADER, required=True)
+            for name in ("X-Warden-Agent", "X-Warden-Key-Id", "X-Warden-Timestamp", "X-Warden-Signature")
+        ],
+    )
+    def create(self, request):
+        """Store a batch `{"records": [...]}` durably; it is verified asynchronously."""
+        try:
+            batch = services.ingest_batch(
+                agent=request.user.agent, key_id=request.auth.key_id,
+                body=read_body(request, conf.max_batch_bytes()),
+                content_encoding=request.META.get("HTTP_CONTENT_ENCODING", ""),
+            )
+        except BatchTooLarge as exc:
+            raise PayloadTooLarge(str(exc)) from exc
+        return Response({"batch_id": batch.pk, "accepted": batch.record_count}, status=status.HTTP_202_ACCEPTED)
+
+
+class AuditEventViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Verified events: every record here had a valid signature with the key valid at its
+    time and continued its session's chain. Payloads are masked."""
+
+    queryset = selectors.events()
+    serializer_class = AuditEventSerializer
+    filterset_class = AuditEventFilter
+    ordering_fields = ["id", "time", "seq"]
+    ordering = ["id"]
+    action_roles = {"export": EXPORT_ROLES}
+
+    def checkpointed_upto(self) -> int:
+        if not hasattr(self, "_checkpointed_upto"):
+            self._checkpointed_upto = selectors.checkpointed_upto()
+        return self._checkpointed_upto
+
+    def get_serializer_context(self):
+        return {**super().get_serializer_context(), "checkpointed_upto": self.checkpointed_upto()}
+
+    @extend_schema(responses={(200, "application/jsonl"): OpenApiTypes.STR})
+    @action(detail=False, methods=["get"])
+    def export(self, request):
+        """The original signed records (JSONL) of every session with an event matching the
+        filters, whole and in chain order: `warden audit verify` checks the file offline."""
+        filtered = self.filter_queryset(self.get_queryset())
+        response = StreamingHttpResponse(selectors.export_lines(filtered), content_type="application/jsonl")
+        response["Content-Disposition"] = 'attachment; filename="warden-audit.jsonl"'
+        return response
+
+
+class QuarantineViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Records that failed verification, with the reason; never part of the events."""
+
+    queryset = selectors.quarantined()
+    serializer_class = QuarantinedRecordSerializer
+    filterset_class = QuarantineFilter
+    ordering_fields = ["id", "quarantined_at"]
+    ordering = ["id"]
+
+
+class TimelineView(APIView):
+    """A session's full timeline: verified events in chain order, quarantined records and
+    the OPA decision logs of the same agent and session, by time."""
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("agent", str, required=True, description="agent name"),
+            OpenApiParameter("session", str, required=True, description="session id"),
+        ],
+        responses={200: TimelineEntrySerializer(many=True)},
+    )
+    def get(self, request):
+        agent = request.query_params.get("agent", "")
+        session = request.query_params.get("session", "")
+        if not agent:
+            raise InvalidInput("name the agent: ?agent=<name>", field="agent")
+        if not session:
+            raise InvalidInput("name the session: ?session=<session id>", field="session")
+        get_object_or_404(Agent, name=agent)
+        entries = selectors.session_timeline(agent_name=agent, session_id=session)
+        return Response({"agent": agent, "session": session, "count": len(entries), "entries": entries})
+
+
+class CheckpointViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
+    """Signed checkpoints over the stored log (Merkle roots), oldest first."""
+
+    queryset = selectors.checkpoints()
+    serializer_class = CheckpointSerializer
+    filterset_fields = ["kind"]
+    ordering = ["sequence"]
+
+    @extend_schema(responses={200: CheckpointKeySerializer(many=True)})
+    @action(detail=False, methods=["get"], url_path="keys", pagination_class=None)
+    def keys(self, request):
+        """The control plane's public keys that sign checkpoints (the active one created on first use)."""
+        checkpoints.active_checkpoint_key()
+        keys = CheckpointKey.objects.order_by("-created_at")
+        return Response(CheckpointKeySerializer(keys, many=True).data)
+
+
+class VerifyView(APIView):
+    """Check the stored log against the signed checkpoints; names every event changed,
+    removed, inserted or moved."""
+
+    @extend_schema(responses={200: VerificationReportSerializer})
+    def get(self, request):
+        return Response(checkpoints.verify_log().as_dict())
+
+
+class RetentionPolicyViewSet(mixins.ListModelMixin, mixins.DestroyModelMixin, viewsets.GenericViewSet):
+    """How long events are kept, per environment or per agent (days)."""
+
+    queryset = RetentionPolicy.objects.select_related("agent")
+    serializer_class = RetentionPolicySerializer
+
+    @extend_schema(request=RetentionPolicyWriteSerializer, responses={200: RetentionPolicySerializer})
+    def create(self, request):
+        data = validated(RetentionPolicyWriteSerializer, request)
+        agent = get_object_or_404(Agent, name=data["agent"]) if data["agent"] else None
+        policy = services.set_retention_policy(
+            days=data["days"], environment=data["environment"], agent=agent, by=request.user
+        )
+        return Response(RetentionPolicySerializer(policy).data, status=status.HTTP_200_OK)
+
+    def destroy(self, request, pk=None):
+        services.delete_retention_policy(self.get_object(), by=request.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)

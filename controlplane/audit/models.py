@@ -1,0 +1,222 @@
+"""The audit log: batches of signed records as received, the verified events, the
+records that failed (quarantine), and signed checkpoints over the stored log.
+
+`Batch`, `AuditEvent`, `QuarantinedRecord` and `Checkpoint` are append-only at the
+database level (a PostgreSQL trigger, see migration 0002): only the retention job may
+delete rows, and only a batch's processing columns may change.
+"""
+
+from __future__ import annotations
+
+from django.db import models
+from django.utils import timezone
+
+from controlplane.identity.models import Agent
+
+
+class BatchStatus(models.TextChoices):
+    PENDING = "pending", "Waiting for verification"
+    VERIFIED = "verified", "Verified: every record stored or quarantined"
+
+
+class Batch(models.Model):
+    """Records as an agent sent them, stored before the 202 so nothing acknowledged is lost."""
+
+    id = models.BigAutoField(primary_key=True)
+    agent = models.ForeignKey(Agent, on_delete=models.PROTECT, related_name="audit_batches")
+    key_id = models.CharField(max_length=64, help_text="The key that signed the upload request.")
+    # The JSON body as received (after gzip inflation), parsed again by the worker.
+    body = models.BinaryField()
+    record_count = models.PositiveIntegerField()
+    byte_count = models.PositiveIntegerField()
+    received_at = models.DateTimeField(default=timezone.now, db_index=True)
+    status = models.CharField(max_length=16, choices=BatchStatus.choices, default=BatchStatus.PENDING, db_index=True)
+    attempts = models.PositiveIntegerField(default=0, help_text="Verification runs started (a crash leaves one unfinished).")
+    started_at = models.DateTimeField(null=True, blank=True)
+    verified_at = models.DateTimeField(null=True, blank=True)
+    event_count = models.PositiveIntegerField(default=0)
+    quarantined_count = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-id"]
+        verbose_name_plural = "batches"
+        indexes = [models.Index(fields=["agent", "status", "id"], name="audit_batch_agent_pending")]
+
+    def __str__(self) -> str:
+        return f"batch {self.pk} of {self.agent_id} ({self.record_count} records, {self.status})"
+
+
+class AuditEvent(models.Model):
+    """One verified record: signature valid with the key valid at its time, chain intact.
+
+    Normalised for search; `payload` is masked. The record exactly as signed is kept
+    encrypted in `sealed_record` for the signed JSONL export.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    record_id = models.UUIDField(unique=True)
+    agent = models.ForeignKey(Agent, on_delete=models.PROTECT, related_name="audit_events")
+    key_id = models.CharField(max_length=64)
+    session_id = models.CharField(max_length=200)
+    seq = models.BigIntegerField()
+    kind = models.CharField(max_length=16)
+    time = models.DateTimeField(help_text="When the agent signed the record.")
+    tool = models.CharField(max_length=200, blank=True, help_text="The tool of the session's current intent.")
+    effect = models.CharField(max_length=32, blank=True, help_text="The decision's effect (decision records).")
+    rule_ids = models.JSONField(default=list, blank=True)
+    payload = models.JSONField(help_text="The record's payload after masking.")
+    masked_paths = models.JSONField(default=list, blank=True, help_text="JSON pointers (into payload) masked before storage.")
+    prev_hash = models.CharField(max_length=64)
+    record_hash = models.CharField(max_length=64, help_text="SHA-256 of the signed record: the next record's prev_hash.")
+    sealed_record = models.BinaryField(help_text="The record as signed, Fernet-encrypted.")
+    batch = models.ForeignKey(Batch, on_delete=models.PROTECT, related_name="events")
+    stored_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [
+            models.Index(fields=["agent", "session_id", "seq"], name="audit_event_session"),
+            models.Index(fields=["time"], name="audit_event_time"),
+            models.Index(fields=["tool", "time"], name="audit_event_tool"),
+            models.Index(fields=["effect", "time"], name="audit_event_effect"),
+            models.Index(fields=["record_hash"], name="audit_event_hash"),
+            models.Index(fields=["stored_at"], name="audit_event_stored"),
+        ]
+
+    def __str__(self) -> str:
+        return f"event {self.pk} ({self.session_id}#{self.seq} {self.kind})"
+
+
+class QuarantineReason(models.TextChoices):
+    MALFORMED = "malformed", "Malformed record"
+    UNKNOWN_KEY = "unknown_key", "Unknown key"
+    REVOKED_KEY = "revoked_key", "Key not valid at the record's time"
+    BAD_SIGNATURE = "bad_signature", "Bad signature"
+    AGENT_MISMATCH = "agent_mismatch", "Record of another agent"
+    SESSION_MISMATCH = "session_mismatch", "Spliced from another session"
+    BROKEN_CHAIN = "broken_chain", "Broken chain"
+    SEQUENCE_GAP = "sequence_gap", "Sequence gap"
+    FORKED_CHAIN = "forked_chain", "Forked chain"
+    REPLAYED = "replayed", "Record id already used"
+
+
+class QuarantinedRecord(models.Model):
+    """A record that failed verification: kept with why, never mixed into the events."""
+
+    id = models.BigAutoField(primary_key=True)
+    batch = models.ForeignKey(Batch, on_delete=models.PROTECT, related_name="quarantined")
+    position = models.PositiveIntegerField(help_text="Index of the record in its batch.")
+    agent = models.ForeignKey(Agent, on_delete=models.PROTECT, related_name="quarantined_records")
+    reason = models.CharField(max_length=32, choices=QuarantineReason.choices, db_index=True)
+    message = models.TextField()
+    record_id = models.CharField(max_length=200, blank=True)
+    session_id = models.CharField(max_length=200, blank=True)
+    seq = models.BigIntegerField(null=True, blank=True)
+    key_id = models.CharField(max_length=200, blank=True)
+    time = models.DateTimeField(null=True, blank=True)
+    raw = models.JSONField(null=True, help_text="The record as received, sensitive keys masked.")
+    sealed_record = models.BinaryField(help_text="The record as received, Fernet-encrypted.")
+    quarantined_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [models.UniqueConstraint(fields=["batch", "position"], name="audit_quarantine_once")]
+        indexes = [models.Index(fields=["agent", "session_id"], name="audit_quarantine_session")]
+
+    def __str__(self) -> str:
+        return f"quarantined {self.record_id or '?'}: {self.reason}"
+
+
+class SessionHead(models.Model):
+    """The last verified record of each (agent, session) chain: where the next batch continues."""
+
+    agent = models.ForeignKey(Agent, on_delete=models.PROTECT, related_name="+")
+    session_id = models.CharField(max_length=200)
+    last_seq = models.BigIntegerField(default=-1)
+    last_hash = models.CharField(max_length=64)
+    last_event_id = models.BigIntegerField(null=True, blank=True)
+    last_tool = models.CharField(max_length=200, blank=True)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["agent", "session_id"], name="audit_session_head_once")]
+
+
+class CheckpointKey(models.Model):
+    """The control plane's Ed25519 key that signs checkpoints; private half encrypted at rest."""
+
+    change_log_exclude = ("encrypted_private_key",)
+
+    key_id = models.CharField(max_length=64, primary_key=True, help_text="Hex SHA-256 of the raw public key.")
+    public_key = models.CharField(max_length=64, help_text="Base64 of the 32 raw Ed25519 public key bytes.")
+    encrypted_private_key = models.BinaryField()
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return self.key_id[:16]
+
+
+class CheckpointKind(models.TextChoices):
+    EVENTS = "events", "Events stored since the previous checkpoint"
+    RETENTION = "retention", "Events removed by the retention job"
+
+
+class Checkpoint(models.Model):
+    """A signed statement over a range of events: their Merkle root and, per event, what
+    is needed to name it if it later goes missing or changes (id, record id, content hash).
+
+    Checkpoints chain: each statement includes the hash of the previous one.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    sequence = models.PositiveBigIntegerField(unique=True)
+    kind = models.CharField(max_length=16, choices=CheckpointKind.choices)
+    first_event_id = models.BigIntegerField(null=True, blank=True)
+    last_event_id = models.BigIntegerField(null=True, blank=True)
+    event_count = models.PositiveIntegerField()
+    merkle_root = models.CharField(max_length=64)
+    # Packed entries, 56 bytes each: event id (8, big endian), record id (16), content hash (32).
+    entries = models.BinaryField()
+    statement = models.JSONField(help_text="What the signature covers (canonical JSON).")
+    statement_hash = models.CharField(max_length=64)
+    signature = models.CharField(max_length=100)
+    key = models.ForeignKey(CheckpointKey, on_delete=models.PROTECT, related_name="checkpoints")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["sequence"]
+
+    def __str__(self) -> str:
+        return f"checkpoint {self.sequence} ({self.kind}, {self.event_count} events)"
+
+
+class RetentionPolicy(models.Model):
+    """How long audit events are kept: for one agent, or for the agents of an environment."""
+
+    id = models.BigAutoField(primary_key=True)
+    environment = models.CharField(max_length=64, blank=True, help_text="Environment name; blank when per agent.")
+    agent = models.ForeignKey(Agent, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    days = models.PositiveIntegerField()
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["environment", "agent__name"]
+        verbose_name_plural = "retention policies"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["environment"], condition=models.Q(agent__isnull=True), name="audit_retention_env_once"
+            ),
+            models.UniqueConstraint(fields=["agent"], name="audit_retention_agent_once"),
+            models.CheckConstraint(
+                condition=(models.Q(agent__isnull=True) & ~models.Q(environment=""))
+                | (models.Q(agent__isnull=False) & models.Q(environment="")),
+                name="audit_retention_agent_xor_environment",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.agent_id or self.environment}: {self.days} days"

@@ -1,0 +1,97 @@
+"""Fixtures for the audit pipeline: an agent whose identity (private key) the test holds,
+registered in the control plane, and helpers to sign records and upload batches."""
+
+from __future__ import annotations
+
+import gzip
+import json
+
+import pytest
+from rest_framework.test import APIClient
+
+from agents_sdk.identity import AgentIdentity
+from agents_sdk.records import ActionSigner, canonical_json
+from agents_sdk.shipper import request_headers
+from controlplane.audit import services
+from controlplane.identity.models import Agent, AgentKey
+from tests.identity.factories import AgentFactory
+
+BATCHES_URL = "/api/v1/audit/batches/"
+
+
+def register(identity: AgentIdentity, agent: Agent | None = None, **fields) -> AgentKey:
+    agent = agent or AgentFactory(name=identity.name, **fields)
+    return AgentKey.objects.create(key_id=identity.key_id, agent=agent, public_key=identity.public_key_b64)
+
+
+@pytest.fixture
+def identity(db) -> AgentIdentity:
+    """billing-bot's identity, registered (agent + key) in the control plane."""
+    identity = AgentIdentity.create("billing-bot", "payments@example.com", ["write:refunds"])
+    register(identity, environments=["prod"])
+    return identity
+
+
+@pytest.fixture
+def signer(identity) -> ActionSigner:
+    return ActionSigner(identity)
+
+
+def sign_session(signer: ActionSigner, session_id: str, *, tool: str = "refund", card: str = "4242424242424242",
+                 effect: str = "allow", rule: str = "refunds-under-50-eur") -> list[dict]:
+    with signer.session(session_id=session_id) as session:
+        records = [
+            session.intent(tool, {"ticket": 4711, "amount_cents": 1250, "card_number": card, "note": "n"}),
+            session.decision(effect, reasons=[{"rule": rule, "message": "small refund", "controls": []}],
+                             obligations={"log": True, "mask": ["/action/args/note"]}),
+            session.result("refunded 12,50 €", password="hunter2"),
+            session.output("Done."),
+        ]
+    return records
+
+
+def body_of(records) -> bytes:
+    return b'{"records":[' + b",".join(canonical_json(r) for r in records) + b"]}"
+
+
+def upload(client: APIClient, identity: AgentIdentity, records=None, *, body: bytes | None = None,
+           compress: bool = False, headers: dict | None = None, timestamp: int | None = None):
+    """POST a batch signed as the agent signs it."""
+    body = body_of(records) if body is None else body
+    extra = {}
+    if compress:
+        body = gzip.compress(body)
+        extra["HTTP_CONTENT_ENCODING"] = "gzip"
+    signed = request_headers(identity, body, timestamp=timestamp)
+    signed.update(headers or {})
+    for name, value in signed.items():
+        extra["HTTP_" + name.upper().replace("-", "_")] = value
+    return client.generic("POST", BATCHES_URL, body, content_type="application/json", **extra)
+
+
+@pytest.fixture
+def verify_inline(monkeypatch):
+    """Verification runs synchronously at commit, in this process (no broker involved)."""
+    monkeypatch.setattr(services, "enqueue_verification", lambda batch_id: services.verify_batch(batch_id))
+
+
+@pytest.fixture
+def ship(client_for_agents, identity, verify_inline, django_capture_on_commit_callbacks):
+    """Upload records as billing-bot and run verification; returns the 202 response."""
+
+    def send(records, *, who: AgentIdentity | None = None, **kwargs):
+        with django_capture_on_commit_callbacks(execute=True):
+            response = upload(client_for_agents, who or identity, records, **kwargs)
+        return response
+
+    return send
+
+
+@pytest.fixture
+def client_for_agents() -> APIClient:
+    return APIClient()
+
+
+def jsonl(response) -> list[dict]:
+    content = b"".join(response.streaming_content)
+    return [json.loads(line) for line in content.splitlines() if line.strip()]
