@@ -3,6 +3,7 @@
     warden audit verify FILE --public-key KEY [--public-key KEY ...]
     warden identity create --name NAME --owner EMAIL [--scope SCOPE ...] --out PATH
     warden identity show PATH
+    warden sidecar --config FILE [--addr HOST:PORT]
 
 Runnable without installation as ``python -m agents_sdk ...`` or ``python -m agents_sdk.cli ...``.
 Exit status: 0 success, 1 verification failed, 2 bad usage or unreadable input.
@@ -88,6 +89,18 @@ def build_parser() -> argparse.ArgumentParser:
     show = identity_commands.add_parser("show", help="print an identity's name, scopes, key id and public key")
     show.add_argument("path", type=Path, metavar="PATH", help="private key file or its metadata (.json)")
     show.set_defaults(handler=_identity_show)
+
+    sidecar = commands.add_parser(
+        "sidecar",
+        help="serve OPA's decision API locally, fed by the control plane's signed bundles",
+        description="A local decision server speaking OPA's REST API (POST /v1/data/{path}, GET /health), "
+        "configured with OPA's own config.yaml (services, keys, bundles, decision_logs, status, labels).",
+    )
+    sidecar.add_argument("--config", required=True, metavar="FILE", help="OPA config file (YAML or JSON)")
+    sidecar.add_argument(
+        "--addr", default="127.0.0.1:8181", metavar="HOST:PORT", help="address to listen on (default 127.0.0.1:8181)"
+    )
+    sidecar.set_defaults(handler=_sidecar)
     return parser
 
 
@@ -101,6 +114,16 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None, std
     except (UsageError, IdentityError) as exc:
         print(f"warden: error: {exc}", file=stderr)
         return EXIT_USAGE
+
+
+def _sidecar(args: argparse.Namespace, out: TextIO) -> int:
+    # Imported here: the sidecar loads the Rego engine, which `audit verify` never needs.
+    from agents_sdk.sidecar import ConfigError, run
+
+    try:
+        return run(args.config, args.addr)
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from exc
 
 
 # -- audit verify ----------------------------------------------------------------------

@@ -11,10 +11,11 @@ can catch the SDK's failures in one place without swallowing its own bugs.
     ├── SigningError             a record could not be built or signed
     │   └── CanonicalJSONError   a value has no canonical JSON form
     ├── RecordFormatError        a JSONL log line is not a JSON object
-    └── VerificationError        a signed log failed verification
-
-Enforcement errors (``PolicyViolationError``, ``ApprovalRequired``) join this module
-with the Guard; they derive from ``WardenError`` too.
+    ├── VerificationError        a signed log failed verification
+    ├── PolicyViolationError     the policy denied an action (it did not run)
+    ├── ApprovalRequired         the policy holds an action for a person's approval
+    └── BundleError              (agents_sdk.bundles) a policy bundle could not be used
+        └── BundleVerificationError  its signature or a file's hash did not verify
 """
 
 from __future__ import annotations
@@ -80,3 +81,48 @@ class VerificationError(WardenError):
     def __init__(self, message: str, *, failure: Any = None):
         super().__init__(message)
         self.failure = failure
+
+
+class PolicyViolationError(WardenError):
+    """The policy denied an action; the call did not run.
+
+    The message is ``"<rule>: <message>"`` of the first reason, as the policy wrote it;
+    ``decision`` is the whole ``Decision`` (every reason, the obligations).
+    """
+
+    def __init__(self, message: str, *, decision: Any = None, tool: str | None = None):
+        super().__init__(message)
+        self.decision = decision
+        self.tool = tool
+
+    @property
+    def rule(self) -> str | None:
+        reasons = getattr(self.decision, "reasons", ()) or ()
+        return reasons[0].rule if reasons else None
+
+
+class ApprovalRequired(WardenError):
+    """The policy holds an action until a person approves it; the call did not run.
+
+    ``tool``, ``tool_args`` and ``reasons`` say exactly what must be approved (an approval
+    grants one agent, one tool and these exact arguments; ``args`` is taken by
+    ``Exception``); ``decision`` is the whole ``Decision``. Retry with
+    ``approval_token=...`` once the approval is granted.
+    """
+
+    def __init__(
+        self, message: str, *, tool: str, args: dict[str, Any], reasons: Any = (), decision: Any = None
+    ):
+        super().__init__(message)
+        self.tool = tool
+        self.tool_args = args
+        self.reasons = tuple(reasons)
+        self.decision = decision
+
+    def approval_request(self) -> dict[str, Any]:
+        """What a person must approve, as JSON: the tool, its exact arguments and the reasons."""
+        return {
+            "tool": self.tool,
+            "args": self.tool_args,
+            "reasons": [r.as_dict() if hasattr(r, "as_dict") else r for r in self.reasons],
+        }

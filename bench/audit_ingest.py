@@ -42,14 +42,7 @@ def serve(port: int) -> None:
     """The ASGI app under uvicorn; mounts the audit API if controlplane/urls.py does not yet."""
     import django
     import uvicorn
-    from django.conf import settings
-    from django.urls import Resolver404, resolve
-
     django.setup()
-    try:
-        resolve("/api/v1/audit/batches/")
-    except Resolver404:
-        settings.ROOT_URLCONF = "tests.audit.urls"
     from controlplane.asgi import application
 
     uvicorn.run(application, host="127.0.0.1", port=port, lifespan="off", log_level="warning", access_log=False)
@@ -172,15 +165,22 @@ def run(args, env, queue, processes) -> list[tuple[str, str]]:
         time.sleep(0.05)
 
     baseline = AuditEvent.objects.count()
+    cpu_before = {"worker": tree_cpu(worker.pid), "server": tree_cpu(server.pid), "postgres": backends_cpu()}
+    backends: dict[int, float] = {}  # connections last a task or a request: sample them while they live
     start = time.perf_counter()
-    batch_ids = [post(port, identity, body) for body in bodies]
+    batch_ids = []
+    for body in bodies:
+        batch_ids.append(post(port, identity, body))
+        backends.update(backends_cpu())
     acknowledged = time.perf_counter() - start
     deadline = time.monotonic() + DEADLINE_SECONDS
     while time.monotonic() < deadline:
+        backends.update(backends_cpu())
         if not Batch.objects.filter(pk__in=batch_ids).exclude(status=BatchStatus.VERIFIED).exists():
             break
         time.sleep(0.02)
     elapsed = time.perf_counter() - start
+    cpu_after = {"worker": tree_cpu(worker.pid), "server": tree_cpu(server.pid), "postgres": backends}
     stored = AuditEvent.objects.count() - baseline
     quarantined = sum(Batch.objects.filter(pk__in=batch_ids).values_list("quarantined_count", flat=True))
 
@@ -192,12 +192,60 @@ def run(args, env, queue, processes) -> list[tuple[str, str]]:
 
     return [
         ("records stored as events", f"{stored:,} (quarantined {quarantined})"),
-        ("uploads answered 202 (durable)", f"{len(batch_ids)} batches in {acknowledged:.2f} s = "
-                                          f"{args.records / acknowledged:,.0f} records/s"),
+        ("uploads answered 202 (durable)", (f"{len(batch_ids)} batches in {acknowledged:.2f} s = "
+                                           f"{args.records / acknowledged:,.0f} records/s")),
         ("end to end: API → verified + stored", f"{elapsed:.2f} s = {stored / elapsed:,.0f} events/s  (target 5,000)"),
+        *(
+            (f"CPU per event: {who}", f"{cpu_used(cpu_before[who], cpu_after[who]) / max(stored, 1) * 1e6:.0f} µs")
+            for who in ("worker", "server", "postgres")
+        ),
         ("Ed25519 verify alone, per record", f"{verify_us:.0f} µs  (= {1e6 / verify_us:,.0f}/s on one core)"),
         ("worker's per-record checks (form, key, JSON, verify)", f"{check_us:.0f} µs"),
     ]
+
+
+def tree_cpu(pid: int) -> dict[int, float]:
+    """CPU seconds (user + system) of a process and its descendants, by pid (Linux /proc)."""
+    found: dict[int, float] = {}
+    pending = [pid]
+    while pending:
+        current = pending.pop()
+        try:
+            found[current] = proc_cpu(current)
+            for task in Path(f"/proc/{current}/task").iterdir():
+                pending.extend(int(child) for child in (task / "children").read_text().split())
+        except (OSError, ValueError):
+            continue
+    return found
+
+
+def proc_cpu(pid: int) -> float:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2:].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def backends_cpu() -> dict[int, float]:
+    """CPU seconds of the PostgreSQL backends serving the bench database, but this process's own."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        pids = [pid for (pid,) in cursor.fetchall()]
+    found = {}
+    for pid in pids:
+        try:
+            found[pid] = proc_cpu(pid)
+        except (OSError, ValueError):  # a server on another host, or gone
+            continue
+    return found
+
+
+def cpu_used(before: dict[int, float], after: dict[int, float]) -> float:
+    """CPU spent between two samples by the processes sampled at the second (new ones count whole)."""
+    return sum(seconds - before.get(pid, 0.0) for pid, seconds in after.items())
 
 
 def post(port: int, identity, body: bytes) -> int:

@@ -6,4 +6,10 @@ from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "controlplane.settings")
 
-application = get_asgi_application()
+django_application = get_asgi_application()
+
+# Bundle polls from a fleet of sidecars are answered before Django's per-request threads;
+# everything else goes to Django unchanged (see controlplane/opa/asgi.py).
+from controlplane.opa.asgi import BundleServiceFastPath  # noqa: E402  (needs Django set up)
+
+application = BundleServiceFastPath(django_application)

@@ -11,10 +11,14 @@ api_v1 = [
     path("", include("controlplane.policies.api.urls")),
     path("", include("controlplane.bundles.api.urls")),
     path("", include("controlplane.audit.api.urls")),
+    path("", include("controlplane.opa.api.urls")),
 ]
 
 urlpatterns = [
     path("api/v1/", include(api_v1)),
+    # OPA's management APIs (bundles, discovery, decision logs, status): OPA's services[].url
+    # is http(s)://<host>/opa. controlplane.opa.asgi answers bundle GETs before Django.
+    path("opa/", include("controlplane.opa.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="api-redoc"),

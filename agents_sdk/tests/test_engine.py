@@ -226,3 +226,62 @@ def test_every_rule_reason_carries_the_controls_of_its_metadata(pack):
 def test_sdk_engine_imports_without_django():
     code = "import sys, agents_sdk.engine; assert not any(m == 'django' or m.startswith('django.') for m in sys.modules)"
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True)
+
+
+def _interpreter_decision(pack, data, request):
+    import regorus
+
+    engine = regorus.Engine()
+    engine.set_rego_v0(False)
+    for path in sorted(pack):
+        engine.add_policy(path, pack[path])
+    engine.add_data(data)
+    engine.set_input(request)
+    return engine.eval_rule("data.warden.decision")
+
+
+def _sample_requests():
+    def call(agent, tool, args, **context):
+        return {"agent": {"id": agent, "name": agent}, "action": {"type": "tool_call", "tool": tool, "args": args},
+                "context": {"session_id": "s-1", **context}}
+
+    return [
+        DESIGN_EXAMPLE,
+        {},
+        call("support-bot", "ticket_read", {"id": 7}),
+        call("support-bot", "ticket_read", {"note": "card 4111 1111 1111 1111", "n": [{"x": "5500-0000-0000-0004"}]}),
+        call("support-bot", "file_delete", {"path": "/tmp/../prod/x", "k": "key=AKIAIOSFODNN7EXAMPLE"}),
+        call("suspended-bot", "file_delete", {"path": "/prod/x"}, on_behalf_of=["ghost"]),
+        call("ghost", "no_such_tool", {}),
+        call("support-bot", "ticket_read", {}, counters={"agent": {"calls_per_minute": 500}}),
+    ]
+
+
+def test_decisions_run_on_the_compiled_vm_and_match_the_interpreter(pack, policy):
+    session = policy._local.session
+    if not session.use_vm:
+        pytest.skip("REGORUS_NO_RVM is set")
+    assert session._vm("data.warden.decision") is not None, "the default pack must compile for regorus' VM"
+    for request in _sample_requests():
+        assert policy.evaluate("data.warden.decision", request) == _interpreter_decision(pack, REGISTRY, request), request
+
+
+def test_vm_follows_data_changes(pack):
+    policy = RegoEngine().compile(pack, REGISTRY)
+    request = {"agent": {"id": "support-bot"}, "action": {"tool": "ticket_read", "args": {}}}
+    assert policy.decide(request)["effect"] == "allow"
+    policy.add_data({"warden_registry": {"agents": {"support-bot": {"status": "suspended"}}}})
+    assert policy.decide(request)["effect"] == "deny"
+
+
+def test_input_the_vm_cannot_take_goes_to_the_interpreter(policy):
+    # A set is not JSON: the interpreter takes it as a Rego set.
+    request = {"agent": {"id": "support-bot", "scopes": {"write:files"}}, "action": {"tool": "file_delete", "args": {"path": "/tmp/x"}}}
+    assert policy.decide(request)["effect"] == "allow"
+
+
+def test_modules_the_vm_refuses_fall_back_to_the_interpreter():
+    source = "package warden\n\nimport rego.v1\n\ndecision := {\"effect\": \"allow\", \"n\": count([p | walk(input, [p, _])])}\n"
+    policy = RegoEngine().compile({"w.rego": source})
+    assert policy._local.session._vm("data.warden.decision") is None
+    assert policy.evaluate("data.warden.decision", {"a": 1}) == {"effect": "allow", "n": 2}

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import copy
 import json
 import re
 import uuid
@@ -19,7 +18,7 @@ from typing import Any
 
 from cryptography.fernet import Fernet
 
-from agents_sdk.records import RECORD_FIELDS, payload_problem
+from agents_sdk.records import RECORD_FIELDS, canonical_json, payload_problem
 from controlplane.audit import conf
 from controlplane.bundles.signing import _fernet
 from controlplane.core.exceptions import InvalidInput
@@ -98,6 +97,48 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
+
+
+# -- canonical encoding -----------------------------------------------------------------
+
+# The encoder `agents_sdk.records.canonical_json` uses, built once (json.dumps builds one per call).
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def canonical_bytes(value: Any) -> bytes:
+    """`agents_sdk.records.canonical_json(value)` for a value parsed by `json.loads`, faster.
+
+    A parsed value holds only JSON types (string keys, no tuples or bytes), so the only
+    values without a canonical form are the ones `json.dumps` refuses too: ±Infinity
+    (`1e999` parses as inf) and unpaired surrogates (UnicodeEncodeError). For those the
+    SDK's function is called, which raises CanonicalJSONError naming where.
+    """
+    try:
+        return _CANONICAL.encode(value).encode("utf-8")
+    except ValueError:
+        return canonical_json(value)
+
+
+# JSON columns are written as text for PostgreSQL to parse (jsonb keeps no key order or spacing).
+json_text = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
+
+
+def signed_encodings(record: dict[str, Any]) -> tuple[bytes, bytes]:
+    """(the bytes the signature covers, the whole record's canonical JSON) from ONE encoding.
+
+    For a record of the right form (`form_problem` is None): its keys are exactly the ten
+    fields, so in canonical order the whole record ends `,"signature":"…","time":"…"}`
+    and the signed bytes are the same text without the signature member. Both values are
+    ASCII without escapes (base64, RFC 3339), so the text of that end is known exactly;
+    should it ever not match, both are encoded the slow way. Raises ValueError
+    (CanonicalJSONError) for a value with no canonical form.
+    """
+    whole = canonical_bytes(record)
+    time_member = f'"time":"{record["time"]}"}}'.encode()
+    tail = f',"signature":"{record["signature"]}",'.encode() + time_member
+    if whole.endswith(tail):
+        return whole[: -len(tail)] + b"," + time_member, whole
+    return canonical_bytes({k: v for k, v in record.items() if k != "signature"}), whole
 
 
 # -- one record -------------------------------------------------------------------------
@@ -188,75 +229,86 @@ def mask_pointers(record: dict[str, Any]) -> list[str]:
 
 
 def mask_payload(payload: Any, pointers: list[str], sensitive: frozenset[str]) -> tuple[Any, list[str]]:
-    """A copy of `payload` with sensitive values replaced, and the JSON pointers replaced.
+    """`payload` with sensitive values replaced, and the JSON pointers replaced.
 
     `pointers` are the decision's mask paths. They address the decision input, so
     `/action/args/x` also matches the payload's `/args/x` (an intent's payload is the
     input's action). Any object key in `sensitive` is masked wherever it appears.
+
+    `payload` is never changed: copy on write, only the objects and arrays on the path to
+    a masked value are copied, the rest is shared (the same object when nothing is masked).
     """
     masked: list[str] = []
-    if not pointers and not _has_sensitive(payload, sensitive):
-        return payload, masked
-    result = copy.deepcopy(payload)
+    result = payload
     for pointer in pointers:
         candidates = [pointer]
         if pointer.startswith("/action/"):
             candidates.append(pointer[len("/action"):])
         for candidate in candidates:
-            if _mask_pointer(result, candidate):
-                masked.append(candidate)
-    _mask_keys(result, sensitive, "", masked)
+            parts = [_unescape(p) for p in candidate.split("/")[1:]]
+            if parts:
+                result, hit = _mask_pointer(result, parts, 0)
+                if hit:
+                    masked.append(candidate)
+    result = _mask_keys(result, sensitive, "", masked)
     return result, sorted(set(masked))
 
 
-def _has_sensitive(value: Any, sensitive: frozenset[str]) -> bool:
+def _mask_keys(value: Any, sensitive: frozenset[str], where: str, masked: list[str]) -> Any:
+    """`value` with every value under a sensitive key replaced (a copy only if one is); the
+    paths of those keys are appended to `masked`, even where the value was masked already."""
     if isinstance(value, dict):
-        return any(k.lower() in sensitive or _has_sensitive(v, sensitive) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_has_sensitive(v, sensitive) for v in value)
-    return False
-
-
-def _mask_keys(value: Any, sensitive: frozenset[str], where: str, masked: list[str]) -> None:
-    if isinstance(value, dict):
-        for key in value:
-            path = f"{where}/{_escape(key)}"
+        copied = None
+        for key, item in value.items():
             if key.lower() in sensitive:
-                if value[key] != MASK:
-                    value[key] = MASK
-                masked.append(path)
-            else:
-                _mask_keys(value[key], sensitive, path, masked)
-    elif isinstance(value, list):
+                masked.append(f"{where}/{_escape(key)}")
+                if item != MASK:
+                    if copied is None:
+                        copied = dict(value)
+                    copied[key] = MASK
+            elif isinstance(item, (dict, list)):
+                new = _mask_keys(item, sensitive, f"{where}/{_escape(key)}", masked)
+                if new is not item:
+                    if copied is None:
+                        copied = dict(value)
+                    copied[key] = new
+        return value if copied is None else copied
+    if isinstance(value, list):
+        copied = None
         for index, item in enumerate(value):
-            _mask_keys(item, sensitive, f"{where}/{index}", masked)
+            if isinstance(item, (dict, list)):
+                new = _mask_keys(item, sensitive, f"{where}/{index}", masked)
+                if new is not item:
+                    if copied is None:
+                        copied = list(value)
+                    copied[index] = new
+        return value if copied is None else copied
+    return value
 
 
-def _mask_pointer(document: Any, pointer: str) -> bool:
-    parts = [_unescape(p) for p in pointer.split("/")[1:]]
-    if not parts:
-        return False
-    node = document
-    for part in parts[:-1]:
-        node = _child(node, part)
-        if node is None:
-            return False
-    last = parts[-1]
-    if isinstance(node, dict) and last in node:
-        node[last] = MASK
-        return True
-    if isinstance(node, list) and last.isdigit() and int(last) < len(node):
-        node[int(last)] = MASK
-        return True
-    return False
-
-
-def _child(node: Any, part: str) -> Any:
+def _mask_pointer(node: Any, parts: list[str], depth: int) -> tuple[Any, bool]:
+    """(`node` with the value at `parts[depth:]` masked, whether that value exists); copy on write."""
+    part = parts[depth]
     if isinstance(node, dict):
-        return node.get(part)
-    if isinstance(node, list) and part.isdigit() and int(part) < len(node):
-        return node[int(part)]
-    return None
+        if part not in node:
+            return node, False
+        index = part
+    elif isinstance(node, list) and part.isascii() and part.isdigit() and int(part) < len(node):
+        index = int(part)
+    else:
+        return node, False
+    if depth == len(parts) - 1:
+        child, hit = MASK, True
+    else:
+        child = node[index]
+        if child is None:
+            return node, False
+        child, hit = _mask_pointer(child, parts, depth + 1)
+        if not hit:
+            return node, False
+    copied = dict(node) if isinstance(node, dict) else list(node)
+    copied[index] = child
+    return copied, True
 
 
 def _escape(key: str) -> str:
@@ -269,9 +321,7 @@ def _unescape(part: str) -> str:
 
 def mask_raw(value: Any) -> Any:
     """A quarantined record for display: sensitive keys masked wherever they appear."""
-    result = copy.deepcopy(value)
-    _mask_keys(result, conf.sensitive_keys(), "", [])
-    return result
+    return _mask_keys(value, conf.sensitive_keys(), "", [])
 
 
 # -- sealing ----------------------------------------------------------------------------

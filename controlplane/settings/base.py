@@ -115,7 +115,13 @@ TEMPLATES = [
 ]
 
 DATABASE_URL = os.environ.get("DATABASE_URL") or f"sqlite:///{VAR_DIR / 'warden.sqlite3'}"
-DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60, conn_health_checks=True)}
+# Under ASGI each sync request runs in its own thread, so a kept connection would outlive
+# its thread unused: connections are closed after each request unless configured otherwise.
+DATABASES = {
+    "default": dj_database_url.parse(
+        DATABASE_URL, conn_max_age=int(os.environ.get("WARDEN_DB_CONN_MAX_AGE", 0)), conn_health_checks=True
+    )
+}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # One test database per xdist worker is handled by pytest-django; name it clearly.
     DATABASES["default"].setdefault("TEST", {})["NAME"] = os.environ.get(

@@ -52,9 +52,11 @@ default_deny := {
 	"controls": ["eu_ai_act.art15(4)", "soc2.CC5.1"],
 }
 
-pending_approval := set() if approval_granted
-
-pending_approval := approval_required if not approval_granted
+# An approval is looked up only when something needs one.
+pending_approval := approval_required if {
+	count(approval_required) > 0
+	not approval_granted
+} else := set()
 
 effect := "deny" if {
 	count(deny) > 0

@@ -11,17 +11,21 @@ agent_rate_limits := object.union(
 	object.get(agent, "rate_limits", {}),
 )
 
+# Driven by the counters the input carries (usually none or one), so the limits are only
+# looked up for counters that are there.
 rate_limit_hits contains [sprintf("agent %s", [agent_id]), name, used, limit] if {
-	some name, limit in agent_rate_limits
-	used := context.counters.agent[name]
+	is_object(context.counters.agent)
+	some name, used in context.counters.agent
 	is_number(used)
+	limit := agent_rate_limits[name]
 	used >= limit
 }
 
 rate_limit_hits contains [sprintf("tool %s", [tool]), name, used, limit] if {
-	some name, limit in object.get(tool_spec, "rate_limits", {})
-	used := context.counters.tool[name]
+	is_object(context.counters.tool)
+	some name, used in context.counters.tool
 	is_number(used)
+	limit := object.get(tool_spec, "rate_limits", {})[name]
 	used >= limit
 }
 

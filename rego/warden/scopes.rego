@@ -5,17 +5,24 @@ package warden
 
 import rego.v1
 
-registry_scopes := {s | some s in object.get(agent, "scopes", [])}
+# The tool's required scopes that the agent's effective scopes (registry scopes, narrowed
+# by input scopes when the input lists them) lack. Tools name few scopes, so each one is
+# looked up in the agent's lists instead of building sets of all of them.
+missing_scopes contains scope if {
+	some scope in object.get(tool_spec, "scopes", [])
+	not scope_held(scope)
+}
 
-input_scopes := {s | some s in input.agent.scopes}
+scope_held(scope) if {
+	scope in object.get(agent, "scopes", [])
+	not is_array(input.agent.scopes)
+}
 
-effective_scopes := registry_scopes & input_scopes if is_array(input.agent.scopes)
-
-effective_scopes := registry_scopes if not is_array(input.agent.scopes)
-
-required_scopes := {s | some s in object.get(tool_spec, "scopes", [])}
-
-missing_scopes := required_scopes - effective_scopes
+scope_held(scope) if {
+	scope in object.get(agent, "scopes", [])
+	is_array(input.agent.scopes)
+	scope in input.agent.scopes
+}
 
 # METADATA
 # title: Tools must be registered

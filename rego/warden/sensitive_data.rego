@@ -1,6 +1,8 @@
 # Sensitive values in tool arguments: credentials are refused (an agent must never
 # pass a secret through a tool call) and payment card numbers are masked in the audit
-# log. Both are found by walking every string in input.action.args.
+# log. Both are found by visiting every string in input.action.args (down to 16 levels;
+# deeper arguments that may hold one are refused), but only when a cheap pre-check over
+# the arguments' JSON text says one could be there (see below).
 package warden
 
 import rego.v1
@@ -14,11 +16,144 @@ secret_patterns := {
 	"Google API key": `\bAIza[0-9A-Za-z_-]{35}\b`,
 }
 
+# Pre-checks, so that most decisions run one regex instead of seven per string (regex
+# calls are most of a decision's cost). Each secret pattern above matches a string only if
+# secret_text_pattern does (the same patterns without word boundaries, cut to their part
+# made of [A-Za-z0-9 _-]); a card candidate below only in a string with 13 digits or more.
+# Those characters are never escaped in JSON, so what holds for a string of the arguments
+# holds for the arguments' JSON text (which has more text, keys and numbers, never less).
+# When neither holds for the text, no string needs a look.
+secret_text_pattern := `AKIA[0-9A-Z]{16}|ASIA[0-9A-Z]{16}|PRIVATE KEY-----|gh[pousr]_[A-Za-z0-9]{36}|xox[abprs]-[A-Za-z0-9-]{10}|[rs]k_live_[A-Za-z0-9]{16}|AIza[0-9A-Za-z_-]{35}`
+
+digit_erasers := {"0": "", "1": "", "2": "", "3": "", "4": "", "5": "", "6": "", "7": "", "8": "", "9": ""}
+
+has_13_digits(text) if count(text) - count(strings.replace_n(digit_erasers, text)) >= 13
+
+args_text := json.marshal(args)
+
+args_may_hold_sensitive_text if regex.match(secret_text_pattern, args_text)
+
+args_may_hold_sensitive_text if has_13_digits(args_text)
+
 # Every string in the arguments, with its JSON pointer into the input document.
 arg_strings contains [pointer, value] if {
-	walk(args, [path, value])
+	args_may_hold_sensitive_text
+	some [pointer, value] in arg_nodes
 	is_string(value)
-	pointer := concat("/", array.concat(["", "action", "args"], [pointer_segment(p) | some p in path]))
+}
+
+# The arguments' members down to 16 levels, each as [JSON pointer, value], level by level
+# (Rego has no recursion, and walk() is left out so that compiled engines can run the pack).
+arg_nodes := arg_nodes_1 | arg_nodes_2 | arg_nodes_3 | arg_nodes_4 | arg_nodes_5 | arg_nodes_6 | arg_nodes_7 | arg_nodes_8 | arg_nodes_9 | arg_nodes_10 | arg_nodes_11 | arg_nodes_12 | arg_nodes_13 | arg_nodes_14 | arg_nodes_15 | arg_nodes_16
+
+arg_nodes_1 contains [concat("/", ["/action/args", pointer_segment(key)]), member] if {
+	args_may_hold_sensitive_text
+	some key, member in args
+}
+
+arg_nodes_2 contains [concat("/", [parent, pointer_segment(key)]), member] if {
+	some [parent, node] in arg_nodes_1
+	is_collection(node)
+	some key, member in node
+}
+
+arg_nodes_3 contains [concat("/", [parent, pointer_segment(key)]), member] if {
+	some [parent, node] in arg_nodes_2
+	is_collection(node)
+	some key, member in node
+}
+
+arg_nodes_4 contains [concat("/", [parent, pointer_segment(key)]), member] if {
+	some [parent, node] in arg_nodes_3
+	is_collection(node)
+	some key, member in node
+}
+
+arg_nodes_5 contains [concat("/", [parent, pointer_segment(key)]), member] if {
+	some [parent, node] in arg_nodes_4
+	is_collection(node)
+	some key, member in node
+}
+
+arg_nodes_6 contains [concat("/", [parent, pointer_segment(key)]), member] if {
+	some [parent, node] in arg_nodes_5
+	is_collection(node)
+	some key, member in node
+}
+
+arg_nodes_7 contains [concat("/", [parent, pointer_segment(key)]), member] if {
+	some [parent, node] in arg_nodes_6
+	is_collection(node)
+	some key, member in node
+}
+
+arg_nodes_8 contains [concat("/", [parent, pointer_segment(key)]), member] if {
+	some [parent, node] in arg_nodes_7
+	is_collection(node)
+	some key, member in node
+}
+
+arg_nodes_9 contains [concat("/", [parent, pointer_segment(key)]), member] if {
+	some [parent, node] in arg_nodes_8
+	is_collection(node)
+	some key, member in node
+}
+
+arg_nodes_10 contains [concat("/", [parent, pointer_segment(key)]), member] if {
+	some [parent, node] in arg_nodes_9
+	is_collection(node)
+	some key, member in node
+}
+
+arg_nodes_11 contains [concat("/", [parent, pointer_segment(key)]), member] if {
+	some [parent, node] in arg_nodes_10
+	is_collection(node)
+	some key, member in node
+}
+
+arg_nodes_12 contains [concat("/", [parent, pointer_segment(key)]), member] if {
+	some [parent, node] in arg_nodes_11
+	is_collection(node)
+	some key, member in node
+}
+
+arg_nodes_13 contains [concat("/", [parent, pointer_segment(key)]), member] if {
+	some [parent, node] in arg_nodes_12
+	is_collection(node)
+	some key, member in node
+}
+
+arg_nodes_14 contains [concat("/", [parent, pointer_segment(key)]), member] if {
+	some [parent, node] in arg_nodes_13
+	is_collection(node)
+	some key, member in node
+}
+
+arg_nodes_15 contains [concat("/", [parent, pointer_segment(key)]), member] if {
+	some [parent, node] in arg_nodes_14
+	is_collection(node)
+	some key, member in node
+}
+
+arg_nodes_16 contains [concat("/", [parent, pointer_segment(key)]), member] if {
+	some [parent, node] in arg_nodes_15
+	is_collection(node)
+	some key, member in node
+}
+
+is_collection(x) if is_object(x)
+
+is_collection(x) if is_array(x)
+
+is_collection(x) if is_set(x)
+
+# Members nested deeper than arg_nodes reaches are not scanned, so when the pre-check
+# matched, such arguments are refused rather than let through unchecked.
+args_nested_too_deep if {
+	args_may_hold_sensitive_text
+	some [_, node] in arg_nodes_16
+	is_collection(node)
+	count(node) > 0
 }
 
 # RFC 6901: "~" becomes "~0" before "/" becomes "~1".
@@ -28,6 +163,7 @@ pointer_segment(p) := sprintf("%v", [p]) if not is_string(p)
 
 secret_findings contains [pointer, kind] if {
 	some [pointer, value] in arg_strings
+	regex.match(secret_text_pattern, value)
 	some kind, pattern in secret_patterns
 	regex.match(pattern, value)
 }
@@ -46,6 +182,19 @@ deny contains {
 }
 
 # METADATA
+# title: Arguments too deeply nested to scan for credentials are refused
+# custom:
+#   severity: high
+#   controls: [eu_ai_act.art15(4), eu_ai_act.art15(5), soc2.CC6.1]
+deny contains {
+	"rule": "args-too-deep",
+	"message": "Arguments nested deeper than 16 levels hold text that may be a credential or card number and cannot be checked",
+	"controls": ["eu_ai_act.art15(4)", "eu_ai_act.art15(5)", "soc2.CC6.1"],
+} if {
+	args_nested_too_deep
+}
+
+# METADATA
 # title: Secrets found in arguments are masked in the audit log
 # custom:
 #   severity: high
@@ -58,6 +207,7 @@ card_candidate_pattern := `\b(?:[0-9][ -]?){12,18}[0-9]\b`
 
 card_pointers contains pointer if {
 	some [pointer, value] in arg_strings
+	has_13_digits(value)
 	some candidate in regex.find_n(card_candidate_pattern, value, -1)
 	luhn_valid(replace(replace(candidate, " ", ""), "-", ""))
 }
@@ -76,18 +226,12 @@ luhn_valid(digits) if {
 	n >= 13
 	n <= 19
 	chars := split(digits, "")
-	total := sum([luhn_term(to_number(c), (n - 1) - i) | c := chars[i]])
-	total % 10 == 0
+
+	# From the right, digits at even positions count as they are, at odd ones doubled
+	# (minus 9 when over 9): index i is at position (n - 1) - i.
+	kept := sum([to_number(chars[i]) | some i in numbers.range_step((n - 1) % 2, n - 1, 2)])
+	doubled := sum([luhn_doubled[to_number(chars[i])] | some i in numbers.range_step(n % 2, n - 2, 2)])
+	(kept + doubled) % 10 == 0
 }
 
-luhn_term(d, pos) := d if pos % 2 == 0
-
-luhn_term(d, pos) := d * 2 if {
-	pos % 2 == 1
-	d * 2 <= 9
-}
-
-luhn_term(d, pos) := (d * 2) - 9 if {
-	pos % 2 == 1
-	d * 2 > 9
-}
+luhn_doubled := [0, 2, 4, 6, 8, 1, 3, 5, 7, 9]

@@ -51,3 +51,48 @@ test_luhn_check if {
 	not data.warden.luhn_valid("4111111111111112")
 	not data.warden.luhn_valid("123456789012")
 }
+
+# {"k": {"k": ... leaf}} with n levels (built from text: deep literals are slow to parse).
+nested(n, leaf) := json.unmarshal(concat("", [
+	concat("", [`{"k": ` | some _ in numbers.range(1, n)]),
+	json.marshal(leaf),
+	concat("", ["}" | some _ in numbers.range(1, n)]),
+]))
+
+test_secret_nested_fifteen_levels_deep_is_found if {
+	d := decide(call("support-bot", "file_write", {"path": "/tmp/a", "doc": nested(14, "AKIAIOSFODNN7EXAMPLE")}))
+	d.effect == "deny"
+	some r in d.reasons
+	r.rule == "secret-in-args"
+	r.message == "Argument /action/args/doc/k/k/k/k/k/k/k/k/k/k/k/k/k/k looks like a credential (AWS access key id); pass credentials through the secret store, not tool arguments"
+}
+
+test_card_in_array_of_arrays_is_masked if {
+	d := decide(call("support-bot", "ticket_read", {"rows": [["x", ["4111 1111 1111 1111"]]]}))
+	d.allow
+	d.obligations.mask == ["/action/args/rows/0/1/0"]
+}
+
+test_sensitive_text_nested_deeper_than_scanned_is_refused if {
+	d := decide(call("support-bot", "ticket_read", {"doc": nested(16, "4111 1111 1111 1111")}))
+	d.effect == "deny"
+	"args-too-deep" in rules_of(d)
+}
+
+test_deep_args_without_sensitive_text_are_not_refused if {
+	allowed(call("support-bot", "ticket_read", {"doc": nested(30, "hello")}))
+}
+
+test_digits_in_numbers_and_keys_alone_mask_nothing if {
+	d := decide(call("support-bot", "ticket_read", {"4111111111111111": 4111111111111111, "AKIAIOSFODNN7EXAMPLE": 1}))
+	d.allow
+	d.obligations.mask == []
+}
+
+test_luhn_check_odd_length if {
+	data.warden.luhn_valid("4222222222222")
+	not data.warden.luhn_valid("4222222222223")
+	data.warden.luhn_valid("6011000990139424")
+	data.warden.luhn_valid("4000056655665556")
+	not data.warden.luhn_valid("40000566556655561234")
+}

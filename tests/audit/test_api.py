@@ -11,7 +11,6 @@ from controlplane.bundles.models import Environment
 from controlplane.opa.models import DecisionLog
 from tests.audit.conftest import jsonl, sign_session
 
-pytestmark = pytest.mark.urls("tests.audit.urls")
 EVENTS = "/api/v1/audit/events/"
 
 

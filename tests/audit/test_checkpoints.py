@@ -15,7 +15,6 @@ from controlplane.audit import checkpoints, services
 from controlplane.audit.models import AuditEvent, Checkpoint, CheckpointKind
 from tests.audit.conftest import sign_session
 
-pytestmark = pytest.mark.urls("tests.audit.urls")
 
 
 @contextmanager

@@ -19,7 +19,6 @@ from controlplane.audit.models import AuditEvent, Batch, BatchStatus, Quarantine
 from controlplane.identity.models import AgentKey, AgentStatus
 from tests.audit.conftest import body_of, register, sign_session, upload
 
-pytestmark = pytest.mark.urls("tests.audit.urls")
 
 
 def reasons():

@@ -19,7 +19,6 @@ from controlplane.audit import services
 from controlplane.audit.models import AuditEvent, QuarantinedRecord
 from tests.audit.conftest import register
 
-pytestmark = pytest.mark.urls("tests.audit.urls")
 
 
 def free_port() -> int:

@@ -27,7 +27,6 @@ RECORDS = 8000
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.urls("tests.audit.urls"),
     pytest.mark.skipif(
         not (os.environ.get("DATABASE_URL", "").startswith("postgres") and os.environ.get("REDIS_URL")),
         reason="needs PostgreSQL (DATABASE_URL) and Redis (REDIS_URL): CI runs it; the embedded default has no broker",

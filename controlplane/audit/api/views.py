@@ -47,13 +47,19 @@ class BatchViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
     ordering_fields = ["id", "received_at"]
 
     # Uploads come from agents, not users: their own signature, not a token or a role.
+    def _is_upload(self) -> bool:
+        request = getattr(self, "request", None)
+        if request is None:  # schema generation has no request, only the action
+            return getattr(self, "action", None) == "create"
+        return request.method == "POST"
+
     def get_authenticators(self):
-        if self.request.method == "POST":
+        if self._is_upload():
             return [AgentSignatureAuthentication()]
         return super().get_authenticators()
 
     def get_permissions(self):
-        if self.request.method == "POST":
+        if self._is_upload():
             return [IsUsableAgent()]
         return super().get_permissions()
 

@@ -1,0 +1,104 @@
+"""The Bundle Service API's answers, independent of how the request arrived.
+
+Both the Django views (views.py) and the ASGI fast path (asgi.py) call `bundle_reply` and
+`discovery_reply`, so the protocol lives in one place: bearer token → environment,
+ETag / If-None-Match → 304, long polling, 404 when nothing is active.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+from controlplane.opa import selectors
+from controlplane.opa.authentication import AuthenticationFailed, aauthenticate
+from controlplane.opa.database import run_in_db_thread
+from controlplane.opa.discovery import discovery_bundle
+from controlplane.opa.longpoll import etag_matches, hold_until_changed, long_poll_wait
+
+# Only this exact Content-Type on a 200 keeps OPA long polling; any other turns it off.
+LONG_POLL_CONTENT_TYPE = "application/vnd.openpolicyagent.bundles"
+BUNDLE_CONTENT_TYPE = "application/gzip"
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes = b""
+
+
+def error_reply(status: int, message: str, **headers: str) -> Reply:
+    return Reply(status, {"Content-Type": "application/json", **headers}, json.dumps({"detail": message}).encode())
+
+
+def unauthorized(exc: AuthenticationFailed) -> Reply:
+    return error_reply(401, exc.message, **{"WWW-Authenticate": 'Bearer realm="warden"'})
+
+
+def _bundle_or_304(state, if_none_match: str | None, archive: bytes | None, *, long_polling: bool) -> Reply:
+    if etag_matches(if_none_match, state.etag):
+        return Reply(304, {"ETag": state.etag})
+    # The body is itself a tar.gz: never add Content-Encoding, or OPA's HTTP client would
+    # strip the gzip layer and then fail to read the archive.
+    content_type = LONG_POLL_CONTENT_TYPE if long_polling else BUNDLE_CONTENT_TYPE
+    return Reply(200, {"Content-Type": content_type, "ETag": state.etag}, archive)
+
+
+async def _authorized(environment: str, authorization: str) -> Reply | None:
+    try:
+        client = await aauthenticate(authorization)
+    except AuthenticationFailed as exc:
+        return unauthorized(exc)
+    if client.environment_name != environment:
+        return error_reply(403, f"this token is not valid for environment {environment!r}")
+    return None
+
+
+async def _active_bundle(environment: str, *, fresh: bool):
+    if not fresh:
+        hit, state = selectors.cached_active_bundle(environment)
+        if hit:
+            return state
+    return await run_in_db_thread(selectors.active_bundle, environment)
+
+
+async def bundle_reply(environment: str, *, authorization: str, if_none_match: str | None, prefer: str | None) -> Reply:
+    """GET bundles/<environment> as OPA's bundle downloader sends it."""
+    refused = await _authorized(environment, authorization)
+    if refused:
+        return refused
+    wait = long_poll_wait(prefer)
+    if wait is None:
+        # A plain poll may be answered from the ETag cache (at most ACTIVE_BUNDLE_TTL old).
+        state = await _active_bundle(environment, fresh=False)
+    else:
+        state = await hold_until_changed(
+            environment, if_none_match, wait, lambda: _active_bundle(environment, fresh=True)
+        )
+    if state is None:
+        return error_reply(404, f"environment {environment!r} has no active bundle yet: publish or promote one")
+    archive = None
+    if not etag_matches(if_none_match, state.etag):
+        archive = selectors.cached_bundle_archive(state.bundle_id)
+        if archive is None:
+            archive = await run_in_db_thread(selectors.bundle_archive, state.bundle_id)
+    return _bundle_or_304(state, if_none_match, archive, long_polling=wait is not None)
+
+
+async def discovery_reply(
+    environment: str, *, authorization: str, if_none_match: str | None, prefer: str | None
+) -> Reply:
+    """GET discovery/<environment>: the same downloader protocol, for the discovery bundle."""
+    refused = await _authorized(environment, authorization)
+    if refused:
+        return refused
+    wait = long_poll_wait(prefer)
+
+    async def read():
+        return await run_in_db_thread(discovery_bundle, environment)
+
+    state = await (read() if wait is None else hold_until_changed(environment, if_none_match, wait, read))
+    if state is None:
+        return error_reply(404, f"no environment {environment!r}")
+    return _bundle_or_304(state, if_none_match, state.archive, long_polling=wait is not None)

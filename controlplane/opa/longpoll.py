@@ -1,0 +1,74 @@
+"""OPA's long polling: hold a bundle request until the bundle changes or the wait ends.
+
+OPA sends `Prefer: modes=snapshot,delta;wait=N` and, on a 304 or a long-poll 200, asks
+again at once: answering a long poll with an immediate 304 would make OPA busy-loop, so
+the request is held for about N seconds when nothing changes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Awaitable, Callable
+from typing import Protocol, TypeVar
+
+from django.utils.cache import parse_etags
+
+from controlplane.bundles.notify import BundleChangeListener
+
+# Longer holds gain nothing and outlive the idle timeouts of most proxies.
+MAX_WAIT_SECONDS = 300
+_WAIT = re.compile(r"(?:^|[;,\s])wait\s*=\s*(\d{1,9})\s*(?:$|[;,\s])", re.IGNORECASE)
+
+
+class HasETag(Protocol):
+    etag: str
+
+
+T = TypeVar("T", bound=HasETag)
+
+
+def long_poll_wait(prefer: str | None) -> int | None:
+    """Seconds to hold from `Prefer: modes=snapshot,delta;wait=N`, or None when the
+    request is not a long poll (OPA's long_polling_timeout_seconds is at least 1)."""
+    if not prefer:
+        return None
+    match = _WAIT.search(prefer)
+    if not match:
+        return None
+    wait = int(match.group(1))
+    return min(wait, MAX_WAIT_SECONDS) if wait >= 1 else None
+
+
+def etag_matches(if_none_match: str | None, etag: str) -> bool:
+    """If-None-Match as OPA sends it (the exact ETag we gave) or any list, `*`, or weak tag."""
+    if not if_none_match:
+        return False
+    tags = parse_etags(if_none_match)
+    if "*" in tags:
+        return True
+    strong = etag.removeprefix("W/")
+    return any(tag.removeprefix("W/") == strong for tag in tags)
+
+
+async def hold_until_changed(
+    environment_name: str,
+    if_none_match: str | None,
+    wait: float,
+    read: Callable[[], Awaitable[T | None]],
+) -> T | None:
+    """The state `read()` returns once it has an ETag other than `if_none_match`, or the
+    latest state when `wait` seconds pass first. Woken by bundle activations of the
+    environment (notify.publish), so a change is answered within milliseconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait
+    # Listen before reading, so an activation between the read and the wait still wakes us.
+    async with BundleChangeListener(environment_name) as listener:
+        state = await read()
+        while state is None or etag_matches(if_none_match, state.etag):
+            remaining = deadline - loop.time()
+            if remaining <= 0 or not await listener.wait(remaining):
+                break
+            listener._event.clear()  # re-arm for the next activation
+            state = await read()
+    return state

@@ -1,0 +1,113 @@
+"""Reads behind the OPA endpoints and the management API.
+
+The bundle endpoint's hot path is a conditional GET answered 304: it is served from a
+per-process cache of each environment's active ETag, refreshed after `ACTIVE_BUNDLE_TTL`
+seconds and whenever a long poll of that environment is woken by an activation. Archives
+are immutable, so they are cached by bundle id with no expiry.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.db.models import BooleanField, Case, F, Q, QuerySet, Value, When
+from django.utils import timezone
+
+from controlplane.bundles.models import Bundle, Environment
+from controlplane.opa.models import DecisionLog, OPAInstance
+
+# A plain poller may see the previous ETag for this long after an activation; long polls
+# always read the database when they start and when they are woken.
+ACTIVE_BUNDLE_TTL = 1.0
+ARCHIVE_CACHE_ENTRIES = 32
+# OPA reports status at every bundle poll (at least every 120 s by default), so an instance
+# silent for this long has stopped or lost its way to Warden.
+STALE_AFTER = timedelta(minutes=5)
+
+
+@dataclass(frozen=True)
+class ActiveBundle:
+    bundle_id: str
+    etag: str
+    revision: str
+
+
+_active: dict[str, tuple[float, ActiveBundle | None]] = {}
+_archives: OrderedDict[str, bytes] = OrderedDict()
+_lock = threading.Lock()
+
+
+def active_bundle(environment_name: str) -> ActiveBundle | None:
+    """The environment's active bundle, read from the database (and remembered)."""
+    row = (
+        Environment.objects.filter(name=environment_name)
+        .values_list("active_bundle_id", "active_bundle__etag", "active_bundle__revision")
+        .first()
+    )
+    state = ActiveBundle(str(row[0]), row[1], row[2]) if row and row[0] else None
+    with _lock:
+        _active[environment_name] = (time.monotonic() + ACTIVE_BUNDLE_TTL, state)
+    return state
+
+
+def cached_active_bundle(environment_name: str) -> tuple[bool, ActiveBundle | None]:
+    """(hit, state) from the per-process cache, without touching the database."""
+    with _lock:
+        entry = _active.get(environment_name)
+    if entry is None or entry[0] < time.monotonic():
+        return False, None
+    return True, entry[1]
+
+
+def cached_bundle_archive(bundle_id: str) -> bytes | None:
+    with _lock:
+        return _archives.get(bundle_id)
+
+
+def bundle_archive(bundle_id: str) -> bytes:
+    """The tar.gz of a bundle. Bundles never change, so one read per process is enough."""
+    with _lock:
+        archive = _archives.get(bundle_id)
+        if archive is not None:
+            _archives.move_to_end(bundle_id)
+            return archive
+    archive = bytes(Bundle.objects.values_list("archive", flat=True).get(pk=bundle_id))
+    with _lock:
+        _archives[bundle_id] = archive
+        while len(_archives) > ARCHIVE_CACHE_ENTRIES:
+            _archives.popitem(last=False)
+    return archive
+
+
+def forget_cached_bundles() -> None:
+    with _lock:
+        _active.clear()
+        _archives.clear()
+
+
+def opa_instances(*, now=None) -> QuerySet[OPAInstance]:
+    """Instances annotated with `is_current` (runs the environment's active revision; null
+    when the environment has no active bundle) and `is_stale` (no status for STALE_AFTER)."""
+    now = now or timezone.now()
+    return OPAInstance.objects.select_related("environment", "environment__active_bundle").annotate(
+        environment_revision=F("environment__active_bundle__revision"),
+        is_current=Case(
+            When(environment__active_bundle__isnull=True, then=Value(None)),
+            When(active_revision=F("environment__active_bundle__revision"), then=Value(True)),
+            default=Value(False),
+            output_field=BooleanField(null=True),
+        ),
+        is_stale=Case(
+            When(Q(last_seen__lt=now - STALE_AFTER), then=Value(True)),
+            default=Value(False),
+            output_field=BooleanField(),
+        ),
+    )
+
+
+def decision_logs() -> QuerySet[DecisionLog]:
+    return DecisionLog.objects.select_related("environment")

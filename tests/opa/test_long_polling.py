@@ -1,0 +1,127 @@
+"""Long polling as OPA does it (`Prefer: modes=snapshot,delta;wait=N`): the request is held
+until the environment's bundle changes, and answered within a second of the change."""
+
+import asyncio
+
+import pytest
+
+from controlplane.bundles import services as bundle_services
+from controlplane.identity import services as identity_services
+from tests.opa.opa_client import verify_bundle
+from tests.opa.sidecar import DJANGO_ONLY, FAST_PATH, EmulatedOPA, asgi_client, in_thread, run
+
+
+LONG_POLL = "application/vnd.openpolicyagent.bundles"
+
+
+@pytest.fixture(params=[FAST_PATH, DJANGO_ONLY], ids=["fast-path", "django-view"])
+def app(request):
+    return request.param
+
+
+async def _held_poll_then(change, *, token, resource, etag, wait=5, app=FAST_PATH):
+    """Start a long poll, check it is held, make `change` in another thread, and return
+    (response, seconds from the change's commit to the answer)."""
+    loop = asyncio.get_running_loop()
+    async with asgi_client(app) as client:
+        opa = EmulatedOPA(client, token=token, resource=resource)
+        opa.etag = etag
+        poll = asyncio.create_task(opa.download(wait=wait))
+        await asyncio.sleep(0.5)
+        assert not poll.done(), "the long poll was answered before anything changed"
+        await in_thread(change)
+        changed_at = loop.time()
+        response = await asyncio.wait_for(poll, wait + 5)
+        return response, loop.time() - changed_at
+
+
+def test_long_poll_receives_a_promoted_bundle_within_one_second(dev, staging, staging_token, admin, signing_key, app):
+    response, elapsed = run(
+        _held_poll_then(
+            lambda: bundle_services.promote_bundle(dev, to=staging, by=admin),
+            token=staging_token, resource="bundles/staging", etag="", app=app,
+        )
+    )
+    staging.refresh_from_db()
+    assert response.status_code == 200
+    assert elapsed < 1.0, f"answered {elapsed:.3f}s after the promotion"
+    assert response.headers["Content-Type"] == LONG_POLL  # exactly: OPA keeps long polling
+    assert "Content-Encoding" not in response.headers
+    assert response.headers["ETag"] == staging.active_bundle.etag
+    verified = verify_bundle(response.content, public_key_pem=signing_key.public_key_pem, keyid=signing_key.kid)
+    assert verified.manifest["revision"] == staging.active_bundle.revision
+
+
+def test_long_poll_receives_the_suspension_of_an_agent_within_one_second(dev, dev_token, agent, admin, signing_key):
+    old_etag = dev.active_bundle.etag
+    response, elapsed = run(
+        _held_poll_then(
+            lambda: identity_services.suspend_agent(agent, by=admin, reason="leaked key"),
+            token=dev_token, resource="bundles/dev", etag=old_etag,
+        )
+    )
+    dev.refresh_from_db()
+    assert response.status_code == 200
+    assert elapsed < 1.0, f"answered {elapsed:.3f}s after the suspension"
+    assert response.headers["ETag"] == dev.active_bundle.etag != old_etag
+    assert response.headers["Content-Type"] == LONG_POLL
+    verified = verify_bundle(response.content, public_key_pem=signing_key.public_key_pem, keyid=signing_key.kid)
+    assert verified.data["warden_registry"]["agents"]["billing-bot"]["status"] == "suspended"
+
+
+def test_long_poll_without_change_is_answered_304_after_the_wait(dev, dev_token, app):
+    current = dev.active_bundle.etag
+
+    async def scenario():
+        loop = asyncio.get_running_loop()
+        async with asgi_client(app) as client:
+            opa = EmulatedOPA(client, token=dev_token, resource="bundles/dev")
+            opa.etag = current
+            started = loop.time()
+            response = await opa.download(wait=1)
+            return response, loop.time() - started
+
+    response, elapsed = run(scenario())
+    assert response.status_code == 304
+    assert 0.9 <= elapsed < 2.5, f"held {elapsed:.3f}s for wait=1"
+    assert response.headers["ETag"] == current
+
+
+def test_first_long_poll_without_etag_gets_the_bundle_at_once(dev, dev_token):
+    async def scenario():
+        loop = asyncio.get_running_loop()
+        async with asgi_client() as client:
+            started = loop.time()
+            response = await EmulatedOPA(client, token=dev_token, resource="bundles/dev").download(wait=30)
+            return response, loop.time() - started
+
+    response, elapsed = run(scenario())
+    assert response.status_code == 200 and elapsed < 1.0
+    assert response.headers["Content-Type"] == LONG_POLL
+
+
+def test_long_poll_on_an_environment_without_bundle_ends_in_404_after_the_wait(staging, staging_token):
+    async def scenario():
+        loop = asyncio.get_running_loop()
+        async with asgi_client() as client:
+            started = loop.time()
+            response = await EmulatedOPA(client, token=staging_token, resource="bundles/staging").download(wait=1)
+            return response, loop.time() - started
+
+    response, elapsed = run(scenario())
+    assert response.status_code == 404 and elapsed >= 0.9
+
+
+def test_many_concurrent_long_polls_are_all_woken_by_one_activation(dev, staging, staging_token, admin):
+    async def scenario():
+        async with asgi_client() as client:
+            sidecars = [EmulatedOPA(client, token=staging_token, resource="bundles/staging") for _ in range(50)]
+            polls = [asyncio.create_task(opa.download(wait=10)) for opa in sidecars]
+            await asyncio.sleep(0.5)
+            assert not any(p.done() for p in polls)
+            await in_thread(bundle_services.promote_bundle, dev, to=staging, by=admin)
+            return await asyncio.wait_for(asyncio.gather(*polls), 5)
+
+    responses = run(scenario())
+    assert {r.status_code for r in responses} == {200}
+    assert len({r.headers["ETag"] for r in responses}) == 1
