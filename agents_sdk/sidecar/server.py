@@ -1,0 +1,337 @@
+"""The sidecar's decision server."""
+
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import json
+import logging
+import signal
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import uuid
+from pathlib import Path
+from typing import Any
+
+from agents_sdk.bundles import (
+    BundleClient,
+    BundleStatus,
+)
+from agents_sdk.engine import RegoEngineError
+from agents_sdk.guard import EmbeddedBackend, masked
+from agents_sdk.sidecar.config import DEFAULT_ADDR, PATH_SEGMENT, VERSION_LABEL, SidecarConfig, load_config
+from agents_sdk.sidecar.http import BadRequest, http_response, keep_alive, parse_head, read_body
+from agents_sdk.sidecar.uploads import DecisionLogShipper, StatusReporter, rfc3339
+
+logger = logging.getLogger(__name__)
+
+# -- the sidecar ------------------------------------------------------------------------
+
+
+class Sidecar:
+    """The decision server, its bundle client, decision-log shipper and status reporter.
+
+    ``start()`` runs everything in background threads (the HTTP server on its own event
+    loop) and returns once the socket listens; ``stop()`` flushes decision logs and
+    stops. ``address`` is the (host, port) it listens on (port 0 picks a free one).
+    """
+
+    def __init__(self, config: SidecarConfig, *, addr: str = DEFAULT_ADDR):
+        self.config = config
+        host, _, port = addr.rpartition(":")
+        self._bind = (host or "127.0.0.1", int(port))
+        self.instance_id = str(uuid.uuid4())
+        self.labels = {**config.labels, "id": self.instance_id, "version": VERSION_LABEL}
+        bundle = config.bundle
+        service = config.services[bundle.service]
+        self.bundles = BundleClient(
+            service.url,
+            bundle.resource,
+            name=bundle.name,
+            token=service.token,
+            token_path=service.token_path,
+            scheme=service.scheme,
+            headers=service.headers,
+            verification=bundle.verification,
+            persist_dir=(Path(config.persistence_directory) / "bundles" / bundle.name) if bundle.persist else None,
+            long_polling_timeout=bundle.long_polling_timeout,
+            min_delay=bundle.min_delay,
+            max_delay=bundle.max_delay,
+            response_header_timeout=service.response_header_timeout,
+            on_status=lambda _status: self._status_changed(),
+        )
+        self.backend = EmbeddedBackend(self.bundles, start=False)
+        self.bundles.set_activator(self._activate_on_loop)
+        self.decision_logs = (
+            DecisionLogShipper(config.services[config.decision_logs.service], config.decision_logs)
+            if config.decision_logs
+            else None
+        )
+        self.status_reporter = (
+            StatusReporter(config.services[config.status_service], config.status_partition, self.status)
+            if config.status_service
+            else None
+        )
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._server: asyncio.base_events.Server | None = None
+        self._thread: threading.Thread | None = None
+        self._started = threading.Event()
+        self._start_error: BaseException | None = None
+        self.address: tuple[str, int] = self._bind
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    def start(self) -> Sidecar:
+        """Start serving; returns once listening. Raises OSError if the address is taken."""
+        if self.status_reporter is not None:
+            self.status_reporter.start()
+        if self.decision_logs is not None:
+            self.decision_logs.start()
+        self._thread = threading.Thread(target=self._serve, name="warden-sidecar", daemon=True)
+        self._thread.start()
+        self._started.wait(10)
+        if self._start_error is not None:
+            raise self._start_error
+        self.bundles.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving, stop refreshing the bundle, flush decision logs, send a last status."""
+        if self._loop is not None and self._server is not None:
+            self._loop.call_soon_threadsafe(self._server.close)
+            self._loop.call_soon_threadsafe(self._loop.stop)
+        if self._thread is not None:
+            self._thread.join(5)
+        self.bundles.stop(timeout=0.5)
+        if self.decision_logs is not None:
+            self.decision_logs.stop()
+        if self.status_reporter is not None:
+            self.status_reporter.trigger()
+            self.status_reporter.stop()
+
+    def serve_forever(self) -> None:
+        """Start and block until SIGINT or SIGTERM, then stop cleanly."""
+        done = threading.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: done.set())
+        self.start()
+        logger.info("warden sidecar listening on http://%s:%d", *self.address)
+        done.wait()
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.address[0]}:{self.address[1]}"
+
+    def _serve(self) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        asyncio.set_event_loop(loop)
+        try:
+            self._server = loop.run_until_complete(
+                asyncio.start_server(self._connection, self._bind[0], self._bind[1], reuse_address=True)
+            )
+        except BaseException as exc:  # noqa: BLE001 - re-raised by start() in the caller's thread
+            self._start_error = exc
+            self._started.set()
+            return
+        self.address = self._server.sockets[0].getsockname()[:2]
+        self._started.set()
+        try:
+            loop.run_forever()
+        finally:
+            self._server.close()
+            # Close kept-alive connections while the loop can still run their cleanup.
+            pending = asyncio.all_tasks(loop)
+            for task in pending:
+                task.cancel()
+            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+            loop.run_until_complete(self._server.wait_closed())
+            loop.close()
+
+    # -- status ---------------------------------------------------------------------------
+
+    def _status_changed(self) -> None:
+        if self.status_reporter is not None:
+            self.status_reporter.trigger()
+
+    def _activate_on_loop(self, bundle: Any) -> None:
+        # The engine's objects belong to the thread that made them: compile and swap on the
+        # event loop's thread, which evaluates every request, so no engine ever changes thread.
+        loop = self._loop
+        if loop is None or not loop.is_running():
+            self.backend.activate(bundle)
+            return
+        done: concurrent.futures.Future[None] = concurrent.futures.Future()
+
+        def activate() -> None:
+            try:
+                self.backend.activate(bundle)
+            except BaseException as exc:  # noqa: BLE001 - re-raised by done.result() in the bundle thread
+                done.set_exception(exc)
+            else:
+                done.set_result(None)
+
+        loop.call_soon_threadsafe(activate)
+        done.result(timeout=120)
+
+    def status(self) -> dict[str, Any]:
+        """The sidecar's state in the shape of OPA's status API."""
+        bundle: BundleStatus = self.bundles.status()
+        ready = self.bundles.active is not None
+        report: dict[str, Any] = {
+            "labels": self.labels,
+            "bundles": {bundle.name: bundle.as_opa()},
+            "plugins": {
+                "bundle": {"state": "OK" if ready else "NOT_READY"},
+                "status": {"state": "OK"},
+            },
+        }
+        if self.decision_logs is not None:
+            report["plugins"]["decision_logs"] = {"state": "OK"}
+            logs: dict[str, Any] = {"metrics": {"counter_decision_logs_dropped": self.decision_logs.dropped,
+                                                "counter_decision_logs_pending": self.decision_logs.pending}}
+            if self.decision_logs.last_error is not None:
+                logs.update(code="decision_log_error", message=f"log upload failed, {self.decision_logs.last_error.message}")
+                if self.decision_logs.last_error.http_code:
+                    logs["http_code"] = self.decision_logs.last_error.http_code
+            report["decision_logs"] = logs
+        return report
+
+    # -- HTTP -----------------------------------------------------------------------------
+
+    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peer = writer.get_extra_info("peername")
+        requested_by = f"{peer[0]}:{peer[1]}" if peer else ""
+        sock = writer.get_extra_info("socket")
+        if sock is not None:
+            import socket
+
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        try:
+            while True:
+                try:
+                    head = await reader.readuntil(b"\r\n\r\n")
+                except asyncio.IncompleteReadError:
+                    return
+                except asyncio.LimitOverrunError:
+                    writer.write(http_response(431, {"code": "invalid_parameter", "message": "request headers too large"}, False))
+                    return
+                try:
+                    method, target, version, headers = parse_head(head)
+                    body = await read_body(reader, headers)
+                except BadRequest as exc:
+                    writer.write(http_response(exc.status, {"code": "invalid_parameter", "message": exc.message}, False))
+                    await writer.drain()
+                    return
+                persistent = keep_alive(version, headers)
+                status, answer = self._handle(method, target, body, requested_by)
+                writer.write(http_response(status, answer, persistent))
+                await writer.drain()
+                if not persistent:
+                    return
+        except (ConnectionError, asyncio.CancelledError):
+            return
+        finally:
+            writer.close()
+
+    def _handle(self, method: str, target: str, body: bytes, requested_by: str) -> tuple[int, Any]:
+        path, _, query = target.partition("?")
+        params = urllib.parse.parse_qs(query, keep_blank_values=True)
+        if path == "/health" or path == "/health/":
+            if method != "GET":
+                return 405, {"code": "method_not_allowed", "message": "use GET"}
+            if self.bundles.active is None:
+                status = self.bundles.status()
+                return 500, {"error": f"bundle {status.name} not activated" + (f": {status.message}" if status.message else "")}
+            return 200, {}
+        if path == "/v1/data" or path.startswith("/v1/data/"):
+            if method not in ("GET", "POST"):
+                return 405, {"code": "method_not_allowed", "message": "use GET or POST"}
+            return self._data(method, path[len("/v1/data"):], params, body, requested_by)
+        return 404, {"code": "resource_not_found", "message": f"{method} {path} is not served by warden sidecar"}
+
+    def _data(self, method: str, path: str, params: dict, body: bytes, requested_by: str) -> tuple[int, Any]:
+        segments = [urllib.parse.unquote(s) for s in path.strip("/").split("/") if s]
+        if not all(PATH_SEGMENT.match(s) for s in segments):
+            return 400, {"code": "invalid_parameter", "message": f"unsupported data path /{'/'.join(segments)}"}
+        has_input, input_value = False, None
+        if method == "POST" and body.strip():
+            try:
+                document = json.loads(body)
+            except ValueError as exc:
+                return 400, {"code": "invalid_parameter", "message": f"body contains malformed input document: {exc}"}
+            if not isinstance(document, dict):
+                return 400, {"code": "invalid_parameter", "message": 'body must be {"input": …}'}
+            if "input" in document:
+                has_input, input_value = True, document["input"]
+        elif "input" in params:
+            try:
+                has_input, input_value = True, json.loads(params["input"][0])
+            except ValueError as exc:
+                return 400, {"code": "invalid_parameter", "message": f"input parameter is not JSON: {exc}"}
+        decision_id = str(uuid.uuid4())
+        query = "data" + "".join(f".{s}" for s in segments)
+        started = time.perf_counter_ns()
+        answer: dict[str, Any] = {"decision_id": decision_id}
+        error = None
+        try:
+            result = self.backend.evaluate(query, input_value if has_input else None)
+        except LookupError:
+            result = None  # no bundle yet: undefined, as in OPA
+        except RegoEngineError as exc:
+            error = {"code": "internal_error", "message": str(exc)}
+            result = None
+        elapsed = time.perf_counter_ns() - started
+        if result is not None:
+            answer["result"] = result
+        if "metrics" in params:
+            answer["metrics"] = {"timer_rego_query_eval_ns": elapsed}
+        self._log_decision(decision_id, "/".join(segments), has_input, input_value, answer, error, elapsed, requested_by)
+        if error is not None:
+            return 500, {**error, "decision_id": decision_id}
+        return 200, answer
+
+    def _log_decision(self, decision_id: str, path: str, has_input: bool, input_value: Any, answer: dict,
+                      error: dict | None, elapsed_ns: int, requested_by: str) -> None:
+        if self.decision_logs is None:
+            return
+        event: dict[str, Any] = {
+            "labels": self.labels,
+            "decision_id": decision_id,
+            "path": path,
+            "requested_by": requested_by,
+            "timestamp": rfc3339(),
+            "metrics": {"timer_rego_query_eval_ns": elapsed_ns},
+        }
+        revision = self.backend.revision
+        if revision:
+            event["bundles"] = {self.config.bundle.name: {"revision": revision}}
+        if has_input:
+            result = answer.get("result")
+            pointers = (result.get("obligations") or {}).get("mask") if isinstance(result, dict) else None
+            if pointers:
+                # The policy asks that these input values never reach the audit log.
+                event["input"] = masked({"input": input_value}, [f"/input{p}" for p in pointers], "**REDACTED**")["input"]
+                event["erased"] = [f"/input{p}" for p in pointers]
+            else:
+                event["input"] = input_value
+        if "result" in answer:
+            event["result"] = answer["result"]
+        if error is not None:
+            event["error"] = error
+        self.decision_logs.log(event)
+
+
+
+
+def run(config_path: str, addr: str = DEFAULT_ADDR) -> int:
+    """Entry point of ``warden sidecar``: serve until interrupted. Raises ConfigError."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    sidecar = Sidecar(load_config(config_path), addr=addr)
+    sidecar.serve_forever()
+    return 0

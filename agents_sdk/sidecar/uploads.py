@@ -1,0 +1,211 @@
+"""Decision logs and status sent to the control plane as OPA sends them."""
+
+
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+import random
+import threading
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections import deque
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from agents_sdk import __version__
+from agents_sdk.bundles import (
+    backoff_delay,
+)
+from agents_sdk.sidecar.config import DecisionLogConfig, Service
+
+logger = logging.getLogger(__name__)
+
+# -- talking to the control plane -------------------------------------------------------
+
+
+class UploadError(Exception):
+    def __init__(self, message: str, http_code: int | None = None):
+        super().__init__(message)
+        self.message = message
+        self.http_code = http_code
+
+
+def _post(service: Service, resource: str, body: bytes, headers: Mapping[str, str], timeout: float) -> None:
+    request = urllib.request.Request(service.endpoint(resource), data=body, method="POST")
+    for key, value in {**service.headers, **headers}.items():
+        request.add_header(key, value)
+    authorization = service.authorization()
+    if authorization:
+        request.add_header("Authorization", authorization)
+    request.add_header("User-Agent", f"warden-sidecar/{__version__}")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            response.read()
+    except urllib.error.HTTPError as exc:
+        raise UploadError(f"server replied with HTTP {exc.code} {exc.reason}", exc.code) from exc
+    except (urllib.error.URLError, OSError) as exc:
+        raise UploadError(f"cannot reach {service.endpoint(resource)}: {getattr(exc, 'reason', exc)}") from exc
+
+
+def rfc3339(moment: float | None = None) -> str:
+    when = datetime.fromtimestamp(moment, UTC) if moment is not None else datetime.now(UTC)
+    return when.isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+class DecisionLogShipper:
+    """Batches decision-log events and uploads them as OPA does: ``POST <service>/logs``, a
+    gzip JSON array per chunk (≤ ``upload_size_limit_bytes``), every ``min..max_delay``
+    seconds; a failed chunk goes back to the queue and the next try backs off. The queue
+    holds at most ``buffer_size_limit_events``; when full the oldest events are dropped
+    and counted in ``dropped``."""
+
+    def __init__(self, service: Service, config: DecisionLogConfig):
+        self.service = service
+        self.config = config
+        self._queue: deque[dict[str, Any]] = deque()
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.dropped = 0
+        self.uploaded = 0
+        self.last_error: UploadError | None = None
+
+    def log(self, event: dict[str, Any]) -> None:
+        with self._lock:
+            if len(self._queue) >= self.config.buffer_size_limit_events:
+                self._queue.popleft()
+                self.dropped += 1
+            self._queue.append(event)
+
+    @property
+    def pending(self) -> int:
+        return len(self._queue)
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="warden-decision-logs", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Flush what is queued (one attempt per chunk within ``timeout``), then stop."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def flush(self) -> bool:
+        """Upload everything queued now; True if the queue was emptied."""
+        while True:
+            with self._lock:
+                events = list(self._queue)
+                self._queue.clear()
+            if not events:
+                return True
+            chunks = self._chunks(events)
+            for index, (body, sent) in enumerate(chunks):
+                try:
+                    _post(
+                        self.service,
+                        self.config.resource,
+                        body,
+                        {"Content-Type": "application/json", "Content-Encoding": "gzip"},
+                        self.service.response_header_timeout,
+                    )
+                except UploadError as exc:
+                    self.last_error = exc
+                    # Put back this chunk and every later one, oldest first, within the bound.
+                    remaining = [event for _, events_of in chunks[index:] for event in events_of]
+                    with self._lock:
+                        room = self.config.buffer_size_limit_events - len(self._queue)
+                        keep = remaining[-room:] if room > 0 else []
+                        self.dropped += len(remaining) - len(keep)
+                        self._queue.extendleft(reversed(keep))
+                    return False
+                self.uploaded += len(sent)
+                self.last_error = None
+
+    def _chunks(self, events: list[dict[str, Any]]) -> list[tuple[bytes, list[dict[str, Any]]]]:
+        encoded = [json.dumps(event, separators=(",", ":")).encode("utf-8") for event in events]
+        chunks: list[tuple[bytes, list[dict[str, Any]]]] = []
+
+        def split(start: int, end: int) -> None:
+            body = gzip.compress(b"[" + b",".join(encoded[start:end]) + b"]", compresslevel=6)
+            if len(body) <= self.config.upload_size_limit_bytes or end - start == 1:
+                if len(body) > self.config.upload_size_limit_bytes:
+                    self.dropped += 1  # one event larger than an upload may be: OPA drops it too
+                    logger.warning("decision %s is larger than the upload limit; dropped", events[start].get("decision_id"))
+                    return
+                chunks.append((body, events[start:end]))
+                return
+            middle = (start + end) // 2
+            split(start, middle)
+            split(middle, end)
+
+        split(0, len(encoded))
+        return chunks
+
+    def _run(self) -> None:
+        retry = 0
+        while not self._stop.is_set():
+            delay = backoff_delay(retry, self.config.max_delay) if retry else random.uniform(
+                self.config.min_delay, self.config.max_delay
+            )
+            self._wake.wait(max(delay, 0.05))
+            self._wake.clear()
+            if self._stop.is_set():
+                break
+            retry = 0 if self.flush() else retry + 1
+        self.flush()
+
+
+class StatusReporter:
+    """Posts the sidecar's state to ``<service>/status`` whenever something changes (every
+    bundle poll, as OPA does). No retry: the next change sends a fresh snapshot."""
+
+    def __init__(self, service: Service, partition: str, snapshot: Callable[[], dict[str, Any]]):
+        self.service = service
+        self.resource = f"status/{partition}" if partition else "status"
+        self._snapshot = snapshot
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.sent = 0
+        self.last_error: UploadError | None = None
+
+    def trigger(self) -> None:
+        self._wake.set()
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="warden-status", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 2.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def send(self) -> None:
+        body = (json.dumps(self._snapshot(), separators=(",", ":")) + "\n").encode("utf-8")
+        try:
+            _post(self.service, self.resource, body, {"Content-Type": "application/json"},
+                  self.service.response_header_timeout)
+            self.sent += 1
+            self.last_error = None
+        except UploadError as exc:
+            self.last_error = exc
+            logger.info("status update failed: %s", exc.message)
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            self.send()  # the final state is sent on shutdown too
+            if self._stop.is_set():
+                break
+
+
