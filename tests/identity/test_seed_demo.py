@@ -7,8 +7,12 @@ from controlplane.identity.models import Agent
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def test_seed_demo_is_idempotent_and_its_tokens_work(settings, tmp_path):
+def test_seed_demo_is_idempotent_and_its_tokens_work(settings, tmp_path, monkeypatch):
+    from controlplane.audit import services as audit_services
+
     settings.VAR_DIR = tmp_path
+    # Verify in-process, as the embedded default does (CI has a broker but no worker here).
+    monkeypatch.setattr(audit_services, "enqueue_verification", audit_services.verify_batch)
     call_command("seed_demo")
     call_command("seed_demo")
     assert Agent.objects.count() == 4
@@ -26,6 +30,8 @@ def test_seed_demo_is_idempotent_and_its_tokens_work(settings, tmp_path):
     assert [e["name"] for e in environments] == ["dev", "staging", "prod"]
     assert all(e["active_bundle"] for e in environments)
     assert (tmp_path / "demo-tokens" / "opa-prod.token").stat().st_mode & 0o777 == 0o600
+    events = client.get("/api/v1/audit/events/?agent=code-assistant").json()
+    assert events["count"] == 6, "the demo session is ingested and verified, once"
 
 
 def test_seed_demo_refuses_production(settings):

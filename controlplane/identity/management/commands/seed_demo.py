@@ -6,6 +6,7 @@ keys are written under var/ with mode 0600, so the README's curl examples can re
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -16,10 +17,15 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
+from agents_sdk.identity import AgentIdentity
 from agents_sdk.keys import encode_public_key
+from agents_sdk.records import ActionSigner
 from controlplane.accounts import services as account_services
 from controlplane.accounts.models import APIToken, hash_token
 from controlplane.accounts.roles import ALL_ROLES
+from controlplane.audit import checkpoints as audit_checkpoints
+from controlplane.audit import services as audit_services
+from controlplane.audit.models import AuditEvent
 from controlplane.bundles import services as bundle_services
 from controlplane.bundles.models import Environment
 from controlplane.identity import services
@@ -115,8 +121,36 @@ class Command(BaseCommand):
             for spec in DEMO_AGENTS:
                 self._ensure_agent(spec, var_dir, seeder)
         self._ensure_environments(var_dir, seeder)
+        self._ensure_signed_session(var_dir, "code-assistant")
         self.stdout.write(self.style.SUCCESS(f"demo data ready: {Agent.objects.count()} agents"))
         self.stdout.write(f"API tokens: {var_dir / 'demo-tokens'}/<role>.token; agent keys: {var_dir / 'demo-keys'}")
+
+    def _ensure_signed_session(self, var_dir: Path, name: str) -> None:
+        """One signed, hash-chained session of the agent, ingested like a shipper would send it,
+        so the audit API has a timeline to show."""
+        agent = Agent.objects.get(name=name)
+        if AuditEvent.objects.filter(agent=agent).exists():
+            return
+        pem = (var_dir / "demo-keys" / f"{name}.pem").read_bytes()
+        identity = AgentIdentity(
+            name=agent.name, owner=agent.owner_email, scopes=tuple(agent.scopes),
+            private_key=serialization.load_pem_private_key(pem, password=None),
+        )
+        signer = ActionSigner(identity)
+        with signer.session("demo-session-1") as session:
+            session.intent("http_request", {"url": "https://api.github.com/repos/acme/app/pulls"})
+            session.decision("allow")
+            session.result("200 OK, 3 open pull requests")
+            session.intent("file_delete", {"path": "/prod/app/config.yaml"})
+            session.decision("require_approval", [{
+                "rule": "no-prod-deletes", "message": "Production file deletion requires human approval",
+                "controls": ["eu_ai_act.art14(1)"],
+            }])
+            session.output("Waiting for a person to approve deleting /prod/app/config.yaml")
+        body = json.dumps({"records": signer.session_log()}).encode("utf-8")
+        audit_services.ingest_batch(agent=agent, key_id=identity.key_id, body=body)
+        # What the beat job does every minute, done once so the log verifies right away.
+        audit_checkpoints.create_checkpoints()
 
     def _ensure_environments(self, var_dir: Path, by) -> None:
         """dev, staging and prod, the current policies published to dev and promoted onwards,
