@@ -8,7 +8,7 @@ INSTALLED := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install run serve test test-api test-sdk rego-test worker beat schema lock clean
+.PHONY: install run serve test test-api test-sdk test-integrations rego-test worker beat schema lock clean
 
 install: $(INSTALLED)
 
@@ -31,6 +31,7 @@ test: install
 	$(PY) manage.py makemigrations --check --dry-run
 	$(MAKE) --no-print-directory test-sdk
 	$(MAKE) --no-print-directory rego-test
+	$(MAKE) --no-print-directory test-integrations
 	$(MAKE) --no-print-directory test-api
 
 test-api: install
@@ -39,6 +40,10 @@ test-api: install
 # The SDK must work without Django: its tests run with the Django plugin switched off.
 test-sdk: install
 	$(PY) -m pytest -p no:django -p no:cacheprovider -W ignore::pytest.PytestConfigWarning agents_sdk/tests
+
+# Each framework integration in its own virtual environment (their dependencies conflict).
+test-integrations: install
+	$(VENV)/bin/nox --reuse-existing-virtualenvs -s integration-langchain integration-openai-agents integration-haystack integration-mcp
 
 rego-test: install
 	$(PY) -m agents_sdk.engine.testrunner rego

@@ -101,6 +101,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--addr", default="127.0.0.1:8181", metavar="HOST:PORT", help="address to listen on (default 127.0.0.1:8181)"
     )
     sidecar.set_defaults(handler=_sidecar)
+
+    mcp_proxy = commands.add_parser(
+        "mcp-proxy",
+        help="govern an MCP server's tool calls: decide, sign, and refuse by policy",
+        description="Sit between an MCP client and an MCP server (upstream over stdio or streamable HTTP); "
+        "needs the mcp extra: pip install ./agents_sdk[mcp]",
+    )
+    mcp_proxy.add_argument("--config", required=True, metavar="FILE", help="proxy config file (YAML or JSON)")
+    mcp_proxy.add_argument("--transport", choices=("stdio", "http"), default="stdio", help="how to serve the client (default stdio)")
+    mcp_proxy.add_argument("--addr", default="127.0.0.1:8765", metavar="HOST:PORT", help="for --transport http (default 127.0.0.1:8765)")
+    mcp_proxy.add_argument("--path", default="/mcp", help="streamable HTTP endpoint path (default /mcp)")
+    mcp_proxy.set_defaults(handler=_mcp_proxy)
     return parser
 
 
@@ -123,6 +135,16 @@ def _sidecar(args: argparse.Namespace, out: TextIO) -> int:
     try:
         return run(args.config, args.addr)
     except ConfigError as exc:
+        raise UsageError(str(exc)) from exc
+
+
+def _mcp_proxy(args: argparse.Namespace, out: TextIO) -> int:
+    # Imported here: the proxy needs the optional mcp extra.
+    from agents_sdk.integrations.mcp_proxy import ProxyConfigError, run
+
+    try:
+        return run(args.config, transport=args.transport, addr=args.addr, path=args.path)
+    except ProxyConfigError as exc:
         raise UsageError(str(exc)) from exc
 
 

@@ -3,6 +3,7 @@
 import os
 
 from celery import Celery
+from celery.schedules import crontab
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "controlplane.settings")
 
@@ -20,4 +21,10 @@ app.conf.beat_schedule = {
     "audit-retention": {"task": "audit.retention", "schedule": 86400.0},
     # Re-queues batches whose verification was lost with a dead worker.
     "audit-requeue-stale-batches": {"task": "audit.requeue_stale_batches", "schedule": 60.0},
+    # A gap report per framework and environment every Monday morning (UTC).
+    "compliance-weekly-gap-reports": {
+        "task": "compliance.schedule_gap_reports", "schedule": crontab(day_of_week=1, hour=5, minute=0),
+    },
+    # Re-queues reports whose build was lost with a dead worker.
+    "compliance-requeue-stale-reports": {"task": "compliance.requeue_stale_reports", "schedule": 600.0},
 }

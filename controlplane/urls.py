@@ -12,6 +12,7 @@ api_v1 = [
     path("", include("controlplane.bundles.api.urls")),
     path("", include("controlplane.audit.api.urls")),
     path("", include("controlplane.opa.api.urls")),
+    path("", include("controlplane.compliance.api.urls")),
 ]
 
 urlpatterns = [

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import copy
+import itertools
 import threading
+import weakref
 from typing import Any
 
 from agents_sdk.engine.errors import RegoEngineError
@@ -19,6 +21,21 @@ def fail_closed_decision(message: str) -> dict:
         "reasons": [{"rule": "engine-error", "message": message, "controls": ["eu_ai_act.art15(4)"]}],
         "obligations": {"log": True, "mask": []},
     }
+
+
+# Each thread's engine sessions, keyed by policy. Engines may only be dropped by the
+# thread that made them, so they live in the thread's own storage, not in the policy
+# object (which may be garbage-collected anywhere): a thread drops the sessions of
+# policies that are gone the next time it evaluates, and all of them when it exits.
+_thread_sessions = threading.local()
+_policy_ids = itertools.count()
+
+
+def _sessions_of_this_thread() -> dict[int, tuple[weakref.ref, Any]]:
+    sessions = getattr(_thread_sessions, "by_policy", None)
+    if sessions is None:
+        sessions = _thread_sessions.by_policy = {}
+    return sessions
 
 
 class CompiledPolicy:
@@ -37,8 +54,8 @@ class CompiledPolicy:
         self._data = data
         self._generation = 0
         self._lock = threading.Lock()
-        self._local = threading.local()
-        self._local.session = session
+        self._id = next(_policy_ids)
+        self._keep(session)
 
     @property
     def backend_name(self) -> str:
@@ -58,7 +75,8 @@ class CompiledPolicy:
         Returns the rule's value, or None when it is undefined. `input=None` is
         evaluated as an empty object. Raises RegoEvaluationError on a run-time error.
         """
-        session = getattr(self._local, "session", None)
+        entry = _sessions_of_this_thread().get(self._id)
+        session = entry[1] if entry is not None else None
         if session is None or session.generation != self._generation:
             session = self._refresh_session(session)
         return session.evaluate(query_path, {} if input is None else input)
@@ -97,8 +115,20 @@ class CompiledPolicy:
             session.generation = generation
         else:
             session.replace_data(data, generation)
-        self._local.session = session
+        self._keep(session)
         return session
+
+    def _session_of_this_thread(self):
+        """This thread's engine session for the policy, or None (for tests and diagnostics)."""
+        entry = _sessions_of_this_thread().get(self._id)
+        return entry[1] if entry is not None else None
+
+    def _keep(self, session) -> None:
+        sessions = _sessions_of_this_thread()
+        for policy_id, (policy, _) in list(sessions.items()):
+            if policy() is None:
+                del sessions[policy_id]  # dropped here, in the thread that made it
+        sessions[self._id] = (weakref.ref(self), session)
 
 
 def _merged(base: dict, extra: dict) -> dict:

@@ -258,7 +258,7 @@ def _sample_requests():
 
 
 def test_decisions_run_on_the_compiled_vm_and_match_the_interpreter(pack, policy):
-    session = policy._local.session
+    session = policy._session_of_this_thread()
     if not session.use_vm:
         pytest.skip("REGORUS_NO_RVM is set")
     assert session._vm("data.warden.decision") is not None, "the default pack must compile for regorus' VM"
@@ -283,5 +283,34 @@ def test_input_the_vm_cannot_take_goes_to_the_interpreter(policy):
 def test_modules_the_vm_refuses_fall_back_to_the_interpreter():
     source = "package warden\n\nimport rego.v1\n\ndecision := {\"effect\": \"allow\", \"n\": count([p | walk(input, [p, _])])}\n"
     policy = RegoEngine().compile({"w.rego": source})
-    assert policy._local.session._vm("data.warden.decision") is None
+    assert policy._session_of_this_thread()._vm("data.warden.decision") is None
     assert policy.evaluate("data.warden.decision", {"a": 1}) == {"effect": "allow", "n": 2}
+
+
+@pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning")
+def test_a_policy_used_by_another_thread_never_drops_that_threads_engine_elsewhere(pack):
+    """regorus engines belong to the thread that made them; dropping one on another thread
+    leaks it with an 'unsendable' error. Sessions therefore live in each thread's storage."""
+    import gc
+    import threading
+
+    policy = RegoEngine().compile(pack, REGISTRY)
+    request = {"agent": {"id": "support-bot"}, "action": {"tool": "ticket_read", "args": {}}}
+    go_on, used = threading.Event(), threading.Event()
+    answers = []
+
+    def worker():
+        answers.append(policy.decide(request)["effect"])  # this thread now owns an engine
+        used.set()
+        go_on.wait(10)
+        fresh = RegoEngine().compile(pack, REGISTRY)  # its first evaluation prunes the dead policy
+        answers.append(fresh.decide(request)["effect"])
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    used.wait(10)
+    del policy
+    gc.collect()  # the policy dies here, in the main thread; the worker's engine must not
+    go_on.set()
+    thread.join(10)
+    assert answers == ["allow", "allow"]

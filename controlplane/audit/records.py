@@ -179,6 +179,10 @@ def form_problem(record: Any) -> str | None:
     problem = payload_problem(record["kind"], record["payload"])
     if problem:
         return problem
+    if contains_nul(record["payload"]):
+        # PostgreSQL's jsonb cannot hold U+0000; refused here, the record is quarantined
+        # instead of failing its whole batch at insert time.
+        return "payload contains the character U+0000, which the audit store cannot hold"
     signature = record["signature"]
     try:
         decoded = base64.b64decode(signature, validate=True) if isinstance(signature, str) else b""
@@ -187,6 +191,17 @@ def form_problem(record: Any) -> str | None:
     if len(decoded) != 64:
         return "signature must be the base64 of a 64-byte Ed25519 signature"
     return None
+
+
+def contains_nul(value: Any) -> bool:
+    """Whether any string or key in `value` holds U+0000."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any("\x00" in key or contains_nul(item) for key, item in value.items())
+    if isinstance(value, list):
+        return any(contains_nul(item) for item in value)
+    return False
 
 
 def _is_uuid(text: str) -> bool:

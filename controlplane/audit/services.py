@@ -704,12 +704,16 @@ def _quarantine_row(batch: Batch, rejection: _Rejection, fernet, now) -> Quarant
 
 
 def _json_safe(value: Any) -> Any:
-    # An unpaired surrogate cannot be stored as JSON text; the sealed copy keeps it escaped.
+    # An unpaired surrogate cannot be stored as JSON text, nor U+0000 in PostgreSQL's jsonb:
+    # the shown copy replaces them, the sealed copy keeps the record exactly.
     try:
         canonical_json(value)
-        return value
+        safe = value
     except ValueError:
-        return json.loads(json.dumps(value, ensure_ascii=True).encode().decode("utf-8", "replace"))
+        safe = json.loads(json.dumps(value, ensure_ascii=True).encode().decode("utf-8", "replace"))
+    if records.contains_nul(safe):
+        safe = json.loads(json.dumps(safe).replace("\\u0000", "\\ufffd"))
+    return safe
 
 
 # -- retention policies -----------------------------------------------------------------

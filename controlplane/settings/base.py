@@ -82,6 +82,7 @@ INSTALLED_APPS = [
     "controlplane.bundles",
     "controlplane.opa",
     "controlplane.audit",
+    "controlplane.compliance",
 ]
 
 MIDDLEWARE = [
@@ -215,6 +216,8 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "AgentStatusEnum": "controlplane.identity.models.AgentStatus",
         "RiskTierEnum": "controlplane.identity.models.RiskTier",
+        "GapReportStatusEnum": "controlplane.compliance.models.ReportStatus",
+        "ControlStatusEnum": "controlplane.compliance.models.ControlStatus",
     },
 }
 

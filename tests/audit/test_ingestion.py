@@ -242,6 +242,19 @@ def test_forged_signature_is_quarantined_and_the_rest_of_the_session_with_it(shi
     assert "position 2 of this batch, which was quarantined" in chained.message
 
 
+def test_nul_character_is_quarantined_not_a_failed_batch(ship, signer):
+    # PostgreSQL's jsonb cannot store U+0000: such a record must be quarantined, with the
+    # rest of the batch stored, instead of failing the whole batch on insert.
+    with signer.session(session_id="nul") as session:
+        records = [session.intent("file_read", {"path": "/tmp/a\x00b"})]
+    with signer.session(session_id="fine") as session:
+        records.append(session.intent("file_read", {"path": "/tmp/ok"}))
+    ship(records)
+    assert AuditEvent.objects.filter(session_id="fine").count() == 1
+    bad = QuarantinedRecord.objects.get()
+    assert bad.reason == "malformed" and "U+0000" in bad.message
+
+
 def test_replayed_record_is_quarantined_and_not_stored_twice(ship, signer):
     records = sign_session(signer, "s1")
     ship(records)

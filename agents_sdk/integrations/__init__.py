@@ -1,0 +1,150 @@
+"""Warden inside the agent frameworks: one governed tool call, whatever the framework.
+
+Each integration (``agents_sdk.integrations.langchain``, ``.openai_agents``,
+``.haystack``, ``.mcp_proxy``) puts a ``Guard`` in its framework's own interception
+point and goes through ``govern`` here, so they all behave alike:
+
+- **allow**: the tool runs; its result is signed (``record_result``);
+- **deny**: the tool never runs; the model receives the policy's reason
+  (``"<rule>: <message>"``) as the tool's result, so it can recover;
+- **require_approval**: the tool never runs; the model receives
+  ``"waiting for human approval: <rule>: <message>"``; plain code gets
+  ``ApprovalRequired`` from ``GovernedCall.raise_for_decision``.
+
+The intent and the decision are signed by ``Guard.check`` (when the Guard has a
+signer); ``govern`` adds the ``result`` record: a summary of what the tool returned, or
+that it was not run. Importing this package imports no framework.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from agents_sdk.errors import ApprovalRequired, PolicyViolationError
+from agents_sdk.guard import Decision, Guard, Reason
+
+APPROVAL_PREFIX = "waiting for human approval: "
+"""How a held call reads to a model (and to a person reading the transcript)."""
+
+Summarizer = Callable[[Any], str]
+
+__all__ = [
+    "APPROVAL_PREFIX",
+    "GovernedCall",
+    "govern",
+    "refusal_message",
+    "summarize_result",
+]
+
+
+def _reason_text(decision: Decision) -> str:
+    reasons = decision.reasons or (Reason("default-deny", "No policy rule allows this action"),)
+    return "; ".join(f"{reason.rule}: {reason.message}" for reason in reasons)
+
+
+def refusal_message(decision: Decision) -> str | None:
+    """What the model reads instead of the tool's result, or None when the call is allowed.
+
+    A deny reads ``"<rule>: <message>"`` (every reason, ``; ``-separated); a held call
+    ``"waiting for human approval: <rule>: <message>"``.
+    """
+    if decision.effect == "allow":
+        return None
+    if decision.effect == "require_approval":
+        return APPROVAL_PREFIX + _reason_text(decision)
+    return _reason_text(decision)
+
+
+def summarize_result(result: Any) -> str:
+    """The signed summary of a tool's result: its type, size and SHA-256, never its content.
+
+    The hash lets an auditor holding the transcript prove which result the agent got,
+    without the audit log carrying (possibly sensitive) tool output.
+    """
+    if isinstance(result, bytes):
+        raw = result
+    elif isinstance(result, str):
+        raw = result.encode("utf-8")
+    else:
+        try:
+            raw = json.dumps(result, sort_keys=True, default=str, ensure_ascii=False).encode("utf-8")
+        except (TypeError, ValueError):
+            raw = repr(result).encode("utf-8", "replace")
+    return f"returned {type(result).__name__} ({len(raw)} bytes, sha256:{hashlib.sha256(raw).hexdigest()})"
+
+
+@dataclass
+class GovernedCall:
+    """One tool call after the policy decided it; obtained from ``govern``."""
+
+    guard: Guard
+    tool: str
+    args: dict[str, Any]
+    decision: Decision
+    session_id: str | None
+
+    @property
+    def allowed(self) -> bool:
+        return self.decision.effect == "allow"
+
+    @property
+    def message(self) -> str | None:
+        """What the model reads instead of the result (None when allowed)."""
+        return refusal_message(self.decision)
+
+    def record_result(self, result: Any, *, summarize: Summarizer | None = None) -> None:
+        """Sign a ``result`` record for what the tool returned (``summarize`` overrides the
+        default type/size/SHA-256 summary). Does nothing without a signer."""
+        self._sign(summarize(result) if summarize is not None else summarize_result(result))
+
+    def record_error(self, error: BaseException) -> None:
+        """Sign a ``result`` record for a tool that raised."""
+        self._sign(f"raised {type(error).__name__}: {error}"[:500])
+
+    def record_refusal(self) -> None:
+        """Sign a ``result`` record saying the tool was not run, and what the model was told."""
+        self._sign(f"not run ({self.decision.effect}): {self.message}"[:500])
+
+    def raise_for_decision(self) -> None:
+        """For plain code: raise PolicyViolationError on a deny, ApprovalRequired when a
+        person must approve first; return quietly when allowed."""
+        if self.allowed:
+            return
+        first = (
+            self.decision.reasons[0]
+            if self.decision.reasons
+            else Reason("default-deny", "No policy rule allows this action")
+        )
+        if self.decision.effect == "require_approval":
+            raise ApprovalRequired(
+                f"{self.tool} requires approval: {first.rule}: {first.message}",
+                tool=self.tool,
+                args=self.args,
+                reasons=self.decision.reasons,
+                decision=self.decision,
+            )
+        raise PolicyViolationError(f"{first.rule}: {first.message}", decision=self.decision, tool=self.tool)
+
+    def _sign(self, summary: str) -> None:
+        signer = self.guard.signer
+        if signer is not None and self.session_id is not None:
+            signer.sign_record(self.session_id, "result", {"summary": summary, "tool": self.tool})
+
+
+def govern(guard: Guard, tool: str, args: Mapping[str, Any] | None = None, **context: Any) -> GovernedCall:
+    """Decide (and, with a signer, sign the intent and the decision of) one tool call.
+
+    ``context`` goes to the policy input as ``Guard.check`` takes it (``server=`` for an
+    MCP server's name, ``session_id=``, ``approval_token=``, …). Never raises for a policy
+    outcome: read ``allowed`` / ``message``, or call ``raise_for_decision``.
+    """
+    call_args = dict(args or {})
+    input = guard.build_input(tool, call_args, **context)
+    # Guard._decide signs intent and decision in the session the input names, which the
+    # result record must share: so the input is built here, once.
+    decision = guard._decide(input)
+    return GovernedCall(guard, tool, call_args, decision, input["context"].get("session_id"))

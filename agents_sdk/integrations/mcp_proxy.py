@@ -1,0 +1,301 @@
+"""``warden mcp-proxy``: a governing gateway between any MCP client and any MCP server.
+
+    $ warden mcp-proxy --config mcp-proxy.yaml            # serves stdio (default)
+    $ warden mcp-proxy --config mcp-proxy.yaml --transport http --addr 127.0.0.1:8765
+
+The proxy connects to one upstream MCP server (a command over stdio, or a streamable
+HTTP URL) with the official ``mcp`` SDK, and serves its tools to the client over stdio or
+streamable HTTP. Each ``tools/call`` is decided by policy first (``action.tool``,
+``action.args``, and the upstream's name as ``action.server``); the call and its result
+are signed with the agent's key. A denied or held call is answered with the policy's
+reason as an error result (``isError: true``) and never reaches the upstream. With
+``hide_denied_tools``, ``tools/list`` leaves out tools the policy denies outright.
+
+Config (YAML or JSON; relative paths are relative to the file)::
+
+    identity: agent.key                 # AgentIdentity.save's key file
+    identity_passphrase_env: WARDEN_IDENTITY_PASSPHRASE   # optional
+    environment: prod
+    session_id: files-gateway           # optional; a new UUID per run by default
+    log: var/mcp-proxy.jsonl            # signed records, appended as JSON Lines
+    hide_denied_tools: true
+    upstream:
+      name: files                       # → input.action.server
+      command: npx                      # stdio upstream ...
+      args: ["-y", "@modelcontextprotocol/server-filesystem", "/srv/files"]
+      # url: http://127.0.0.1:9000/mcp  # ... or streamable HTTP
+    decision:
+      opa_url: http://127.0.0.1:8181    # OPA or `warden sidecar` ...
+      # policy_dir: rego/warden         # ... or embedded: Rego modules
+      # data: data.json                 #     and their data (the registry)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import sys
+import threading
+import uuid
+from collections.abc import Mapping
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mcp import Client, StdioServerParameters, types
+from mcp.server.lowlevel import Server
+from mcp.server.stdio import stdio_server
+
+from agents_sdk.errors import WardenError
+from agents_sdk.guard import Decision, DecisionBackend, EmbeddedBackend, Guard, OPAHTTPBackend
+from agents_sdk.identity import AgentIdentity
+from agents_sdk.integrations import govern
+from agents_sdk.records import ActionSigner, canonical_json
+
+__all__ = ["MCPProxy", "ProxyConfig", "ProxyConfigError", "load_config", "run"]
+
+
+class ProxyConfigError(WardenError):
+    """The proxy's configuration is missing a field or has a wrong one; the message names it."""
+
+
+@dataclass
+class Upstream:
+    name: str
+    command: str | None = None
+    args: list[str] = field(default_factory=list)
+    env: dict[str, str] | None = None
+    cwd: str | None = None
+    url: str | None = None
+
+    def target(self) -> StdioServerParameters | str:
+        if self.url:
+            return self.url
+        env = {**os.environ, **self.env} if self.env else None
+        return StdioServerParameters(command=self.command, args=self.args, env=env, cwd=self.cwd)
+
+
+@dataclass
+class ProxyConfig:
+    identity: Path
+    upstream: Upstream
+    decision: dict[str, Any]
+    identity_passphrase_env: str | None = None
+    environment: str | None = None
+    session_id: str | None = None
+    log: Path | None = None
+    hide_denied_tools: bool = False
+    base_dir: Path = Path(".")
+
+    def backend(self) -> DecisionBackend:
+        """The decision backend the config names. Raises ProxyConfigError."""
+        decision = self.decision
+        if decision.get("opa_url"):
+            return OPAHTTPBackend(str(decision["opa_url"]), timeout=float(decision.get("timeout", 1.0)))
+        if decision.get("policy_dir"):
+            from agents_sdk.engine import load_modules
+
+            policy_dir = self.base_dir / decision["policy_dir"]
+            modules = {p: s for p, s in load_modules(str(policy_dir)).items() if not p.endswith("_test.rego")}
+            data: dict[str, Any] = {}
+            if decision.get("data"):
+                data = json.loads((self.base_dir / decision["data"]).read_text("utf-8"))
+            return EmbeddedBackend.from_modules(modules, data)
+        raise ProxyConfigError(
+            "decision: give opa_url (OPA or warden sidecar) or policy_dir (and data) for the embedded engine"
+        )
+
+    def load_identity(self) -> AgentIdentity:
+        passphrase = os.environ.get(self.identity_passphrase_env) if self.identity_passphrase_env else None
+        return AgentIdentity.load(self.identity, passphrase=passphrase)
+
+
+def _read_config_file(path: Path) -> Mapping[str, Any]:
+    text = path.read_text("utf-8")
+    if path.suffix.lower() == ".json":
+        return json.loads(text)
+    try:
+        import yaml
+    except ImportError:  # pragma: no cover - PyYAML is part of the mcp extra
+        return json.loads(text)
+    return yaml.safe_load(text)
+
+
+def load_config(path: str | os.PathLike[str]) -> ProxyConfig:
+    """Read a proxy config file (YAML or JSON). Raises ProxyConfigError naming the field."""
+    path = Path(path)
+    try:
+        raw = _read_config_file(path)
+    except OSError as exc:
+        raise ProxyConfigError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    except ValueError as exc:
+        raise ProxyConfigError(f"{path}: not valid YAML/JSON: {exc}") from exc
+    if not isinstance(raw, Mapping):
+        raise ProxyConfigError(f"{path}: the config must be a mapping")
+    base = path.resolve().parent
+    if not raw.get("identity"):
+        raise ProxyConfigError("identity: the agent's key file is required")
+    up = raw.get("upstream")
+    if not isinstance(up, Mapping) or not up.get("name"):
+        raise ProxyConfigError("upstream.name: required (the server's name, sent to the policy as action.server)")
+    if bool(up.get("command")) == bool(up.get("url")):
+        raise ProxyConfigError("upstream: give exactly one of command (stdio) or url (streamable HTTP)")
+    args = up.get("args") or []
+    if not isinstance(args, list):
+        raise ProxyConfigError("upstream.args: must be a list of strings")
+    decision = raw.get("decision")
+    if not isinstance(decision, Mapping):
+        raise ProxyConfigError("decision: required (opa_url, or policy_dir and data)")
+    log = raw.get("log")
+    return ProxyConfig(
+        identity=base / str(raw["identity"]),
+        upstream=Upstream(
+            name=str(up["name"]),
+            command=up.get("command"),
+            args=[str(a) for a in args],
+            env={str(k): str(v) for k, v in (up.get("env") or {}).items()} or None,
+            cwd=str(base / up["cwd"]) if up.get("cwd") else None,
+            url=up.get("url"),
+        ),
+        decision=dict(decision),
+        identity_passphrase_env=raw.get("identity_passphrase_env"),
+        environment=raw.get("environment"),
+        session_id=raw.get("session_id"),
+        log=base / str(log) if log else None,
+        hide_denied_tools=bool(raw.get("hide_denied_tools", False)),
+        base_dir=base,
+    )
+
+
+class JSONLSink:
+    """Appends each signed record to a JSON Lines file, flushed per record."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = path.open("ab")
+        self._lock = threading.Lock()
+
+    def __call__(self, record: dict[str, Any]) -> None:
+        with self._lock:
+            self._file.write(canonical_json(record) + b"\n")
+            self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def summarize_tool_result(result: types.CallToolResult) -> str:
+    """A signed summary of an MCP tool result: error flag, block count and SHA-256 of the content."""
+    content = [block.model_dump(mode="json", exclude_none=True) for block in result.content]
+    digest = hashlib.sha256(canonical_json({"content": content, "isError": bool(result.is_error)})).hexdigest()
+    return f"returned {len(content)} content block(s), isError={str(bool(result.is_error)).lower()}, sha256:{digest}"
+
+
+def _error_result(text: str) -> types.CallToolResult:
+    return types.CallToolResult(content=[types.TextContent(type="text", text=text)], is_error=True)
+
+
+class MCPProxy:
+    """The gateway's logic over a connected upstream ``mcp.Client``; ``server()`` is the MCP
+    server the downstream client talks to."""
+
+    def __init__(self, guard: Guard, upstream: Client, *, server_name: str, hide_denied_tools: bool = False) -> None:
+        self.guard = guard
+        self.upstream = upstream
+        self.server_name = server_name
+        self.hide_denied_tools = hide_denied_tools
+
+    def never_allowed(self, tool: str) -> bool:
+        """True when the policy denies ``tool`` whatever its arguments (probed with none; not signed)."""
+        input = self.guard.build_input(tool, {}, server=self.server_name)
+        raw, decision_id = self.guard.backend.decide(input, timeout=self.guard.timeout)
+        return Decision.from_result(raw, decision_id).effect == "deny"
+
+    async def list_tools(self, ctx: Any, params: Any) -> types.ListToolsResult:
+        listed = await self.upstream.list_tools()
+        tools = list(listed.tools)
+        if self.hide_denied_tools:
+            tools = [tool for tool in tools if not self.never_allowed(tool.name)]
+        return types.ListToolsResult(tools=tools)
+
+    async def call_tool(self, ctx: Any, params: types.CallToolRequestParams) -> types.CallToolResult:
+        arguments = dict(params.arguments or {})
+        try:
+            governed = govern(self.guard, params.name, arguments, server=self.server_name)
+        except WardenError as exc:  # arguments that cannot be signed: refuse rather than run unrecorded
+            return _error_result(f"warden: {exc}")
+        if not governed.allowed:
+            governed.record_refusal()
+            return _error_result(governed.message)
+        try:
+            result = await self.upstream.call_tool(params.name, arguments)
+        except Exception as exc:  # noqa: BLE001 - any upstream failure is reported to the client, and signed
+            governed.record_error(exc)
+            return _error_result(f"upstream {self.server_name} failed: {exc}")
+        governed.record_result(result, summarize=summarize_tool_result)
+        return result
+
+    def server(self) -> Server:
+        return Server(
+            f"warden-{self.server_name}",
+            version="1",
+            on_list_tools=self.list_tools,
+            on_call_tool=self.call_tool,
+        )
+
+
+async def serve(
+    config: ProxyConfig, *, transport: str = "stdio", host: str = "127.0.0.1", port: int = 8765, path: str = "/mcp"
+) -> None:
+    """Connect to the upstream and serve until stopped (stdin closes, or SIGINT/SIGTERM for HTTP)."""
+    identity = config.load_identity()
+    sink = JSONLSink(config.log) if config.log else None
+    signer = ActionSigner(identity, sink=sink, keep_log=False)
+    guard = Guard(
+        identity,
+        config.backend(),
+        environment=config.environment,
+        session_id=config.session_id or str(uuid.uuid4()),
+        signer=signer,
+    )
+    try:
+        async with AsyncExitStack() as stack:
+            upstream = await stack.enter_async_context(Client(config.upstream.target()))
+            proxy = MCPProxy(
+                guard, upstream, server_name=config.upstream.name, hide_denied_tools=config.hide_denied_tools
+            )
+            server = proxy.server()
+            if transport == "stdio":
+                async with stdio_server() as (read_stream, write_stream):
+                    await server.run(read_stream, write_stream, server.create_initialization_options())
+            else:
+                import uvicorn
+
+                app = server.streamable_http_app(streamable_http_path=path, host=host)
+                await uvicorn.Server(
+                    uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on")
+                ).serve()
+    finally:
+        guard.close()
+        if sink is not None:
+            sink.close()
+
+
+def run(config_path: str, *, transport: str = "stdio", addr: str = "127.0.0.1:8765", path: str = "/mcp") -> int:
+    """Entry point of ``warden mcp-proxy``. Raises ProxyConfigError for a bad config."""
+    config = load_config(config_path)
+    host, _, port = addr.rpartition(":")
+    if not host or not port.isdigit():
+        raise ProxyConfigError(f"--addr {addr!r}: expected HOST:PORT")
+    try:
+        asyncio.run(serve(config, transport=transport, host=host, port=int(port), path=path))
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(run(sys.argv[1]))

@@ -1,0 +1,92 @@
+"""The policy every integration test runs: the shipped rego/warden library, compiled by the
+embedded engine, with a small registry as a bundle's data.json carries it.
+
+- ``support-bot`` holds read:files and write:files: ``file_read`` is allowed, and
+  ``file_delete`` under ``/prod/`` is held for approval by the library's no-prod-deletes rule;
+- ``intern-bot`` holds only read:files: its ``file_delete`` is denied (missing-scope).
+"""
+
+from __future__ import annotations
+
+from agents_sdk.guard import EmbeddedBackend, Guard
+from agents_sdk.identity import AgentIdentity
+from agents_sdk.records import ActionSigner
+from agents_sdk.tests.signed_bundles import library_modules
+from agents_sdk.verify import verify_records
+
+SCOPES = {"support-bot": ["read:files", "write:files"], "intern-bot": ["read:files"]}
+
+
+def registry(protected_paths: list[str] | None = None, extra_tools: dict | None = None) -> dict:
+    return {
+        "warden_registry": {
+            "agents": {
+                name: {"status": "active", "owner": "alice@example.com", "scopes": scopes}
+                for name, scopes in SCOPES.items()
+            },
+            "tools": {
+                "file_read": {"scopes": ["read:files"], "category": "file"},
+                "file_delete": {"scopes": ["write:files"], "category": "file"},
+                **(extra_tools or {}),
+            },
+            "protected_paths": protected_paths or ["/prod/"],
+            "destructive_file_tools": ["file_delete"],
+            "approvals": {},
+        }
+    }
+
+
+def backend(**registry_options) -> EmbeddedBackend:
+    return EmbeddedBackend.from_modules(library_modules(), registry(**registry_options))
+
+
+def governed(agent: str = "support-bot", *, policy: EmbeddedBackend | None = None, session_id: str = "s-1") -> Guard:
+    """A Guard with a signer, for ``agent``, deciding with ``policy`` (the default registry)."""
+    identity = AgentIdentity.create(agent, "alice@example.com", SCOPES[agent])
+    return Guard(
+        identity, policy or backend(), environment="prod", session_id=session_id, signer=ActionSigner(identity)
+    )
+
+
+def signed_log(guard: Guard) -> list[dict]:
+    """The guard's signed records, after checking signatures and chain."""
+    records = guard.signer.session_log()
+    result = verify_records(records, {guard.identity.key_id: guard.identity.public_key})
+    assert result.ok, result
+    return records
+
+
+def kinds(records: list[dict]) -> list[tuple]:
+    """(kind, tool/effect) of each record, for comparing logs at a glance."""
+    out = []
+    for record in records:
+        payload = record["payload"]
+        if record["kind"] == "intent":
+            out.append(("intent", payload["tool"], payload["args"]))
+        elif record["kind"] == "decision":
+            out.append(("decision", payload["effect"], [r["rule"] for r in payload["reasons"]]))
+        else:
+            out.append((record["kind"], payload.get("tool")))
+    return out
+
+
+def run_doc_example(name: str, monkeypatch, capsys) -> str:
+    """Run docs/integrations.md's ``<!-- example: NAME -->`` block from the repository root;
+    return what it printed, after checking it against the block's "It prints" output."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[3]
+    text = (root / "docs" / "integrations.md").read_text("utf-8")
+    match = re.search(
+        rf"<!-- example: {re.escape(name)} -->\n```python\n(.*?)```\n\nIt prints:\n\n```console\n(.*?)```",
+        text,
+        re.DOTALL,
+    )
+    assert match, f"docs/integrations.md has no runnable example {name!r}"
+    monkeypatch.chdir(root)
+    code = compile(match.group(1), f"docs/integrations.md:{name}", "exec")
+    exec(code, {"__name__": "__doc_example__"})  # noqa: S102 - running the documentation is the point
+    printed = capsys.readouterr().out
+    assert printed == match.group(2)
+    return printed

@@ -1,0 +1,115 @@
+"""Haystack 3.x: an Agent with Warden's before_tool/after_tool hooks, driven by MockChatGenerator."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("haystack")
+
+from haystack.components.agents import Agent
+from haystack.components.generators.chat import MockChatGenerator
+from haystack.dataclasses import ChatMessage, ToolCall
+from haystack.tools import tool
+
+from agents_sdk.integrations import summarize_result
+from agents_sdk.integrations.haystack import warden_hooks
+from agents_sdk.integrations.tests.policy import governed, kinds, signed_log
+
+
+@pytest.fixture
+def entered():
+    return []
+
+
+@pytest.fixture
+def tools(entered):
+    @tool
+    def file_delete(path: str) -> str:
+        """Delete a file."""
+        entered.append(("file_delete", path))
+        return f"deleted {path}"
+
+    @tool
+    def file_read(path: str) -> str:
+        """Read a file."""
+        entered.append(("file_read", path))
+        return f"contents of {path}"
+
+    return [file_delete, file_read]
+
+
+def run(guard, tools, *calls):
+    responses = [
+        ChatMessage.from_assistant(tool_calls=[ToolCall(tool_name=name, arguments=args, id=f"call-{i}")])
+        for i, (name, args) in enumerate(calls)
+    ]
+    agent = Agent(
+        chat_generator=MockChatGenerator(responses=[*responses, "done"]), tools=tools, hooks=warden_hooks(guard)
+    )
+    return agent.run(messages=[ChatMessage.from_user("tidy up")])
+
+
+def tool_results(result):
+    return [r for m in result["messages"] for r in m.tool_call_results]
+
+
+def test_denied_prod_delete_never_runs_and_the_model_reads_the_reason(tools, entered):
+    guard = governed("intern-bot")
+    result = run(guard, tools, ("file_delete", {"path": "/prod/db.sqlite"}))
+
+    assert entered == []
+    (denied,) = tool_results(result)
+    assert denied.error is True
+    assert denied.result == (
+        "missing-scope: Tool file_delete requires scope write:files, which agent intern-bot does not hold; "
+        "no-prod-deletes: Production file deletion requires human approval"
+    )
+    assert result["last_message"].text == "done"
+    assert kinds(signed_log(guard)) == [
+        ("intent", "file_delete", {"path": "/prod/db.sqlite"}),
+        ("decision", "deny", ["missing-scope", "no-prod-deletes"]),
+        ("result", "file_delete"),
+    ]
+
+
+def test_held_prod_delete_reads_waiting_for_human_approval(tools, entered):
+    guard = governed("support-bot")
+    result = run(guard, tools, ("file_delete", {"path": "/prod/db.sqlite"}))
+
+    assert entered == []
+    (held,) = tool_results(result)
+    assert (
+        held.result == "waiting for human approval: no-prod-deletes: Production file deletion requires human approval"
+    )
+    assert [k[:2] for k in kinds(signed_log(guard))] == [
+        ("intent", "file_delete"),
+        ("decision", "require_approval"),
+        ("result", "file_delete"),
+    ]
+
+
+def test_allowed_call_runs_and_its_result_is_signed(tools, entered):
+    guard = governed("support-bot")
+    result = run(guard, tools, ("file_read", {"path": "/srv/notes.txt"}), ("file_delete", {"path": "/prod/x"}))
+
+    assert entered == [("file_read", "/srv/notes.txt")]
+    read, _held = tool_results(result)
+    assert read.result == "contents of /srv/notes.txt" and not read.error
+    records = signed_log(guard)
+    assert kinds(records)[:3] == [
+        ("intent", "file_read", {"path": "/srv/notes.txt"}),
+        ("decision", "allow", []),
+        ("result", "file_read"),
+    ]
+    assert records[2]["payload"]["summary"] == summarize_result("contents of /srv/notes.txt")
+    assert [k[:2] for k in kinds(records)[3:]] == [
+        ("intent", "file_delete"),
+        ("decision", "require_approval"),
+        ("result", "file_delete"),
+    ]
+
+
+def test_the_documented_example_runs(monkeypatch, capsys):
+    from agents_sdk.integrations.tests.policy import run_doc_example
+
+    run_doc_example("haystack", monkeypatch, capsys)
