@@ -3,17 +3,7 @@
 from django.contrib import admin
 
 from controlplane.audit.models import AuditEvent, Batch, Checkpoint, QuarantinedRecord, RetentionPolicy
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
+from controlplane.core.admin import ReadOnlyAdmin
 
 
 @admin.register(AuditEvent)

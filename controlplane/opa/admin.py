@@ -1,19 +1,7 @@
 from django.contrib import admin
 
+from controlplane.core.admin import ReadOnlyAdmin
 from controlplane.opa.models import DecisionLog, OPAInstance
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """What OPA reported is evidence: shown, never edited here."""
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(DecisionLog)

@@ -1,0 +1,150 @@
+"""Decision latency through `warden sidecar` over loopback HTTP, beside the same decisions
+made in-process by the embedded engine, measured in the same run.
+
+    python bench/sidecar_decisions.py [--decisions 10000] [--rate 1000]
+
+DESIGN.md's target for the sidecar: p99 <= 1 ms at 1,000 decisions/s. The sidecar runs
+as its own process with a signed bundle of the shipped policy library, served by a local
+stand-in bundle server; the client sends at a fixed rate (open loop: latency counts from
+when each request was due, so a stall shows up) and then back to back (closed loop).
+Prints figures; never asserts a time. Loopback only, bounded in count.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from agents_sdk.engine import RegoEngine  # noqa: E402
+from agents_sdk.tests.signed_bundles import BundleServer, RSASigner, build_bundle  # noqa: E402
+
+INPUTS = [
+    {"agent": {"id": "support-bot", "name": "support-bot", "owner": "alice@example.com", "scopes": ["read:tickets"]},
+     "action": {"type": "tool_call", "tool": "ticket_read", "args": {"id": 1}},
+     "context": {"session_id": "s", "environment": "prod", "time": "2026-01-01T00:00:00Z"}},
+    {"agent": {"id": "support-bot"}, "action": {"type": "tool_call", "tool": "file_delete", "args": {"path": "/prod/x"}},
+     "context": {"environment": "prod"}},
+    {"agent": {"id": "support-bot"}, "action": {"type": "tool_call", "tool": "http_request",
+                                                "args": {"url": "https://evil.test/"}}},
+]
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * fraction))]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def start_sidecar(server_url: str, signer: RSASigner, workdir: str) -> tuple[subprocess.Popen, int]:
+    config = {
+        "services": {"cp": {"url": server_url, "credentials": {"bearer": {"token": "env-token"}}}},
+        "keys": {"k": {"key": signer.public_pem}},
+        "bundles": {"prod": {"signing": {"keyid": "k"}, "polling": {"long_polling_timeout_seconds": 30}}},
+        "decision_logs": {"service": "cp", "reporting": {"min_delay_seconds": 1, "max_delay_seconds": 2}},
+        "status": {"service": "cp"},
+        "persistence_directory": workdir,
+    }
+    path = Path(workdir) / "config.json"
+    path.write_text(json.dumps(config))
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "agents_sdk", "sidecar", "--config", str(path), "--addr", f"127.0.0.1:{port}"],
+        env={**os.environ, "PYTHONPATH": str(REPO)}, stderr=subprocess.DEVNULL,
+    )
+    for _ in range(400):
+        try:
+            probe = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+            probe.request("GET", "/health")
+            if probe.getresponse().status == 200:
+                return process, port
+        except OSError:
+            pass
+        time.sleep(0.05)
+    process.terminate()
+    raise SystemExit("the sidecar did not become healthy")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--decisions", type=int, default=10_000)
+    parser.add_argument("--rate", type=float, default=1000.0, help="requests per second in the open-loop run")
+    args = parser.parse_args()
+
+    signer = RSASigner("k")
+    bundle = build_bundle(signer)
+    rows = []
+    with BundleServer() as server, tempfile.TemporaryDirectory() as workdir:
+        server.state.publish(bundle)
+        process, port = start_sidecar(server.url, signer, workdir)
+        try:
+            connection = http.client.HTTPConnection("127.0.0.1", port)
+            connection.connect()
+            connection.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            bodies = [json.dumps({"input": item}).encode() for item in INPUTS]
+
+            def ask(index: int) -> None:
+                connection.request("POST", "/v1/data/warden/decision", body=bodies[index % len(bodies)],
+                                   headers={"Content-Type": "application/json"})
+                connection.getresponse().read()
+
+            for index in range(2000):  # warm-up
+                ask(index)
+            latencies, start = [], time.perf_counter()
+            for index in range(args.decisions):
+                due = start + index / args.rate
+                now = time.perf_counter()
+                if now < due:
+                    time.sleep(due - now)
+                ask(index)
+                latencies.append(time.perf_counter() - due)
+            achieved = args.decisions / (time.perf_counter() - start)
+            rows.append((f"sidecar, open loop at {args.rate:.0f}/s (got {achieved:.0f}/s)", latencies))
+            closed = []
+            for index in range(args.decisions):
+                began = time.perf_counter()
+                ask(index)
+                closed.append(time.perf_counter() - began)
+            rows.append(("sidecar, closed loop (back to back)", closed))
+        finally:
+            process.terminate()
+            process.wait(10)
+
+    # The same decisions in-process, as the embedded backend makes them.
+    modules = {name: content.decode("utf-8") for name, content in bundle.files.items() if name.endswith(".rego")}
+    policy = RegoEngine().compile(modules, json.loads(bundle.files["data.json"]))
+    for index in range(2000):
+        policy.decide(INPUTS[index % len(INPUTS)])
+    embedded = []
+    for index in range(args.decisions):
+        began = time.perf_counter()
+        policy.decide(INPUTS[index % len(INPUTS)])
+        embedded.append(time.perf_counter() - began)
+    rows.append(("embedded engine, in process", embedded))
+
+    base = percentile(embedded, 0.5)
+    print(f"{'path':<48} {'p50 µs':>9} {'p99 µs':>9} {'p99.9 µs':>9} {'p50 vs embedded':>16}")
+    for name, values in rows:
+        p50, p99, p999 = (percentile(values, f) * 1e6 for f in (0.5, 0.99, 0.999))
+        print(f"{name:<48} {p50:>9.0f} {p99:>9.0f} {p999:>9.0f} {percentile(values, 0.5) / base:>15.1f}x")
+    print("target (DESIGN.md): sidecar p99 <= 1,000 µs at 1,000 decisions/s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
