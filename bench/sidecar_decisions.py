@@ -5,9 +5,11 @@ made in-process by the embedded engine, measured in the same run.
 
 DESIGN.md's target for the sidecar: p99 <= 1 ms at 1,000 decisions/s. The sidecar runs
 as its own process with a signed bundle of the shipped policy library, served by a local
-stand-in bundle server; the client sends at a fixed rate (open loop: latency counts from
-when each request was due, so a stall shows up) and then back to back (closed loop).
-Prints figures; never asserts a time. Loopback only, bounded in count.
+stand-in control plane in a third process (which also receives the sidecar's decision
+logs and status: parsing those must not stall the load generator's clock); the client
+sends at a fixed rate (open loop: latency counts from when each request was due, so a
+stall shows up) and then back to back (closed loop). Prints figures; never asserts a
+time. Loopback only, bounded in count.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from agents_sdk.engine import RegoEngine  # noqa: E402
-from agents_sdk.tests.signed_bundles import BundleServer, RSASigner, build_bundle  # noqa: E402
+from agents_sdk.tests.signed_bundles import RSASigner, build_bundle  # noqa: E402
 
 INPUTS = [
     {"agent": {"id": "support-bot", "name": "support-bot", "owner": "alice@example.com", "scopes": ["read:tickets"]},
@@ -51,10 +53,31 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def start_sidecar(server_url: str, signer: RSASigner, workdir: str) -> tuple[subprocess.Popen, int]:
+# The stand-in control plane, run in its own process: prints its URL and key, serves until killed.
+STAND_IN = """
+import json, sys, threading
+from agents_sdk.tests.signed_bundles import BundleServer, RSASigner, build_bundle
+signer = RSASigner("k")
+with BundleServer() as server:
+    server.state.publish(build_bundle(signer))
+    print(json.dumps({"url": server.url, "public_pem": signer.public_pem}), flush=True)
+    threading.Event().wait()
+"""
+
+
+def start_stand_in() -> tuple[subprocess.Popen, str, str]:
+    process = subprocess.Popen(
+        [sys.executable, "-c", STAND_IN], stdout=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    started = json.loads(process.stdout.readline())
+    return process, started["url"], started["public_pem"]
+
+
+def start_sidecar(server_url: str, public_pem: str, workdir: str) -> tuple[subprocess.Popen, int]:
     config = {
         "services": {"cp": {"url": server_url, "credentials": {"bearer": {"token": "env-token"}}}},
-        "keys": {"k": {"key": signer.public_pem}},
+        "keys": {"k": {"key": public_pem}},
         "bundles": {"prod": {"signing": {"keyid": "k"}, "polling": {"long_polling_timeout_seconds": 30}}},
         "decision_logs": {"service": "cp", "reporting": {"min_delay_seconds": 1, "max_delay_seconds": 2}},
         "status": {"service": "cp"},
@@ -86,12 +109,11 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=1000.0, help="requests per second in the open-loop run")
     args = parser.parse_args()
 
-    signer = RSASigner("k")
-    bundle = build_bundle(signer)
+    bundle = build_bundle(RSASigner("k"))  # the same policies and data, for the in-process run
     rows = []
-    with BundleServer() as server, tempfile.TemporaryDirectory() as workdir:
-        server.state.publish(bundle)
-        process, port = start_sidecar(server.url, signer, workdir)
+    stand_in, server_url, public_pem = start_stand_in()
+    with tempfile.TemporaryDirectory() as workdir:
+        process, port = start_sidecar(server_url, public_pem, workdir)
         try:
             connection = http.client.HTTPConnection("127.0.0.1", port)
             connection.connect()
@@ -124,6 +146,8 @@ def main() -> int:
         finally:
             process.terminate()
             process.wait(10)
+            stand_in.terminate()
+            stand_in.wait(10)
 
     # The same decisions in-process, as the embedded backend makes them.
     modules = {name: content.decode("utf-8") for name, content in bundle.files.items() if name.endswith(".rego")}
