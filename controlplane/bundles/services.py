@@ -54,13 +54,15 @@ def check_policy_tests() -> int:
 
 
 def build_bundle(
-    environment: Environment, *, policy_files: dict[str, str], by=None, reason: str = "", tests_passed: int = 0
+    environment: Environment, *, policy_files: dict[str, str], by=None, reason: str = "", tests_passed: int = 0,
+    data: dict | None = None,
 ) -> Bundle:
-    """Build and sign a bundle of `policy_files` plus the environment's registry data.
+    """Build and sign a bundle of `policy_files` plus the environment's registry data
+    (`data`, when the caller has just read it).
 
     Content-addressed: building the same content again returns the existing bundle.
     """
-    data = bundle_data(environment)
+    data = bundle_data(environment) if data is None else data
     compile_modules(policy_files, data)
     packages = [m.group(1) for source in policy_files.values() if (m := PACKAGE_PATTERN.search(source))]
     key = active_signing_key()
@@ -172,12 +174,12 @@ def refresh_registry_data(environment: Environment, *, reason: str) -> Bundle | 
     active = environment.active_bundle
     if active is None:
         return None
-    fresh = archive.file_hash("data.json", archive.canonical_json(bundle_data(environment)))
-    if active.files.get("data.json") == fresh:
+    data = bundle_data(environment)
+    if active.files.get("data.json") == archive.file_hash("data.json", archive.canonical_json(data)):
         return None
     bundle = build_bundle(
         environment, policy_files=policy_files_of(active), reason=f"registry changed: {reason}",
-        tests_passed=active.tests_passed,
+        tests_passed=active.tests_passed, data=data,
     )
     return activate_bundle(environment, bundle, action=ChangeAction.ACTIVATE, reason=f"registry changed: {reason}")
 

@@ -90,3 +90,20 @@ def run_doc_example(name: str, monkeypatch, capsys) -> str:
     printed = capsys.readouterr().out
     assert printed == match.group(2)
     return printed
+
+
+def file_functions(entered: list) -> list:
+    """The two tools of the tests as plain functions, for each framework to wrap in its own
+    tool type; each records that it was entered."""
+
+    def file_delete(path: str) -> str:
+        """Delete a file."""
+        entered.append(("file_delete", path))
+        return f"deleted {path}"
+
+    def file_read(path: str) -> str:
+        """Read a file."""
+        entered.append(("file_read", path))
+        return f"contents of {path}"
+
+    return [file_delete, file_read]

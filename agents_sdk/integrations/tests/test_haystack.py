@@ -13,29 +13,12 @@ from haystack.tools import tool
 
 from agents_sdk.integrations import summarize_result
 from agents_sdk.integrations.haystack import warden_hooks
-from agents_sdk.integrations.tests.policy import governed, kinds, signed_log
-
-
-@pytest.fixture
-def entered():
-    return []
+from agents_sdk.integrations.tests.policy import file_functions, governed, kinds, signed_log
 
 
 @pytest.fixture
 def tools(entered):
-    @tool
-    def file_delete(path: str) -> str:
-        """Delete a file."""
-        entered.append(("file_delete", path))
-        return f"deleted {path}"
-
-    @tool
-    def file_read(path: str) -> str:
-        """Read a file."""
-        entered.append(("file_read", path))
-        return f"contents of {path}"
-
-    return [file_delete, file_read]
+    return [tool(function) for function in file_functions(entered)]
 
 
 def run(guard, tools, *calls):

@@ -14,7 +14,7 @@ from langchain_core.tools import tool
 from agents_sdk.errors import ApprovalRequired, PolicyViolationError
 from agents_sdk.integrations import summarize_result
 from agents_sdk.integrations.langchain import WardenMiddleware, govern_tool
-from agents_sdk.integrations.tests.policy import governed, kinds, signed_log
+from agents_sdk.integrations.tests.policy import file_functions, governed, kinds, signed_log
 
 
 class ScriptedChatModel(GenericFakeChatModel):
@@ -33,25 +33,8 @@ def script(*tool_calls: tuple[str, dict]) -> ScriptedChatModel:
 
 
 @pytest.fixture
-def entered():
-    return []
-
-
-@pytest.fixture
 def tools(entered):
-    @tool
-    def file_delete(path: str) -> str:
-        """Delete a file."""
-        entered.append(("file_delete", path))
-        return f"deleted {path}"
-
-    @tool
-    def file_read(path: str) -> str:
-        """Read a file."""
-        entered.append(("file_read", path))
-        return f"contents of {path}"
-
-    return [file_delete, file_read]
+    return [tool(function) for function in file_functions(entered)]
 
 
 def tool_messages(result) -> list[ToolMessage]:

@@ -13,33 +13,15 @@ from agents.testing import ScriptedModel, assistant_message, function_call
 
 from agents_sdk.integrations import summarize_result
 from agents_sdk.integrations.openai_agents import govern_function_tool, warden_guardrails
-from agents_sdk.integrations.tests.policy import governed, kinds, signed_log
+from agents_sdk.integrations.tests.policy import file_functions, governed, kinds, signed_log
 
 set_tracing_disabled(True)  # no trace export: there is no network here
 
 
 @pytest.fixture
-def entered():
-    return []
-
-
-@pytest.fixture
 def plain_tools(entered):
     """Tools as someone else wrote them: no guardrails."""
-
-    @function_tool
-    def file_delete(path: str) -> str:
-        """Delete a file."""
-        entered.append(("file_delete", path))
-        return f"deleted {path}"
-
-    @function_tool
-    def file_read(path: str) -> str:
-        """Read a file."""
-        entered.append(("file_read", path))
-        return f"contents of {path}"
-
-    return [file_delete, file_read]
+    return [function_tool(function) for function in file_functions(entered)]
 
 
 def run(guard, tools, *calls):
