@@ -44,7 +44,7 @@ from controlplane.audit.models import (
     QuarantinedRecord,
 )
 from controlplane.audit.services import EVENTS_LOCK
-from controlplane.bundles.signing import _fernet
+from controlplane.core.crypto import secrets_at_rest
 
 logger = logging.getLogger(__name__)
 
@@ -73,13 +73,13 @@ def active_checkpoint_key() -> CheckpointKey:
     return CheckpointKey.objects.create(
         key_id=key_fingerprint(raw_public_key(private.public_key())),
         public_key=encode_public_key(private.public_key()),
-        encrypted_private_key=_fernet().encrypt(raw_private),
+        encrypted_private_key=secrets_at_rest().encrypt(raw_private),
     )
 
 
 def _private_key(key: CheckpointKey) -> Ed25519PrivateKey:
     try:
-        raw = _fernet().decrypt(bytes(key.encrypted_private_key))
+        raw = secrets_at_rest().decrypt(bytes(key.encrypted_private_key))
     except InvalidToken as exc:
         raise RuntimeError(
             f"checkpoint key {key.key_id[:16]} cannot be decrypted: WARDEN_SECRET_KEY or WARDEN_ENCRYPTION_KEY changed"

@@ -20,7 +20,7 @@ from cryptography.fernet import Fernet
 
 from agents_sdk.records import RECORD_FIELDS, canonical_json, payload_problem
 from controlplane.audit import conf
-from controlplane.bundles.signing import _fernet
+from controlplane.core.crypto import secrets_at_rest
 from controlplane.core.exceptions import InvalidInput
 
 MASK = "[masked]"
@@ -344,7 +344,7 @@ def mask_raw(value: Any) -> Any:
 
 def sealer() -> Fernet:
     """The Fernet key that seals original records (the control plane's key for secrets at rest)."""
-    return _fernet()
+    return secrets_at_rest()
 
 
 def unseal(token: bytes, fernet: Fernet | None = None) -> bytes:

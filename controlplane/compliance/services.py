@@ -25,6 +25,7 @@ from controlplane.compliance.collectors.context import ReportContext
 from controlplane.compliance.models import ControlResult, GapReport, ReportStatus, ReportTrigger
 from controlplane.compliance.rules import rules_by_control
 from controlplane.core.exceptions import ConflictError, InvalidInput
+from controlplane.core import tasks as core_tasks
 
 logger = logging.getLogger(__name__)
 
@@ -46,8 +47,6 @@ def _period(period_start: datetime | None, period_end: datetime | None) -> tuple
 def request_gap_report(*, framework: str, environment: Environment, by=None, period_start: datetime | None = None,
                        period_end: datetime | None = None, trigger: str = ReportTrigger.MANUAL) -> GapReport:
     """Create a pending report and enqueue its build once the row is committed."""
-    from controlplane.compliance.tasks import build_gap_report as build_task
-
     if framework not in FRAMEWORK_IDS:
         raise InvalidInput(f"unknown framework; choose one of {', '.join(FRAMEWORK_IDS)}", field="framework")
     start, end = _period(period_start, period_end)
@@ -57,7 +56,7 @@ def request_gap_report(*, framework: str, environment: Environment, by=None, per
     )
     record_change(report, action=ChangeAction.CREATE, by=by, after=snapshot(report),
                   message=f"{framework} gap report for {environment.name} requested")
-    transaction.on_commit(lambda: build_task.delay(str(report.pk)), robust=True)
+    core_tasks.enqueue("compliance.build_gap_report", str(report.pk))
     return report
 
 
@@ -80,8 +79,6 @@ def requeue_stale_reports(*, now: datetime | None = None) -> list[str]:
     """Enqueue again the reports a lost message or a dead worker left unfinished."""
     from django.db.models import Q
 
-    from controlplane.compliance.tasks import build_gap_report as build_task
-
     now = now or timezone.now()
     stale = GapReport.objects.filter(
         Q(status=ReportStatus.PENDING, created_at__lt=now - STALE_PENDING)
@@ -89,7 +86,7 @@ def requeue_stale_reports(*, now: datetime | None = None) -> list[str]:
     ).values_list("pk", flat=True)
     ids = [str(pk) for pk in stale]
     for report_id in ids:
-        build_task.delay(report_id)
+        core_tasks.send_now("compliance.build_gap_report", report_id)
     return ids
 
 

@@ -56,6 +56,8 @@ def _secret_key() -> str:
 
 
 SECRET_KEY = _secret_key()
+# Fernet key for secrets at rest (signing keys, checkpoint keys); empty: derived from SECRET_KEY.
+WARDEN_ENCRYPTION_KEY = os.environ.get("WARDEN_ENCRYPTION_KEY", "")
 
 ALLOWED_HOSTS = env_list(
     "WARDEN_ALLOWED_HOSTS", [] if PRODUCTION else ["127.0.0.1", "localhost", "testserver", "[::1]"]

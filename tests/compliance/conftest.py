@@ -14,6 +14,7 @@ from django.utils import timezone
 from agents_sdk.identity import AgentIdentity
 from agents_sdk.records import ActionSigner, canonical_json
 from controlplane.audit import checkpoints as audit_checkpoints
+from controlplane.celery import app as celery_app
 from controlplane.audit import services as audit_services
 from controlplane.bundles import services as bundle_services
 from controlplane.bundles.models import Environment
@@ -26,9 +27,12 @@ from tests.accounts.factories import UserFactory
 
 
 @pytest.fixture
-def build_inline(monkeypatch):
+def build_inline():
     """Reports are built in this process when the request commits (no broker involved)."""
-    monkeypatch.setattr(tasks.build_gap_report, "delay", lambda report_id: services.build_gap_report(report_id))
+    eager = celery_app.conf.task_always_eager
+    celery_app.conf.task_always_eager = True
+    yield
+    celery_app.conf.task_always_eager = eager
 
 
 @dataclass

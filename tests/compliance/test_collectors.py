@@ -10,6 +10,7 @@ from controlplane.compliance.collectors import collect
 from controlplane.compliance.collectors.context import ReportContext
 from controlplane.compliance.collectors.probes import tool_risks
 from controlplane.compliance.models import GapReport
+from controlplane.core import tasks as core_tasks
 from controlplane.policies.models import Tool
 
 pytestmark = pytest.mark.django_db
@@ -96,7 +97,7 @@ def test_beat_schedules_one_report_per_framework_and_environment(deployment, mon
                                                                   django_capture_on_commit_callbacks):
     d = deployment()
     queued = []
-    monkeypatch.setattr(tasks.build_gap_report, "delay", queued.append)
+    monkeypatch.setattr(core_tasks, "send_now", lambda name, report_id, queue=None: queued.append(report_id))
     with django_capture_on_commit_callbacks(execute=True):
         ids = tasks.schedule_gap_reports()
     reports = GapReport.objects.filter(pk__in=ids)
@@ -116,7 +117,7 @@ def test_reports_left_pending_or_running_are_enqueued_again(deployment, monkeypa
 
     d = deployment()
     queued = []
-    monkeypatch.setattr(tasks.build_gap_report, "delay", queued.append)
+    monkeypatch.setattr(core_tasks, "send_now", lambda name, report_id, queue=None: queued.append(report_id))
     fresh = services.request_gap_report(framework="soc2", environment=d.environment)
     lost = services.request_gap_report(framework="hipaa", environment=d.environment)
     dead = services.request_gap_report(framework="eu_ai_act", environment=d.environment)
