@@ -8,7 +8,8 @@ INSTALLED := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install run serve test test-api test-sdk test-integrations rego-test worker beat schema lock clean
+.PHONY: install run serve lint test test-api test-sdk test-integrations rego-test test-opa-oracle worker beat schema lock clean
+.PHONY: console console-node console-api-types test-console
 
 install: $(INSTALLED)
 
@@ -23,16 +24,57 @@ $(INSTALLED): requirements.lock pyproject.toml agents_sdk/pyproject.toml
 run: install
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py seed_demo
+	$(MAKE) --no-print-directory console
 	$(PY) manage.py collectstatic --noinput --verbosity 0
-	$(VENV)/bin/uvicorn controlplane.asgi:application --host $(HOST) --port $(PORT) --lifespan off
+	@echo "Warden console: http://$(HOST):$(PORT)/  (API docs: http://$(HOST):$(PORT)/api/docs/)"
+	@for user in demo-admin demo-policy-author demo-approver demo-auditor; do \
+	  echo "  log in as $$user, password: $$(cat $(or $(WARDEN_VAR_DIR),var)/$$user.password 2>/dev/null || echo "see var/$$user.password")"; \
+	done
+	$(VENV)/bin/uvicorn controlplane.asgi:application --host $(HOST) --port $(PORT) --lifespan on
 
 ## make test: the whole suite (API and services, schema fuzzing, the SDK, the Rego pack)
 test: install
+	$(MAKE) --no-print-directory lint
 	$(PY) manage.py makemigrations --check --dry-run
 	$(MAKE) --no-print-directory test-sdk
 	$(MAKE) --no-print-directory rego-test
+	$(MAKE) --no-print-directory test-opa-oracle
 	$(MAKE) --no-print-directory test-integrations
 	$(MAKE) --no-print-directory test-api
+	$(MAKE) --no-print-directory test-console
+
+## make lint: ruff on the Python code, mypy --strict on the SDK, a no-new-errors ratchet on the control plane
+lint: install
+	$(VENV)/bin/ruff check agents_sdk controlplane tests
+	$(VENV)/bin/mypy
+	$(PY) .ci/mypy_ratchet.py
+
+## make console: build the web console (frontend/ -> frontend/dist, served by Django as /static/console/)
+console-node:
+	@command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || { \
+	  echo "The web console needs Node.js >= 20 and npm (Debian: apt-get install nodejs npm)."; exit 1; }
+	@node -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 20 ? 0 : 1)' || { \
+	  echo "The web console needs Node.js >= 20; this is $$(node --version)."; exit 1; }
+
+frontend/node_modules/.installed: frontend/package-lock.json | console-node
+	cd frontend && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund
+	touch $@
+
+console: console-node frontend/node_modules/.installed
+	cd frontend && npm run build
+
+## make console-api-types: regenerate the console's API types from docs/api/openapi.yaml
+console-api-types: frontend/node_modules/.installed
+	cd frontend && npm run api-types
+
+# The console: API types match the schema, tsc --strict, vitest, the build (size budget) and
+# the Playwright suite in Debian's Chromium against a live server seeded with demo data.
+test-console: install console-node frontend/node_modules/.installed
+	cd frontend && npm run api-types:check
+	cd frontend && npm run typecheck
+	cd frontend && npx vitest run
+	$(MAKE) --no-print-directory console
+	cd frontend && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 node scripts/run-e2e.mjs
 
 test-api: install
 	$(PY) -m pytest tests
@@ -47,6 +89,10 @@ test-integrations: install
 
 rego-test: install
 	$(PY) -m agents_sdk.engine.testrunner rego
+
+# Real OPA as the oracle: the Rego tests and a differential corpus under OPA 1.20 (own env).
+test-opa-oracle: install
+	$(VENV)/bin/nox --reuse-existing-virtualenvs -s opa-oracle
 
 worker: install
 	$(VENV)/bin/celery -A controlplane worker --loglevel INFO

@@ -9,6 +9,8 @@ line (bench/integrations.py). Environments are reused between runs.
 
 from __future__ import annotations
 
+import glob
+
 import nox
 
 nox.options.reuse_venv = "yes"
@@ -19,8 +21,11 @@ FILESYSTEM_SERVER = "@modelcontextprotocol/server-filesystem@2026.8.31"
 
 
 def _integration(session: nox.Session, extra: str, framework: str, env: dict[str, str] | None = None) -> None:
-    session.install(f"./agents_sdk[{extra}]", "pytest")
-    session.run("pytest", "-p", "no:django", "-q", f"agents_sdk/integrations/tests/test_{framework}.py", env=env)
+    session.install(f"./agents_sdk[{extra}]", "pytest", "hypothesis==6.170.15")  # hypothesis: the MCP proxy fuzz
+    tests = [f"agents_sdk/integrations/tests/test_{framework}.py"]
+    # A framework's sandboxed code tool (agents_sdk.sandbox), where it has one.
+    tests += glob.glob(f"agents_sdk/integrations/tests/test_{framework}_sandbox.py")
+    session.run("pytest", "-p", "no:django", "-q", *tests, env=env)
     session.run("python", "bench/integrations.py", framework, env=env)
 
 
@@ -49,3 +54,20 @@ def integration_mcp(session: nox.Session) -> None:
         "npm", "install", "--silent", "--no-audit", "--no-fund", "--prefix", prefix, FILESYSTEM_SERVER, external=True
     )
     _integration(session, "mcp", "mcp", env={"WARDEN_MCP_FILESYSTEM_SERVER": binary})
+
+
+# Real OPA (1.20, the Go engine in `opa-golib-python-bindings`) as the oracle for Rego
+# semantics: every Rego test and a seeded differential corpus must agree with regorus.
+# The package declares Python >= 3.14 but works on 3.11, hence --ignore-requires-python.
+OPA_BINDINGS = "opa-golib-python-bindings==0.4.4"
+
+
+@nox.session(name="opa-oracle", python=PYTHON)
+def opa_oracle(session: nox.Session) -> None:
+    session.install("./agents_sdk", "pytest", "hypothesis==6.170.15")
+    session.install("--ignore-requires-python", OPA_BINDINGS)
+    session.run("python", "-m", "agents_sdk.engine.testrunner", "rego", "--engine", "opa")
+    session.run(
+        "pytest", "-p", "no:django", "-p", "no:cacheprovider", "-q", "-s",
+        "agents_sdk/tests/test_engine_opa_oracle.py", env={"WARDEN_OPA_ORACLE": "1"},
+    )

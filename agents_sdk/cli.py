@@ -3,6 +3,7 @@
     warden audit verify FILE --public-key KEY [--public-key KEY ...]
     warden identity create --name NAME --owner EMAIL [--scope SCOPE ...] --out PATH
     warden identity show PATH
+    warden agent register PATH --url URL [--token-env VAR] [--risk-tier TIER] [--environment ENV ...]
     warden sidecar --config FILE [--addr HOST:PORT]
 
 Runnable without installation as ``python -m agents_sdk ...`` or ``python -m agents_sdk.cli ...``.
@@ -22,8 +23,14 @@ from typing import Any, TextIO
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from agents_sdk.errors import IdentityError, IdentityExistsError, WardenError
-from agents_sdk.identity import METADATA_FORMAT, AgentIdentity, metadata_path_for
+from agents_sdk.errors import IdentityError, IdentityExistsError, RegistrationError, WardenError
+from agents_sdk.identity import (
+    METADATA_FORMAT,
+    RISK_TIERS,
+    AgentIdentity,
+    metadata_path_for,
+    register_public_identity,
+)
 from agents_sdk.keys import InvalidPublicKey, key_fingerprint, parse_public_key, raw_public_key
 from agents_sdk.records import iter_jsonl
 from agents_sdk.verify import verify_records
@@ -83,12 +90,41 @@ def build_parser() -> argparse.ArgumentParser:
         help="encrypt the key with the passphrase in environment variable VAR "
         "(never put a passphrase on the command line)",
     )
-    create.add_argument("--overwrite", action="store_true", help="replace an existing identity at PATH")
+    replace = create.add_mutually_exclusive_group()
+    replace.add_argument("--overwrite", action="store_true", help="replace an existing identity at PATH")
+    replace.add_argument(
+        "--exist-ok", action="store_true",
+        help="keep an identity already at PATH (same name) and print it: makes set-up scripts safe to re-run",
+    )
     create.set_defaults(handler=_identity_create)
 
     show = identity_commands.add_parser("show", help="print an identity's name, scopes, key id and public key")
     show.add_argument("path", type=Path, metavar="PATH", help="private key file or its metadata (.json)")
     show.set_defaults(handler=_identity_show)
+
+    agent = commands.add_parser("agent", help="register agents with the control plane")
+    agent_commands = agent.add_subparsers(dest="agent_command", required=True, metavar="COMMAND")
+    register = agent_commands.add_parser(
+        "register",
+        help="register an identity's agent and public key with the control plane",
+        description="Register the agent named in an identity's metadata, and its public key, with the control "
+        "plane's API (POST /api/v1/agents/ and /api/v1/agents/NAME/keys/). Only public data is sent; the "
+        "private key is not read. Safe to repeat: an agent or key already registered is reported, not an error.",
+    )
+    register.add_argument("path", type=Path, metavar="PATH", help="identity private key file or its metadata (.json)")
+    register.add_argument("--url", required=True, metavar="URL", help="the control plane, e.g. http://127.0.0.1:8000")
+    register.add_argument(
+        "--token-env", default="WARDEN_API_TOKEN", metavar="VAR",
+        help="environment variable holding an admin's API token (default WARDEN_API_TOKEN; never put a token "
+        "on the command line)",
+    )
+    register.add_argument("--display-name", metavar="TEXT", help="shown in the console (default: the agent's name)")
+    register.add_argument("--risk-tier", choices=RISK_TIERS, default="minimal", help="EU AI Act risk tier")
+    register.add_argument(
+        "--environment", dest="environments", action="append", default=[], metavar="ENV",
+        help="an environment the agent runs in (repeatable)",
+    )
+    register.set_defaults(handler=_agent_register)
 
     sidecar = commands.add_parser(
         "sidecar",
@@ -113,6 +149,9 @@ def build_parser() -> argparse.ArgumentParser:
     mcp_proxy.add_argument("--addr", default="127.0.0.1:8765", metavar="HOST:PORT", help="for --transport http (default 127.0.0.1:8765)")
     mcp_proxy.add_argument("--path", default="/mcp", help="streamable HTTP endpoint path (default /mcp)")
     mcp_proxy.set_defaults(handler=_mcp_proxy)
+    from agents_sdk.reports import add_report_command  # `warden report verify` (compliance reports)
+
+    add_report_command(commands)
     return parser
 
 
@@ -126,6 +165,9 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None, std
     except (UsageError, IdentityError) as exc:
         print(f"warden: error: {exc}", file=stderr)
         return EXIT_USAGE
+    except RegistrationError as exc:
+        print(f"warden: error: {exc}", file=stderr)
+        return EXIT_FAILED
 
 
 def _sidecar(args: argparse.Namespace, out: TextIO) -> int:
@@ -251,6 +293,12 @@ def _count(number: int, noun: str) -> str:
 
 
 def _identity_create(args: argparse.Namespace, out: TextIO) -> int:
+    if args.exist_ok and metadata_path_for(args.out).exists():
+        existing = _read_metadata(args.out)
+        if existing.get("name") != args.name:
+            raise UsageError(f"{args.out} holds identity {existing.get('name')!r}, not {args.name!r}")
+        print(f"kept identity {args.name} at {args.out} (key id {existing.get('key_id')})", file=out)
+        return EXIT_OK
     passphrase = None
     if args.passphrase_env:
         passphrase = os.environ.get(args.passphrase_env)
@@ -269,8 +317,7 @@ def _identity_create(args: argparse.Namespace, out: TextIO) -> int:
     return EXIT_OK
 
 
-def _identity_show(args: argparse.Namespace, out: TextIO) -> int:
-    path: Path = args.path
+def _read_metadata(path: Path) -> dict[str, Any]:
     meta_path = path if path.suffix == ".json" else metadata_path_for(path)
     try:
         metadata = json.loads(meta_path.read_text(encoding="utf-8"))
@@ -278,6 +325,11 @@ def _identity_show(args: argparse.Namespace, out: TextIO) -> int:
         raise UsageError(f"cannot read identity metadata {meta_path}: {exc}") from exc
     if not isinstance(metadata, dict) or metadata.get("format") != METADATA_FORMAT:
         raise UsageError(f"{meta_path} is not a Warden identity metadata file")
+    return metadata
+
+
+def _identity_show(args: argparse.Namespace, out: TextIO) -> int:
+    metadata = _read_metadata(args.path)
     print(f"name:       {metadata.get('name')}", file=out)
     print(f"owner:      {metadata.get('owner')}", file=out)
     print(f"scopes:     {' '.join(metadata.get('scopes', [])) or '(none)'}", file=out)
@@ -285,6 +337,24 @@ def _identity_show(args: argparse.Namespace, out: TextIO) -> int:
     print(f"public key: {metadata.get('public_key')}", file=out)
     for old in metadata.get("previous_key_ids", []):
         print(f"replaced:   {old}", file=out)
+    return EXIT_OK
+
+
+# -- agent register --------------------------------------------------------------------
+
+
+def _agent_register(args: argparse.Namespace, out: TextIO) -> int:
+    metadata = _read_metadata(args.path)
+    token = os.environ.get(args.token_env)
+    if not token:
+        raise UsageError(f"environment variable {args.token_env} is not set or empty; put an admin's API token there")
+    done = register_public_identity(
+        args.url, token, metadata, display_name=args.display_name, risk_tier=args.risk_tier,
+        environments=args.environments,
+    )
+    name = metadata["name"]
+    print(f"agent {name}: {'registered' if done.agent_created else 'already registered (left unchanged)'}", file=out)
+    print(f"key {done.key_id}: {'registered' if done.key_created else 'already registered'}", file=out)
     return EXIT_OK
 
 

@@ -1,21 +1,32 @@
 """Exceptions raised by the Warden agents SDK.
 
 Every exception the SDK raises on purpose derives from ``WardenError``, so an agent
-can catch the SDK's failures in one place without swallowing its own bugs.
+can catch the SDK's failures in one place without swallowing its own bugs. Classes
+defined in other modules say where they live; all are also importable from
+``agents_sdk`` itself.
 
     WardenError
-    ├── IdentityError            creating, saving or loading an agent identity
-    │   ├── IdentityExistsError  refusing to overwrite an identity file
-    │   └── PassphraseError      missing, unexpected or wrong passphrase
-    ├── RegistrationError        the control plane refused or could not be reached
-    ├── SigningError             a record could not be built or signed
-    │   └── CanonicalJSONError   a value has no canonical JSON form
-    ├── RecordFormatError        a JSONL log line is not a JSON object
-    ├── VerificationError        a signed log failed verification
-    ├── PolicyViolationError     the policy denied an action (it did not run)
-    ├── ApprovalRequired         the policy holds an action for a person's approval
-    └── BundleError              (agents_sdk.bundles) a policy bundle could not be used
-        └── BundleVerificationError  its signature or a file's hash did not verify
+    ├── IdentityError               creating, saving or loading an agent identity
+    │   ├── IdentityExistsError     refusing to overwrite an identity file
+    │   └── PassphraseError         missing, unexpected or wrong passphrase
+    ├── RegistrationError           the control plane refused or could not be reached
+    ├── SigningError                a record could not be built or signed
+    │   └── CanonicalJSONError      a value has no canonical JSON form (also a ValueError)
+    ├── RecordFormatError           a JSONL log line is not a JSON object (also a ValueError)
+    ├── VerificationError           a signed log failed verification
+    ├── PolicyViolationError        the policy denied an action (it did not run)
+    ├── ApprovalRequired            the policy holds an action for a person's approval
+    ├── InvalidPublicKey            (agents_sdk.keys) not an Ed25519 public key (also a ValueError)
+    ├── RegoEngineError             (agents_sdk.engine) a module did not compile or evaluate
+    │   ├── RegoCompileError
+    │   └── RegoEvaluationError
+    ├── ShipperFull                 (agents_sdk.shipper) the record spool is full
+    ├── BundleError                 (agents_sdk.bundles) a policy bundle could not be used
+    │   ├── BundleVerificationError its signature or a file's hash did not verify
+    │   └── StaleBundleError        older than the active one, or older than the maximum age
+    ├── ConfigError                 (agents_sdk.sidecar) a sidecar config is invalid
+    ├── ProxyConfigError            (agents_sdk.integrations.mcp_proxy) an MCP proxy config is invalid
+    └── UsageError                  (agents_sdk.cli) a command line is invalid
 """
 
 from __future__ import annotations

@@ -13,10 +13,12 @@ import hashlib
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from agents_sdk.errors import WardenError
+
 ED25519_PUBLIC_KEY_LENGTH = 32
 
 
-class InvalidPublicKey(ValueError):
+class InvalidPublicKey(WardenError, ValueError):
     """The text given is not an Ed25519 public key in a format Warden accepts."""
 
 

@@ -20,11 +20,13 @@ specified in docs/signed-records.md. ``agents_sdk.verify`` checks it.
 from __future__ import annotations
 
 import base64
+import binascii
 import copy
 import hashlib
 import json
 import math
 import os
+import re
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -61,6 +63,17 @@ KIND_REQUIRED_FIELDS: dict[str, dict[str, Callable[[Any], bool]]] = {
 RECORD_KINDS = tuple(KIND_REQUIRED_FIELDS)
 
 MAX_SESSION_ID_LENGTH = 200
+MAX_NAME_LENGTH = 200
+"""``agent`` and ``record_id`` are at most this many characters."""
+MAX_PAYLOAD_DEPTH = 64
+"""Objects and arrays nest at most this deep inside a payload."""
+MAX_STRING_LENGTH = 1024 * 1024
+"""A string (or object key) in a payload is at most this many characters."""
+MAX_PAYLOAD_CHARACTERS = 4 * 1024 * 1024
+"""All the strings and keys of one payload hold at most this many characters together."""
+
+HEX64 = re.compile(r"^[0-9a-f]{64}$")
+RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:Z|[+-]\d{2}:\d{2})$")
 
 
 # -- canonical JSON --------------------------------------------------------------------
@@ -183,8 +196,9 @@ class ActionSigner:
         """
         if session_id is None:
             session_id = str(uuid.uuid4())
-        if not isinstance(session_id, str) or not session_id or len(session_id) > MAX_SESSION_ID_LENGTH:
-            raise SigningError(f"session_id must be a non-empty string of at most {MAX_SESSION_ID_LENGTH} characters")
+        problem = text_problem(session_id, "session_id", max_length=MAX_SESSION_ID_LENGTH)
+        if problem:
+            raise SigningError(problem)
         session = SignedSession(self, session_id)
         try:
             yield session
@@ -209,6 +223,10 @@ class ActionSigner:
         payload = dict(payload)
         _check_payload(kind, payload)
         _check_json_value(payload, "payload")
+        # The control plane refuses what it cannot store; a record signed here always passes.
+        problem = value_problem(payload, "payload")
+        if problem:
+            raise SigningError(problem)
         with self._lock:
             chain = self._chains.setdefault(session_id, _ChainState())
             record: dict[str, Any] = {
@@ -294,6 +312,138 @@ def payload_problem(kind: str, payload: Any) -> str | None:
     return None
 
 
+# -- the form of a record (shared with the control plane and the offline verifier) -----
+
+
+def record_form_problem(record: Any, *, canonical_uuid: bool = False) -> str | None:
+    """Return why ``record`` does not have the form docs/signed-records.md requires, or None.
+
+    The one set of rules the signer, the offline verifier and the control plane's API all
+    apply: exactly the ten fields; ids and names non-empty, bounded and printable; hashes
+    64 lowercase hex digits; an RFC 3339 time; a payload of its kind that nests at most
+    ``MAX_PAYLOAD_DEPTH`` deep and holds no U+0000, unpaired surrogate or non-finite number.
+    ``canonical_uuid`` also requires ``record_id`` to be a UUID in lowercase canonical text
+    (the control plane's store keys on it).
+    """
+    if isinstance(record, RecordFormatError):
+        return str(record)
+    if not isinstance(record, Mapping):
+        return f"a record must be a JSON object, not {type(record).__name__}"
+    keys = set(record)
+    missing = RECORD_FIELDS - keys
+    if missing:
+        return f"missing field(s): {', '.join(sorted(missing))}"
+    extra = keys - RECORD_FIELDS
+    if extra:
+        return f"unexpected field(s): {', '.join(sorted(str(k) for k in extra))}"
+    record_id = record["record_id"]
+    if canonical_uuid and not (isinstance(record_id, str) and _is_canonical_uuid(record_id)):
+        return "record_id must be a UUID such as 0b7f…-…, in lowercase"
+    for name, limit in (("record_id", MAX_NAME_LENGTH), ("agent", MAX_NAME_LENGTH),
+                        ("session_id", MAX_SESSION_ID_LENGTH)):
+        problem = text_problem(record[name], name, max_length=limit)
+        if problem:
+            return problem
+    for name in ("key_id", "prev_hash"):
+        if not isinstance(record[name], str) or not HEX64.fullmatch(record[name]):
+            return f"{name} must be 64 lowercase hex digits"
+    seq = record["seq"]
+    if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0 or seq >= 2**63:
+        return "seq must be a non-negative integer below 2**63"
+    if not isinstance(record["time"], str) or not RFC3339.fullmatch(record["time"]) or parse_time(record["time"]) is None:
+        return "time must be an RFC 3339 timestamp such as 2025-01-31T12:00:00.000000Z"
+    if not isinstance(record["kind"], str):
+        return "kind must be a string"
+    problem = payload_problem(record["kind"], record["payload"]) or value_problem(record["payload"], "payload")
+    if problem:
+        return problem
+    signature = record["signature"]
+    try:
+        decoded = base64.b64decode(signature, validate=True) if isinstance(signature, str) else b""
+    except (binascii.Error, ValueError):
+        decoded = b""
+    if len(decoded) != 64:
+        return "signature must be the base64 of a 64-byte Ed25519 signature"
+    return None
+
+
+def text_problem(value: Any, name: str, *, max_length: int) -> str | None:
+    """Why ``value`` is not a non-empty string of at most ``max_length`` characters that the
+    audit store can hold (no U+0000, no unpaired surrogate), or None."""
+    if not isinstance(value, str) or not value:
+        return f"{name} must be a non-empty string"
+    if len(value) > max_length:
+        return f"{name} must be at most {max_length} characters, not {len(value)}"
+    return _string_problem(value, name)
+
+
+def value_problem(value: Any, where: str) -> str | None:
+    """Why a JSON value cannot be stored as it is, or None.
+
+    Refuses U+0000 (PostgreSQL's text and jsonb cannot hold it), unpaired surrogates (no
+    UTF-8 form), NaN and infinities (no JSON form), strings over ``MAX_STRING_LENGTH``,
+    nesting deeper than ``MAX_PAYLOAD_DEPTH`` and more than ``MAX_PAYLOAD_CHARACTERS`` of
+    text in all. Iterative, so a hostile depth costs no recursion.
+    """
+    stack: list[tuple[Any, str, int]] = [(value, where, 0)]
+    total = 0
+    while stack:
+        item, path, depth = stack.pop()
+        if isinstance(item, str):
+            problem = _string_problem(item, path)
+            if problem:
+                return problem
+            total += len(item)
+        elif isinstance(item, Mapping) or isinstance(item, (list, tuple)):
+            if depth >= MAX_PAYLOAD_DEPTH:
+                return f"{path}: nests deeper than {MAX_PAYLOAD_DEPTH} levels; flatten the value"
+            if isinstance(item, Mapping):
+                for key, child in item.items():
+                    if isinstance(key, str):
+                        problem = _string_problem(key, f"{path} (a key)")
+                        if problem:
+                            return problem
+                        total += len(key)
+                    stack.append((child, f"{path}.{key}", depth + 1))
+            else:
+                stack.extend((child, f"{path}[{index}]", depth + 1) for index, child in enumerate(item))
+        elif isinstance(item, float) and not math.isfinite(item):
+            return f"{path}: {item!r} has no JSON form; use null or a string"
+        if total > MAX_PAYLOAD_CHARACTERS:
+            return f"{where}: holds more than {MAX_PAYLOAD_CHARACTERS} characters of text; send less"
+    return None
+
+
+def _string_problem(text: str, path: str) -> str | None:
+    if len(text) > MAX_STRING_LENGTH:
+        return f"{path}: a string of {len(text)} characters; at most {MAX_STRING_LENGTH}"
+    if text.isascii():
+        return f"{path}: contains U+0000, which the audit store cannot hold" if "\x00" in text else None
+    if "\x00" in text:
+        return f"{path}: contains U+0000, which the audit store cannot hold"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return f"{path}: contains an unpaired surrogate, which has no UTF-8 form"
+    return None
+
+
+def parse_time(text: str) -> datetime | None:
+    """The timezone-aware moment of an RFC 3339 record time, or None."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except (ValueError, TypeError):
+        return None
+    return moment if moment.tzinfo is not None else None
+
+
+def _is_canonical_uuid(text: str) -> bool:
+    try:
+        return str(uuid.UUID(text)) == text
+    except ValueError:
+        return False
+
+
 # -- JSONL -----------------------------------------------------------------------------
 
 
@@ -317,15 +467,23 @@ def parse_jsonl_line(line: str | bytes) -> dict[str, Any]:
     Rejects NaN/Infinity and objects with duplicate keys: two parsers reading different
     values from the same bytes would defeat the signature. Raises RecordFormatError.
     """
-    try:
-        value = json.loads(line, object_pairs_hook=_unique_keys, parse_constant=_reject_constant)
-    except RecordFormatError:
-        raise
-    except ValueError as exc:
-        raise RecordFormatError(f"not valid JSON: {exc}") from exc
+    value = loads_strict(line)
     if not isinstance(value, dict):
         raise RecordFormatError(f"a record must be a JSON object, not {type(value).__name__}")
     return value
+
+
+def loads_strict(data: str | bytes) -> Any:
+    """Parse JSON strictly: duplicate keys, NaN and Infinity refused; nesting too deep for the
+    parser is an error, not a crash. Raises RecordFormatError naming the problem."""
+    try:
+        return json.loads(data, object_pairs_hook=_unique_keys, parse_constant=_reject_constant)
+    except RecordFormatError:
+        raise
+    except RecursionError as exc:
+        raise RecordFormatError("not valid JSON: nested too deeply") from exc
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, an integer of too many digits
+        raise RecordFormatError(f"not valid JSON: {exc}") from exc
 
 
 def iter_jsonl(path: str | os.PathLike[str]) -> Iterator[tuple[int, dict[str, Any] | RecordFormatError]]:
@@ -380,11 +538,16 @@ __all__ = [
     "SignedSession",
     "canonical_json",
     "iter_jsonl",
+    "loads_strict",
     "parse_jsonl_line",
+    "parse_time",
     "payload_problem",
     "read_jsonl",
+    "record_form_problem",
     "record_hash",
     "signing_bytes",
+    "text_problem",
     "utc_timestamp",
+    "value_problem",
     "write_jsonl",
 ]

@@ -50,6 +50,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from agents_sdk.errors import WardenError
 from agents_sdk.identity import AgentIdentity
 from agents_sdk.records import canonical_json
 
@@ -60,7 +61,7 @@ FSYNC_POLICIES = ("always", "seal", "never")
 GZIP_ABOVE = 4096
 
 
-class ShipperFull(Exception):
+class ShipperFull(WardenError):
     """The spool has no room for the record (raised only with ``raise_when_full=True``)."""
 
 

@@ -12,9 +12,7 @@ of several sessions and agents may be interleaved in one log.
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -22,9 +20,9 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from agents_sdk.errors import CanonicalJSONError, RecordFormatError, VerificationError
+from agents_sdk.errors import CanonicalJSONError, VerificationError
 from agents_sdk.keys import InvalidPublicKey, key_fingerprint, parse_public_key, raw_public_key
-from agents_sdk.records import GENESIS_HASH, RECORD_FIELDS, canonical_json, payload_problem
+from agents_sdk.records import GENESIS_HASH, canonical_json, record_form_problem
 
 # Why a record failed. Checked in this order, so a record is reported for the first that applies.
 MALFORMED = "malformed"
@@ -35,9 +33,6 @@ SESSION_MISMATCH = "session_mismatch"
 BROKEN_CHAIN = "broken_chain"
 SEQUENCE_GAP = "sequence_gap"
 REASONS = (MALFORMED, UNKNOWN_KEY, BAD_SIGNATURE, AGENT_MISMATCH, SESSION_MISMATCH, BROKEN_CHAIN, SEQUENCE_GAP)
-
-_HEX64 = re.compile(r"^[0-9a-f]{64}$")
-_RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:Z|[+-]\d{2}:\d{2})$")
 
 PublicKeyLike = Ed25519PublicKey | str | bytes
 
@@ -153,7 +148,7 @@ class _ChainChecker:
 
     def check(self, index: int, record: Any) -> tuple[str, str] | None:
         """Return (reason, message) if the record is bad; otherwise extend its chain and return None."""
-        problem = _form_problem(record)
+        problem = record_form_problem(record)
         if problem:
             return MALFORMED, problem
         try:
@@ -214,46 +209,6 @@ def _broken_chain_message(
     elif seq <= last[1]:
         message += f"; seq {seq} does not follow {last[1]}, so records were reordered or repeated"
     return message
-
-
-def _form_problem(record: Any) -> str | None:
-    if isinstance(record, RecordFormatError):
-        return str(record)
-    if not isinstance(record, Mapping):
-        return f"a record must be a JSON object, not {type(record).__name__}"
-    keys = set(record)
-    missing = RECORD_FIELDS - keys
-    if missing:
-        return f"missing field(s): {', '.join(sorted(missing))}"
-    extra = keys - RECORD_FIELDS
-    if extra:
-        return f"unexpected field(s): {', '.join(sorted(str(k) for k in extra))}"
-    for name in ("record_id", "agent", "session_id"):
-        if not isinstance(record[name], str) or not record[name]:
-            return f"{name} must be a non-empty string"
-    for name in ("key_id", "prev_hash"):
-        if not isinstance(record[name], str) or not _HEX64.fullmatch(record[name]):
-            return f"{name} must be 64 lowercase hex digits"
-    seq = record["seq"]
-    if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
-        return "seq must be a non-negative integer"
-    if not isinstance(record["time"], str) or not _RFC3339.fullmatch(record["time"]):
-        return "time must be an RFC 3339 timestamp such as 2025-01-31T12:00:00.000000Z"
-    problem = (
-        payload_problem(record["kind"], record["payload"])
-        if isinstance(record["kind"], str)
-        else "kind must be a string"
-    )
-    if problem:
-        return problem
-    signature = record["signature"]
-    try:
-        decoded = base64.b64decode(signature, validate=True) if isinstance(signature, str) else b""
-    except (binascii.Error, ValueError):
-        decoded = b""
-    if len(decoded) != 64:
-        return "signature must be the base64 of a 64-byte Ed25519 signature"
-    return None
 
 
 def _trusted_keys(public_keys: Mapping[str, PublicKeyLike]) -> dict[str, Ed25519PublicKey]:

@@ -26,6 +26,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -57,6 +58,9 @@ def main() -> int:
     parser.add_argument("--batch", type=int, default=2_000)
     parser.add_argument("--sessions", type=int, default=500)
     parser.add_argument("--concurrency", type=int, default=1, help="pool processes of the one worker")
+    parser.add_argument("--superuser", action="store_true",
+                        help="run the server and worker as DATABASE_URL's user, not as the app role "
+                             "of `manage.py setup_db_roles` (the default, as deployed)")
     args = parser.parse_args()
     base_url, redis_url = os.environ.get("DATABASE_URL", ""), os.environ.get("REDIS_URL", "")
     if not base_url.startswith("postgres") or not redis_url:
@@ -71,10 +75,13 @@ def main() -> int:
         conn.execute(f'CREATE DATABASE "{name}"')
     db_url = base_url.rsplit("/", 1)[0] + "/" + name
     queue = f"warden-bench-audit-{os.getpid()}"
+    witness = Path(os.environ.get("TMPDIR", "/tmp")) / f"{name}-witness.jsonl"
     env = {**os.environ, "DATABASE_URL": db_url, "REDIS_URL": redis_url, "WARDEN_AUDIT_QUEUE": queue,
-           "WARDEN_LOG_LEVEL": "WARNING", "DJANGO_SETTINGS_MODULE": "controlplane.settings"}
+           "WARDEN_LOG_LEVEL": "WARNING", "DJANGO_SETTINGS_MODULE": "controlplane.settings",
+           "WARDEN_AUDIT_WITNESS_PATH": str(witness)}
     os.environ.update(env)
     processes: list[subprocess.Popen] = []
+    roles = {"owner": f"{name}_owner", "app": f"{name}_app", "retention": f"{name}_retention"}
     try:
         import django
 
@@ -82,6 +89,13 @@ def main() -> int:
         from django.core.management import call_command
 
         call_command("migrate", verbosity=0)
+        if not args.superuser:
+            # As deployed: the server and the worker connect as the app role (no UPDATE or
+            # DELETE on audit rows), so the figures include what the real privileges cost.
+            call_command("setup_db_roles", stdout=open(os.devnull, "w"), **roles)  # noqa: SIM115
+            parts = urlsplit(db_url)
+            env = {**env, "DATABASE_URL": urlunsplit(parts._replace(netloc=f"{roles['app']}@{parts.hostname}:"
+                                                                           f"{parts.port or 5432}"))}
         rows = run(args, env, queue, processes)
     finally:
         for process in processes:
@@ -96,9 +110,14 @@ def main() -> int:
         connections.close_all()
         with psycopg.connect(admin_url, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            if not args.superuser:
+                for role in roles.values():
+                    conn.execute(f'DROP ROLE IF EXISTS "{role}"')
+        witness.unlink(missing_ok=True)
     width = max(len(label) for label, _ in rows)
     print(f"\naudit ingestion ({args.records} records, batches of {args.batch}, {args.sessions} sessions, "
-          f"1 worker x {args.concurrency} process(es), {os.cpu_count()} CPUs)")
+          f"1 worker x {args.concurrency} process(es), {os.cpu_count()} CPUs, "
+          f"as {'the superuser' if args.superuser else 'the app role'})")
     for label, value in rows:
         print(f"  {label:<{width}}  {value}")
     return 0
@@ -110,7 +129,7 @@ def run(args, env, queue, processes) -> list[tuple[str, str]]:
     from agents_sdk.identity import AgentIdentity
     from agents_sdk.records import ActionSigner, canonical_json, signing_bytes
     from agents_sdk.shipper import batch_body
-    from controlplane.audit import services
+    from controlplane.audit import verification
     from controlplane.audit.models import AuditEvent, Batch, BatchStatus
     from controlplane.identity.models import Agent, AgentKey
 
@@ -187,7 +206,7 @@ def run(args, env, queue, processes) -> list[tuple[str, str]]:
     # The whole per-record check of the worker, in this process, for comparison.
     batch = Batch.objects.get(pk=batch_ids[0])
     start = time.perf_counter()
-    services._check_records(batch)
+    verification._check_records(batch)
     check_us = (time.perf_counter() - start) / batch.record_count * 1e6
 
     return [

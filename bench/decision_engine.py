@@ -6,7 +6,11 @@ microseconds per decision and each engine's ratio to the fastest. Before timing,
 engines' decisions on every sample input are compared, since a fast wrong answer is
 no answer. Target (shared/DESIGN.md): p99 <= 50 us. Prints figures; asserts nothing.
 
-    python bench/decision_engine.py [--decisions 20000] [--warmup 2000]
+    python bench/decision_engine.py [--decisions 20000] [--warmup 2000] [--baseline-pack DIR]
+
+--baseline-pack DIR also times regorus on another copy of the pack (e.g. the pack before a
+change, `git archive HEAD rego | tar -x -C /tmp/before`), in the same run and on the same
+inputs, so hardening the pack is never paid for with a slower hot path without a figure.
 """
 
 from __future__ import annotations
@@ -101,18 +105,31 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--decisions", type=int, default=20000)
     parser.add_argument("--warmup", type=int, default=2000)
+    parser.add_argument("--baseline-pack", help="a directory holding another copy of rego/warden to time as well")
+    parser.add_argument("--engines", default=",".join(BACKENDS), help="comma-separated backends to time (default: all)")
     options = parser.parse_args()
 
     modules = {k: v for k, v in load_modules(ROOT / "rego", relative_to=ROOT).items() if not k.endswith("_test.rego")}
     inputs = list(SAMPLES.values())
 
     policies, skipped = {}, {}
-    for name in BACKENDS:
+    for name in options.engines.split(","):
         try:
             engine = RegoEngine(name)
             policies[f"{name} {engine.version}"] = engine.compile(modules, REGISTRY)
         except (ImportError, RegoEngineError) as exc:
             skipped[name] = str(exc)
+    if options.baseline_pack:
+        baseline = {k: v for k, v in load_modules(options.baseline_pack).items() if not k.endswith("_test.rego")}
+        # The baseline ran on the compiled VM before the VM was limited to verified library
+        # modules: count its modules as verified so it is timed as it ran then.
+        from agents_sdk.engine import regorus_backend
+        from agents_sdk.engine.verified_library import digest, verified_digests
+
+        trusted = verified_digests() | {digest(source) for source in baseline.values()}
+        regorus_backend.verified_digests = lambda: trusted
+        engine = RegoEngine("regorus")
+        policies[f"regorus {engine.version} (baseline pack)"] = engine.compile(baseline, REGISTRY)
 
     print(f"default pack: {len(modules)} modules; {len(inputs)} sample inputs; "
           f"{options.decisions} decisions after {options.warmup} warm-up, one thread\n")

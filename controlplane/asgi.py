@@ -12,4 +12,7 @@ django_application = get_asgi_application()
 # everything else goes to Django unchanged (see controlplane/opa/asgi.py).
 from controlplane.opa.asgi import BundleServiceFastPath  # noqa: E402  (needs Django set up)
 
-application = BundleServiceFastPath(django_application)
+from controlplane.core.scheduler import LifespanJobs  # noqa: E402
+
+# With `uvicorn --lifespan on` (make run), the embedded default runs its periodic jobs here.
+application = LifespanJobs(BundleServiceFastPath(django_application))

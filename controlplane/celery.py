@@ -27,4 +27,8 @@ app.conf.beat_schedule = {
     },
     # Re-queues reports whose build was lost with a dead worker.
     "compliance-requeue-stale-reports": {"task": "compliance.requeue_stale_reports", "schedule": 600.0},
+    # Anomaly detection over the events stored since its watermark (incremental, idempotent).
+    "detection-run": {"task": "detection.run", "schedule": 30.0},
+    # Reminders before an incident's regulatory clock runs out.
+    "detection-remind-clocks": {"task": "detection.remind_clocks", "schedule": 900.0},
 }

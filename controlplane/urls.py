@@ -1,7 +1,8 @@
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
+from controlplane.console import views as console_views
 from controlplane.core.views import healthz
 
 api_v1 = [
@@ -13,6 +14,8 @@ api_v1 = [
     path("", include("controlplane.audit.api.urls")),
     path("", include("controlplane.opa.api.urls")),
     path("", include("controlplane.compliance.api.urls")),
+    path("", include("controlplane.detection.api.urls")),
+    path("", include("controlplane.console.api.urls")),
 ]
 
 urlpatterns = [
@@ -25,4 +28,7 @@ urlpatterns = [
     path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="api-redoc"),
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),
+    # Last: unknown API paths answer JSON; every other page path is the console's index.html.
+    re_path(r"^api/(?P<path>.*)$", console_views.api_not_found, name="api-not-found"),
+    re_path(r"^(?!(?:api|admin|opa|static)(?:/|$)|healthz$)(?P<path>.*)$", console_views.console_index, name="console"),
 ]

@@ -8,6 +8,13 @@ from controlplane.accounts.roles import ALL_ROLES
 from tests.accounts.factories import UserFactory
 
 
+@pytest.fixture(autouse=True)
+def audit_witness(tmp_path_factory, settings) -> str:
+    """Each test has its own audit witness file: the database rolls back, a shared file would not."""
+    settings.WARDEN_AUDIT_WITNESS_PATH = str(tmp_path_factory.mktemp("witness") / "audit-witness.jsonl")
+    return settings.WARDEN_AUDIT_WITNESS_PATH
+
+
 @pytest.fixture
 def user_with_role(db):
     def make(role: str | None, username: str | None = None):

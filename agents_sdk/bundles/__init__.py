@@ -16,7 +16,8 @@ whose payload lists every other file of the tar with its SHA-256 (canonical JSON
 `data.json` and `.manifest`, raw bytes otherwise). This verifier is written from that
 specification, independently of the control plane's signer.
 
-A bundle that fails to download, verify or activate never replaces the active one.
+A bundle that fails to download, verify or activate never replaces the active one, and
+neither does one signed before it (``agents_sdk.bundles.freshness``).
 """
 
 from agents_sdk.bundles.archive import Bundle, parse_bundle, read_archive, verify_signatures
@@ -30,10 +31,12 @@ from agents_sdk.bundles.format import (
     canonical_file_bytes,
     file_digest,
 )
+from agents_sdk.bundles.freshness import BUILT_AT_FIELD, StaleBundleError
 from agents_sdk.bundles.keys import VerificationConfig, VerificationKey
 from agents_sdk.bundles.store import BundleStore
 
 __all__ = [
+    "BUILT_AT_FIELD",
     "LONG_POLL_CONTENT_TYPE",
     "MANIFEST_FILE",
     "SIGNATURES_FILE",
@@ -43,6 +46,7 @@ __all__ = [
     "BundleStatus",
     "BundleStore",
     "BundleVerificationError",
+    "StaleBundleError",
     "VerificationConfig",
     "VerificationKey",
     "backoff_delay",

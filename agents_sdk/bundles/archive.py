@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agents_sdk.bundles.format import (
-    _PACKAGE,
     DEFAULT_MAX_ARCHIVE_BYTES,
     DEFAULT_MAX_FILE_BYTES,
     HASH_ALGORITHMS,
@@ -27,6 +26,7 @@ from agents_sdk.bundles.format import (
     BundleVerificationError,
     _reject_constant,
     file_digest,
+    package_of,
 )
 from agents_sdk.bundles.keys import VerificationConfig
 
@@ -288,10 +288,13 @@ def parse_bundle(
                 source = content.decode("utf-8")
             except UnicodeDecodeError as exc:
                 raise BundleError(f"{name}: not UTF-8 text") from exc
-            match = _PACKAGE.search(source)
-            if match and not _path_in_roots(match.group(1).replace(".", "/"), roots):
+            package = package_of(source)  # the one parser of `package` lines (agents_sdk.bundles.format)
+            if package is None:
+                # Without its package the roots cannot be checked: refuse rather than skip the check.
+                raise BundleError(f"{name}: the module has no package declaration Warden can read")
+            if not _path_in_roots(package.replace(".", "/"), roots):
                 raise BundleError(
-                    f"manifest roots {list(roots)} do not permit 'package {match.group(1)}' in module '{name}'"
+                    f"manifest roots {list(roots)} do not permit 'package {package}' in module '{name}'"
                 )
             modules[name] = source
         elif base == "data.json":

@@ -7,6 +7,7 @@ import logging
 import os
 import random
 import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping
@@ -17,6 +18,7 @@ from typing import Any
 from agents_sdk import __version__
 from agents_sdk.bundles.archive import Bundle, parse_bundle
 from agents_sdk.bundles.format import LONG_POLL_CONTENT_TYPE, ZERO_TIME, BundleError, _now
+from agents_sdk.bundles.freshness import StaleBundleError, age_problem, built_at, check_newer
 from agents_sdk.bundles.keys import VerificationConfig
 from agents_sdk.bundles.store import BundleStore
 
@@ -91,6 +93,11 @@ class BundleClient:
     OPA's ``polling.long_polling_timeout_seconds``) or polls every
     ``min_delay..max_delay`` seconds, backing off after errors. The active bundle is
     never replaced by one that fails.
+
+    Freshness (``agents_sdk.bundles.freshness``): a bundle signed before the active one is
+    refused (``StaleBundleError``). With ``max_age`` (seconds), a downloaded bundle older
+    than that is refused, and ``age_problem()`` says when the active one has expired
+    (``EmbeddedBackend`` then denies every decision, ``stale-bundle``).
     """
 
     def __init__(
@@ -111,6 +118,7 @@ class BundleClient:
         response_header_timeout: float = 10.0,
         activate: Callable[[Bundle], None] | None = None,
         on_status: Callable[[BundleStatus], None] | None = None,
+        max_age: float | None = None,
     ):
         if not service_url.startswith(("http://", "https://")):
             raise ValueError(f"bundle service URL {service_url!r} must start with http:// or https://")
@@ -120,6 +128,8 @@ class BundleClient:
             raise ValueError("long_polling_timeout must be at least 1 second")
         if max_delay < min_delay:
             raise ValueError("max polling delay must be >= min polling delay")
+        if max_age is not None and not max_age > 0:
+            raise ValueError(f"max_age must be a positive number of seconds, not {max_age!r}")
         # OPA joins with exactly one slash, trimming slashes around the resource.
         self.url = service_url.rstrip("/") + "/" + resource.strip("/")
         self.name = name or resource.strip("/").rsplit("/", 1)[-1]
@@ -135,6 +145,8 @@ class BundleClient:
         self.response_header_timeout = response_header_timeout
         self._activate = activate
         self._on_status = on_status
+        self.max_age = max_age
+        self._expires_at: float | None = None  # time.time() after which the active bundle is too old
         self._lock = threading.Lock()
         self._active: Bundle | None = None
         self._etag = ""
@@ -164,6 +176,15 @@ class BundleClient:
     def wait_until_ready(self, timeout: float | None = None) -> bool:
         """Block until a bundle is active; True if one is, False on timeout."""
         return self._ready.wait(timeout)
+
+    def age_problem(self) -> str | None:
+        """None while the active bundle is within ``max_age`` (or no maximum is set), else
+        why decisions must fail closed. Cheap: called on every decision."""
+        expires_at = self._expires_at
+        if expires_at is None or time.time() <= expires_at:
+            return None
+        active = self._active
+        return age_problem(active.manifest if active is not None else None, self.max_age)
 
     def set_activator(self, activate: Callable[[Bundle], None] | None) -> None:
         """Set the hook that must accept a bundle before it becomes active (it raises to refuse)."""
@@ -249,8 +270,8 @@ class BundleClient:
             reason = exc.reason if isinstance(exc.reason, str) else str(exc.reason)
             raise BundleError(f"server replied with {reason} ({exc.code}) for GET {self.url}", http_code=exc.code) from exc
         except (urllib.error.URLError, OSError, TimeoutError) as exc:
-            reason = getattr(exc, "reason", exc)
-            raise BundleError(f"cannot reach the bundle service at {self.url}: {reason}") from exc
+            cause = exc.reason if isinstance(exc, urllib.error.URLError) else exc
+            raise BundleError(f"cannot reach the bundle service at {self.url}: {cause}") from exc
         if status == 304:
             self._not_modified(etag)
             return False
@@ -288,6 +309,15 @@ class BundleClient:
         self._notify_status()
 
     def _install(self, bundle: Bundle, *, source: str, persist: bool) -> None:
+        active = self._active
+        check_newer(bundle.manifest, active.manifest if active is not None else None, revision=bundle.revision)
+        if source != "persisted":
+            # A persisted bundle is activated even when expired: it still anchors "never go
+            # back in time", and decisions fail closed until a fresher one arrives.
+            problem = age_problem(bundle.manifest, self.max_age)
+            if problem is not None:
+                raise StaleBundleError(f"bundle revision {bundle.revision!r} refused: {problem}")
+        signed = built_at(bundle.manifest)
         if self._activate is not None:
             try:
                 self._activate(bundle)
@@ -297,6 +327,9 @@ class BundleClient:
                 raise BundleError(f"bundle revision {bundle.revision!r} could not be activated: {exc}") from exc
         with self._lock:
             self._active = bundle
+            self._expires_at = None
+            if self.max_age is not None:
+                self._expires_at = signed.timestamp() + self.max_age if signed is not None else 0.0
             self._etag = bundle.etag
             self._status.active_revision = bundle.revision
             self._status.last_successful_activation = _now()

@@ -37,6 +37,23 @@ DEFAULT_MAX_ARCHIVE_BYTES = 256 * 1024 * 1024
 ZERO_TIME = "0001-01-01T00:00:00Z"  # how OPA's status shows a time that never happened
 
 _PACKAGE = re.compile(r"^\s*package\s+([A-Za-z_][\w.]*)", re.MULTILINE)
+_PACKAGE_STATEMENT = re.compile(r"package\s+([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)(?:\s*(?:#.*)?)$")
+
+
+def package_of(source: str) -> str | None:
+    """The package a Rego module declares, e.g. "warden.org.finance", or None.
+
+    Rego requires the package to be the module's first statement, so only comments and
+    blank lines may come before it: a "package" line later in the text (inside a raw
+    string, say) is not the module's package.
+    """
+    for line in source.splitlines():
+        text = line.strip()
+        if not text or text.startswith("#"):
+            continue
+        found = _PACKAGE_STATEMENT.fullmatch(text)
+        return found.group(1) if found else None
+    return None
 
 
 # -- errors ----------------------------------------------------------------------------

@@ -10,9 +10,17 @@ from dataclasses import dataclass, field
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from agents_sdk.bundles.format import SIGNING_ALGORITHMS
+
+# JWS algorithm suffix -> (hashlib name for HMAC, the hash for RSA/ECDSA).
+_DIGESTS: dict[str, tuple[str, type[hashes.SHA256] | type[hashes.SHA384] | type[hashes.SHA512]]] = {
+    "256": ("sha256", hashes.SHA256),
+    "384": ("sha384", hashes.SHA384),
+    "512": ("sha512", hashes.SHA512),
+}
 
 # -- keys and verification -------------------------------------------------------------
 
@@ -40,7 +48,7 @@ class VerificationKey:
         text = pem.decode("ascii") if isinstance(pem, bytes) else pem
         return cls(key_id=key_id, algorithm=algorithm, key=text, scope=scope)
 
-    def _public_key(self):
+    def _public_key(self) -> PublicKeyTypes:
         try:
             return serialization.load_pem_public_key(self.key.encode("utf-8"))
         except (ValueError, UnsupportedAlgorithm) as exc:
@@ -48,10 +56,10 @@ class VerificationKey:
 
     def verify(self, signing_input: bytes, signature: bytes) -> bool:
         """True when ``signature`` is this key's JWS signature (RFC 7518) of ``signing_input``."""
-        digest = {"256": hashes.SHA256, "384": hashes.SHA384, "512": hashes.SHA512}[self.algorithm[2:]]
+        hmac_name, digest = _DIGESTS[self.algorithm[2:]]
         family = self.algorithm[:2]
         if family == "HS":
-            expected = hmac.new(self.key.encode("utf-8"), signing_input, digest.name).digest()
+            expected = hmac.new(self.key.encode("utf-8"), signing_input, hmac_name).digest()
             return hmac.compare_digest(expected, signature)
         public_key = self._public_key()
         try:

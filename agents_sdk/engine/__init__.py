@@ -43,6 +43,8 @@ __all__ = [
 BACKENDS = {
     "regorus": "agents_sdk.engine.regorus_backend",
     "regopy": "agents_sdk.engine.regopy_backend",
+    # Real OPA, the reference for Rego semantics; installed only in `nox -s opa-oracle`.
+    "opa": "agents_sdk.engine.opa_backend",
 }
 
 
@@ -90,8 +92,13 @@ class RegoEngine:
 
 def load_modules(root: str | Path, relative_to: str | Path | None = None) -> dict[str, str]:
     """Read every .rego file under `root` into {path: source}, paths relative to
-    `relative_to` (default: the current directory when root is inside it)."""
+    `relative_to` (default: the current directory when root is inside it).
+
+    Raises FileNotFoundError when `root` does not exist (a wrong path must not silently
+    give a policy with no modules)."""
     root = Path(root)
+    if not root.exists():
+        raise FileNotFoundError(f"no Rego modules at {root}: the path does not exist (relative to {Path.cwd()})")
     base = Path(relative_to) if relative_to is not None else Path.cwd()
     modules = {}
     paths = [root] if root.is_file() else sorted(root.rglob("*.rego"))

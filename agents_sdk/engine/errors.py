@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from agents_sdk.errors import WardenError
+
 
 @dataclass(frozen=True)
 class RegoError:
@@ -23,7 +25,7 @@ class RegoError:
         return f"{self.file}:{self.line}:{self.column}: {self.message}"
 
 
-class RegoEngineError(Exception):
+class RegoEngineError(WardenError):
     """Base class of the errors the engine interface raises."""
 
 

@@ -87,6 +87,10 @@ class CompiledPolicy:
             decision = self.evaluate(DEFAULT_QUERY, input)
         except RegoEngineError as exc:
             return fail_closed_decision(f"Policy evaluation failed: {exc}")
+        except (TypeError, ValueError, OverflowError, RecursionError) as exc:
+            # Input an engine cannot take (an object that is not JSON, a number it cannot
+            # hold): still a decision, never an exception an enforcement point turns into a 500.
+            return fail_closed_decision(f"Policy evaluation failed on input the engine cannot take: {type(exc).__name__}: {exc}")
         if not isinstance(decision, dict) or "effect" not in decision:
             return fail_closed_decision("Policy gave no decision object")
         return decision

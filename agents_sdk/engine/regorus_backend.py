@@ -13,22 +13,33 @@ times faster than the interpreter. Everything else, and every decision the VM ca
 (modules it refuses, such as `walk`; input that is not plain JSON; an undefined result,
 which the VM also reports for run-time errors), goes to the interpreter, so answers and
 errors are the interpreter's. Set REGORUS_NO_RVM=1 to use the interpreter only.
+
+Fail closed: the VM, like OPA's default mode, makes a rule whose builtin fails undefined,
+so one failing approval rule would turn `require_approval` into `allow`. The interpreter
+raises instead (an `engine-error` deny). So the VM answers only where no builtin can fail:
+the verified library alone (agents_sdk.engine.verified_library: modules whose every
+builtin call is guarded by the input contract and checked against real OPA on a
+differential corpus) on input that keeps the contract (agents_sdk.engine.contract).
+Organisation modules, and input outside the contract, are decided by the interpreter.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 from typing import Any
 
 import regorus
 
+from agents_sdk.bundles.format import package_of
 from agents_sdk.engine.errors import (
     RegoCompileError,
     RegoEvaluationError,
     parse_regorus_errors,
     strip_backtrace,
 )
+from agents_sdk.engine.verified_library import digest, verified_digests
 
 NAME = "regorus"
 
@@ -55,6 +66,53 @@ def _consistent(decision: Any) -> bool:
     return decision.get("effect") == "allow" or len(decision["reasons"]) > 0
 
 
+def _input_json(value: Any) -> str | None:
+    """The input as JSON text for the VM, or None when it is not plain JSON (sets, tuples:
+    the interpreter takes those). Raises RegoEvaluationError (an engine-error deny) for
+    input no engine may see: a lone surrogate crashes regorus' interpreter (a segmentation
+    fault, not an exception), and NaN or infinities are not JSON."""
+    try:
+        text = json.dumps(value, ensure_ascii=False, allow_nan=False)
+        text.encode("utf-8")
+        return text
+    except TypeError:
+        _refuse_what_engines_cannot_take(value)
+        return None
+    except (ValueError, UnicodeEncodeError) as exc:
+        raise RegoEvaluationError(f"input is not JSON an engine can take: {exc}") from None
+
+
+def _refuse_what_engines_cannot_take(value: Any, depth: int = 0) -> None:
+    if depth > 256:
+        raise RegoEvaluationError("input is nested more than 256 levels deep")
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise RegoEvaluationError(f"input is not JSON an engine can take: {exc}") from None
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise RegoEvaluationError("input holds NaN or an infinity, which are not JSON")
+    elif isinstance(value, dict):
+        for key, member in value.items():
+            _refuse_what_engines_cannot_take(key, depth + 1)
+            _refuse_what_engines_cannot_take(member, depth + 1)
+    elif isinstance(value, (list, tuple, set, frozenset)):
+        for member in value:
+            _refuse_what_engines_cannot_take(member, depth + 1)
+
+
+def _library_only(modules: dict[str, str]) -> bool:
+    """True when every module is a verified library module (agents_sdk.engine.verified_library)
+    or a test (tests are not part of the decision)."""
+    verified = verified_digests()
+    for path, source in modules.items():
+        if path.endswith("_test.rego") and (package_of(source) or "").endswith("_test"):
+            continue
+        if digest(source) not in verified:
+            return False
+    return True
+
+
 class Session:
     """One regorus Engine holding the modules and data, used by one thread only."""
 
@@ -75,7 +133,7 @@ class Session:
         self._modules = modules
         self._data_json = None
         self._vms: dict[str, Any] = {}  # query path -> Rvm, or None when it does not compile
-        self.use_vm = os.environ.get("REGORUS_NO_RVM", "") in ("", "0")
+        self.use_vm = os.environ.get("REGORUS_NO_RVM", "") in ("", "0") and _library_only(modules)
         if self.use_vm:
             try:
                 self._data_json = json.dumps(data)
@@ -112,7 +170,7 @@ class Session:
         engine.set_input({})
         for package in packages:
             try:
-                engine.eval_query(package)
+                engine.eval_query_as_json(package)  # JSON: Python sets cannot hold the objects a set rule may contain
             except RuntimeError as exc:
                 raise RegoCompileError(parse_regorus_errors(str(exc))) from None
 
@@ -128,12 +186,13 @@ class Session:
                 self.use_vm = False
 
     def evaluate(self, query_path: str, input: Any) -> Any:
+        text = _input_json(input)
         vm = self._vms.get(query_path, False)
         if vm is False:
             vm = self._vm(query_path)
-        if vm is not None:
+        if vm is not None and text is not None:
             try:
-                vm.set_input_json(json.dumps(input, allow_nan=False))
+                vm.set_input_json(text)
                 text = vm.execute()
             except (RuntimeError, TypeError, ValueError):
                 text = _VM_UNDEFINED

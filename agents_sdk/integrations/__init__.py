@@ -24,8 +24,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from agents_sdk.errors import ApprovalRequired, PolicyViolationError
-from agents_sdk.guard import Decision, Guard, Reason
+from agents_sdk.guard import Decision, Guard, Reason, error_summary, raise_unless_allowed
 
 APPROVAL_PREFIX = "waiting for human approval: "
 """How a held call reads to a model (and to a person reading the transcript)."""
@@ -103,36 +102,20 @@ class GovernedCall:
 
     def record_error(self, error: BaseException) -> None:
         """Sign a ``result`` record for a tool that raised."""
-        self._sign(f"raised {type(error).__name__}: {error}"[:500])
+        self._sign(error_summary(error))
 
     def record_refusal(self) -> None:
         """Sign a ``result`` record saying the tool was not run, and what the model was told."""
-        self._sign(f"not run ({self.decision.effect}): {self.message}"[:500])
+        self._sign(f"not run ({self.decision.effect}): {self.message}")
 
     def raise_for_decision(self) -> None:
         """For plain code: raise PolicyViolationError on a deny, ApprovalRequired when a
         person must approve first; return quietly when allowed."""
-        if self.allowed:
-            return
-        first = (
-            self.decision.reasons[0]
-            if self.decision.reasons
-            else Reason("default-deny", "No policy rule allows this action")
-        )
-        if self.decision.effect == "require_approval":
-            raise ApprovalRequired(
-                f"{self.tool} requires approval: {first.rule}: {first.message}",
-                tool=self.tool,
-                args=self.args,
-                reasons=self.decision.reasons,
-                decision=self.decision,
-            )
-        raise PolicyViolationError(f"{first.rule}: {first.message}", decision=self.decision, tool=self.tool)
+        raise_unless_allowed(self.tool, self.args, self.decision)
 
     def _sign(self, summary: str) -> None:
-        signer = self.guard.signer
-        if signer is not None and self.session_id is not None:
-            signer.sign_record(self.session_id, "result", {"summary": summary, "tool": self.tool})
+        if self.session_id is not None:
+            self.guard.record_result(self.session_id, self.tool, summary)
 
 
 def govern(guard: Guard, tool: str, args: Mapping[str, Any] | None = None, **context: Any) -> GovernedCall:
@@ -144,7 +127,7 @@ def govern(guard: Guard, tool: str, args: Mapping[str, Any] | None = None, **con
     """
     call_args = dict(args or {})
     input = guard.build_input(tool, call_args, **context)
-    # Guard._decide signs intent and decision in the session the input names, which the
+    # Guard.decide signs intent and decision in the session the input names, which the
     # result record must share: so the input is built here, once.
-    decision = guard._decide(input)
-    return GovernedCall(guard, tool, call_args, decision, input["context"].get("session_id"))
+    decision = guard.decide(input)
+    return GovernedCall(guard, tool, call_args, decision, guard.session_of(input))

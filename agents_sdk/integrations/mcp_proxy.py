@@ -18,6 +18,9 @@ Config (YAML or JSON; relative paths are relative to the file)::
     environment: prod
     session_id: files-gateway           # optional; a new UUID per run by default
     log: var/mcp-proxy.jsonl            # signed records, appended as JSON Lines
+    ship:                               # optional: deliver the records to the control plane
+      url: http://127.0.0.1:8000        #   POST /api/v1/audit/batches/, signed with the agent's key
+      spool_dir: var/mcp-proxy-spool    #   records wait here (on disk) until acknowledged
     hide_denied_tools: true
     upstream:
       name: files                       # → input.action.server
@@ -35,6 +38,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
 import os
 import sys
 import threading
@@ -49,11 +53,14 @@ from mcp import Client, StdioServerParameters, types
 from mcp.server.lowlevel import Server
 from mcp.server.stdio import stdio_server
 
-from agents_sdk.errors import WardenError
+from agents_sdk.errors import CanonicalJSONError, WardenError
 from agents_sdk.guard import Decision, DecisionBackend, EmbeddedBackend, Guard, OPAHTTPBackend
+from agents_sdk.guard.inputs import printable
 from agents_sdk.identity import AgentIdentity
 from agents_sdk.integrations import govern
 from agents_sdk.records import ActionSigner, canonical_json
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["MCPProxy", "ProxyConfig", "ProxyConfigError", "load_config", "run"]
 
@@ -89,6 +96,8 @@ class ProxyConfig:
     log: Path | None = None
     hide_denied_tools: bool = False
     base_dir: Path = Path(".")
+    ship_url: str | None = None
+    ship_spool_dir: Path | None = None
 
     def backend(self) -> DecisionBackend:
         """The decision backend the config names. Raises ProxyConfigError."""
@@ -96,14 +105,23 @@ class ProxyConfig:
         if decision.get("opa_url"):
             return OPAHTTPBackend(str(decision["opa_url"]), timeout=float(decision.get("timeout", 1.0)))
         if decision.get("policy_dir"):
-            from agents_sdk.engine import load_modules
+            from agents_sdk.engine import RegoEngineError, load_modules
 
             policy_dir = self.base_dir / decision["policy_dir"]
-            modules = {p: s for p, s in load_modules(str(policy_dir)).items() if not p.endswith("_test.rego")}
+            try:
+                modules = {p: s for p, s in load_modules(str(policy_dir)).items() if not p.endswith("_test.rego")}
+            except OSError as exc:
+                raise ProxyConfigError(f"decision.policy_dir: cannot read {policy_dir}: {exc}") from exc
             data: dict[str, Any] = {}
             if decision.get("data"):
-                data = json.loads((self.base_dir / decision["data"]).read_text("utf-8"))
-            return EmbeddedBackend.from_modules(modules, data)
+                try:
+                    data = json.loads((self.base_dir / decision["data"]).read_text("utf-8"))
+                except (OSError, ValueError) as exc:
+                    raise ProxyConfigError(f"decision.data: cannot read {decision['data']} as JSON: {exc}") from exc
+            try:
+                return EmbeddedBackend.from_modules(modules, data)
+            except (WardenError, RegoEngineError) as exc:
+                raise ProxyConfigError(f"decision.policy_dir: the modules do not compile: {exc}") from exc
         raise ProxyConfigError(
             "decision: give opa_url (OPA or warden sidecar) or policy_dir (and data) for the embedded engine"
         )
@@ -113,7 +131,8 @@ class ProxyConfig:
         return AgentIdentity.load(self.identity, passphrase=passphrase)
 
 
-def _read_config_file(path: Path) -> Mapping[str, Any]:
+def _read_config_file(path: Path) -> Any:
+    """The file's content (a mapping when the file is a valid config; checked by the caller)."""
     text = path.read_text("utf-8")
     if path.suffix.lower() == ".json":
         return json.loads(text)
@@ -150,6 +169,12 @@ def load_config(path: str | os.PathLike[str]) -> ProxyConfig:
     if not isinstance(decision, Mapping):
         raise ProxyConfigError("decision: required (opa_url, or policy_dir and data)")
     log = raw.get("log")
+    ship = raw.get("ship")
+    if ship is not None:
+        if not isinstance(ship, Mapping) or not isinstance(ship.get("url"), str) or not ship.get("spool_dir"):
+            raise ProxyConfigError("ship: give url (the control plane) and spool_dir (where records wait on disk)")
+        if not ship["url"].startswith(("http://", "https://")):
+            raise ProxyConfigError(f"ship.url: {ship['url']!r:.80} must start with http:// or https://")
     return ProxyConfig(
         identity=base / str(raw["identity"]),
         upstream=Upstream(
@@ -167,6 +192,8 @@ def load_config(path: str | os.PathLike[str]) -> ProxyConfig:
         log=base / str(log) if log else None,
         hide_denied_tools=bool(raw.get("hide_denied_tools", False)),
         base_dir=base,
+        ship_url=ship["url"] if ship else None,
+        ship_spool_dir=base / str(ship["spool_dir"]) if ship else None,
     )
 
 
@@ -190,7 +217,12 @@ class JSONLSink:
 def summarize_tool_result(result: types.CallToolResult) -> str:
     """A signed summary of an MCP tool result: error flag, block count and SHA-256 of the content."""
     content = [block.model_dump(mode="json", exclude_none=True) for block in result.content]
-    digest = hashlib.sha256(canonical_json({"content": content, "isError": bool(result.is_error)})).hexdigest()
+    document = {"content": content, "isError": bool(result.is_error)}
+    try:
+        raw = canonical_json(document)
+    except CanonicalJSONError:  # e.g. invalid Unicode from the upstream: still hashed, never a crash
+        raw = json.dumps(document, sort_keys=True, default=str).encode("utf-8")
+    digest = hashlib.sha256(raw).hexdigest()
     return f"returned {len(content)} content block(s), isError={str(bool(result.is_error)).lower()}, sha256:{digest}"
 
 
@@ -211,8 +243,13 @@ class MCPProxy:
     def never_allowed(self, tool: str) -> bool:
         """True when the policy denies ``tool`` whatever its arguments (probed with none; not signed)."""
         input = self.guard.build_input(tool, {}, server=self.server_name)
+        if self.guard.input_problem(input) is not None:
+            return True  # a tool name the engine cannot take is never callable through the proxy
         raw, decision_id = self.guard.backend.decide(input, timeout=self.guard.timeout)
-        return Decision.from_result(raw, decision_id).effect == "deny"
+        decision = Decision.from_result(raw, decision_id)
+        # A deny only because the probe has no arguments (a file tool must name its file)
+        # says nothing about calls with arguments: such a tool stays listed.
+        return decision.effect == "deny" and not any(r.rule == "malformed-args" for r in decision.reasons)
 
     async def list_tools(self, ctx: Any, params: Any) -> types.ListToolsResult:
         listed = await self.upstream.list_tools()
@@ -222,6 +259,13 @@ class MCPProxy:
         return types.ListToolsResult(tools=tools)
 
     async def call_tool(self, ctx: Any, params: types.CallToolRequestParams) -> types.CallToolResult:
+        try:
+            return await self._call_tool(params)
+        except Exception as exc:  # noqa: BLE001 - every call gets an answer; an exception here left the client hanging
+            logger.exception("tools/call %s failed", printable(params.name))
+            return _error_result(f"warden: the gateway failed to handle this call ({type(exc).__name__}); it did not run")
+
+    async def _call_tool(self, params: types.CallToolRequestParams) -> types.CallToolResult:
         arguments = dict(params.arguments or {})
         try:
             governed = govern(self.guard, params.name, arguments, server=self.server_name)
@@ -229,12 +273,12 @@ class MCPProxy:
             return _error_result(f"warden: {exc}")
         if not governed.allowed:
             governed.record_refusal()
-            return _error_result(governed.message)
+            return _error_result(governed.message or "refused by policy")
         try:
             result = await self.upstream.call_tool(params.name, arguments)
         except Exception as exc:  # noqa: BLE001 - any upstream failure is reported to the client, and signed
             governed.record_error(exc)
-            return _error_result(f"upstream {self.server_name} failed: {exc}")
+            return _error_result(printable(f"upstream {self.server_name} failed: {exc}", 1000))
         governed.record_result(result, summarize=summarize_tool_result)
         return result
 
@@ -253,7 +297,18 @@ async def serve(
     """Connect to the upstream and serve until stopped (stdin closes, or SIGINT/SIGTERM for HTTP)."""
     identity = config.load_identity()
     sink = JSONLSink(config.log) if config.log else None
-    signer = ActionSigner(identity, sink=sink, keep_log=False)
+    shipper = None
+    if config.ship_url and config.ship_spool_dir:
+        from agents_sdk.shipper import Shipper
+
+        shipper = Shipper(identity, config.ship_url, spool_dir=config.ship_spool_dir).start()
+    sinks = [s for s in (sink, shipper.submit if shipper is not None else None) if s is not None]
+
+    def deliver(record: dict[str, Any]) -> None:
+        for each in sinks:
+            each(record)
+
+    signer = ActionSigner(identity, sink=deliver if sinks else None, keep_log=False)
     guard = Guard(
         identity,
         config.backend(),
@@ -282,6 +337,8 @@ async def serve(
         guard.close()
         if sink is not None:
             sink.close()
+        if shipper is not None:
+            shipper.close(timeout=10)  # flush: what could not be sent stays spooled for the next run
 
 
 def run(config_path: str, *, transport: str = "stdio", addr: str = "127.0.0.1:8765", path: str = "/mcp") -> int:

@@ -67,6 +67,9 @@ class BundleConfig:
     min_delay: float
     max_delay: float
     persist: bool
+    # Warden's addition to OPA's bundle config: fail closed on a bundle older than this
+    # (agents_sdk.bundles.freshness); None = no maximum.
+    max_age: float | None = None
 
 
 @dataclass(frozen=True)
@@ -214,6 +217,11 @@ def parse_config(raw: Mapping[str, Any], *, base_dir: Path | None = None) -> Sid
     max_delay = _number(polling.get("max_delay_seconds"), f"bundles.{bundle_name}.polling.max_delay_seconds", 120)
     if max_delay < min_delay:
         raise ConfigError(f"bundles.{bundle_name}.polling: max polling delay must be >= min polling delay")
+    max_age = spec.get("max_age_seconds")
+    if max_age is not None and (isinstance(max_age, bool) or not isinstance(max_age, int | float) or not max_age > 0):
+        raise ConfigError(
+            f"bundles.{bundle_name}.max_age_seconds must be a positive number of seconds (e.g. 86400), not {max_age!r:.40}"
+        )
     bundle = BundleConfig(
         name=bundle_name,
         service=service,
@@ -223,6 +231,7 @@ def parse_config(raw: Mapping[str, Any], *, base_dir: Path | None = None) -> Sid
         min_delay=min_delay,
         max_delay=max_delay,
         persist=bool(spec.get("persist", False)),
+        max_age=float(max_age) if max_age is not None else None,
     )
 
     decision_logs = None

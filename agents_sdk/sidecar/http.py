@@ -7,12 +7,13 @@ import asyncio
 import json
 from typing import Any
 
+from agents_sdk.errors import WardenError
 from agents_sdk.sidecar.config import MAX_HEADER_BYTES, MAX_REQUEST_BODY
 
 # -- a small HTTP/1.1 reader ----------------------------------------------------------------
 
 
-class BadRequest(Exception):
+class BadRequest(WardenError):
     def __init__(self, status: int, message: str):
         super().__init__(message)
         self.status = status

@@ -1,4 +1,15 @@
-"""The sidecar's decision server."""
+"""The sidecar's decision server.
+
+Every request gets a JSON answer; a request can never take the process down:
+
+- the input is checked before the engine sees it (``agents_sdk.guard.inputs``): for the
+  Warden decision (``/v1/data/warden/decision``) a bad input is a fail-closed deny
+  ``malformed-input`` naming the field, for any other path a 400 naming it;
+- an evaluation error or an expired bundle is, for the Warden decision, a fail-closed deny
+  (``engine-error``, ``stale-bundle``) answered with 200 so agents read the reason; other
+  paths answer OPA's ``500 {"code": "internal_error", ...}``;
+- an unexpected failure while handling a request is logged and answered the same way.
+"""
 
 
 from __future__ import annotations
@@ -22,7 +33,10 @@ from agents_sdk.bundles import (
     BundleStatus,
 )
 from agents_sdk.engine import RegoEngineError
-from agents_sdk.guard import EmbeddedBackend, masked
+from agents_sdk.guard import DECISION_QUERY, EmbeddedBackend
+from agents_sdk.guard.decision import fail_closed_result
+from agents_sdk.guard.inputs import input_problem
+from agents_sdk.pointers import masked
 from agents_sdk.sidecar.config import DEFAULT_ADDR, PATH_SEGMENT, VERSION_LABEL, SidecarConfig, load_config
 from agents_sdk.sidecar.http import BadRequest, http_response, keep_alive, parse_head, read_body
 from agents_sdk.sidecar.uploads import DecisionLogShipper, StatusReporter, rfc3339
@@ -63,6 +77,7 @@ class Sidecar:
             max_delay=bundle.max_delay,
             response_header_timeout=service.response_header_timeout,
             on_status=lambda _status: self._status_changed(),
+            max_age=bundle.max_age,
         )
         self.backend = EmbeddedBackend(self.bundles, start=False)
         self.bundles.set_activator(self._activate_on_loop)
@@ -228,9 +243,15 @@ class Sidecar:
                     writer.write(http_response(exc.status, {"code": "invalid_parameter", "message": exc.message}, False))
                     await writer.drain()
                     return
+                except (asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+                    return  # the client went away mid-request, or sent a chunk line that never ends
                 persistent = keep_alive(version, headers)
-                status, answer = self._handle(method, target, body, requested_by)
-                writer.write(http_response(status, answer, persistent))
+                try:
+                    response = http_response(*self._handle(method, target, body, requested_by), persistent)
+                except Exception as exc:  # noqa: BLE001 - a bug here must not cost the agent its answer
+                    logger.exception("sidecar request %s %.200s failed", method, target)
+                    response = http_response(*self._unexpected(target, exc), persistent)
+                writer.write(response)
                 await writer.drain()
                 if not persistent:
                     return
@@ -255,16 +276,22 @@ class Sidecar:
             return self._data(method, path[len("/v1/data"):], params, body, requested_by)
         return 404, {"code": "resource_not_found", "message": f"{method} {path} is not served by warden sidecar"}
 
-    def _data(self, method: str, path: str, params: dict, body: bytes, requested_by: str) -> tuple[int, Any]:
+    def _unexpected(self, target: str, exc: Exception) -> tuple[int, Any]:
+        path = target.partition("?")[0].rstrip("/")
+        if path == "/v1/data/" + DECISION_QUERY.removeprefix("data.").replace(".", "/"):
+            return 200, {"result": fail_closed_result("engine-error", f"The sidecar failed to decide: {type(exc).__name__}")}
+        return 500, {"code": "internal_error", "message": f"the sidecar failed to answer: {type(exc).__name__}"}
+
+    def _data(self, method: str, path: str, params: dict[str, list[str]], body: bytes, requested_by: str) -> tuple[int, Any]:
         segments = [urllib.parse.unquote(s) for s in path.strip("/").split("/") if s]
         if not all(PATH_SEGMENT.match(s) for s in segments):
-            return 400, {"code": "invalid_parameter", "message": f"unsupported data path /{'/'.join(segments)}"}
+            return 400, {"code": "invalid_parameter", "message": "unsupported data path: segments must be Rego identifiers"}
         has_input, input_value = False, None
         if method == "POST" and body.strip():
             try:
                 document = json.loads(body)
-            except ValueError as exc:
-                return 400, {"code": "invalid_parameter", "message": f"body contains malformed input document: {exc}"}
+            except (ValueError, RecursionError) as exc:
+                return 400, {"code": "invalid_parameter", "message": f"body contains malformed input document: {_short(exc)}"}
             if not isinstance(document, dict):
                 return 400, {"code": "invalid_parameter", "message": 'body must be {"input": …}'}
             if "input" in document:
@@ -272,23 +299,43 @@ class Sidecar:
         elif "input" in params:
             try:
                 has_input, input_value = True, json.loads(params["input"][0])
-            except ValueError as exc:
-                return 400, {"code": "invalid_parameter", "message": f"input parameter is not JSON: {exc}"}
+            except (ValueError, RecursionError) as exc:
+                return 400, {"code": "invalid_parameter", "message": f"input parameter is not JSON: {_short(exc)}"}
         decision_id = str(uuid.uuid4())
         query = "data" + "".join(f".{s}" for s in segments)
+        is_decision = query == DECISION_QUERY
+        problem = input_problem(input_value, root="/input") if has_input else None
+        if problem is not None and not is_decision:
+            return 400, {"code": "invalid_parameter", "message": problem}
         started = time.perf_counter_ns()
         answer: dict[str, Any] = {"decision_id": decision_id}
         error = None
-        try:
-            result = self.backend.evaluate(query, input_value if has_input else None)
-        except LookupError:
-            result = None  # no bundle yet: undefined, as in OPA
-        except RegoEngineError as exc:
-            error = {"code": "internal_error", "message": str(exc)}
-            result = None
+        stale = self.bundles.age_problem()
+        result: Any
+        if problem is not None:
+            result = fail_closed_result("malformed-input", problem)
+            has_input, input_value = False, None  # never logged: it cannot be stored
+        elif stale is not None:
+            result = fail_closed_result("stale-bundle", f"Every action is denied: {stale}") if is_decision else None
+            if not is_decision:
+                error = {"code": "internal_error", "message": stale}
+        else:
+            try:
+                result = self.backend.evaluate(query, input_value if has_input else None)
+            except LookupError:
+                result = None  # no bundle yet: undefined, as in OPA
+            except Exception as exc:  # noqa: BLE001 - RegoEngineError, or a value the engine's binding cannot convert
+                logger.log(logging.INFO if isinstance(exc, RegoEngineError) else logging.WARNING,
+                           "evaluating %s failed: %s", query, exc)
+                message = str(exc) if isinstance(exc, RegoEngineError) else f"{type(exc).__name__}: {exc}"
+                result = None
+                if is_decision:
+                    result = fail_closed_result("engine-error", f"Policy evaluation failed: {message}")
+                else:
+                    error = {"code": "internal_error", "message": message}
         elapsed = time.perf_counter_ns() - started
         if result is not None:
-            answer["result"] = result
+            answer["result"] = as_json(result)
         if "metrics" in params:
             answer["metrics"] = {"timer_rego_query_eval_ns": elapsed}
         self._log_decision(decision_id, "/".join(segments), has_input, input_value, answer, error, elapsed, requested_by)
@@ -296,8 +343,8 @@ class Sidecar:
             return 500, {**error, "decision_id": decision_id}
         return 200, answer
 
-    def _log_decision(self, decision_id: str, path: str, has_input: bool, input_value: Any, answer: dict,
-                      error: dict | None, elapsed_ns: int, requested_by: str) -> None:
+    def _log_decision(self, decision_id: str, path: str, has_input: bool, input_value: Any, answer: dict[str, Any],
+                      error: dict[str, Any] | None, elapsed_ns: int, requested_by: str) -> None:
         if self.decision_logs is None:
             return
         event: dict[str, Any] = {
@@ -327,6 +374,25 @@ class Sidecar:
         self.decision_logs.log(event)
 
 
+
+
+def as_json(value: Any) -> Any:
+    """A policy result as plain JSON: Rego sets (Python sets from the engine) become arrays,
+    as OPA writes them, sorted so the answer is stable."""
+    if isinstance(value, dict):
+        return {key: as_json(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [as_json(item) for item in value]
+    if isinstance(value, set | frozenset):
+        items = [as_json(item) for item in value]
+        return sorted(items, key=lambda item: json.dumps(item, sort_keys=True))
+    return value
+
+
+def _short(exc: BaseException) -> str:
+    if isinstance(exc, RecursionError):
+        return "nested too deeply"
+    return str(exc)[:200]
 
 
 def run(config_path: str, addr: str = DEFAULT_ADDR) -> int:

@@ -20,6 +20,7 @@ from agents_sdk import __version__
 from agents_sdk.bundles import (
     backoff_delay,
 )
+from agents_sdk.errors import WardenError
 from agents_sdk.sidecar.config import DecisionLogConfig, Service
 
 logger = logging.getLogger(__name__)
@@ -27,7 +28,7 @@ logger = logging.getLogger(__name__)
 # -- talking to the control plane -------------------------------------------------------
 
 
-class UploadError(Exception):
+class UploadError(WardenError):
     def __init__(self, message: str, http_code: int | None = None):
         super().__init__(message)
         self.message = message

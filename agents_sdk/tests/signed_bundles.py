@@ -130,11 +130,16 @@ def build_bundle(
     tamper: dict[str, bytes] | None = None,
     drop_files: Iterable[str] = (),
     jwts: list[str] | None = None,
+    built_at: str | None = None,
 ) -> BuiltBundle:
     """A bundle signed by `signer` (unsigned when None). `unsigned_files` are left out of
-    the signature; `tamper` replaces files after signing; `jwts` replaces the JWT list."""
+    the signature; `tamper` replaces files after signing; `jwts` replaces the JWT list;
+    `built_at` goes to the manifest's metadata.warden.built_at (the signed build time)."""
+    manifest: dict = {"revision": revision, "roots": list(roots), "rego_version": 1}
+    if built_at is not None:
+        manifest["metadata"] = {"warden": {"built_at": built_at}}
     files: dict[str, bytes] = {
-        ".manifest": json.dumps({"revision": revision, "roots": list(roots), "rego_version": 1}).encode(),
+        ".manifest": json.dumps(manifest).encode(),
         "data.json": json.dumps(data if data is not None else registry(), indent=1).encode(),
     }
     for path, source in (modules if modules is not None else library_modules()).items():

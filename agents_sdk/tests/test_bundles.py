@@ -433,7 +433,9 @@ def test_hs256_signed_bundles_verify_with_the_shared_secret():
 
     files = {".manifest": b'{"revision":"hs"}'}
     payload = {"files": [{"name": ".manifest", "hash": opa_hash(".manifest", files[".manifest"]), "algorithm": "SHA-256"}]}
-    b64 = lambda raw: base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+    def b64(raw: bytes) -> str:
+        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
     signing_input = f"{b64(compact({'alg': 'HS256'}))}.{b64(compact(payload))}"
     mac = hmac.new(b"secret", signing_input.encode(), hashlib.sha256).digest()
     files[".signatures.json"] = json.dumps({"signatures": [f"{signing_input}.{b64(mac)}"]}).encode()
@@ -453,3 +455,17 @@ def test_persisted_files_are_written_through_a_rename(monkeypatch, tmp_path):
     BundleStore(tmp_path).save(parse_bundle(small_bundle(None).archive, etag='"e"'))
     assert [target for _, target in renames] == ["bundle.tar.gz", "bundle.json"]
     assert all(source.startswith(".") and source.endswith(".tmp") for source, _ in renames)
+
+
+def test_the_package_line_is_read_by_the_one_shared_parser(signer, verification):
+    """`package warden  # comment` is inside the roots; a module whose package cannot be read
+    is refused rather than let past the roots check."""
+    commented = {"warden/decision.rego": "# the decision\npackage warden  # refunds team\n\nimport rego.v1\n\ndecision := {\"allow\": true}\n"}
+    bundle = parse_bundle(small_bundle(signer, modules=commented).archive, verification=verification)
+    assert list(bundle.modules) == ["warden/decision.rego"]
+    outside = {"x.rego": "package elsewhere  # not in the roots\n\nimport rego.v1\n\nx := 1\n"}
+    with pytest.raises(BundleError, match="do not permit 'package elsewhere'"):
+        parse_bundle(small_bundle(signer, modules=outside).archive, verification=verification)
+    unreadable = {"x.rego": "import rego.v1\n\nx := 1\n"}
+    with pytest.raises(BundleError, match="no package declaration"):
+        parse_bundle(small_bundle(signer, modules=unreadable).archive, verification=verification)

@@ -332,3 +332,27 @@ def test_the_signed_records_doc_example_runs_as_written(tmp_path):
             assert done.returncode == (1 if output.startswith("FAIL") else 0)
             commands += 1
     assert commands == 5
+
+
+def test_identity_create_with_exist_ok_keeps_the_identity_and_is_safe_to_repeat(tmp_path):
+    args = ("identity", "create", "--name", "docs-bot", "--owner", "a@example.com", "--out", "bot.key", "--exist-ok")
+    first = run_warden(*args, cwd=tmp_path)
+    assert first.returncode == 0 and first.stdout.startswith("created identity docs-bot")
+    key = (tmp_path / "bot.key").read_bytes()
+    again = run_warden(*args, cwd=tmp_path)
+    assert again.returncode == 0 and again.stdout.startswith("kept identity docs-bot at bot.key")
+    assert (tmp_path / "bot.key").read_bytes() == key  # the key was not replaced
+    other = run_warden(*[a if a != "docs-bot" else "other-bot" for a in args], cwd=tmp_path)
+    assert other.returncode == 2 and "holds identity 'docs-bot', not 'other-bot'" in other.stderr
+
+
+def test_agent_register_refuses_before_sending_anything_without_a_token_or_an_identity(tmp_path):
+    missing = run_warden("agent", "register", "nope.key", "--url", "http://127.0.0.1:9", cwd=tmp_path)
+    assert missing.returncode == 2 and "cannot read identity metadata" in missing.stderr
+    AgentIdentity.create("docs-bot", "a@example.com", []).save(tmp_path / "bot.key")
+    env = {k: "" for k in ("WARDEN_API_TOKEN",)}
+    no_token = run_warden("agent", "register", "bot.key", "--url", "http://127.0.0.1:9", cwd=tmp_path, env=env)
+    assert no_token.returncode == 2 and "WARDEN_API_TOKEN is not set" in no_token.stderr
+    unreachable = run_warden("agent", "register", "bot.key", "--url", "http://127.0.0.1:9", cwd=tmp_path,
+                             env={"WARDEN_API_TOKEN": "t"})
+    assert unreachable.returncode == 1 and "cannot reach the control plane" in unreachable.stderr

@@ -95,7 +95,12 @@ def test_empty_input_gets_the_fail_closed_object(policy):
     assert decision["allow"] is False
     assert decision["effect"] == "deny"
     assert decision["obligations"] == {"log": True, "mask": []}
-    assert [r["rule"] for r in decision["reasons"]] == ["malformed-input"]
+    assert {r["rule"] for r in decision["reasons"]} == {"malformed-input"}
+    # one reason per field the contract needs, each naming it
+    assert {r["message"] for r in decision["reasons"]} >= {
+        "Input field input.agent must be an object",
+        "Input field input.action.tool must be a non-empty string of printable ASCII",
+    }
 
 
 def test_design_example_decides_as_written(policy):
@@ -275,9 +280,12 @@ def test_vm_follows_data_changes(pack):
 
 
 def test_input_the_vm_cannot_take_goes_to_the_interpreter(policy):
-    # A set is not JSON: the interpreter takes it as a Rego set.
+    # A set is not JSON: the interpreter takes it as a Rego set, which the input contract
+    # (scopes are an array) refuses rather than judging.
     request = {"agent": {"id": "support-bot", "scopes": {"write:files"}}, "action": {"tool": "file_delete", "args": {"path": "/tmp/x"}}}
-    assert policy.decide(request)["effect"] == "allow"
+    decision = policy.decide(request)
+    assert decision["effect"] == "deny"
+    assert [r["message"] for r in decision["reasons"]] == ["Input field input.agent.scopes must be an array of strings when present"]
 
 
 def test_modules_the_vm_refuses_fall_back_to_the_interpreter():

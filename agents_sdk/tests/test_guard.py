@@ -263,7 +263,7 @@ def test_with_a_signer_intent_decision_and_result_are_signed_records(support_bot
     assert [r["kind"] for r in records] == ["intent", "decision", "result", "intent", "decision"]
     assert records[0]["payload"] == {"tool": "ticket_read", "args": {"ticket_id": 7}}
     assert records[1]["payload"] == {"effect": "allow", "reasons": []}
-    assert records[2]["payload"] == {"summary": "read 5 bytes"}
+    assert records[2]["payload"] == {"summary": "read 5 bytes", "tool": "ticket_read"}
     assert records[4]["payload"]["effect"] == "deny"
     assert records[4]["payload"]["reasons"][0]["rule"] == "egress-not-allowlisted"
     assert verify_records(records, {support_bot.key_id: support_bot.public_key_b64}).ok
@@ -289,3 +289,38 @@ def test_a_decision_round_trips_through_its_json_shape():
     raw = {"allow": False, "effect": "deny", "reasons": [{"rule": "r", "message": "m", "controls": ["c"]}],
            "obligations": {"log": True, "mask": []}}
     assert Decision.from_result(raw).as_dict() == raw
+
+
+def test_a_guard_fed_by_a_long_polling_bundle_client_exits_cleanly(tmp_path):
+    """The engine compiled for a downloaded bundle is dropped by the thread that made it:
+    no ``Engine is unsendable`` at interpreter exit (the refresher is still mid long poll)."""
+    import subprocess
+    import sys
+    import textwrap
+
+    from agents_sdk.tests.conftest import REPO_ROOT
+
+    script = textwrap.dedent(
+        """
+        from agents_sdk.bundles import BundleClient, VerificationConfig, VerificationKey
+        from agents_sdk.guard import EmbeddedBackend, Guard
+        from agents_sdk.identity import AgentIdentity
+        from agents_sdk.tests.signed_bundles import BundleServer, RSASigner, build_bundle
+
+        signer = RSASigner("k")
+        server = BundleServer().__enter__()
+        server.state.publish(build_bundle(signer, revision="r1"))
+        keys = {"k": VerificationKey.from_pem("k", signer.public_pem)}
+        bundles = BundleClient(server.url + "/opa", "bundles/prod", token="env-token", long_polling_timeout=30,
+                               verification=VerificationConfig(keys=keys, keyid="k"))
+        bot = AgentIdentity.create("support-bot", "a@example.com", ["read:tickets"])
+        guard = Guard(bot, EmbeddedBackend(bundles), environment="prod")
+        assert bundles.wait_until_ready(10)
+        print(guard.check("ticket_read", {"ticket_id": 1}).effect)
+        guard.close()
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO_ROOT, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "allow"
+    assert "unsendable" not in done.stderr, done.stderr

@@ -14,12 +14,15 @@ import pytest
 from cryptography.exceptions import InvalidSignature
 
 from agents_sdk.errors import CanonicalJSONError, RecordFormatError, SigningError
+from agents_sdk.identity import AgentIdentity
 from agents_sdk.records import (
     GENESIS_HASH,
     RECORD_FIELDS,
     ActionSigner,
     canonical_json,
+    loads_strict,
     read_jsonl,
+    record_form_problem,
     record_hash,
     signing_bytes,
     utc_timestamp,
@@ -320,3 +323,85 @@ def test_write_jsonl_writes_nothing_when_a_record_is_not_json(tmp_path):
     with pytest.raises(CanonicalJSONError):
         write_jsonl(path, [{"a": 1}, {"b": float("nan")}])
     assert not path.exists()
+
+
+# -- the record form contract (shared with the control plane) -----------------------------
+
+
+def _one_record(**payload_args) -> dict:
+    signer = ActionSigner(AgentIdentity.create("form-bot", "x@example.com"))
+    with signer.session(session_id="form") as session:
+        return session.intent("tool", payload_args)
+
+
+def _nested(depth: int):
+    value: object = 0
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+def test_a_signed_record_has_the_form_every_party_requires():
+    record = _one_record(path="/tmp/x")
+    assert record_form_problem(record) is None
+    assert record_form_problem(record, canonical_uuid=True) is None
+    assert record_form_problem(dict(record, record_id=record["record_id"].upper())) is None
+    assert "lowercase" in record_form_problem(dict(record, record_id=record["record_id"].upper()), canonical_uuid=True)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda r: r.update(session_id="a\x00b"), "session_id: contains U+0000"),
+        (lambda r: r.update(session_id="\ud800"), "session_id: contains an unpaired surrogate"),
+        (lambda r: r.update(session_id="s" * 201), "session_id must be at most 200 characters"),
+        (lambda r: r.update(agent=""), "agent must be a non-empty string"),
+        (lambda r: r.update(seq=2**63), "seq must be a non-negative integer below 2**63"),
+        (lambda r: r["payload"]["args"].update(k="\x00"), "payload.args.k: contains U+0000"),
+        (lambda r: r["payload"]["args"].update({"\udc00": 1}), "(a key): contains an unpaired surrogate"),
+        (lambda r: r["payload"]["args"].update(deep=_nested(900)), "nests deeper than 64 levels"),
+        (lambda r: r["payload"]["args"].update(x=float("nan")), "nan has no JSON form"),
+        (lambda r: r["payload"]["args"].update(x="y" * (1024 * 1024 + 1)), "at most 1048576"),
+        (lambda r: r["payload"]["args"].update(many=["y" * 1024 * 1024] * 5), "more than 4194304 characters"),
+    ],
+)
+def test_record_form_problem_names_what_the_store_cannot_hold(change, message):
+    record = _one_record()
+    change(record)
+    assert message in record_form_problem(record)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ({"k": "\x00"}, "U\\+0000"),
+        ({"k": "\ud800"}, "surrogate"),
+        ({"deep": _nested(65)}, "deeper than 64"),
+        ({"k": "y" * (1024 * 1024 + 1)}, "at most"),
+    ],
+)
+def test_the_signer_refuses_what_the_control_plane_would_refuse(args, message):
+    with pytest.raises((SigningError, CanonicalJSONError), match=message):
+        _one_record(**args)
+
+
+@pytest.mark.parametrize("session_id", ["a\x00b", "\udfff", "s" * 201, ""])
+def test_the_signer_refuses_a_session_id_the_store_cannot_hold(session_id):
+    signer = ActionSigner(AgentIdentity.create("form-bot", "x@example.com"))
+    with pytest.raises(SigningError, match="session_id"), signer.session(session_id=session_id):
+        pass
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('{"a": 1, "a": 2}', "duplicate key 'a'"),
+        ('{"a": NaN}', "NaN is not valid JSON"),
+        ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
+        ('{"a": 1', "not valid JSON"),
+        ("1" * 5000, "not valid JSON"),
+    ],
+)
+def test_loads_strict_refuses_with_a_record_format_error(text, message):
+    with pytest.raises(RecordFormatError, match=re.escape(message)):
+        loads_strict(text)

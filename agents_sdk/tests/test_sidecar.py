@@ -284,7 +284,7 @@ def test_uploads_are_split_to_respect_the_size_limit(server, signer, tmp_path):
     sidecar = Sidecar(parse_config(config), addr="127.0.0.1:0").start()
     try:
         assert sidecar.bundles.wait_until_ready(5)
-        for i in range(30):
+        for _ in range(30):
             request(sidecar, "POST", "/v1/data/warden/decision",
                     {"input": {**EXAMPLES[2], "context": {"session_id": os.urandom(40).hex()}}})
         assert sidecar.decision_logs.flush()
@@ -379,3 +379,47 @@ def test_a_bad_config_file_is_a_usage_error(tmp_path):
     )
     assert result.returncode == 2
     assert "at least one service" in result.stderr
+
+
+# -- hostile input ------------------------------------------------------------------------------
+
+
+def raw_post(sidecar, path: str, body: bytes) -> tuple[int, dict]:
+    connection = http.client.HTTPConnection(*sidecar.address, timeout=10)
+    try:
+        connection.request("POST", path, body=body, headers={"Content-Type": "application/json"})
+        response = connection.getresponse()
+        return response.status, json.loads(response.read())
+    finally:
+        connection.close()
+
+
+def test_a_lone_surrogate_is_a_fail_closed_deny_naming_the_field_and_the_sidecar_lives_on(server, sidecar):
+    body = json.dumps({"input": {**EXAMPLES[2], "action": {**EXAMPLES[2]["action"], "args": {"q": "\ud800"}}}})
+    status, answer = raw_post(sidecar, "/v1/data/warden/decision", body.encode())
+    assert status == 200
+    reason = answer["result"]["reasons"][0]
+    assert answer["result"]["effect"] == "deny" and reason["rule"] == "malformed-input"
+    assert reason["message"].startswith("/input/action/args/q contains a lone surrogate")
+    # Any other path: a 400 naming the field, never the engine.
+    status, answer = raw_post(sidecar, "/v1/data/warden", b'{"input": {"n": 1e400}}')
+    assert status == 400 and answer["message"].startswith("/input/n is inf")
+    # Deeper than Python's JSON parser goes: a 400, not a crash of the handler.
+    status, answer = raw_post(sidecar, "/v1/data/warden/decision", b'{"input": ' + b"[" * 100_000 + b"]" * 100_000 + b"}")
+    assert status == 400 and "nested too deeply" in answer["message"]
+    # Still serving, and the refused input was never shipped as a decision-log input.
+    assert request(sidecar, "POST", "/v1/data/warden/decision", {"input": EXAMPLES[2]})[1]["result"]["allow"] is True
+
+
+def test_an_evaluation_error_of_the_decision_is_a_deny_not_a_500(server, signer, tmp_path):
+    broken = {"warden/decision.rego": "package warden\n\nimport rego.v1\n\ndecision := 1 / input.zero\n"}
+    server.state.publish(build_bundle(signer, revision="broken", modules=broken))
+    sidecar = Sidecar(parse_config(opa_config(server, signer, tmp_path)), addr="127.0.0.1:0").start()
+    try:
+        assert sidecar.bundles.wait_until_ready(10)
+        status, answer = request(sidecar, "POST", "/v1/data/warden/decision", {"input": {"zero": 0}})
+        assert status == 200 and answer["result"]["effect"] == "deny"
+        reason = answer["result"]["reasons"][0]
+        assert reason["rule"] == "engine-error" and "divide by zero" in reason["message"]
+    finally:
+        sidecar.stop()

@@ -13,7 +13,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from controlplane.accounts.models import APIToken, BearerCredential, hash_token, new_token_plaintext
-from controlplane.accounts.roles import ALL_ROLES
+from controlplane.accounts.roles import ALL_ROLES, Role
 from controlplane.changelog.models import ChangeAction
 from controlplane.changelog.services import record_change, snapshot
 from controlplane.core.exceptions import ConflictError, InvalidInput
@@ -28,6 +28,7 @@ USER_FIELDS_IN_LOG = ("username", "email", "first_name", "last_name", "is_active
 def _user_state(user) -> dict:
     state = {name: getattr(user, name) for name in USER_FIELDS_IN_LOG}
     state["roles"] = sorted(user.groups.filter(name__in=ALL_ROLES).values_list("name", flat=True))
+    state["admin_site"] = user.is_staff
     return state
 
 
@@ -39,6 +40,12 @@ def _set_roles(user, roles: Iterable[str]) -> None:
     groups = [Group.objects.get_or_create(name=name)[0] for name in sorted(roles)]
     user.groups.remove(*user.groups.filter(name__in=ALL_ROLES))
     user.groups.add(*groups)
+    # The admin role is what opens the Django admin (read-only for everything that has a
+    # service); roles stay the one source of truth, so losing the role closes it again.
+    is_admin = Role.ADMIN in roles
+    if user.is_staff != is_admin or user.is_superuser != is_admin:
+        user.is_staff = user.is_superuser = is_admin
+        user.save(update_fields=["is_staff", "is_superuser"])
     user.__dict__.pop("_warden_roles", None)
 
 

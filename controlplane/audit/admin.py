@@ -2,7 +2,7 @@
 
 from django.contrib import admin
 
-from controlplane.audit.models import AuditEvent, Batch, Checkpoint, QuarantinedRecord, RetentionPolicy
+from controlplane.audit.models import AuditEvent, AuditExport, Batch, Checkpoint, QuarantinedRecord, RetentionPolicy
 from controlplane.core.admin import ReadOnlyAdmin
 
 
@@ -37,3 +37,9 @@ class CheckpointAdmin(ReadOnlyAdmin):
 @admin.register(RetentionPolicy)
 class RetentionPolicyAdmin(ReadOnlyAdmin):
     list_display = ["environment", "agent", "days", "updated_at"]
+
+
+@admin.register(AuditExport)
+class AuditExportAdmin(ReadOnlyAdmin):
+    list_display = ["id", "user_name", "originals", "sessions", "query", "exported_at"]
+    list_filter = ["originals"]

@@ -48,12 +48,13 @@ def sensitive_keys() -> frozenset[str]:
 
 
 def retention_days() -> int:
-    """Default retention. 183 days: the EU AI Act (Art. 19, 26) asks for at least six months of logs."""
-    return _setting("WARDEN_AUDIT_RETENTION_DAYS", 183)
+    """Default retention. 190 days: the EU AI Act (Art. 19, 26) asks for at least six months of logs,
+    and six calendar months can be 184 days."""
+    return _setting("WARDEN_AUDIT_RETENTION_DAYS", 190)
 
 
 def min_retention_days() -> int:
-    return _setting("WARDEN_AUDIT_MIN_RETENTION_DAYS", 183)
+    return _setting("WARDEN_AUDIT_MIN_RETENTION_DAYS", 190)
 
 
 def verify_queue() -> str:
@@ -68,3 +69,32 @@ def checkpoint_max_events() -> int:
 def stale_batch_seconds() -> int:
     """A batch still pending this long after its last attempt started is enqueued again."""
     return _setting("WARDEN_AUDIT_STALE_BATCH_SECONDS", 300)
+
+
+def max_batch_attempts() -> int:
+    """Verification runs a batch may start before it is parked (and an alert logged)."""
+    return _setting("WARDEN_AUDIT_MAX_BATCH_ATTEMPTS", 5)
+
+
+def witness_path() -> str:
+    """The append-only file every checkpoint head and verified batch is also written to.
+
+    Outside the database on purpose: put it on a path the database's roles cannot reach
+    (another disk or host mount, `chattr +a`), so cutting the log's tail in the database
+    leaves a trace there.
+    """
+    configured = _setting("WARDEN_AUDIT_WITNESS_PATH", "")
+    return configured or os.path.join(str(settings.VAR_DIR), "audit-witness.jsonl")
+
+
+def pinned_checkpoint_keys() -> tuple[str, ...]:
+    """The checkpoint public keys (base64 or PEM) verification trusts; two during a rotation.
+
+    Empty: verification falls back to the keys stored in the database and says so.
+    """
+    return _setting("WARDEN_AUDIT_CHECKPOINT_PUBLIC_KEYS", ())
+
+
+def originals_roles() -> tuple[str, ...]:
+    """Roles allowed to export the original (unmasked) signed records; each export is logged."""
+    return _setting("WARDEN_AUDIT_ORIGINALS_ROLES", ())

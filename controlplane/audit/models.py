@@ -8,6 +8,7 @@ delete rows, and only a batch's processing columns may change.
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
@@ -17,6 +18,7 @@ from controlplane.identity.models import Agent
 class BatchStatus(models.TextChoices):
     PENDING = "pending", "Waiting for verification"
     VERIFIED = "verified", "Verified: every record stored or quarantined"
+    PARKED = "parked", "Parked: verification kept failing; later batches go on without it"
 
 
 class Batch(models.Model):
@@ -25,7 +27,8 @@ class Batch(models.Model):
     id = models.BigAutoField(primary_key=True)
     agent = models.ForeignKey(Agent, on_delete=models.PROTECT, related_name="audit_batches")
     key_id = models.CharField(max_length=64, help_text="The key that signed the upload request.")
-    # The JSON body as received (after gzip inflation), parsed again by the worker.
+    # The JSON body as received (after gzip inflation), Fernet-encrypted: it holds values the
+    # API shows masked. The worker decrypts and parses it again.
     body = models.BinaryField()
     record_count = models.PositiveIntegerField()
     byte_count = models.PositiveIntegerField()
@@ -36,6 +39,7 @@ class Batch(models.Model):
     verified_at = models.DateTimeField(null=True, blank=True)
     event_count = models.PositiveIntegerField(default=0)
     quarantined_count = models.PositiveIntegerField(default=0)
+    problem = models.TextField(blank=True, help_text="Why verification failed, for a parked batch.")
 
     class Meta:
         ordering = ["-id"]
@@ -54,7 +58,8 @@ class AuditEvent(models.Model):
     """
 
     id = models.BigAutoField(primary_key=True)
-    record_id = models.UUIDField(unique=True)
+    # Unique per agent (see Meta): another agent reusing an id must not squat a record.
+    record_id = models.UUIDField()
     agent = models.ForeignKey(Agent, on_delete=models.PROTECT, related_name="audit_events")
     key_id = models.CharField(max_length=64)
     session_id = models.CharField(max_length=200)
@@ -74,6 +79,7 @@ class AuditEvent(models.Model):
 
     class Meta:
         ordering = ["id"]
+        constraints = [models.UniqueConstraint(fields=["agent", "record_id"], name="audit_event_record_id_per_agent")]
         indexes = [
             models.Index(fields=["agent", "session_id", "seq"], name="audit_event_session"),
             models.Index(fields=["time"], name="audit_event_time"),
@@ -98,6 +104,7 @@ class QuarantineReason(models.TextChoices):
     SEQUENCE_GAP = "sequence_gap", "Sequence gap"
     FORKED_CHAIN = "forked_chain", "Forked chain"
     REPLAYED = "replayed", "Record id already used"
+    UNSTORABLE = "unstorable", "The database refused the record"
 
 
 class QuarantinedRecord(models.Model):
@@ -220,3 +227,21 @@ class RetentionPolicy(models.Model):
 
     def __str__(self) -> str:
         return f"{self.agent_id or self.environment}: {self.days} days"
+
+
+class AuditExport(models.Model):
+    """Who exported which records, and whether as originals (unmasked): exports are evidence too."""
+
+    id = models.BigAutoField(primary_key=True)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    user_name = models.CharField(max_length=150)
+    originals = models.BooleanField(help_text="True if the unmasked records as signed were exported.")
+    query = models.CharField(max_length=2000, blank=True, help_text="The filters of the export, as sent.")
+    sessions = models.PositiveIntegerField(help_text="Sessions in the export.")
+    exported_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"{'original' if self.originals else 'masked'} export by {self.user_name} at {self.exported_at}"

@@ -7,35 +7,25 @@ from `agents_sdk.records` so the control plane and the offline verifier cannot d
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
-import re
-import uuid
 import zlib
 from datetime import datetime
 from typing import Any
 
 from cryptography.fernet import Fernet
 
-from agents_sdk.records import RECORD_FIELDS, canonical_json, payload_problem
+from agents_sdk.errors import RecordFormatError
+from agents_sdk.records import canonical_json, loads_strict, parse_time, record_form_problem
 from controlplane.audit import conf
 from controlplane.core.crypto import secrets_at_rest
 from controlplane.core.exceptions import InvalidInput
 
 MASK = "[masked]"
 
-_HEX64 = re.compile(r"^[0-9a-f]{64}$")
-_RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:Z|[+-]\d{2}:\d{2})$")
-MAX_SESSION_ID_LENGTH = 200
 
 
 class BatchTooLarge(Exception):
     """The batch exceeds the records or bytes a batch may hold (413)."""
-
-
-class DuplicateKey(ValueError):
-    pass
 
 
 # -- the batch body ---------------------------------------------------------------------
@@ -69,11 +59,9 @@ def parse_batch(data: bytes, *, max_records: int | None = None) -> list[Any]:
     """
     max_records = conf.max_batch_records() if max_records is None else max_records
     try:
-        value = json.loads(data, object_pairs_hook=_unique_keys, parse_constant=_reject_constant)
-    except DuplicateKey as exc:
-        raise InvalidInput(f"not valid JSON: {exc}", field="records") from exc
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidInput(f"not valid JSON: {exc}", field="records") from exc
+        value = loads_strict(data)
+    except RecordFormatError as exc:
+        raise InvalidInput(str(exc), field="records") from exc
     if not isinstance(value, dict) or not isinstance(value.get("records"), list):
         raise InvalidInput('the body must be a JSON object {"records": [...]}', field="records")
     records = value["records"]
@@ -82,21 +70,6 @@ def parse_batch(data: bytes, *, max_records: int | None = None) -> list[Any]:
     if len(records) > max_records:
         raise BatchTooLarge(f"a batch holds at most {max_records} records, this one has {len(records)}")
     return records
-
-
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result = dict(pairs)
-    if len(result) != len(pairs):
-        seen = set()
-        for key, _ in pairs:
-            if key in seen:
-                raise DuplicateKey(f"duplicate key {key!r} in an object")
-            seen.add(key)
-    return result
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
 
 
 # -- canonical encoding -----------------------------------------------------------------
@@ -145,52 +118,26 @@ def signed_encodings(record: dict[str, Any]) -> tuple[bytes, bytes]:
 
 
 def form_problem(record: Any) -> str | None:
-    """Why `record` does not have the form docs/signed-records.md requires, or None.
+    """Why `record` does not have the form docs/signed-records.md requires, or None: the SDK's
+    rules (`agents_sdk.records.record_form_problem`), with `record_id` a canonical UUID
+    because the store keys on it."""
+    return record_form_problem(record, canonical_uuid=True)
 
-    Stricter than the offline verifier where the store needs it: `record_id` must be a
-    UUID in its canonical text form.
+
+def batch_problems(items: list[Any], *, limit: int = 20) -> list[str]:
+    """The records of a batch that do not have the required form, as "records[i]: why".
+
+    Checked before the 202: a record the store cannot hold (U+0000, an unpaired surrogate,
+    a payload nested too deep, an oversized field) must never reach the worker.
     """
-    if not isinstance(record, dict):
-        return f"a record must be a JSON object, not {type(record).__name__}"
-    keys = record.keys()
-    if keys != RECORD_FIELDS:
-        missing = RECORD_FIELDS - keys
-        if missing:
-            return f"missing field(s): {', '.join(sorted(missing))}"
-        return f"unexpected field(s): {', '.join(sorted(str(k) for k in keys - RECORD_FIELDS))}"
-    record_id = record["record_id"]
-    if not isinstance(record_id, str) or not _is_uuid(record_id):
-        return "record_id must be a UUID such as 0b7f…-…, in lowercase"
-    for name in ("agent", "session_id"):
-        if not isinstance(record[name], str) or not record[name]:
-            return f"{name} must be a non-empty string"
-    if len(record["session_id"]) > MAX_SESSION_ID_LENGTH:
-        return f"session_id must be at most {MAX_SESSION_ID_LENGTH} characters"
-    for name in ("key_id", "prev_hash"):
-        if not isinstance(record[name], str) or not _HEX64.fullmatch(record[name]):
-            return f"{name} must be 64 lowercase hex digits"
-    seq = record["seq"]
-    if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0 or seq >= 2**63:
-        return "seq must be a non-negative integer"
-    if not isinstance(record["time"], str) or not _RFC3339.fullmatch(record["time"]) or record_time(record) is None:
-        return "time must be an RFC 3339 timestamp such as 2025-01-31T12:00:00.000000Z"
-    if not isinstance(record["kind"], str):
-        return "kind must be a string"
-    problem = payload_problem(record["kind"], record["payload"])
-    if problem:
-        return problem
-    if contains_nul(record["payload"]):
-        # PostgreSQL's jsonb cannot hold U+0000; refused here, the record is quarantined
-        # instead of failing its whole batch at insert time.
-        return "payload contains the character U+0000, which the audit store cannot hold"
-    signature = record["signature"]
-    try:
-        decoded = base64.b64decode(signature, validate=True) if isinstance(signature, str) else b""
-    except (binascii.Error, ValueError):
-        decoded = b""
-    if len(decoded) != 64:
-        return "signature must be the base64 of a 64-byte Ed25519 signature"
-    return None
+    problems = []
+    for position, record in enumerate(items):
+        problem = record_form_problem(record, canonical_uuid=True)
+        if problem:
+            problems.append(f"records[{position}]: {problem}")
+            if len(problems) >= limit:
+                break
+    return problems
 
 
 def contains_nul(value: Any) -> bool:
@@ -204,19 +151,8 @@ def contains_nul(value: Any) -> bool:
     return False
 
 
-def _is_uuid(text: str) -> bool:
-    try:
-        return str(uuid.UUID(text)) == text
-    except ValueError:
-        return False
-
-
 def record_time(record: dict[str, Any]) -> datetime | None:
-    try:
-        moment = datetime.fromisoformat(record["time"])
-    except (ValueError, TypeError):
-        return None
-    return moment if moment.tzinfo is not None else None
+    return parse_time(record["time"])
 
 
 def rule_ids(record: dict[str, Any]) -> list[str]:
@@ -334,9 +270,29 @@ def _unescape(part: str) -> str:
     return part.replace("~1", "/").replace("~0", "~")
 
 
+# What a quarantined record shows of its payload: enough to read what it was about.
+_SHOWN_PAYLOAD_FIELDS = frozenset({"tool", "effect", "rule"})
+
+
 def mask_raw(value: Any) -> Any:
-    """A quarantined record for display: sensitive keys masked wherever they appear."""
-    return _mask_keys(value, conf.sensitive_keys(), "", [])
+    """A quarantined record for display: sensitive keys masked wherever they appear, and every
+    string of its payload but the tool, effect and rule names. A quarantined record carries
+    no decision whose mask could be applied to it, so what it holds is not shown; the sealed
+    copy keeps it exactly."""
+    masked = _mask_keys(value, conf.sensitive_keys(), "", [])
+    if isinstance(masked, dict) and isinstance(masked.get("payload"), (dict, list)):
+        masked = {**masked, "payload": _mask_strings(masked["payload"])}
+    return masked
+
+
+def _mask_strings(value: Any, key: str = "") -> Any:
+    if isinstance(value, str):
+        return value if key in _SHOWN_PAYLOAD_FIELDS else MASK
+    if isinstance(value, dict):
+        return {k: _mask_strings(v, k) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_mask_strings(v, key) for v in value]
+    return value
 
 
 # -- sealing ----------------------------------------------------------------------------
@@ -345,6 +301,11 @@ def mask_raw(value: Any) -> Any:
 def sealer() -> Fernet:
     """The Fernet key that seals original records (the control plane's key for secrets at rest)."""
     return secrets_at_rest()
+
+
+def seal(data: bytes, fernet: Fernet | None = None) -> bytes:
+    """`data` encrypted with the key for secrets at rest."""
+    return (fernet or sealer()).encrypt(data)
 
 
 def unseal(token: bytes, fernet: Fernet | None = None) -> bytes:

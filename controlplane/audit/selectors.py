@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
 from django.db.models import Max, Q, QuerySet
 
-from controlplane.audit import records
-from controlplane.audit.models import AuditEvent, Batch, Checkpoint, CheckpointKind, QuarantinedRecord
+from agents_sdk.records import parse_jsonl_line
+from controlplane.audit import conf, records, witness
+from controlplane.audit.models import (
+    AuditEvent,
+    Batch,
+    Checkpoint,
+    CheckpointKind,
+    QuarantinedRecord,
+    RetentionPolicy,
+)
+from controlplane.identity.models import Agent
 from controlplane.opa import selectors as opa_selectors
 
 TIMELINE_LIMIT = 10_000
@@ -24,6 +33,17 @@ def events() -> QuerySet[AuditEvent]:
 
 def checkpointed_upto() -> int:
     return Checkpoint.objects.filter(kind=CheckpointKind.EVENTS).aggregate(top=Max("last_event_id"))["top"] or 0
+
+
+def latest_checkpoint_head() -> dict[str, Any] | None:
+    """The newest checkpoint's head as published (the same fields the witness keeps), or None."""
+    checkpoint = Checkpoint.objects.defer("entries").order_by("-sequence").first()
+    if checkpoint is None:
+        return None
+    return {
+        **witness.checkpoint_head(checkpoint.statement, checkpoint.statement_hash, checkpoint.signature),
+        "statement": checkpoint.statement,
+    }
 
 
 def quarantined() -> QuerySet[QuarantinedRecord]:
@@ -84,18 +104,25 @@ def export_sessions(filtered: QuerySet[AuditEvent]) -> list[tuple[Any, str]]:
     return list(filtered.order_by().values_list("agent_id", "session_id").distinct()[:EXPORT_LIMIT])
 
 
-def export_lines(filtered: QuerySet[AuditEvent]) -> Iterator[bytes]:
-    """The original signed records of every session touched by `filtered`, whole and in
-    chain order, as canonical JSONL that `warden audit verify` checks offline."""
+def export_lines(sessions: list[tuple[Any, str]], *, originals: bool = False) -> Iterator[bytes]:
+    """The records of these (agent, session) pairs, whole and in chain order, as canonical JSONL.
+
+    `originals`: exactly as signed (what `warden audit verify` checks offline). Otherwise each
+    record's payload is the stored, masked one, so no masked value leaves the store.
+    """
     fernet = records.sealer()
     emitted = 0
-    for agent_id, session_id in sorted(export_sessions(filtered), key=lambda pair: (str(pair[0]), pair[1])):
+    for agent_id, session_id in sorted(sessions, key=lambda pair: (str(pair[0]), pair[1])):
         rows = (
             AuditEvent.objects.filter(agent_id=agent_id, session_id=session_id)
-            .order_by("seq").values_list("sealed_record", flat=True).iterator(chunk_size=2000)
+            .order_by("seq").values_list("sealed_record", "payload", "masked_paths").iterator(chunk_size=2000)
         )
-        for sealed in rows:
-            yield records.unseal(sealed, fernet) + b"\n"
+        for sealed, payload, masked_paths in rows:
+            original = records.unseal(sealed, fernet)
+            if originals or not masked_paths:
+                yield original + b"\n"
+            else:
+                yield records.canonical_bytes({**parse_jsonl_line(original), "payload": payload}) + b"\n"
             emitted += 1
             if emitted >= EXPORT_LIMIT:
                 return
@@ -106,3 +133,19 @@ def batch_counts(batch: Batch) -> dict[str, int]:
     for reason in batch.quarantined.values_list("reason", flat=True):
         reasons[reason] = reasons.get(reason, 0) + 1
     return reasons
+
+
+def retention_days_by_agent(agent_ids: Iterable) -> dict:
+    """Days to keep each agent's events: its own policy, else the longest of its environments', else the default."""
+    policies = list(RetentionPolicy.objects.all())
+    per_agent = {p.agent_id: p.days for p in policies if p.agent_id}
+    per_env = {p.environment: p.days for p in policies if not p.agent_id}
+    default = conf.retention_days()
+    result = {}
+    for agent_id, environments in Agent.objects.filter(pk__in=list(agent_ids)).values_list("pk", "environments"):
+        if agent_id in per_agent:
+            result[agent_id] = per_agent[agent_id]
+            continue
+        env_days = [per_env[e] for e in environments or [] if e in per_env]
+        result[agent_id] = max(env_days) if env_days else default
+    return result

@@ -5,7 +5,7 @@ from __future__ import annotations
 from celery import shared_task
 from django.db import DatabaseError, OperationalError
 
-from controlplane.audit import checkpoints, services
+from controlplane.audit import checkpoints, ingestion, retention, verification
 
 
 @shared_task(
@@ -19,7 +19,7 @@ from controlplane.audit import checkpoints, services
 )
 def verify_batch(batch_id: int) -> dict | None:
     """Verify a stored batch; idempotent (a verified batch is left as it is)."""
-    outcome = services.verify_batch(batch_id)
+    outcome = verification.verify_batch(batch_id)
     if outcome is None:
         return None
     return {"batch_id": outcome.batch_id, "events": outcome.events, "quarantined": outcome.quarantined}
@@ -32,12 +32,12 @@ def checkpoint() -> list[int]:
 
 
 @shared_task(name="audit.retention", acks_late=True, autoretry_for=(OperationalError,), max_retries=3)
-def retention() -> list[int]:
+def retention_job() -> list[int]:
     """Delete events older than their retention, recording them in a signed checkpoint."""
-    return [c.sequence for c in checkpoints.apply_retention()]
+    return [c.sequence for c in retention.apply_retention()]
 
 
 @shared_task(name="audit.requeue_stale_batches", acks_late=True)
 def requeue_stale_batches() -> list[int]:
     """Enqueue again batches a lost task or a killed worker left pending."""
-    return services.requeue_stale_batches()
+    return ingestion.requeue_stale_batches()

@@ -2,7 +2,9 @@
 
 With REDIS_URL set, activations are published on a Redis channel per environment, so
 every web process wakes its own waiters; without it (the embedded default, one process),
-waiters are woken in-process.
+waiters are woken in-process. When Redis is down, activations made by other processes
+cannot wake us: waits then end every DB_POLL_SECONDS so the long poll re-reads the
+database, and a change is still answered within that delay.
 """
 
 from __future__ import annotations
@@ -17,6 +19,10 @@ from django.conf import settings
 logger = logging.getLogger(__name__)
 
 CHANNEL_PREFIX = "warden:bundles:"
+# Without a working Redis subscription, a held long poll re-reads the database this often.
+DB_POLL_SECONDS = 1.0
+# A dead Redis must cost a publish (made after a commit, inside a request) at most this.
+REDIS_TIMEOUT_SECONDS = 1.0
 
 _waiters: dict[str, set[tuple[asyncio.AbstractEventLoop, asyncio.Event]]] = defaultdict(set)
 _waiters_lock = threading.Lock()
@@ -34,7 +40,9 @@ def publish(environment_name: str, etag: str) -> None:
         import redis
 
         try:
-            client = redis.Redis.from_url(settings.REDIS_URL)
+            client = redis.Redis.from_url(
+                settings.REDIS_URL, socket_connect_timeout=REDIS_TIMEOUT_SECONDS, socket_timeout=REDIS_TIMEOUT_SECONDS
+            )
             client.publish(channel(environment_name), etag)
             client.close()
         except redis.RedisError:
@@ -57,6 +65,8 @@ class _RedisFanIn:
         self._task: asyncio.Task | None = None
         self._ready: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        # True only while subscribed: otherwise waiters fall back to polling the database.
+        self.subscribed = False
 
     async def ensure_running(self) -> None:
         loop = asyncio.get_running_loop()
@@ -64,19 +74,24 @@ class _RedisFanIn:
             self._loop = loop
             self._ready = asyncio.Event()
             self._task = loop.create_task(self._run(self._ready))
+        elif not self.subscribed:
+            return  # Redis is down and being retried: poll the database meanwhile, without waiting here
         try:
             await asyncio.wait_for(self._ready.wait(), 2)
         except asyncio.TimeoutError:
-            logger.warning("Redis subscription for bundle changes is not ready; long polls fall back to their timeout")
+            logger.warning("Redis subscription for bundle changes is not ready; long polls poll the database")
 
     async def _run(self, ready: asyncio.Event) -> None:
         import redis.asyncio as aioredis
 
         while True:
-            client = aioredis.Redis.from_url(settings.REDIS_URL)
+            client = aioredis.Redis.from_url(
+                settings.REDIS_URL, socket_connect_timeout=REDIS_TIMEOUT_SECONDS, health_check_interval=10
+            )
             pubsub = client.pubsub()
             try:
                 await pubsub.psubscribe(CHANNEL_PREFIX + "*")
+                self.subscribed = True
                 ready.set()
                 async for message in pubsub.listen():
                     if message.get("type") == "pmessage":
@@ -85,9 +100,11 @@ class _RedisFanIn:
             except asyncio.CancelledError:
                 raise
             except Exception:  # noqa: BLE001 - reconnect on any Redis failure
-                logger.warning("bundle change subscription lost; reconnecting", exc_info=True)
+                self.subscribed = False
+                logger.warning("bundle change subscription lost; polling the database until it is back", exc_info=True)
                 await asyncio.sleep(1)
             finally:
+                self.subscribed = False
                 await pubsub.aclose()
                 await client.aclose()
 
@@ -113,11 +130,18 @@ class BundleChangeListener:
         return self
 
     async def wait(self, timeout: float) -> bool:
+        """True when woken (or, without a Redis subscription, after DB_POLL_SECONDS: the
+        caller must then re-read the database); False when `timeout` passed."""
+        polling = bool(settings.REDIS_URL) and not _fan_in.subscribed
         try:
-            await asyncio.wait_for(self._event.wait(), timeout)
+            await asyncio.wait_for(self._event.wait(), min(timeout, DB_POLL_SECONDS) if polling else timeout)
             return True
         except asyncio.TimeoutError:
-            return False
+            return polling and timeout > DB_POLL_SECONDS
+
+    def rearm(self) -> None:
+        """Wait for the next activation (after handling the one that woke `wait`)."""
+        self._event.clear()
 
     async def __aexit__(self, *exc_info):
         with _waiters_lock:

@@ -2,15 +2,21 @@
 
 The rebuild runs in the process that made the change, so a suspended agent is in the
 next bundle within milliseconds; the periodic `reconcile_bundles` task repairs anything
-a crash in between could have missed.
+a crash in between could have missed. A kill switch sends the signal with `deliver=True`
+outside any transaction and gets, as this receiver's response, the delivery report (or
+NotDelivered raised), so it never answers 200 for a change engines do not have.
 """
 
 from django.dispatch import receiver
 
+from controlplane.bundles.selectors import delivery_report
 from controlplane.bundles.services import refresh_all_environments
 from controlplane.core.signals import registry_changed
 
 
 @receiver(registry_changed, dispatch_uid="bundles.refresh_on_registry_change")
-def refresh_bundles(sender, reason: str, **kwargs) -> None:
-    refresh_all_environments(reason=reason)
+def refresh_bundles(sender, reason: str, deliver: bool = False, agent=None, **kwargs):
+    refresh_all_environments(reason=reason, raise_on_failure=deliver)
+    if deliver:
+        return delivery_report(agent)
+    return None

@@ -25,6 +25,8 @@ def registry_data(environment: Environment) -> dict:
             "key_ids": sorted(key.key_id for key in agent.keys.all() if key.revoked_at is None),
             "egress": {"allow_hosts": list(agent.egress_allow_hosts)},
             "shell": {"allow_commands": list(agent.shell_allow_commands)},
+            # What agents_sdk.sandbox builds the agent's sandbox from ({} = no sandbox: refused).
+            "sandbox": dict(agent.sandbox_profile),
         }
     tools = {}
     for tool in Tool.objects.order_by("name"):
@@ -66,3 +68,41 @@ def previous_policy_bundle(environment: Environment) -> Bundle | None:
         if policy_digest(activation.bundle) != current:
             return activation.bundle
     return None
+
+
+def built_at_of(bundle: Bundle | None) -> str:
+    """The signed build time of `bundle` (manifest `metadata.warden.built_at`), "" if none."""
+    if bundle is None:
+        return ""
+    return ((bundle.manifest.get("metadata") or {}).get("warden") or {}).get("built_at", "")
+
+
+def delivery_report(agent=None) -> list[dict]:
+    """Per environment (those `agent` runs in, or all), the revision engines must run to have
+    the registry as it is now, its signed build time, and which engines run it according to
+    their latest status reports (OPA instances and Warden sidecars alike)."""
+    environments = Environment.objects.exclude(active_bundle=None).select_related("active_bundle")
+    report = []
+    for environment in environments.order_by("position", "name"):
+        if agent is not None and environment.name not in agent.environments:
+            continue
+        bundle = environment.active_bundle
+        engines = [
+            {
+                "instance_id": instance.instance_id,
+                "active_revision": instance.active_revision,
+                "has_change": instance.active_revision == bundle.revision,
+                "last_seen": instance.last_seen,
+            }
+            for instance in environment.opa_instances.order_by("instance_id")
+        ]
+        report.append(
+            {
+                "environment": environment.name,
+                "revision": bundle.revision,
+                "built_at": built_at_of(bundle),
+                "engines_with_change": sum(engine["has_change"] for engine in engines),
+                "engines": engines,
+            }
+        )
+    return report

@@ -5,17 +5,19 @@ long-polling engines."""
 from __future__ import annotations
 
 import logging
+from datetime import datetime, timedelta, timezone as dt_timezone
 
 from django.db import transaction
+from django.utils import timezone
 
 from controlplane.accounts.services import issue_credential, revoke_credential
 from controlplane.bundles import archive, notify
 from controlplane.bundles.models import Bundle, BundleActivation, Environment, EnvironmentToken
-from controlplane.bundles.selectors import previous_policy_bundle, registry_data
+from controlplane.bundles.selectors import built_at_of, previous_policy_bundle, registry_data
 from controlplane.bundles.signing import active_signing_key, private_key_pem
 from controlplane.changelog.models import ChangeAction
 from controlplane.changelog.services import record_change, snapshot
-from controlplane.core.exceptions import ConflictError, InvalidInput
+from controlplane.core.exceptions import ConflictError, InvalidInput, NotDelivered
 from controlplane.policies.library import library_modules
 from controlplane.policies.services import PACKAGE_PATTERN, compile_modules, organisation_modules, run_policy_tests
 
@@ -53,6 +55,21 @@ def check_policy_tests() -> int:
     return report.passed
 
 
+def _rfc3339(moment: datetime) -> str:
+    return moment.astimezone(dt_timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _next_built_at(environment: Environment) -> str:
+    """Now, or just after the active bundle's build time if the clock is behind it: engines
+    refuse a bundle built before the one they hold, so build times only move forward."""
+    now = timezone.now()
+    active = built_at_of(environment.active_bundle)
+    if active:
+        floor = datetime.strptime(active, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=dt_timezone.utc)
+        now = max(now, floor + timedelta(microseconds=1))
+    return _rfc3339(now)
+
+
 def build_bundle(
     environment: Environment, *, policy_files: dict[str, str], by=None, reason: str = "", tests_passed: int = 0,
     data: dict | None = None,
@@ -60,9 +77,16 @@ def build_bundle(
     """Build and sign a bundle of `policy_files` plus the environment's registry data
     (`data`, when the caller has just read it).
 
-    Content-addressed: building the same content again returns the existing bundle.
+    The revision is content-addressed: the same content keeps its revision (and its row).
+    The manifest carries the signed build time `metadata.warden.built_at`, so engines can
+    refuse an older bundle replayed to them: a revision built earlier and activated again
+    (a resume back to the content before a suspension, a rollback) is re-stamped and
+    re-signed rather than served with its old, earlier build time.
     """
     data = bundle_data(environment) if data is None else data
+    existing = Bundle.objects.filter(environment=environment, revision=_revision_of(policy_files, data)).first()
+    if existing is not None and existing.pk == environment.active_bundle_id:
+        return existing  # already what engines serve: nothing to re-stamp
     compile_modules(policy_files, data)
     packages = [m.group(1) for source in policy_files.values() if (m := PACKAGE_PATTERN.search(source))]
     key = active_signing_key()
@@ -71,18 +95,15 @@ def build_bundle(
         policy_files=policy_files,
         data=data,
         roots=archive.roots_for(packages, [REGISTRY_ROOT]),
-        metadata={"environment": environment.name},
+        metadata={"environment": environment.name, "warden": {"built_at": _next_built_at(environment)}},
         signer=lambda header, payload: archive.sign_rs256(header, payload, private_pem),
         key_id=key.kid,
     )
-    existing = Bundle.objects.filter(environment=environment, revision=built.revision).first()
-    if existing is not None and existing.signing_key_id == key.kid:
-        return existing
     if existing is not None:
-        # Same content, new signing key: keep one row per revision, re-signed.
+        # Same content built again: one row per revision, re-stamped and re-signed.
         existing.archive, existing.etag, existing.signing_key = built.archive, built.etag, key
-        existing.size = len(built.archive)
-        existing.save(update_fields=["archive", "etag", "signing_key", "size"])
+        existing.size, existing.manifest, existing.files = len(built.archive), built.manifest, built.files
+        existing.save(update_fields=["archive", "etag", "signing_key", "size", "manifest", "files"])
         return existing
     return Bundle.objects.create(
         environment=environment,
@@ -97,6 +118,12 @@ def build_bundle(
         built_by=by if getattr(by, "pk", None) else None,
         reason=reason[:500],
     )
+
+
+def _revision_of(policy_files: dict[str, str], data: dict) -> str:
+    files = {path: source.encode("utf-8") for path, source in policy_files.items()}
+    files["data.json"] = archive.canonical_json(data)
+    return archive.content_revision(files)
 
 
 def activate_bundle(environment: Environment, bundle: Bundle, *, by=None, action: str, reason: str = "") -> Bundle:
@@ -184,18 +211,51 @@ def refresh_registry_data(environment: Environment, *, reason: str) -> Bundle | 
     return activate_bundle(environment, bundle, action=ChangeAction.ACTIVATE, reason=f"registry changed: {reason}")
 
 
-def refresh_all_environments(*, reason: str) -> list[Bundle]:
+def record_rebuild_alert(environment: Environment, *, reason: str, error: Exception) -> None:
+    """A change-log alert that engines of `environment` still enforce an earlier registry.
+
+    Written in its own transaction: the rebuild's transaction rolled back, and the alert
+    must outlive it.
+    """
+    environment = Environment.objects.select_related("active_bundle").get(pk=environment.pk)
+    revision = environment.active_bundle.revision if environment.active_bundle else "none"
+    with transaction.atomic():
+        record_change(
+            environment, action=ChangeAction.ALERT, by=None,
+            message=(
+                f"bundle rebuild failed after '{reason}': {error}"[:1500]
+                + f"; engines still enforce revision {revision}; the reconcile job retries every minute"
+            ),
+        )
+
+
+def refresh_all_environments(*, reason: str, raise_on_failure: bool = False) -> list[Bundle]:
     """Bring every environment's bundle up to date with the registry; returns the bundles
-    it activated. Safe to repeat."""
+    it activated. Safe to repeat.
+
+    A failed rebuild is logged and raised as an alert in the change log; with
+    `raise_on_failure` (a kill switch, which must not answer 200 when undelivered) it also
+    raises NotDelivered once every other environment has been refreshed.
+    """
     refreshed = []
+    failures = []
     for environment in Environment.objects.exclude(active_bundle=None):
         try:
             bundle = refresh_registry_data(environment, reason=reason)
-        except Exception:  # one environment's failure must not hold back the others
+        except Exception as exc:  # one environment's failure must not hold back the others
             logger.exception("bundle refresh failed for environment %s", environment.name)
+            record_rebuild_alert(environment, reason=reason, error=exc)
+            failures.append((environment.name, exc))
             continue
         if bundle is not None:
             refreshed.append(bundle)
+    if failures and raise_on_failure:
+        names = ", ".join(f"{name} ({type(exc).__name__}: {exc})"[:300] for name, exc in failures)
+        raise NotDelivered(
+            f"the change is recorded, but the bundles of {names} could not be rebuilt: engines there still "
+            "enforce the earlier registry. An alert is in the change log and the reconcile job retries every "
+            "minute; fix the cause, or check GET /api/v1/environments/ for the revisions engines serve."
+        )
     return refreshed
 
 

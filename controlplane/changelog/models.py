@@ -20,6 +20,10 @@ class ChangeAction(models.TextChoices):
     ACTIVATE = "activate", "Activated"
     PROMOTE = "promote", "Promoted"
     ROLLBACK = "rollback", "Rolled back"
+    # Not a change but a failure someone must see: e.g. a bundle rebuild that failed, so
+    # engines still enforce an earlier registry (written by the system, outside the failed
+    # transaction).
+    ALERT = "alert", "Alert"
 
 
 class ObjectChange(models.Model):

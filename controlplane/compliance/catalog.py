@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -19,7 +20,16 @@ import yaml
 
 CATALOG_DIR = Path(__file__).resolve().parent / "catalogs"
 FRAMEWORK_IDS = ("eu_ai_act", "hipaa", "soc2")
-APPLICABILITY = frozenset({"all", "high_risk"})
+APPLICABILITY = frozenset({"all", "high_risk", "gpai_provider", "ephi"})
+ROLES = frozenset({"provider", "deployer", "both", ""})
+STRENGTHS = frozenset({"satisfies", "supports"})
+# High-risk routes a date can depend on (Art. 6(1) / Annex I, Art. 6(2) / Annex III); "all"
+# is the date for every route.
+ROUTES = frozenset({"all", "annex_iii", "annex_i"})
+SOC2_CATEGORIES = ("security", "availability", "confidentiality", "processing_integrity", "privacy")
+# A control whose text asks a person to review, assign, identify or evaluate is "met" only
+# with that person's attestation: telemetry shows the means, not that someone did it.
+_PERSON_VERBS = re.compile(r"\b(review|assign|identif|evaluat)", re.IGNORECASE)
 IMPLEMENTATION = frozenset({"required", "addressable", "standard"})
 RETENTION_SUBJECTS = frozenset({"audit_events", "policy_documentation", "disposal"})
 MANUAL = "manual"
@@ -37,9 +47,26 @@ class Control:
     requirement: str
     evidence: tuple[str, ...]
     applies_to: str = "all"
-    applies_from: datetime.date | None = None
+    # When the obligation applies, per high-risk route ("all", "annex_iii", "annex_i").
+    applies_from_by_route: tuple[tuple[str, datetime.date], ...] = ()
     implementation: str = ""  # HIPAA: required / addressable / standard
-    category: str = ""  # SOC 2: availability, confidentiality, processing_integrity
+    category: str = ""  # SOC 2: security, availability, confidentiality, processing_integrity, privacy
+    role: str = ""  # EU AI Act: whose duty it is (provider, deployer, both)
+    # "supports": platform telemetry alone can only support the control (entity-level
+    # criteria, integrity of data Warden does not hold): at most partial without an attestation.
+    strength: str = "satisfies"
+    attestation_required: bool = False
+    note: str = ""
+
+    @property
+    def applies_from(self) -> datetime.date | None:
+        """The earliest date the control applies on any route (what the catalog lists)."""
+        dates = [d for _, d in self.applies_from_by_route]
+        return min(dates) if dates else None
+
+    def applies_from_for(self, route: str) -> datetime.date | None:
+        by_route = dict(self.applies_from_by_route)
+        return by_route.get(route) or by_route.get("all") or self.applies_from
 
     @property
     def full_id(self) -> str:
@@ -74,6 +101,8 @@ class Framework:
     applicability: dict[str, str]
     controls: tuple[Control, ...] = field(default_factory=tuple)
     source_sha256: str = ""
+    version: str = ""
+    legal_status: str = ""
 
     def control(self, control_id: str) -> Control | None:
         return next((c for c in self.controls if c.id == control_id), None)
@@ -95,6 +124,19 @@ def _date(value, where: str) -> datetime.date:
         return datetime.date.fromisoformat(str(value))
     except ValueError as exc:
         raise CatalogError(f"{where}: {value!r} is not a date (YYYY-MM-DD)") from exc
+
+
+def _applies_from(value, where: str) -> tuple[tuple[str, datetime.date], ...]:
+    """`applies_from: 2026-08-02` or, when the date depends on the high-risk route,
+    `applies_from: {annex_iii: 2027-12-02, annex_i: 2028-08-02}`."""
+    if value is None or value == "":
+        return ()
+    if isinstance(value, dict):
+        unknown = set(value) - ROUTES
+        if unknown:
+            raise CatalogError(f"{where}: applies_from names unknown route(s) {sorted(unknown)}; use {sorted(ROUTES)}")
+        return tuple(sorted((route, _date(date, where)) for route, date in value.items()))
+    return (("all", _date(value, where)),)
 
 
 def parse_catalog(text: str, *, name: str, evidence_kinds: frozenset[str]) -> Framework:
@@ -149,19 +191,38 @@ def parse_catalog(text: str, *, name: str, evidence_kinds: frozenset[str]) -> Fr
         implementation = item.get("implementation", "")
         if framework_id == "hipaa" and implementation not in IMPLEMENTATION:
             raise CatalogError(f"{where}: implementation must be one of {sorted(IMPLEMENTATION)}")
+        role = item.get("role", "")
+        if role not in ROLES:
+            raise CatalogError(f"{where}: role must be one of provider, deployer, both")
+        strength = item.get("strength", "satisfies")
+        if strength not in STRENGTHS:
+            raise CatalogError(f"{where}: strength must be 'satisfies' or 'supports'")
+        category = item.get("category", "")
+        if framework_id == "soc2" and category not in SOC2_CATEGORIES:
+            raise CatalogError(f"{where}: category must be one of {', '.join(SOC2_CATEGORIES)}")
+        requirement = str(_require(item, "requirement", where))
+        attestation = item.get("attestation", "auto")
+        if attestation not in ("auto", "required", "not_required"):
+            raise CatalogError(f"{where}: attestation must be auto, required or not_required")
         controls.append(Control(
             framework=framework_id,
             id=control_id,
             title=str(_require(item, "title", where)),
-            requirement=str(_require(item, "requirement", where)),
+            requirement=requirement,
             evidence=tuple(evidence),
             applies_to=applies_to,
-            applies_from=_date(item["applies_from"], where) if item.get("applies_from") else None,
+            applies_from_by_route=_applies_from(item.get("applies_from"), where),
             implementation=implementation,
-            category=item.get("category", ""),
+            category=category,
+            role=role,
+            strength=strength,
+            attestation_required=attestation == "required" or (
+                attestation == "auto" and bool(_PERSON_VERBS.search(requirement))),
+            note=str(item.get("note", "") or "").strip(),
         ))
     if not controls:
         raise CatalogError(f"{name}: no controls")
+    version = str(_require(meta, "version", f"{name}: framework", object))
     return Framework(
         id=framework_id,
         name=_require(meta, "name", f"{name}: framework"),
@@ -173,6 +234,8 @@ def parse_catalog(text: str, *, name: str, evidence_kinds: frozenset[str]) -> Fr
         applicability=dict(applicability),
         controls=tuple(controls),
         source_sha256=hashlib.sha256(text.encode("utf-8")).hexdigest(),
+        version=version,
+        legal_status=str(meta.get("legal_status", "") or "").strip(),
     )
 
 

@@ -11,8 +11,11 @@ GAP = "gap"
 # The platform cannot produce this evidence: a person must attest it.
 MANUAL = "manual"
 NOT_APPLICABLE = "not_applicable"
+# The population the control operates on was empty in the period ("no instances occurred"):
+# nothing was tested, so nothing is claimed and the control is kept out of the score.
+NOT_TESTED = "not_tested"
 
-STATUSES = (MET, PARTIAL, GAP, MANUAL, NOT_APPLICABLE)
+STATUSES = (MET, PARTIAL, GAP, NOT_TESTED, MANUAL, NOT_APPLICABLE)
 # How far a control is from met; used for the score and for "improved"/"regressed".
 RANK = {GAP: 0, PARTIAL: 1, MET: 2}
 # Evidence appendix size per item: enough to find the objects, bounded so a PDF stays fast.
@@ -38,11 +41,21 @@ class Evidence:
     missing: list[str] = field(default_factory=list)
     remediation: str = ""
     figures: dict = field(default_factory=dict)
+    # What the evidence is about, in words ("live agents of prod"), and how many there were.
+    population: str = ""
+    population_size: int | None = None
+    # For probes: the exact input sent to the bundle and the decision it returned, so an
+    # auditor can re-perform the test.
+    probes: list[dict] = field(default_factory=list)
+    # Facts that contradict the status a reader might infer (never printed under a green status).
+    contradictions: list[str] = field(default_factory=list)
+    collected_at: str = ""
 
-    def as_dict(self) -> dict:
+    def as_dict(self, *, limit: int | None = MAX_OBJECTS) -> dict:
         data = asdict(self)
         total = len(self.objects)
-        data["objects"] = data["objects"][:MAX_OBJECTS]
+        if limit is not None:
+            data["objects"] = data["objects"][:limit]
         data["objects_total"] = total
         return data
 

@@ -3,6 +3,7 @@ fonts/ (so the output does not depend on the host's fonts) and an inline SVG cha
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from pathlib import Path
@@ -12,21 +13,30 @@ from django.utils.html import escape
 from django.utils.safestring import mark_safe
 
 from controlplane.compliance.catalog import load_catalogs
-from controlplane.compliance.models import ControlStatus, GapReport
+from controlplane.compliance.models import ControlStatus, GapReport, SignOffRole
 
 FONT_DIR = Path(__file__).resolve().parent / "fonts"
 COLOURS = {
-    "met": "#2e7d32", "partial": "#f9a825", "gap": "#c62828", "manual": "#5c6bc0", "not_applicable": "#9e9e9e",
+    "met": "#2e7d32", "partial": "#f9a825", "gap": "#c62828", "not_tested": "#8d6e63", "manual": "#5c6bc0",
+    "not_applicable": "#9e9e9e",
 }
+# The chart's drawing box, in SVG user units (px); every label must fit inside it.
+CHART_WIDTH, CHART_HEIGHT = 460, 190
+BAR_X, BAR_MAX = 300, 110
+LABEL_GAP = 6
 LABELS = dict(ControlStatus.choices)
+# Short labels for the chart, where the long ones would not fit.
+CHART_LABELS = {"met": "Met", "partial": "Partially met", "gap": "Gap", "not_tested": "Not tested",
+                "manual": "Attestation needed", "not_applicable": "Not applicable"}
 
 # fontTools logs every glyph it keeps at INFO while WeasyPrint subsets the fonts.
 logging.getLogger("fontTools").setLevel(logging.WARNING)
 logging.getLogger("weasyprint.progress").setLevel(logging.WARNING)
-ORDER = ["met", "partial", "gap", "manual", "not_applicable"]
-# Objects listed per evidence kind in the appendix (the API lists more): table layout is
+ORDER = ["met", "partial", "gap", "not_tested", "manual", "not_applicable"]
+# Objects listed per evidence kind in the appendix (the evidence package lists every one): table layout is
 # most of WeasyPrint's time, and the full list is one API call away.
-PDF_OBJECTS_PER_KIND = 10
+PDF_OBJECTS_PER_KIND = 5
+PDF_PROBES_PER_KIND = 3
 
 
 def _arc(cx: float, cy: float, r: float, start: float, end: float) -> str:
@@ -46,31 +56,37 @@ def _arc(cx: float, cy: float, r: float, start: float, end: float) -> str:
 
 
 def summary_chart(summary: dict) -> str:
-    """A donut of control statuses and a bar per status, as inline SVG."""
+    """A donut of control statuses with the score and coverage in its centre, and a bar per
+    status with its count (`n=…`) — all inside the drawing: the longest bar leaves room for
+    its label (the old chart put the widest bar's count past the right edge)."""
     counts = [(status, int(summary.get(status, 0) or 0)) for status in ORDER]
     total = sum(n for _, n in counts) or 1
-    parts = [('<svg xmlns="http://www.w3.org/2000/svg" width="460" height="170" viewBox="0 0 460 170" '
-             'font-family="Warden Sans">')]
+    parts = [(f'<svg xmlns="http://www.w3.org/2000/svg" width="{CHART_WIDTH}" height="{CHART_HEIGHT}" '
+              f'viewBox="0 0 {CHART_WIDTH} {CHART_HEIGHT}" font-family="Warden Sans">')]
     angle = 0.0
     for status, n in counts:
         if not n:
             continue
         sweep = 2 * math.pi * n / total
         if sweep >= 2 * math.pi - 1e-6:  # a full ring cannot be one arc
-            parts.append(f'<circle cx="80" cy="85" r="58" fill="none" stroke="{COLOURS[status]}" stroke-width="29"/>')
+            parts.append(f'<circle cx="80" cy="95" r="58" fill="none" stroke="{COLOURS[status]}" stroke-width="29"/>')
         else:
-            parts.append(f'<path d="{_arc(80, 85, 72, angle, angle + sweep)}" fill="{COLOURS[status]}"/>')
+            parts.append(f'<path d="{_arc(80, 95, 72, angle, angle + sweep)}" fill="{COLOURS[status]}"/>')
         angle += sweep
     score = summary.get("score")
-    parts.append(f'<text x="80" y="90" text-anchor="middle" font-size="17" font-weight="bold">'
+    coverage = summary.get("coverage")
+    parts.append(f'<text x="80" y="94" text-anchor="middle" font-size="15" font-weight="bold">'
                  f'{"–" if score is None else f"{score:g}%"}</text>')
+    parts.append(f'<text x="80" y="108" text-anchor="middle" font-size="7">'
+                 f'{"score" if score is not None else "no score"} · cov. {"–" if coverage is None else f"{coverage:g}%"}'
+                 '</text>')
     widest = max((n for _, n in counts), default=1) or 1
     for row, (status, n) in enumerate(counts):
-        y = 20 + row * 30
-        width = 200 * n / widest
-        parts.append(f'<text x="175" y="{y + 13}" font-size="10">{escape(LABELS[status])}</text>')
-        parts.append(f'<rect x="290" y="{y}" width="{max(width, 1):.1f}" height="18" fill="{COLOURS[status]}"/>')
-        parts.append(f'<text x="{296 + width:.1f}" y="{y + 13}" font-size="10">{n}</text>')
+        y = 12 + row * 29
+        width = BAR_MAX * n / widest
+        parts.append(f'<text x="172" y="{y + 13}" font-size="10">{escape(CHART_LABELS[status])}</text>')
+        parts.append(f'<rect x="{BAR_X}" y="{y}" width="{max(width, 1):.1f}" height="18" fill="{COLOURS[status]}"/>')
+        parts.append(f'<text x="{BAR_X + max(width, 1) + LABEL_GAP:.1f}" y="{y + 13}" font-size="10">n={n}</text>')
     parts.append("</svg>")
     return "".join(parts)
 
@@ -82,10 +98,16 @@ def render_report_html(report: GapReport) -> str:
     appendix: dict[str, dict] = {}
     for result in results:
         for item in result.evidence:
-            entry = appendix.setdefault(item["kind"], {**item, "objects": item["objects"][:PDF_OBJECTS_PER_KIND],
-                                                       "controls": []})
+            entry = appendix.setdefault(item["kind"], {
+                **item, "objects": item["objects"][:PDF_OBJECTS_PER_KIND], "controls": [],
+                "probes": [{**p, "input_json": json.dumps(p.get("input"), sort_keys=True)}
+                           for p in (item.get("probes") or [])[:PDF_PROBES_PER_KIND]],
+                "probes_total": len(item.get("probes") or []),
+            })
             entry["controls"].append(result.control_id)
+    sign_offs = {s.role: s for s in report.sign_offs.select_related("user")}
     return render_to_string("compliance/report.html", {
+        "sign_offs": [(role, label, sign_offs.get(role)) for role, label in SignOffRole.choices],
         "report": report,
         "framework": framework,
         "results": results,

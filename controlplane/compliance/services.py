@@ -9,7 +9,7 @@ written in one transaction, so a report is never half done.
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 from django.db import transaction
 from django.utils import timezone
@@ -17,17 +17,19 @@ from django.utils import timezone
 from controlplane.bundles.models import Environment
 from controlplane.changelog.models import ChangeAction
 from controlplane.changelog.services import record_change, snapshot
-from controlplane.compliance import assessment, conf
-from controlplane.compliance.catalog import FRAMEWORK_IDS
+from controlplane.compliance import assessment, attestations, conf, monitoring, signing
+from controlplane.compliance.catalog import FRAMEWORK_IDS, SOC2_CATEGORIES
 from controlplane.compliance.catalog import framework as get_framework
 from controlplane.compliance.collectors import collect
 from controlplane.compliance.collectors.context import ReportContext
-from controlplane.compliance.models import ControlResult, GapReport, ReportStatus, ReportTrigger
+from controlplane.compliance.models import ComplianceScope, ControlResult, GapReport, ReportStatus, ReportTrigger
 from controlplane.compliance.rules import rules_by_control
 from controlplane.core.exceptions import ConflictError, InvalidInput
 from controlplane.core import tasks as core_tasks
 
 logger = logging.getLogger(__name__)
+# Objects kept per evidence kind for the population listings of the evidence package.
+POPULATION_LIMIT = 10000
 
 
 def _period(period_start: datetime | None, period_end: datetime | None) -> tuple[datetime, datetime]:
@@ -43,16 +45,39 @@ def _period(period_start: datetime | None, period_end: datetime | None) -> tuple
     return start, end
 
 
+def _categories(framework: str, environment: Environment, categories: list[str] | None) -> list[str]:
+    """SOC 2 categories in scope: the request's, else the environment's declared scope;
+    Security is always in."""
+    if framework != "soc2":
+        return []
+    if categories is None:
+        scope = ComplianceScope.objects.filter(environment=environment).first()
+        categories = list(scope.soc2_categories) if scope else []
+    unknown = sorted(set(categories) - set(SOC2_CATEGORIES))
+    if unknown:
+        raise InvalidInput(f"unknown SOC 2 categor(ies) {unknown}; choose from {', '.join(SOC2_CATEGORIES)}",
+                           field="categories")
+    return ["security", *sorted(set(categories) - {"security"}, key=SOC2_CATEGORIES.index)]
+
+
 @transaction.atomic
 def request_gap_report(*, framework: str, environment: Environment, by=None, period_start: datetime | None = None,
-                       period_end: datetime | None = None, trigger: str = ReportTrigger.MANUAL) -> GapReport:
-    """Create a pending report and enqueue its build once the row is committed."""
+                       period_end: datetime | None = None, trigger: str = ReportTrigger.MANUAL,
+                       assess_as_of: date | None = None, categories: list[str] | None = None) -> GapReport:
+    """Create a pending report and enqueue its build once the row is committed.
+
+    `assess_as_of` assesses obligations as they will apply on that date (a readiness view,
+    e.g. for the Annex III date); by default they are assessed as they apply at the period's end.
+    """
     if framework not in FRAMEWORK_IDS:
         raise InvalidInput(f"unknown framework; choose one of {', '.join(FRAMEWORK_IDS)}", field="framework")
     start, end = _period(period_start, period_end)
+    if assess_as_of is not None and not date(2000, 1, 1) <= assess_as_of <= date(2100, 1, 1):
+        raise InvalidInput("must be a date between 2000-01-01 and 2100-01-01", field="assess_as_of")
     report = GapReport.objects.create(
         framework=framework, environment=environment, period_start=start, period_end=end, trigger=trigger,
         requested_by=by if getattr(by, "pk", None) else None, stage="waiting for a worker",
+        assess_as_of=assess_as_of or end.date(), categories=_categories(framework, environment, categories),
     )
     record_change(report, action=ChangeAction.CREATE, by=by, after=snapshot(report),
                   message=f"{framework} gap report for {environment.name} requested")
@@ -131,7 +156,8 @@ def build_gap_report(report_id) -> GapReport | None:
 def _build(report: GapReport) -> None:
     framework = get_framework(report.framework)
     context = ReportContext(framework=framework, environment=report.environment,
-                            period_start=report.period_start, period_end=report.period_end)
+                            period_start=report.period_start, period_end=report.period_end,
+                            categories=tuple(report.categories or ("security",)))
     kinds = list(dict.fromkeys(k for c in framework.controls for k in c.automatic_evidence))
     evidence = {}
     for index, kind in enumerate(kinds):
@@ -139,17 +165,21 @@ def _build(report: GapReport) -> None:
         evidence[kind] = collect(kind, context)
     _progress(report, 82, "assessing controls")
     by_control = rules_by_control(context.rules)
+    as_of = report.assess_as_of or report.period_end.date()
+    attested = attestations.for_report(report)
+    owners = attestations.owners_for(report.framework, report.environment)
     results = []
     for control in framework.controls:
-        applicable, reason = assessment.applicability(
-            control, high_risk_agents=len(context.high_risk_agents), environment=report.environment.name
-        )
+        applicable, reason, applies_from = assessment.applicability(control, context.scope_facts, as_of=as_of)
         rules = [
             {"id": r.id, "title": r.title, "file": r.file, "line": r.line, "effect": r.effect}
             for r in by_control.get(control.full_id, [])
         ]
-        results.append(assessment.assess_control(control, evidence, applicable=applicable, reason=reason,
-                                                 rules=rules))
+        results.append(assessment.assess_control(
+            control, evidence, applicable=applicable, reason=reason, rules=rules,
+            attestations=attested.get(control.id, []), as_of=report.period_end, applies_from=applies_from,
+            owner=owners.get(control.id, ""),
+        ))
     summary, score = assessment.summarise(results)
     previous = (
         GapReport.objects.filter(framework=report.framework, environment=report.environment,
@@ -171,14 +201,17 @@ def _build(report: GapReport) -> None:
         )
         GapReport.objects.filter(pk=report.pk).update(
             summary=summary, score=score, diff=diff, previous=previous, scope=scope,
-            catalog_sha256=framework.source_sha256, progress=90, stage="rendering the PDF",
+            catalog_sha256=framework.source_sha256, catalog_version=framework.version, progress=90,
+            stage="rendering the PDF", evidence_items={k: e.as_dict(limit=POPULATION_LIMIT) for k, e in evidence.items()},
         )
     report.refresh_from_db()
     pdf = render_pdf(report)
     GapReport.objects.filter(pk=report.pk).update(
         pdf=pdf, pdf_rendered_at=timezone.now(), status=ReportStatus.DONE, progress=100, stage="done",
-        finished_at=timezone.now(),
+        finished_at=timezone.now(), **signing.sign_pdf(pdf, report),
     )
+    report.refresh_from_db()
+    monitoring.after_report(report)
 
 
 def _scope(context: ReportContext) -> dict:
@@ -186,7 +219,21 @@ def _scope(context: ReportContext) -> dict:
 
     bundle = context.bundle
     last = Checkpoint.objects.defer("entries").order_by("-sequence").first()
+    declared = context.scope
+    facts = context.scope_facts
     return {
+        "assumed": {
+            "eu_role": facts.eu_role or "both (not declared)",
+            "gpai_model_provider": facts.gpai_model_provider,
+            "soc2_categories": list(facts.soc2_categories),
+            "hipaa_entity": facts.hipaa_entity or "not declared",
+            "out_of_scope": (declared.out_of_scope if declared else "") or "not declared",
+            "declared": declared is not None,
+            "high_risk_routes": facts.high_risk_routes,
+            "unassessed_high_risk": facts.unassessed_high_risk,
+        },
+        "catalog_version": context.framework.version,
+        "legal_status": context.framework.legal_status,
         "environment": context.environment.name,
         "framework_name": context.framework.name,
         "regulation": context.framework.regulation,
@@ -209,11 +256,14 @@ def render_pdf(report: GapReport) -> bytes:
 
 
 def report_pdf(report: GapReport) -> bytes:
-    """The report's PDF, rendered and stored on first request if the build did not store one."""
+    """The report's PDF, rendered (and signed) and stored on first request if none is stored
+    — e.g. after a sign-off, which changes the sign-off block."""
     if report.status != ReportStatus.DONE:
         raise ConflictError(f"the report is {report.status}; its PDF exists once it is done")
     if report.pdf:
         return bytes(report.pdf)
     pdf = render_pdf(report)
-    GapReport.objects.filter(pk=report.pk).update(pdf=pdf, pdf_rendered_at=timezone.now())
+    signed = signing.sign_pdf(pdf, report)
+    GapReport.objects.filter(pk=report.pk).update(pdf=pdf, pdf_rendered_at=timezone.now(), **signed)
+    report.pdf_sha256, report.pdf_signature = signed["pdf_sha256"], signed["pdf_signature"]
     return pdf

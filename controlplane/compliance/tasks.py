@@ -26,3 +26,11 @@ def schedule_gap_reports() -> list[str]:
 def requeue_stale_reports() -> list[str]:
     """Enqueue again reports left pending by a lost message or running by a dead worker."""
     return services.requeue_stale_reports()
+
+
+@shared_task(name="compliance.deliver_notices", acks_late=True)
+def deliver_notices(report_id: str) -> dict:
+    """E-mail and webhook a report's monitoring notices (regressions, expiring attestations)."""
+    from controlplane.compliance import monitoring
+
+    return monitoring.deliver(report_id)

@@ -13,7 +13,7 @@ from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
-from controlplane.core.exceptions import ConflictError, InvalidInput
+from controlplane.core.exceptions import ConflictError, InvalidInput, NotDelivered, PayloadTooLarge, UnsupportedEncoding
 
 
 def warden_exception_handler(exc, context):
@@ -22,6 +22,13 @@ def warden_exception_handler(exc, context):
         if exc.details:
             body["errors"] = exc.details
         return Response(body, status=status.HTTP_400_BAD_REQUEST)
+    if isinstance(exc, PayloadTooLarge):
+        return Response({"detail": exc.message}, status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
+    if isinstance(exc, UnsupportedEncoding):
+        return Response({"detail": exc.message}, status=status.HTTP_415_UNSUPPORTED_MEDIA_TYPE)
+    if isinstance(exc, NotDelivered):
+        body = {exc.field: [exc.message]} if exc.field else {"detail": exc.message}
+        return Response(body, status=status.HTTP_503_SERVICE_UNAVAILABLE)
     if isinstance(exc, ConflictError):
         body = {exc.field: [exc.message]} if exc.field else {"detail": exc.message}
         return Response(body, status=status.HTTP_409_CONFLICT)

@@ -12,6 +12,7 @@ from controlplane.identity.validators import (
     validate_commands,
     validate_environments,
     validate_host_globs,
+    validate_sandbox_profile,
     validate_scopes,
 )
 
@@ -52,6 +53,15 @@ class Agent(models.Model):
     shell_allow_commands = models.JSONField(
         default=list, blank=True, validators=[validate_commands],
         help_text="Shell commands the agent may run; everything else is denied.",
+    )
+    # With egress_allow_hosts and shell_allow_commands, what agents_sdk.sandbox builds the
+    # agent's sandbox from; it travels in the bundle as data.warden_registry.agents[name].sandbox.
+    sandbox_profile = models.JSONField(
+        default=dict, blank=True, validators=[validate_sandbox_profile],
+        help_text=(
+            "Sandbox for the agent's code and shell tools: {\"file_read\": [paths], \"file_write\": [paths], "
+            "\"limits\": {...}}. Empty: the agent has no sandbox and its sandboxed tools are refused."
+        ),
     )
     status = models.CharField(max_length=16, choices=AgentStatus.choices, default=AgentStatus.ACTIVE, db_index=True)
     status_reason = models.CharField(max_length=500, blank=True)

@@ -1,9 +1,14 @@
 """Writes on agents and their keys: registration, updates, the kill switch, key rotation.
 
-Each service runs in one transaction and records its change log entry itself.
+Each service runs in one transaction and records its change log entry itself. The kill
+switch (suspend, resume, revoke) then delivers the change before it returns: the affected
+bundles are rebuilt and activated in the same call, or NotDelivered is raised (503), never
+a silent success.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass, field
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -20,7 +25,7 @@ MAX_ACTIVE_KEYS = 5
 EDITABLE_AGENT_FIELDS = frozenset(
     {
         "display_name", "owner_email", "team", "description", "scopes", "risk_tier", "environments",
-        "egress_allow_hosts", "shell_allow_commands",
+        "egress_allow_hosts", "shell_allow_commands", "sandbox_profile",
     }
 )
 
@@ -73,6 +78,23 @@ def update_agent(agent: Agent, *, by, **fields) -> Agent:
     return agent
 
 
+@dataclass
+class KillSwitchOutcome:
+    agent: Agent
+    # Per environment: the revision carrying the change and which engines run it (see
+    # bundles.selectors.delivery_report).
+    delivery: list[dict] = field(default_factory=list)
+
+
+def _deliver(agent: Agent, reason: str) -> list[dict]:
+    """Rebuild and activate the bundles now, outside the status change's transaction, so a
+    failed rebuild cannot undo the recorded change but is still reported (NotDelivered)."""
+    report: list[dict] = []
+    for _, response in registry_changed.send(sender=Agent, agent=agent, reason=reason, deliver=True):
+        report.extend(response or [])
+    return report
+
+
 def _change_status(agent: Agent, *, to: str, allowed_from: set[str], action: str, by, reason: str) -> Agent:
     agent = Agent.objects.select_for_update().get(pk=agent.pk)
     if agent.status not in allowed_from:
@@ -83,37 +105,50 @@ def _change_status(agent: Agent, *, to: str, allowed_from: set[str], action: str
     agent.status_changed_at = timezone.now()
     agent.save(update_fields=["status", "status_reason", "status_changed_at", "updated_at"])
     record_change(agent, action=action, by=by, before=before, after=snapshot(agent), message=reason)
-    _announce(agent, action)
     return agent
 
 
-@transaction.atomic
-def suspend_agent(agent: Agent, *, by, reason: str = "") -> Agent:
-    """Kill switch: deny every action of the agent until it is resumed."""
-    return _change_status(
-        agent, to=AgentStatus.SUSPENDED, allowed_from={AgentStatus.ACTIVE}, action=ChangeAction.SUSPEND,
-        by=by, reason=reason,
-    )
+def suspend(agent: Agent, *, by, reason: str = "") -> KillSwitchOutcome:
+    """Kill switch: deny every action of the agent until it is resumed; delivered before it returns."""
+    with transaction.atomic():
+        agent = _change_status(
+            agent, to=AgentStatus.SUSPENDED, allowed_from={AgentStatus.ACTIVE}, action=ChangeAction.SUSPEND,
+            by=by, reason=reason,
+        )
+    return KillSwitchOutcome(agent, _deliver(agent, ChangeAction.SUSPEND))
 
 
-@transaction.atomic
-def resume_agent(agent: Agent, *, by, reason: str = "") -> Agent:
-    return _change_status(
-        agent, to=AgentStatus.ACTIVE, allowed_from={AgentStatus.SUSPENDED}, action=ChangeAction.RESUME,
-        by=by, reason=reason,
-    )
+def resume(agent: Agent, *, by, reason: str = "") -> KillSwitchOutcome:
+    with transaction.atomic():
+        agent = _change_status(
+            agent, to=AgentStatus.ACTIVE, allowed_from={AgentStatus.SUSPENDED}, action=ChangeAction.RESUME,
+            by=by, reason=reason,
+        )
+    return KillSwitchOutcome(agent, _deliver(agent, ChangeAction.RESUME))
 
 
-@transaction.atomic
-def revoke_agent(agent: Agent, *, by, reason: str = "") -> Agent:
+def revoke(agent: Agent, *, by, reason: str = "") -> KillSwitchOutcome:
     """Retire the agent for good: status revoked and every key revoked. There is no way back."""
-    agent = _change_status(
-        agent, to=AgentStatus.REVOKED, allowed_from={AgentStatus.ACTIVE, AgentStatus.SUSPENDED},
-        action=ChangeAction.REVOKE, by=by, reason=reason,
-    )
-    for key in agent.keys.filter(revoked_at__isnull=True):
-        _revoke_key(key, by=by, reason=f"agent revoked: {reason}" if reason else "agent revoked")
-    return agent
+    with transaction.atomic():
+        agent = _change_status(
+            agent, to=AgentStatus.REVOKED, allowed_from={AgentStatus.ACTIVE, AgentStatus.SUSPENDED},
+            action=ChangeAction.REVOKE, by=by, reason=reason,
+        )
+        for key in agent.keys.filter(revoked_at__isnull=True):
+            _revoke_key(key, by=by, reason=f"agent revoked: {reason}" if reason else "agent revoked")
+    return KillSwitchOutcome(agent, _deliver(agent, ChangeAction.REVOKE))
+
+
+def suspend_agent(agent: Agent, *, by, reason: str = "") -> Agent:
+    return suspend(agent, by=by, reason=reason).agent
+
+
+def resume_agent(agent: Agent, *, by, reason: str = "") -> Agent:
+    return resume(agent, by=by, reason=reason).agent
+
+
+def revoke_agent(agent: Agent, *, by, reason: str = "") -> Agent:
+    return revoke(agent, by=by, reason=reason).agent
 
 
 def _parse_key(public_key: str) -> tuple[str, str]:

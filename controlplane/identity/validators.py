@@ -7,6 +7,7 @@ import re
 from django.core.exceptions import ValidationError
 
 from agents_sdk.identity import NAME_PATTERN as AGENT_NAME_PATTERN
+from agents_sdk.sandbox.permissions import profile_problem
 
 # verb:resource, e.g. read:tickets, write:db.orders, send:email, read:* ; lowercase.
 SCOPE_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,31}:(\*|[a-z0-9_][a-z0-9_.\-/]{0,95}\*?)$")
@@ -68,3 +69,12 @@ def validate_commands(value) -> None:
     for command in value:
         if not isinstance(command, str) or not command.strip() or len(command) > 500 or "\n" in command:
             raise ValidationError(f"{command!r} is not a command line: one non-empty line of at most 500 characters")
+
+
+def validate_sandbox_profile(value) -> None:
+    # The SDK builds the sandbox from this object, so the SDK's own rule decides what is valid.
+    if value == {}:
+        return
+    problem = profile_problem(value)
+    if problem is not None:
+        raise ValidationError(problem)

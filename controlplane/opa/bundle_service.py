@@ -80,9 +80,9 @@ async def bundle_reply(environment: str, *, authorization: str, if_none_match: s
         return error_reply(404, f"environment {environment!r} has no active bundle yet: publish or promote one")
     archive = None
     if not etag_matches(if_none_match, state.etag):
-        archive = selectors.cached_bundle_archive(state.bundle_id)
+        archive = selectors.cached_bundle_archive(state.bundle_id, state.etag)
         if archive is None:
-            archive = await run_in_db_thread(selectors.bundle_archive, state.bundle_id)
+            archive = await run_in_db_thread(selectors.bundle_archive, state.bundle_id, state.etag)
     return _bundle_or_304(state, if_none_match, archive, long_polling=wait is not None)
 
 

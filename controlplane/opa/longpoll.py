@@ -59,7 +59,8 @@ async def hold_until_changed(
 ) -> T | None:
     """The state `read()` returns once it has an ETag other than `if_none_match`, or the
     latest state when `wait` seconds pass first. Woken by bundle activations of the
-    environment (notify.publish), so a change is answered within milliseconds."""
+    environment (notify.publish), so a change is answered within milliseconds; when Redis
+    is down, by a database re-read every notify.DB_POLL_SECONDS."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait
     # Listen before reading, so an activation between the read and the wait still wakes us.
@@ -69,6 +70,6 @@ async def hold_until_changed(
             remaining = deadline - loop.time()
             if remaining <= 0 or not await listener.wait(remaining):
                 break
-            listener._event.clear()  # re-arm for the next activation
+            listener.rearm()
             state = await read()
     return state

@@ -15,13 +15,14 @@ from controlplane.bundles.models import Environment
 class DecisionLog(models.Model):
     """One decision an OPA instance made and uploaded (OPA's decision log event, EventV1).
 
-    OPA re-sends a chunk whose 2xx it did not see, so `decision_id` is unique and uploads are
-    idempotent. The event is also kept verbatim in `event`, so fields OPA adds in later
+    OPA re-sends a chunk whose 2xx it did not see, so a decision is stored once per
+    (environment, instance, decision_id) and uploads are idempotent; scoped so that one
+    environment's token can neither pre-empt nor overwrite another's decisions. The event is also kept verbatim in `event`, so fields OPA adds in later
     versions are not lost (the audit timeline reads it).
     """
 
     id = models.BigAutoField(primary_key=True)
-    decision_id = models.CharField(max_length=128, unique=True)
+    decision_id = models.CharField(max_length=128)
     environment = models.ForeignKey(Environment, on_delete=models.PROTECT, related_name="decision_logs")
     instance_id = models.CharField(max_length=128, blank=True, help_text="labels.id of the OPA that decided.")
     path = models.CharField(max_length=1024, blank=True, help_text="The decision path, without a leading slash.")
@@ -31,13 +32,21 @@ class DecisionLog(models.Model):
     bundles = models.JSONField(default=dict, blank=True, help_text="{bundle name: {revision}} active at decision time.")
     labels = models.JSONField(default=dict, blank=True)
     erased = models.JSONField(default=list, blank=True, help_text="JSON pointers removed by OPA's mask policy.")
-    masked = models.JSONField(default=list, blank=True, help_text="JSON pointers replaced by OPA's mask policy.")
+    masked = models.JSONField(
+        default=list, blank=True,
+        help_text="JSON pointers replaced by OPA's mask policy, and by Warden's sensitive key names.",
+    )
     timestamp = models.DateTimeField(help_text="When OPA made the decision.")
     received_at = models.DateTimeField(default=timezone.now)
     event = models.JSONField(help_text="The event exactly as OPA sent it.")
 
     class Meta:
         ordering = ["-timestamp", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["environment", "instance_id", "decision_id"], name="opa_decision_once_per_instance"
+            )
+        ]
         indexes = [
             models.Index(fields=["environment", "-timestamp"], name="opa_decision_env_time"),
             models.Index(fields=["-timestamp"], name="opa_decision_time"),
@@ -46,6 +55,31 @@ class DecisionLog(models.Model):
 
     def __str__(self) -> str:
         return f"{self.decision_id} {self.path}"
+
+
+class RejectedDecisionLog(models.Model):
+    """One event of a decision log upload that could not be stored, with why.
+
+    Kept apart so that the rest of the chunk is stored and OPA gets its 200: refusing the
+    chunk would make OPA retry it ahead of every later one, for good.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    environment = models.ForeignKey(Environment, on_delete=models.PROTECT, related_name="rejected_decision_logs")
+    instance_id = models.CharField(max_length=128, blank=True)
+    decision_id = models.CharField(max_length=128, blank=True)
+    position = models.PositiveIntegerField(help_text="Index of the event in its upload.")
+    reason = models.CharField(max_length=32, db_index=True)
+    message = models.TextField()
+    # As text, sensitive keys masked: the event may hold what no JSON column can (U+0000, 1e400).
+    event = models.TextField(help_text="The event as received (JSON text, sensitive keys masked, truncated).")
+    received_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"rejected {self.decision_id or '?'}: {self.reason}"
 
 
 class OPAInstance(models.Model):

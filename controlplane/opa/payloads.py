@@ -8,23 +8,12 @@ import json
 import math
 import zlib
 
-from controlplane.core.exceptions import InvalidInput
+from controlplane.core.exceptions import InvalidInput, PayloadTooLarge, UnsupportedEncoding
 
-
-class PayloadTooLarge(Exception):
-    """413: the body, or what it inflates to, is over the limit."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
-
-
-class UnsupportedEncoding(Exception):
-    """415: a Content-Encoding other than gzip or identity."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
+__all__ = [
+    "PayloadTooLarge", "UnsupportedEncoding", "decode_body", "inflate_gzip", "parse_json", "parse_json_values_later",
+    "read_body",
+]
 
 
 def read_body(request, *, max_bytes: int) -> bytes:
@@ -102,6 +91,24 @@ def parse_json(raw: bytes, *, field: str = "body"):
     if "\\u" in text:  # only escapes can produce NUL or lone surrogates
         _check_strings(value, field)
     return value
+
+
+def parse_json_values_later(raw: bytes, *, field: str = "body"):
+    """Parse UTF-8 JSON whose values are judged one by one afterwards (decision log events):
+    NaN, 1e400, U+0000 and lone surrogates are let through here, so one bad event never
+    costs the others their place. Only a body that is not JSON at all is refused."""
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InvalidInput(f"the body is not UTF-8 (byte {exc.start})", field=field) from exc
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidInput(
+            f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}", field=field
+        ) from exc
+    except (ValueError, RecursionError) as exc:
+        raise InvalidInput(f"not acceptable JSON: {exc}"[:300], field=field) from exc
 
 
 def _check_strings(value, field: str) -> None:

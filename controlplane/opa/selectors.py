@@ -2,8 +2,9 @@
 
 The bundle endpoint's hot path is a conditional GET answered 304: it is served from a
 per-process cache of each environment's active ETag, refreshed after `ACTIVE_BUNDLE_TTL`
-seconds and whenever a long poll of that environment is woken by an activation. Archives
-are immutable, so they are cached by bundle id with no expiry.
+seconds and whenever a long poll of that environment is woken by an activation. An archive's
+bytes are identified by its ETag (a revision activated again is re-stamped with a new build
+time, so new bytes), so archives are cached by (bundle id, ETag) with no expiry.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ class ActiveBundle:
 
 
 _active: dict[str, tuple[float, ActiveBundle | None]] = {}
-_archives: OrderedDict[str, bytes] = OrderedDict()
+_archives: OrderedDict[tuple[str, str], bytes] = OrderedDict()
 _lock = threading.Lock()
 
 
@@ -63,21 +64,23 @@ def cached_active_bundle(environment_name: str) -> tuple[bool, ActiveBundle | No
     return True, entry[1]
 
 
-def cached_bundle_archive(bundle_id: str) -> bytes | None:
+def cached_bundle_archive(bundle_id: str, etag: str) -> bytes | None:
     with _lock:
-        return _archives.get(bundle_id)
+        return _archives.get((bundle_id, etag))
 
 
-def bundle_archive(bundle_id: str) -> bytes:
-    """The tar.gz of a bundle. Bundles never change, so one read per process is enough."""
+def bundle_archive(bundle_id: str, etag: str) -> bytes:
+    """The tar.gz of a bundle with this ETag: one read per process is enough."""
+    key = (bundle_id, etag)
     with _lock:
-        archive = _archives.get(bundle_id)
+        archive = _archives.get(key)
         if archive is not None:
-            _archives.move_to_end(bundle_id)
+            _archives.move_to_end(key)
             return archive
-    archive = bytes(Bundle.objects.values_list("archive", flat=True).get(pk=bundle_id))
+    archive_bytes, current_etag = Bundle.objects.values_list("archive", "etag").get(pk=bundle_id)
+    archive = bytes(archive_bytes)
     with _lock:
-        _archives[bundle_id] = archive
+        _archives[(bundle_id, current_etag)] = archive
         while len(_archives) > ARCHIVE_CACHE_ENTRIES:
             _archives.popitem(last=False)
     return archive

@@ -7,15 +7,21 @@ decision log chunk when it missed our 2xx, and sends a status report at every po
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from agents_sdk.records import value_problem
+from controlplane.audit import conf as audit_conf
+from controlplane.audit import records as audit_records
 from controlplane.bundles.models import Environment
 from controlplane.core.exceptions import InvalidInput
-from controlplane.opa.models import DecisionLog, OPAInstance
+from controlplane.identity.models import Agent
+from controlplane.opa.models import DecisionLog, OPAInstance, RejectedDecisionLog
 
 # Limits on uploads. OPA's default decision log chunk is 32 KiB compressed
 # (decision_logs.reporting.upload_size_limit_bytes); these leave ample room above it.
@@ -24,6 +30,7 @@ MAX_LOG_INFLATED_BYTES = 8 * 1024 * 1024
 MAX_STATUS_BYTES = 1024 * 1024
 
 MAX_ID_LENGTH = 128
+MAX_REJECTED_EVENT_CHARACTERS = 64 * 1024
 MAX_PATH_LENGTH = 1024
 _LOOKUP_CHUNK = 500  # ids per IN (...) query, well under SQLite's variable limit
 
@@ -32,6 +39,7 @@ _LOOKUP_CHUNK = 500  # ids per IN (...) query, well under SQLite's variable limi
 class IngestResult:
     received: int
     stored: int
+    rejected: int = 0
 
 
 def _string(value, field: str, *, required: bool = False, max_length: int | None = None) -> str:
@@ -107,30 +115,129 @@ def _decision_log(environment: Environment, event, index: int, received_at: date
     )
 
 
-@transaction.atomic
-def ingest_decision_logs(environment: Environment, events) -> IngestResult:
-    """Store a decision log upload (a JSON array of OPA decision events), each decision once.
+@dataclass(frozen=True)
+class _Rejection:
+    position: int
+    reason: str
+    message: str
+    event: Any
 
-    The upload is all or nothing: a malformed event refuses the whole upload with the index
-    and field to fix, so a retry cannot half-apply. Events already stored (OPA retried a
-    chunk, or one decision_id appears twice in it) are skipped.
+
+def ingest_decision_logs(environment: Environment, events) -> IngestResult:
+    """Store an upload (a JSON array of OPA decision events): every valid event once, each
+    bad one rejected apart with its reason, so the chunk is always answered 200.
+
+    Refusing a chunk for one event would make OPA retry it ahead of all later chunks for
+    good. An event is rejected when a value cannot be stored (U+0000, an unpaired surrogate,
+    1e400, nesting too deep), a field is malformed, or the agent it names does not run in the
+    token's environment (one environment must not write another's agents' evidence).
+    Sensitive key names are masked before anything is stored. A decision is stored once per
+    (environment, instance, decision_id): a resent chunk stores nothing new.
     """
     if not isinstance(events, list):
         raise InvalidInput("must be a JSON array of decision events", field="body")
     received_at = timezone.now()
-    rows: dict[str, DecisionLog] = {}
+    sensitive = audit_conf.sensitive_keys()
+    rows: dict[tuple[str, str], DecisionLog] = {}
+    rejected: list[_Rejection] = []
+    parsed: list[tuple[int, DecisionLog]] = []
     for index, event in enumerate(events):
-        row = _decision_log(environment, event, index, received_at)
-        rows.setdefault(row.decision_id, row)
-    ids = list(rows)
-    known: set[str] = set()
-    for start in range(0, len(ids), _LOOKUP_CHUNK):
-        chunk = ids[start : start + _LOOKUP_CHUNK]
-        known.update(DecisionLog.objects.filter(decision_id__in=chunk).values_list("decision_id", flat=True))
-    fresh = [row for decision_id, row in rows.items() if decision_id not in known]
-    # ignore_conflicts: a concurrent upload of the same chunk may have stored some meanwhile.
-    DecisionLog.objects.bulk_create(fresh, batch_size=_LOOKUP_CHUNK, ignore_conflicts=True)
-    return IngestResult(received=len(events), stored=len(fresh))
+        problem = value_problem(event, f"[{index}]")
+        if problem:
+            rejected.append(_Rejection(index, "unstorable", problem, event))
+            continue
+        try:
+            parsed.append((index, _decision_log(environment, event, index, received_at)))
+        except InvalidInput as exc:
+            rejected.append(_Rejection(index, "malformed", _first_error(exc), event))
+    allowed = _agents_running_in(environment, [row.input for _, row in parsed])
+    for index, row in parsed:
+        agent = _agent_named(row.input)
+        if agent is not None and agent not in allowed:
+            rejected.append(_Rejection(index, "foreign_agent", (
+                f"[{index}].input.agent names {agent!r}, which does not run in environment {environment.name!r}: "
+                "decision logs of an agent come from its own environment's OPA"
+            ), row.event))
+            continue
+        _mask_sensitive(row, sensitive)
+        rows.setdefault((row.instance_id, row.decision_id), row)
+    with transaction.atomic():
+        known: set[tuple[str, str]] = set()
+        keys = list(rows)
+        for start in range(0, len(keys), _LOOKUP_CHUNK):
+            chunk = keys[start : start + _LOOKUP_CHUNK]
+            known.update(
+                DecisionLog.objects.filter(environment=environment, decision_id__in=[d for _, d in chunk])
+                .values_list("instance_id", "decision_id")
+            )
+        fresh = [row for key, row in rows.items() if key not in known]
+        # ignore_conflicts: a concurrent upload of the same chunk may have stored some meanwhile.
+        DecisionLog.objects.bulk_create(fresh, batch_size=_LOOKUP_CHUNK, ignore_conflicts=True)
+        RejectedDecisionLog.objects.bulk_create(
+            [_rejected_row(environment, r, received_at, sensitive) for r in rejected], batch_size=_LOOKUP_CHUNK
+        )
+    return IngestResult(received=len(events), stored=len(fresh), rejected=len(rejected))
+
+
+def _first_error(exc: InvalidInput) -> str:
+    return f"{exc.field}: {exc}"
+
+
+def _agent_named(decision_input: Any) -> str | None:
+    """The agent a decision input names (input.agent.name or .id, as Warden's SDK sends), if any."""
+    agent = decision_input.get("agent") if isinstance(decision_input, dict) else None
+    if not isinstance(agent, dict):
+        return None
+    name = agent.get("name") if isinstance(agent.get("name"), str) else agent.get("id")
+    return name if isinstance(name, str) else None
+
+
+def _agents_running_in(environment: Environment, inputs: list[Any]) -> set[str]:
+    names = {name for name in map(_agent_named, inputs) if name is not None}
+    if not names:
+        return set()
+    return {
+        name for name, environments in Agent.objects.filter(name__in=names).values_list("name", "environments")
+        if environment.name in (environments or [])
+    }
+
+
+def _mask_sensitive(row: DecisionLog, sensitive: frozenset[str]) -> None:
+    """Mask values under sensitive key names in the input, the result and the raw event."""
+    row.input, input_paths = audit_records.mask_payload(row.input, [], sensitive)
+    row.result, result_paths = audit_records.mask_payload(row.result, [], sensitive)
+    row.event, _ = audit_records.mask_payload(row.event, [], sensitive)
+    added = [f"/input{p}" for p in input_paths] + [f"/result{p}" for p in result_paths]
+    row.masked = sorted(set(row.masked) | set(added))
+
+
+def _rejected_row(environment, rejection: _Rejection, received_at, sensitive) -> RejectedDecisionLog:
+    event = rejection.event
+    labels = event.get("labels") if isinstance(event, dict) else None
+    instance_id = labels.get("id") if isinstance(labels, dict) else None
+    decision_id = event.get("decision_id") if isinstance(event, dict) else None
+    try:
+        masked, _ = audit_records.mask_payload(event, [], sensitive)
+        text = json.dumps(masked, ensure_ascii=True, sort_keys=True)  # escapes U+0000 and surrogates
+    except (RecursionError, ValueError):
+        text = "(not shown: nested too deeply to print)"
+    return RejectedDecisionLog(
+        environment=environment,
+        instance_id=_printable(instance_id, MAX_ID_LENGTH),
+        decision_id=_printable(decision_id, MAX_ID_LENGTH),
+        position=rejection.position,
+        reason=rejection.reason,
+        message=rejection.message,
+        event=text[:MAX_REJECTED_EVENT_CHARACTERS],
+        received_at=received_at,
+    )
+
+
+def _printable(value: Any, limit: int) -> str:
+    """A string column's value from anything: U+0000 and surrogates escaped, cut to `limit`."""
+    if not isinstance(value, str):
+        return ""
+    return value.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\u0000")[:limit]
 
 
 # The per-bundle status fields Warden keeps, with their JSON types (OPA's BundleStatus).

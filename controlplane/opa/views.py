@@ -25,7 +25,14 @@ from controlplane.opa import services
 from controlplane.opa.authentication import AuthenticationFailed, aauthenticate
 from controlplane.opa.bundle_service import Reply, bundle_reply, discovery_reply, unauthorized
 from controlplane.opa.database import run_in_db_thread
-from controlplane.opa.payloads import PayloadTooLarge, UnsupportedEncoding, decode_body, parse_json, read_body
+from controlplane.opa.payloads import (
+    PayloadTooLarge,
+    UnsupportedEncoding,
+    decode_body,
+    parse_json,
+    parse_json_values_later,
+    read_body,
+)
 
 
 def _detail(status: int, message: str) -> JsonResponse:
@@ -97,7 +104,7 @@ async def discovery(request, environment: str):
 
 def _ingest_logs(client, body: bytes, content_encoding: str):
     raw = decode_body(body, content_encoding, max_inflated_bytes=services.MAX_LOG_INFLATED_BYTES)
-    return services.ingest_decision_logs(client.environment(), parse_json(raw))
+    return services.ingest_decision_logs(client.environment(), parse_json_values_later(raw))
 
 
 def _record_status(client, body: bytes, content_encoding: str):
@@ -117,7 +124,8 @@ async def decision_logs(request, partition: str | None = None):
     client = await aauthenticate(request.headers.get("Authorization", ""))
     body = read_body(request, max_bytes=services.MAX_LOG_UPLOAD_BYTES)
     result = await run_in_db_thread(_ingest_logs, client, body, request.headers.get("Content-Encoding", ""))
-    return JsonResponse({"received": result.received, "stored": result.stored})
+    # 200 even with rejected events: they are kept apart with their reason (see services).
+    return JsonResponse({"received": result.received, "stored": result.stored, "rejected": result.rejected})
 
 
 @opa_endpoint

@@ -54,10 +54,14 @@ class PolicyRevision(models.Model):
     sha256 = models.CharField(max_length=64)
     message = models.CharField(max_length=500, blank=True)
     diff = models.TextField(blank=True, help_text="Unified diff from the previous revision.")
+    relaxations = models.JSONField(
+        default=list, blank=True,
+        help_text="Replayed inputs whose decision this revision made less strict (deny to hold or allow, hold to allow).",
+    )
     author = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
 
-    change_log_exclude = ("source", "diff")
+    change_log_exclude = ("source", "diff", "relaxations")
 
     class Meta:
         ordering = ["module", "-number"]

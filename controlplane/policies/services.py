@@ -14,12 +14,15 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from agents_sdk.engine import CompiledPolicy, RegoCompileError, RegoEngine, TestReport
+from agents_sdk.engine.worker import compile_in_worker
 from controlplane.changelog.models import ChangeAction
 from controlplane.changelog.services import record_change, snapshot
 from controlplane.core.exceptions import ConflictError, InvalidInput
 from controlplane.core.signals import registry_changed
+from controlplane.policies.gate import check_organisation_module, check_organisation_policy
 from controlplane.policies.library import library_modules
 from controlplane.policies.models import PolicyModule, PolicyRevision, Tool
+from controlplane.policies.replay import relaxations
 
 MAX_MODULE_BYTES = 256 * 1024
 PACKAGE_PATTERN = re.compile(r"^\s*package\s+([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)\s*$", re.M)
@@ -67,13 +70,42 @@ def run_policy_tests(modules: dict[str, str], data: dict | None = None) -> TestR
         raise
 
 
-def _check_source(path: str, source: str) -> str:
-    if len(source.encode("utf-8")) > MAX_MODULE_BYTES:
+def _check_source(bundle_path: str, source: str) -> str:
+    """The gate (controlplane.policies.gate) on the module alone; returns its package."""
+    if len(source.encode("utf-8", "surrogatepass")) > MAX_MODULE_BYTES:  # the gate refuses surrogates
         raise InvalidInput(f"a module is at most {MAX_MODULE_BYTES // 1024} KiB", field="source")
-    match = PACKAGE_PATTERN.search(source)
-    if not match:
-        raise InvalidInput("the module has no package declaration", field="source")
-    return match.group(1)
+    return check_organisation_module(bundle_path, source).package
+
+
+def check_policy_in_worker(modules: dict[str, str]) -> None:
+    """Compile library and organisation modules in a worker process with CPU-time and
+    memory limits (a slow module is refused, the web process stays responsive)."""
+    check_organisation_policy({path: source for path, source in modules.items() if path.startswith("org/")})
+    try:
+        compile_in_worker(modules)
+    except RegoCompileError as exc:
+        first = exc.errors[0]
+        raise InvalidInput(
+            f"{first.file}:{first.line}:{first.column}: {first.message}",
+            field="source",
+            details=[{"file": e.file, "line": e.line, "column": e.column, "message": e.message} for e in exc.errors],
+        ) from exc
+
+
+def _relaxations(before: dict[str, str], after: dict[str, str], removed: list[str]) -> list[dict]:
+    library = library_modules(include_tests=False)
+    return relaxations(compile_modules, library | _policy_only(before), library | _policy_only(after), removed)
+
+
+def _policy_only(modules: dict[str, str]) -> dict[str, str]:
+    return {path: source for path, source in modules.items() if not path.endswith("_test.rego")}
+
+
+def _flagged(message: str, found: list[dict]) -> str:
+    if not found:
+        return message
+    note = f"[relaxes decisions: {len(found)} replayed inputs are less strict than before]"
+    return f"{message} {note}".strip()
 
 
 @transaction.atomic
@@ -88,12 +120,16 @@ def save_policy_module(*, path: str, source: str, message: str = "", by) -> Poli
             raise InvalidInput(
                 "must be a relative .rego file name of lowercase words, e.g. 'finance/refunds.rego'", field="path"
             ) from exc
-    package = _check_source(path, source)
+    package = _check_source(module.bundle_path, source)
     is_new = module._state.adding
     previous = module.current_revision if not is_new and not module.is_deleted else None
     if previous is not None and previous.source == source:
         raise ConflictError("the source is identical to the current revision", field="source")
-    compile_modules(library_modules() | organisation_modules(replace={module.bundle_path: source}))
+    before_modules = organisation_modules()
+    after_modules = organisation_modules(replace={module.bundle_path: source})
+    check_policy_in_worker(library_modules() | after_modules)
+    relaxed = _relaxations(before_modules, after_modules, [previous.source] if previous else [])
+    message = _flagged(message, relaxed)
 
     before = None if is_new else snapshot(module)
     module.package = package
@@ -112,6 +148,7 @@ def save_policy_module(*, path: str, source: str, message: str = "", by) -> Poli
         message=message,
         diff=diff,
         author=by if getattr(by, "pk", None) else None,
+        relaxations=relaxed,
     )
     module.current_revision = revision
     module.save(update_fields=["current_revision", "updated_at"])
@@ -126,7 +163,10 @@ def delete_policy_module(module: PolicyModule, *, by, message: str = "") -> Poli
     module = PolicyModule.objects.select_for_update().get(pk=module.pk)
     if module.is_deleted:
         raise ConflictError("the module is already deleted")
-    compile_modules(library_modules() | organisation_modules(replace={module.bundle_path: None}))
+    after_modules = organisation_modules(replace={module.bundle_path: None})
+    check_policy_in_worker(library_modules() | after_modules)
+    relaxed = _relaxations(organisation_modules(), after_modules, [module.current_revision.source] if module.current_revision else [])
+    message = _flagged(message, relaxed)
     before = snapshot(module)
     module.is_deleted = True
     module.save(update_fields=["is_deleted", "updated_at"])

@@ -3,7 +3,8 @@
 With nothing set, Warden runs on its embedded default: SQLite under var/, Celery
 tasks run eagerly in-process, a secret key generated once and kept under var/.
 DATABASE_URL and REDIS_URL switch to PostgreSQL and a real Celery broker.
-Every variable is listed in .env.example.
+Every variable is declared once in settings/registry.py (type, default, description);
+.env.example and docs/configuration.md list exactly those.
 """
 
 from __future__ import annotations
@@ -15,37 +16,24 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from controlplane.settings.production import encryption_key_problem, insecure_settings
+from controlplane.settings.registry import read
+
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
-
-def env_bool(name: str, default: bool) -> bool:
-    value = os.environ.get(name)
-    if value is None or value == "":
-        return default
-    return value.strip().lower() in {"1", "true", "yes", "on"}
-
-
-def env_list(name: str, default: list[str]) -> list[str]:
-    value = os.environ.get(name)
-    if not value:
-        return default
-    return [item.strip() for item in value.split(",") if item.strip()]
-
-
-VAR_DIR = Path(os.environ.get("WARDEN_VAR_DIR") or BASE_DIR / "var")
+VAR_DIR = Path(read("WARDEN_VAR_DIR") or BASE_DIR / "var")
 VAR_DIR.mkdir(parents=True, exist_ok=True)
 
-# Production mode refuses every insecure default instead of inventing one.
-PRODUCTION = env_bool("WARDEN_PRODUCTION", False)
-DEBUG = env_bool("WARDEN_DEBUG", not PRODUCTION)
+# Production mode refuses every insecure setting instead of inventing a default.
+PRODUCTION = read("WARDEN_PRODUCTION")
+# Debug pages show settings (broker URLs included): only when asked for, never by default.
+DEBUG = read("WARDEN_DEBUG")
 
 
 def _secret_key() -> str:
-    configured = os.environ.get("WARDEN_SECRET_KEY")
-    if configured:
-        return configured
-    if PRODUCTION:
-        raise ImproperlyConfigured("WARDEN_SECRET_KEY must be set when WARDEN_PRODUCTION is on")
+    configured = read("WARDEN_SECRET_KEY")
+    if configured or PRODUCTION:
+        return configured  # an empty key in production is refused below, with the other problems
     key_file = VAR_DIR / "secret_key"
     if not key_file.exists():
         # Created with 0600 so the generated key is readable only by its owner.
@@ -56,13 +44,18 @@ def _secret_key() -> str:
 
 
 SECRET_KEY = _secret_key()
-# Fernet key for secrets at rest (signing keys, checkpoint keys); empty: derived from SECRET_KEY.
-WARDEN_ENCRYPTION_KEY = os.environ.get("WARDEN_ENCRYPTION_KEY", "")
+# Earlier secret keys: Django accepts sessions signed with them, core.crypto decrypts with
+# keys derived from them, so rotating the secret key loses nothing.
+SECRET_KEY_FALLBACKS = list(read("WARDEN_SECRET_KEY_FALLBACKS"))
+# Fernet key for secrets at rest (signing keys, checkpoint keys, sealed records); empty:
+# derived from SECRET_KEY. Fallbacks stay readable; `manage.py rotate_encryption_key` re-encrypts.
+WARDEN_ENCRYPTION_KEY = read("WARDEN_ENCRYPTION_KEY")
+WARDEN_ENCRYPTION_KEY_FALLBACKS = read("WARDEN_ENCRYPTION_KEY_FALLBACKS")
 
-ALLOWED_HOSTS = env_list(
-    "WARDEN_ALLOWED_HOSTS", [] if PRODUCTION else ["127.0.0.1", "localhost", "testserver", "[::1]"]
+ALLOWED_HOSTS = list(
+    read("WARDEN_ALLOWED_HOSTS", () if PRODUCTION else ("127.0.0.1", "localhost", "testserver", "[::1]"))
 )
-CSRF_TRUSTED_ORIGINS = env_list("WARDEN_CSRF_TRUSTED_ORIGINS", [])
+CSRF_TRUSTED_ORIGINS = list(read("WARDEN_CSRF_TRUSTED_ORIGINS"))
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -85,6 +78,10 @@ INSTALLED_APPS = [
     "controlplane.opa",
     "controlplane.audit",
     "controlplane.compliance",
+    "controlplane.detection",
+    "controlplane.console",
+    # seed_demo: it seeds the other apps and nothing depends on it.
+    "controlplane.demo",
 ]
 
 MIDDLEWARE = [
@@ -92,6 +89,8 @@ MIDDLEWARE = [
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
+    # A NUL in a filter or path is the caller's 400, never the database's 500.
+    "controlplane.core.middleware.StorableInputMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
@@ -117,18 +116,30 @@ TEMPLATES = [
     },
 ]
 
-DATABASE_URL = os.environ.get("DATABASE_URL") or f"sqlite:///{VAR_DIR / 'warden.sqlite3'}"
+DATABASE_URL = read("DATABASE_URL") or f"sqlite:///{VAR_DIR / 'warden.sqlite3'}"
 # Under ASGI each sync request runs in its own thread, so a kept connection would outlive
 # its thread unused: connections are closed after each request unless configured otherwise.
 DATABASES = {
     "default": dj_database_url.parse(
-        DATABASE_URL, conn_max_age=int(os.environ.get("WARDEN_DB_CONN_MAX_AGE", 0)), conn_health_checks=True
+        DATABASE_URL, conn_max_age=read("WARDEN_DB_CONN_MAX_AGE"), conn_health_checks=True
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
-    # One test database per xdist worker is handled by pytest-django; name it clearly.
-    DATABASES["default"].setdefault("TEST", {})["NAME"] = os.environ.get(
-        "WARDEN_TEST_DATABASE", "test_warden"
+    # Named after the configured database, so two checkouts on one server never share one.
+    DATABASES["default"].setdefault("TEST", {})["NAME"] = (
+        read("WARDEN_TEST_DATABASE") or f"test_{DATABASES['default']['NAME']}"
+    )
+else:
+    # The embedded default has concurrent writers too (decision-log uploads during a kill
+    # switch): WAL lets readers run beside the writer, and a writer waits for the lock up to
+    # 20 s instead of failing at once with "database is locked". IMMEDIATE takes the write
+    # lock when a transaction starts, so two transactions never deadlock upgrading a read lock.
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {
+            "timeout": 20,
+            "transaction_mode": "IMMEDIATE",
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        }
     )
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -148,6 +159,11 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
 STATIC_ROOT.mkdir(exist_ok=True)  # WhiteNoise expects it even before collectstatic has run
+# The console's build (frontend/dist, made by `npm run build`) is served as /static/console/.
+CONSOLE_BUILD_DIR = BASE_DIR / "frontend" / "dist"
+STATICFILES_DIRS = [("console", CONSOLE_BUILD_DIR)] if CONSOLE_BUILD_DIR.is_dir() else []
+# Vite names assets by content hash (index-Bx8f3a1Q.js): they may be cached for good.
+WHITENOISE_IMMUTABLE_FILE_TEST = r"^.+/console/assets/.+-[A-Za-z0-9_-]{8,}\.\w+$"
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
@@ -155,7 +171,7 @@ STORAGES = {
 
 # Redis is the Celery broker and the cache when REDIS_URL is set; otherwise tasks
 # run eagerly in the calling process and the cache is local memory.
-REDIS_URL = os.environ.get("REDIS_URL", "")
+REDIS_URL = read("REDIS_URL")
 if REDIS_URL:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
 else:
@@ -163,7 +179,7 @@ else:
 
 CELERY_BROKER_URL = REDIS_URL or "memory://"
 CELERY_RESULT_BACKEND = REDIS_URL or "cache+memory://"
-CELERY_TASK_ALWAYS_EAGER = env_bool("WARDEN_CELERY_EAGER", not REDIS_URL)
+CELERY_TASK_ALWAYS_EAGER = read("WARDEN_CELERY_EAGER", not REDIS_URL)
 CELERY_TASK_EAGER_PROPAGATES = True
 # A task is acknowledged only after it finished, so a worker that dies mid-task
 # leaves it on the queue for another worker.
@@ -175,7 +191,21 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
 # A task held by a worker that died comes back after this many seconds (Redis broker);
 # the audit requeue job covers batches in between.
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": int(os.environ.get("WARDEN_CELERY_VISIBILITY_TIMEOUT", 600))}
+# A broker outage must not hold a request: publishing gives up after WARDEN_BROKER_TIMEOUT
+# seconds, without retries, and the periodic requeue/reconcile jobs send the work later.
+WARDEN_BROKER_TIMEOUT = read("WARDEN_BROKER_TIMEOUT")
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": read("WARDEN_CELERY_VISIBILITY_TIMEOUT"),
+    "socket_connect_timeout": WARDEN_BROKER_TIMEOUT,
+    "socket_timeout": WARDEN_BROKER_TIMEOUT,
+    "max_retries": 0,
+}
+CELERY_BROKER_CONNECTION_TIMEOUT = WARDEN_BROKER_TIMEOUT
+CELERY_TASK_PUBLISH_RETRY = False
+CELERY_REDIS_SOCKET_CONNECT_TIMEOUT = WARDEN_BROKER_TIMEOUT
+CELERY_REDIS_SOCKET_TIMEOUT = WARDEN_BROKER_TIMEOUT
+# The embedded default has no beat: the web process runs the periodic jobs itself.
+WARDEN_IN_PROCESS_JOBS = read("WARDEN_IN_PROCESS_JOBS", CELERY_TASK_ALWAYS_EAGER)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -196,7 +226,7 @@ REST_FRAMEWORK = {
         "rest_framework.renderers.JSONRenderer",
         "rest_framework.renderers.BrowsableAPIRenderer",
     ],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["controlplane.core.parsers.BoundedJSONParser"],
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
@@ -221,20 +251,72 @@ SPECTACULAR_SETTINGS = {
         "RiskTierEnum": "controlplane.identity.models.RiskTier",
         "GapReportStatusEnum": "controlplane.compliance.models.ReportStatus",
         "ControlStatusEnum": "controlplane.compliance.models.ControlStatus",
+        "SeverityEnum": "controlplane.detection.models.Severity",
+        "IncidentStatusEnum": "controlplane.detection.models.IncidentStatus",
+        "TimelineKindEnum": "controlplane.detection.models.TimelineKind",
+        "AttestationKindEnum": "controlplane.compliance.models.AttestationKind",
     },
 }
 
 # Requests larger than this are refused before they are parsed.
-DATA_UPLOAD_MAX_MEMORY_SIZE = int(os.environ.get("WARDEN_MAX_REQUEST_BYTES", 2 * 1024 * 1024))
+DATA_UPLOAD_MAX_MEMORY_SIZE = read("WARDEN_MAX_REQUEST_BYTES")
+# Deeper JSON is refused with a 400 before it can exhaust the parser's recursion.
+WARDEN_MAX_JSON_DEPTH = read("WARDEN_MAX_JSON_DEPTH")
 
 SESSION_COOKIE_SECURE = PRODUCTION
+# Console sessions end after this many seconds without a request (each request renews it).
+SESSION_COOKIE_AGE = read("WARDEN_SESSION_SECONDS")
+SESSION_SAVE_EVERY_REQUEST = True
 CSRF_COOKIE_SECURE = PRODUCTION
 SECURE_CONTENT_TYPE_NOSNIFF = True
+if PRODUCTION:
+    SECURE_HSTS_SECONDS = read("WARDEN_HSTS_SECONDS")
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_SSL_REDIRECT = True
+    # Load balancers probe over plain HTTP inside the network.
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+if read("WARDEN_BEHIND_TLS_PROXY"):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+# Every audit and compliance setting, so `override_settings` reaches them in tests.
+WARDEN_AUDIT_MAX_BATCH_RECORDS = read("WARDEN_AUDIT_MAX_BATCH_RECORDS")
+WARDEN_AUDIT_MAX_BATCH_BYTES = read("WARDEN_AUDIT_MAX_BATCH_BYTES")
+WARDEN_AUDIT_MAX_CLOCK_SKEW = read("WARDEN_AUDIT_MAX_CLOCK_SKEW")
+WARDEN_AUDIT_SENSITIVE_KEYS = read("WARDEN_AUDIT_SENSITIVE_KEYS")
+WARDEN_AUDIT_RETENTION_DAYS = read("WARDEN_AUDIT_RETENTION_DAYS")
+WARDEN_AUDIT_MIN_RETENTION_DAYS = read("WARDEN_AUDIT_MIN_RETENTION_DAYS")
+WARDEN_AUDIT_QUEUE = read("WARDEN_AUDIT_QUEUE")
+WARDEN_AUDIT_CHECKPOINT_MAX_EVENTS = read("WARDEN_AUDIT_CHECKPOINT_MAX_EVENTS")
+WARDEN_AUDIT_STALE_BATCH_SECONDS = read("WARDEN_AUDIT_STALE_BATCH_SECONDS")
+WARDEN_AUDIT_MAX_BATCH_ATTEMPTS = read("WARDEN_AUDIT_MAX_BATCH_ATTEMPTS")
+WARDEN_AUDIT_WITNESS_PATH = read("WARDEN_AUDIT_WITNESS_PATH")
+WARDEN_AUDIT_CHECKPOINT_PUBLIC_KEYS = read("WARDEN_AUDIT_CHECKPOINT_PUBLIC_KEYS")
+WARDEN_AUDIT_ORIGINALS_ROLES = read("WARDEN_AUDIT_ORIGINALS_ROLES")
+WARDEN_COMPLIANCE_PERIOD_DAYS = read("WARDEN_COMPLIANCE_PERIOD_DAYS")
+
+# Refused at start, all at once: an invalid encryption key in any mode (nothing stored at
+# rest could be read), and in production every insecure setting.
+_problems = [
+    problem
+    for name, key in [("WARDEN_ENCRYPTION_KEY", WARDEN_ENCRYPTION_KEY)]
+    + [("WARDEN_ENCRYPTION_KEY_FALLBACKS", key) for key in WARDEN_ENCRYPTION_KEY_FALLBACKS]
+    if key and (problem := encryption_key_problem(name, key))
+]
+if PRODUCTION:
+    _problems = insecure_settings(
+        debug=DEBUG, secret_key=SECRET_KEY, allowed_hosts=ALLOWED_HOSTS,
+        database_engine=DATABASES["default"]["ENGINE"], eager_tasks=CELERY_TASK_ALWAYS_EAGER,
+        encryption_key=WARDEN_ENCRYPTION_KEY,
+    ) + [p for p in _problems if not p.startswith("WARDEN_ENCRYPTION_KEY:")]
+if _problems:
+    raise ImproperlyConfigured(
+        "Warden refuses to start with these settings:\n" + "\n".join(f"- {p}" for p in _problems)
+    )
 
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": os.environ.get("WARDEN_LOG_LEVEL", "INFO")},
+    "root": {"handlers": ["console"], "level": read("WARDEN_LOG_LEVEL")},
 }

@@ -8,7 +8,7 @@ package warden
 
 import rego.v1
 
-action_args := object.get(input.action, "args", {})
+action_args := object.get(object.get(request, "action", {}), "args", {}) if is_object(object.get(request, "action", {}))
 
 approval_granted if {
 	grant := registry.approvals[context.approval_token]
@@ -34,15 +34,51 @@ approval_required contains {
 	tool_spec.category == "payment"
 }
 
-email_recipients contains lower(r) if {
-	some field in ["to", "cc", "bcc"]
-	some r in as_list(args[field])
-	is_string(r)
+# [argument name, value] for each recipient string: a field holds one string (an address
+# or a comma-separated list of them) or an array of strings (contract.rego).
+recipient_values contains [name, value] if {
+	judged_category == "email"
+	some name, value in args # not args[name]: regorus binds an absent member and goes on
+	name in recipient_argument_names
+	is_string(value)
 }
 
-as_list(x) := x if is_array(x)
+recipient_values contains [sprintf("%s/%d", [name, i]), value] if {
+	judged_category == "email"
+	some name, values in args
+	name in recipient_argument_names
+	is_array(values) # `some .. in` a string is an error in regorus, undefined in OPA
+	some i, value in values
+	is_string(value)
+}
 
-as_list(x) := [x] if not is_array(x)
+# RFC 5322 address lists, as far as a rule must read them: comma- or semicolon-separated
+# mailboxes, each a bare address or "Display Name <address>". Quoted strings, comments and
+# groups (which may hide further recipients) are refused below rather than parsed.
+bare_address_pattern := `^[A-Za-z0-9.!#$%&'*+/=?^_{|}~-]+@[A-Za-z0-9.-]+$`
+
+named_address_pattern := `^[^<>"(),;:@\\]*<([A-Za-z0-9.!#$%&'*+/=?^_{|}~-]+@[A-Za-z0-9.-]+)>$`
+
+mailboxes contains [name, trim_space(part)] if {
+	some [name, value] in recipient_values
+	printable_recipients(value)
+	some part in regex.split(`[,;]`, value)
+	trim_space(part) != ""
+}
+
+printable_recipients(value) if regex.match(`^[\x20-\x7e]*$`, value)
+
+mailbox_address(mailbox) := mailbox if regex.match(bare_address_pattern, mailbox)
+
+mailbox_address(mailbox) := match[1] if {
+	not regex.match(bare_address_pattern, mailbox)
+	some match in regex.find_all_string_submatch_n(named_address_pattern, mailbox, 1)
+}
+
+email_recipients contains lower(address) if {
+	some [_, mailbox] in mailboxes
+	address := mailbox_address(mailbox)
+}
 
 default internal_email_domains := []
 
@@ -50,7 +86,18 @@ internal_email_domains := registry.internal_email_domains
 
 internal_recipient(address) if {
 	some domain in internal_email_domains
+	is_string(domain)
 	endswith(address, concat("", ["@", lower(domain)]))
+}
+
+args_violations contains [name, sprintf("e-mail addresses (%q is not one)", [mailbox])] if {
+	some [name, mailbox] in mailboxes
+	not mailbox_address(mailbox)
+}
+
+args_violations contains [name, "printable ASCII addresses (internationalised addresses need approval by hand)"] if {
+	some [name, value] in recipient_values
+	not printable_recipients(value)
 }
 
 # METADATA
@@ -75,6 +122,66 @@ default protected_branches := ["main", "master", "release/*"]
 
 protected_branches := registry.protected_branches
 
+# [argument name, ref] for each ref a push names, as a string or an array of strings.
+ref_values contains [name, value] if {
+	judged_category == "git_push"
+	some name, value in args # not args[name]: regorus binds an absent member and goes on
+	name in ref_argument_names
+	is_string(value)
+}
+
+ref_values contains [sprintf("%s/%d", [name, i]), value] if {
+	judged_category == "git_push"
+	some name, values in args
+	name in ref_argument_names
+	is_array(values) # `some .. in` a string is an error in regorus, undefined in OPA
+	some i, value in values
+	is_string(value)
+}
+
+# The branch a refspec updates: "+src:dst" forces src onto dst, "HEAD:main" and ":main"
+# (a deletion) update main, "refs/heads/x" is branch x.
+pushed_ref(refspec) := trim_prefix(destination, "refs/heads/") if {
+	spec := trim_prefix(refspec, "+")
+	parts := split(spec, ":")
+	destination := parts[count(parts) - 1]
+}
+
+pushed_refs contains pushed_ref(value) if {
+	some [_, value] in ref_values
+	valid_pushed_ref(value)
+}
+
+# git check-ref-format refuses these; glob characters would make patterns misfire.
+args_violations contains [name, sprintf("a git ref naming a branch (%q is not one)", [value])] if {
+	some [name, value] in ref_values
+	not valid_pushed_ref(value)
+}
+
+valid_pushed_ref(refspec) if {
+	printable_ascii(refspec)
+	branch := pushed_ref(refspec)
+	branch != ""
+	upper(branch) != "HEAD"
+	not regex.match(`[~^:?*\[\\{}]|\.\.|@\{|^/|/$|//|\.lock$|^-`, branch)
+	count(split(trim_prefix(refspec, "+"), ":")) <= 2
+}
+
+# Branches compare without regard to ASCII case (refs live in case-insensitive file
+# systems on some hosts); a pattern ending in "/*" covers nested names too.
+protected_branch(branch) if {
+	some pattern in protected_branches
+	is_string(pattern)
+	glob.match(lower(pattern), ["/"], lower(branch))
+}
+
+protected_branch(branch) if {
+	some pattern in protected_branches
+	is_string(pattern)
+	endswith(pattern, "/*")
+	startswith(lower(branch), lower(trim_suffix(pattern, "*")))
+}
+
 # METADATA
 # title: Pushes to protected branches require human approval
 # custom:
@@ -82,13 +189,11 @@ protected_branches := registry.protected_branches
 #   controls: [eu_ai_act.art14(1), eu_ai_act.art14(4)(d), soc2.CC5.1, soc2.CC8.1]
 approval_required contains {
 	"rule": "protected-branch-push",
-	"message": sprintf("Push to protected branch %s requires human approval", [args.branch]),
+	"message": sprintf("Push to protected branch %s requires human approval", [branch]),
 	"controls": ["eu_ai_act.art14(1)", "eu_ai_act.art14(4)(d)", "soc2.CC5.1", "soc2.CC8.1"],
 } if {
-	tool_spec.category == "git_push"
-	is_string(args.branch)
-	some pattern in protected_branches
-	glob.match(pattern, ["/"], args.branch)
+	some branch in pushed_refs
+	protected_branch(branch)
 }
 
 # METADATA

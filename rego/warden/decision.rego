@@ -15,19 +15,41 @@ default registry := {}
 
 registry := data.warden_registry
 
-agent_id := input.agent.id if is_string(input.agent.id)
+# The input as an object ({} when it is not one), so that object.get never meets another
+# type: a builtin error would silently drop the rule it sits in (see contract.rego).
+default request := {}
+
+request := input if is_object(input)
+
+agent_id := id if {
+	id := object.get(request, ["agent", "id"], null)
+	is_string(id)
+}
 
 agent := registry.agents[agent_id]
 
-tool := input.action.tool if is_string(input.action.tool)
+tool := name if {
+	name := object.get(request, ["action", "tool"], null)
+	is_string(name)
+}
 
 tool_spec := registry.tools[tool]
 
-args := input.action.args if is_object(input.action.args)
+# Arguments that are absent are no arguments; arguments of another type are refused by
+# the input contract (malformed-input), so rules may treat args as an object.
+default args := {}
+
+args := value if {
+	value := object.get(request, ["action", "args"], {})
+	is_object(value)
+}
 
 default context := {}
 
-context := input.context if is_object(input.context)
+context := value if {
+	value := object.get(request, "context", {})
+	is_object(value)
+}
 
 # METADATA
 # title: Active, registered agent calling a registered tool within its scopes
@@ -80,3 +102,38 @@ decision := {
 	"reasons": reasons,
 	"obligations": {"log": true, "mask": sort(mask)},
 }
+
+# Organisation policy lives in packages warden.org.<name> (the control plane refuses any
+# other package for it) and can only add: reasons to deny, reasons to hold for approval,
+# and JSON pointers to mask. It cannot allow, nor override a library rule.
+org_policies[name] := policy if {
+	some name, policy in data.warden.org
+	is_object(policy)
+}
+
+deny contains org_reason(reason) if {
+	some policy in org_policies
+	is_set(policy.deny)
+	some reason in policy.deny
+}
+
+approval_required contains org_reason(reason) if {
+	some policy in org_policies
+	is_set(policy.approval_required)
+	some reason in policy.approval_required
+}
+
+mask contains pointer if {
+	some policy in org_policies
+	is_set(policy.mask)
+	some pointer in policy.mask
+	is_string(pointer)
+}
+
+# An organisation reason as the decision contract has it; a reason of another shape is
+# kept (it still denies or holds) under a rule id that says so.
+org_reason(reason) := {"rule": reason.rule, "message": reason.message, "controls": object.get(reason, "controls", [])} if {
+	is_object(reason)
+	is_string(reason.rule)
+	is_string(reason.message)
+} else := {"rule": "org-policy-malformed-reason", "message": sprintf("Organisation policy gave a reason that is not {rule, message}: %v", [reason]), "controls": []}

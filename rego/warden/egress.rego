@@ -1,19 +1,81 @@
 # Network egress: tools the registry marks as network tools may reach only hosts that
 # match the agent's allowlist of host globs ("*.example.com" matches one label).
+#
+# The host judged must be the host the HTTP client connects to. URLs that parsers read
+# differently (WHATWG and urllib3 treat "\" as "/", userinfo hides the host, IPv4 has
+# decimal, octal and hex spellings, Unicode hosts lowercase and map to punycode
+# differently) are refused as ambiguous rather than guessed at.
 package warden
 
 import rego.v1
 
-url_host_pattern := `^[hH][tT][tT][pP][sS]?://([^/?#@]*@)?([^/?#:\[\]]+)(:[0-9]+)?([/?#]|$)`
-
-egress_host := lower(match[2]) if {
-	is_string(args.url)
-	some match in regex.find_all_string_submatch_n(url_host_pattern, args.url, 1)
+# [argument name, URL] for every URL the action names (contract.rego lists the names).
+url_values contains [name, value] if {
+	judged_category == "network"
+	some name, value in args # not args[name]: regorus binds an absent member and goes on
+	name in url_argument_names
+	is_string(value)
 }
+
+url_values contains [sprintf("urls/%d", [i]), value] if {
+	judged_category == "network"
+	is_array(args.urls)
+	some i, value in args.urls
+	is_string(value)
+}
+
+# scheme :// authority, then path, query or fragment (or nothing).
+url_pattern := `^[hH][tT][tT][pP][sS]?://([^/?#]*)([/?#].*)?$`
+
+# host, then an optional port.
+authority_pattern := `^([^:@\[\]]+)(:[0-9]{1,5})?$`
+
+url_authority(url) := match[1] if {
+	printable_ascii(url)
+	some match in regex.find_all_string_submatch_n(url_pattern, url, 1)
+}
+
+url_host(url) := lower(match[1]) if {
+	some match in regex.find_all_string_submatch_n(authority_pattern, url_authority(url), 1)
+}
+
+url_ambiguity(url) := "characters outside printable ASCII (control characters, spaces, Unicode)" if {
+	not printable_ascii(url)
+} else := "a backslash, which clients read as a path separator" if {
+	contains(url, "\\")
+} else := "userinfo (@) or percent-encoding in the host" if {
+	authority := url_authority(url)
+	regex.match(`[@%]`, authority)
+} else := "a host with an empty label or a trailing dot" if {
+	host := url_host(url)
+	regex.match(`(^\.|\.\.|\.$)`, host)
+} else := "an IPv4 address not written as four decimal octets" if {
+	host := url_host(url)
+	labels := split(host, ".")
+	regex.match(`^(0[xX][0-9a-fA-F]*|[0-9]+)$`, labels[count(labels) - 1])
+	not canonical_ipv4(host)
+}
+
+canonical_ipv4(host) if regex.match(`^((25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\.){3}(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])$`, host)
 
 egress_allowed(host) if {
 	some pattern in object.get(agent, ["egress", "allow_hosts"], [])
+	is_string(pattern)
 	glob.match(lower(pattern), ["."], host)
+}
+
+# METADATA
+# title: URLs that clients may parse to another host are refused
+# custom:
+#   severity: critical
+#   controls: [eu_ai_act.art15(5), hipaa.164.312(e)(1), soc2.CC6.6, soc2.CC6.7]
+deny contains {
+	"rule": "ambiguous-url",
+	"message": sprintf("URL in args.%s has %s; write the host plainly", [name, ambiguity]),
+	"controls": ["eu_ai_act.art15(5)", "hipaa.164.312(e)(1)", "soc2.CC6.6", "soc2.CC6.7"],
+} if {
+	some [name, url] in url_values
+	ambiguity := url_ambiguity(url)
 }
 
 # METADATA
@@ -23,12 +85,12 @@ egress_allowed(host) if {
 #   controls: [eu_ai_act.art15(5), hipaa.164.312(e)(1), soc2.CC6.6, soc2.CC6.7]
 deny contains {
 	"rule": "egress-not-allowlisted",
-	"message": sprintf("Host %s is not on the egress allowlist of agent %s", [egress_host, agent_id]),
+	"message": sprintf("Host %s is not on the egress allowlist of agent %s", [host, agent_id]),
 	"controls": ["eu_ai_act.art15(5)", "hipaa.164.312(e)(1)", "soc2.CC6.6", "soc2.CC6.7"],
 } if {
-	tool_spec.category == "network"
-	egress_host
-	not egress_allowed(egress_host)
+	some [_, url] in url_values
+	host := url_host(url)
+	not egress_allowed(host)
 }
 
 # METADATA
@@ -38,9 +100,19 @@ deny contains {
 #   controls: [eu_ai_act.art15(5), hipaa.164.312(e)(1), soc2.CC6.6]
 deny contains {
 	"rule": "egress-url-invalid",
+	"message": sprintf("Network tools need args.%s as an http or https URL with a host", [name]),
+	"controls": ["eu_ai_act.art15(5)", "hipaa.164.312(e)(1)", "soc2.CC6.6"],
+} if {
+	some [name, url] in url_values
+	printable_ascii(url)
+	not url_host(url)
+}
+
+deny contains {
+	"rule": "egress-url-invalid",
 	"message": "Network tools need args.url as an http or https URL with a host",
 	"controls": ["eu_ai_act.art15(5)", "hipaa.164.312(e)(1)", "soc2.CC6.6"],
 } if {
-	tool_spec.category == "network"
-	not egress_host
+	judged_category == "network"
+	count(url_values) == 0
 }

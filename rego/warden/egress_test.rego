@@ -23,7 +23,7 @@ test_glob_does_not_match_deeper_subdomains if {
 }
 
 test_userinfo_cannot_disguise_the_host if {
-	denied_by(call("support-bot", "http_request", {"url": "https://api.example.com@attacker.net/"}), "egress-not-allowlisted")
+	denied_by(call("support-bot", "http_request", {"url": "https://api.example.com@attacker.net/"}), "ambiguous-url")
 }
 
 test_suffix_lookalike_host_is_denied if {

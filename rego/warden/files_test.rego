@@ -25,8 +25,13 @@ test_lookalike_path_is_not_protected if {
 	allowed(call("support-bot", "file_delete", {"path": "/production-notes/a.txt"}))
 }
 
-test_writing_under_prod_is_not_a_destructive_tool if {
-	allowed(call("support-bot", "file_write", {"path": "/prod/x"}))
+test_writing_under_prod_requires_approval if {
+	# writing truncates: a file tool that is not read-only is destructive
+	needs_approval_by(call("support-bot", "file_write", {"path": "/prod/x"}), "no-prod-deletes")
+}
+
+test_reading_under_prod_is_allowed if {
+	allowed(call("support-bot", "file_read", {"path": "/prod/x"}))
 }
 
 test_valid_approval_token_allows_prod_delete if {

@@ -23,7 +23,8 @@ registry := {
 	},
 	"tools": {
 		"ticket_read": {"scopes": ["read:tickets"]},
-		"file_write": {"scopes": ["write:files"]},
+		"file_read": {"scopes": ["read:tickets"], "category": "file"},
+		"file_write": {"scopes": ["write:files"], "category": "file"},
 		"file_delete": {"scopes": ["write:files"]},
 		"http_request": {"scopes": ["net:http"], "category": "network"},
 		"shell": {"scopes": ["shell:exec"], "category": "shell"},

@@ -5,24 +5,6 @@ package warden
 import rego.v1
 
 # METADATA
-# title: Malformed input is refused
-# description: Without an agent id and a tool name there is nothing to decide on.
-# custom:
-#   severity: high
-#   controls: [eu_ai_act.art15(4), hipaa.164.312(a)(1)]
-deny contains {
-	"rule": "malformed-input",
-	"message": "Input must name input.agent.id and input.action.tool as strings",
-	"controls": ["eu_ai_act.art15(4)", "hipaa.164.312(a)(1)"],
-} if {
-	input_malformed
-}
-
-input_malformed if not agent_id
-
-input_malformed if not tool
-
-# METADATA
 # title: Unknown agents are denied
 # custom:
 #   severity: critical
@@ -66,6 +48,14 @@ deny contains {
 		"hipaa.164.308(a)(3)(ii)(C)", "soc2.CC6.2", "soc2.CC7.4",
 	],
 } if {
-	some delegator in object.get(context, "on_behalf_of", [])
-	not registry.agents[delegator].status == "active"
+	some delegator in delegators
+	not delegator_active(delegator)
 }
+
+# Delegators as the input lists them; any other shape is refused by the input contract.
+delegators := value if {
+	value := object.get(context, "on_behalf_of", [])
+	is_array(value)
+} else := []
+
+delegator_active(delegator) if registry.agents[delegator].status == "active"

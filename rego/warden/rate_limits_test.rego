@@ -36,6 +36,12 @@ test_tool_under_limit_is_not_rate_limited if {
 	not "rate-limit-exceeded" in rules_of(d)
 }
 
-test_non_numeric_counter_is_ignored if {
-	allowed(with_context(call("support-bot", "ticket_read", {}), {"counters": {"agent": {"calls_per_minute": "lots"}}}))
+test_non_numeric_counter_is_malformed if {
+	request := with_context(call("support-bot", "ticket_read", {}), {"counters": {"agent": {"calls_per_minute": "lots"}}})
+	denied_by(request, "malformed-input")
+}
+
+test_counter_beyond_exact_numbers_is_malformed if {
+	request := with_context(call("support-bot", "ticket_read", {}), {"counters": {"agent": {"calls_per_minute": 18446744073709551617}}})
+	denied_by(request, "malformed-input")
 }

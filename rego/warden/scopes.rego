@@ -15,14 +15,19 @@ missing_scopes contains scope if {
 
 scope_held(scope) if {
 	scope in object.get(agent, "scopes", [])
-	not is_array(input.agent.scopes)
+	not input_lists_scopes
 }
 
 scope_held(scope) if {
 	scope in object.get(agent, "scopes", [])
-	is_array(input.agent.scopes)
+	input_lists_scopes
 	scope in input.agent.scopes
 }
+
+# A helper rule, not `not is_array(input.agent.scopes)`: OPA hoists a reference out of
+# `not`, so that expression is undefined (not true) when input.agent.scopes is absent
+# (open-policy-agent/opa#1877), while regorus makes it true.
+input_lists_scopes if is_array(input.agent.scopes)
 
 # METADATA
 # title: Tools must be registered

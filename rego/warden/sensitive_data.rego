@@ -7,13 +7,15 @@ package warden
 
 import rego.v1
 
+# Word boundaries are spelled as ASCII classes, not \b: regorus' \b is Unicode-aware and
+# OPA's (RE2) is ASCII, so "éAKIA..." would be a key for one engine and not the other.
 secret_patterns := {
-	"AWS access key id": `\b(AKIA|ASIA)[0-9A-Z]{16}\b`,
+	"AWS access key id": `(^|[^A-Za-z0-9_])(AKIA|ASIA)[0-9A-Z]{16}([^A-Za-z0-9_]|$)`,
 	"private key": `-----BEGIN [A-Z ]*PRIVATE KEY-----`,
-	"GitHub token": `\bgh[pousr]_[A-Za-z0-9]{36,}\b`,
-	"Slack token": `\bxox[abprs]-[A-Za-z0-9-]{10,}`,
-	"Stripe live key": `\b[rs]k_live_[A-Za-z0-9]{16,}`,
-	"Google API key": `\bAIza[0-9A-Za-z_-]{35}\b`,
+	"GitHub token": `(^|[^A-Za-z0-9_])gh[pousr]_[A-Za-z0-9]{36,}([^A-Za-z0-9_]|$)`,
+	"Slack token": `(^|[^A-Za-z0-9_])xox[abprs]-[A-Za-z0-9-]{10,}`,
+	"Stripe live key": `(^|[^A-Za-z0-9_])[rs]k_live_[A-Za-z0-9]{16,}`,
+	"Google API key": `(^|[^A-Za-z0-9_])AIza[0-9A-Za-z_-]{35}([^A-Za-z0-9_]|$)`,
 }
 
 # Pre-checks, so that most decisions run one regex instead of seven per string (regex
@@ -31,112 +33,132 @@ has_13_digits(text) if count(text) - count(strings.replace_n(digit_erasers, text
 
 args_text := json.marshal(args)
 
-args_may_hold_sensitive_text if regex.match(secret_text_pattern, args_text)
+context_text := json.marshal(context)
 
-args_may_hold_sensitive_text if has_13_digits(args_text)
+# One regex over the arguments' and the context's text (both JSON, so no match spans the
+# seam): most decisions pay one secret pre-check for both.
+input_may_hold_secret if regex.match(secret_text_pattern, concat("", [args_text, context_text]))
+
+args_may_hold_sensitive_text if {
+	input_may_hold_secret
+	regex.match(secret_text_pattern, args_text)
+}
+
+# OPA's json.marshal escapes <, >, &, U+2028 and U+2029 as \u003c etc. (Go's encoder),
+# regorus writes them as they are: the escapes are dropped so both count the same digits.
+go_json_escapes := {`\u003c`: "", `\u003e`: "", `\u0026`: "", `\u2028`: "", `\u2029`: ""}
+
+args_may_hold_sensitive_text if has_13_digits(strings.replace_n(go_json_escapes, args_text))
 
 # Every string in the arguments, with its JSON pointer into the input document.
 arg_strings contains [pointer, value] if {
 	args_may_hold_sensitive_text
-	some [pointer, value] in arg_nodes
+	some [pointer, value, _] in arg_nodes
 	is_string(value)
+}
+
+# Object keys are text an agent controls too: a credential may be passed as a key.
+arg_strings contains [pointer, key] if {
+	args_may_hold_sensitive_text
+	some [pointer, _, key] in arg_nodes
+	is_string(key)
 }
 
 # The arguments' members down to 16 levels, each as [JSON pointer, value], level by level
 # (Rego has no recursion, and walk() is left out so that compiled engines can run the pack).
 arg_nodes := arg_nodes_1 | arg_nodes_2 | arg_nodes_3 | arg_nodes_4 | arg_nodes_5 | arg_nodes_6 | arg_nodes_7 | arg_nodes_8 | arg_nodes_9 | arg_nodes_10 | arg_nodes_11 | arg_nodes_12 | arg_nodes_13 | arg_nodes_14 | arg_nodes_15 | arg_nodes_16
 
-arg_nodes_1 contains [concat("/", ["/action/args", pointer_segment(key)]), member] if {
+arg_nodes_1 contains [concat("/", ["/action/args", pointer_segment(key)]), member, key] if {
 	args_may_hold_sensitive_text
 	some key, member in args
 }
 
-arg_nodes_2 contains [concat("/", [parent, pointer_segment(key)]), member] if {
-	some [parent, node] in arg_nodes_1
+arg_nodes_2 contains [concat("/", [parent, pointer_segment(key)]), member, key] if {
+	some [parent, node, _] in arg_nodes_1
 	is_collection(node)
 	some key, member in node
 }
 
-arg_nodes_3 contains [concat("/", [parent, pointer_segment(key)]), member] if {
-	some [parent, node] in arg_nodes_2
+arg_nodes_3 contains [concat("/", [parent, pointer_segment(key)]), member, key] if {
+	some [parent, node, _] in arg_nodes_2
 	is_collection(node)
 	some key, member in node
 }
 
-arg_nodes_4 contains [concat("/", [parent, pointer_segment(key)]), member] if {
-	some [parent, node] in arg_nodes_3
+arg_nodes_4 contains [concat("/", [parent, pointer_segment(key)]), member, key] if {
+	some [parent, node, _] in arg_nodes_3
 	is_collection(node)
 	some key, member in node
 }
 
-arg_nodes_5 contains [concat("/", [parent, pointer_segment(key)]), member] if {
-	some [parent, node] in arg_nodes_4
+arg_nodes_5 contains [concat("/", [parent, pointer_segment(key)]), member, key] if {
+	some [parent, node, _] in arg_nodes_4
 	is_collection(node)
 	some key, member in node
 }
 
-arg_nodes_6 contains [concat("/", [parent, pointer_segment(key)]), member] if {
-	some [parent, node] in arg_nodes_5
+arg_nodes_6 contains [concat("/", [parent, pointer_segment(key)]), member, key] if {
+	some [parent, node, _] in arg_nodes_5
 	is_collection(node)
 	some key, member in node
 }
 
-arg_nodes_7 contains [concat("/", [parent, pointer_segment(key)]), member] if {
-	some [parent, node] in arg_nodes_6
+arg_nodes_7 contains [concat("/", [parent, pointer_segment(key)]), member, key] if {
+	some [parent, node, _] in arg_nodes_6
 	is_collection(node)
 	some key, member in node
 }
 
-arg_nodes_8 contains [concat("/", [parent, pointer_segment(key)]), member] if {
-	some [parent, node] in arg_nodes_7
+arg_nodes_8 contains [concat("/", [parent, pointer_segment(key)]), member, key] if {
+	some [parent, node, _] in arg_nodes_7
 	is_collection(node)
 	some key, member in node
 }
 
-arg_nodes_9 contains [concat("/", [parent, pointer_segment(key)]), member] if {
-	some [parent, node] in arg_nodes_8
+arg_nodes_9 contains [concat("/", [parent, pointer_segment(key)]), member, key] if {
+	some [parent, node, _] in arg_nodes_8
 	is_collection(node)
 	some key, member in node
 }
 
-arg_nodes_10 contains [concat("/", [parent, pointer_segment(key)]), member] if {
-	some [parent, node] in arg_nodes_9
+arg_nodes_10 contains [concat("/", [parent, pointer_segment(key)]), member, key] if {
+	some [parent, node, _] in arg_nodes_9
 	is_collection(node)
 	some key, member in node
 }
 
-arg_nodes_11 contains [concat("/", [parent, pointer_segment(key)]), member] if {
-	some [parent, node] in arg_nodes_10
+arg_nodes_11 contains [concat("/", [parent, pointer_segment(key)]), member, key] if {
+	some [parent, node, _] in arg_nodes_10
 	is_collection(node)
 	some key, member in node
 }
 
-arg_nodes_12 contains [concat("/", [parent, pointer_segment(key)]), member] if {
-	some [parent, node] in arg_nodes_11
+arg_nodes_12 contains [concat("/", [parent, pointer_segment(key)]), member, key] if {
+	some [parent, node, _] in arg_nodes_11
 	is_collection(node)
 	some key, member in node
 }
 
-arg_nodes_13 contains [concat("/", [parent, pointer_segment(key)]), member] if {
-	some [parent, node] in arg_nodes_12
+arg_nodes_13 contains [concat("/", [parent, pointer_segment(key)]), member, key] if {
+	some [parent, node, _] in arg_nodes_12
 	is_collection(node)
 	some key, member in node
 }
 
-arg_nodes_14 contains [concat("/", [parent, pointer_segment(key)]), member] if {
-	some [parent, node] in arg_nodes_13
+arg_nodes_14 contains [concat("/", [parent, pointer_segment(key)]), member, key] if {
+	some [parent, node, _] in arg_nodes_13
 	is_collection(node)
 	some key, member in node
 }
 
-arg_nodes_15 contains [concat("/", [parent, pointer_segment(key)]), member] if {
-	some [parent, node] in arg_nodes_14
+arg_nodes_15 contains [concat("/", [parent, pointer_segment(key)]), member, key] if {
+	some [parent, node, _] in arg_nodes_14
 	is_collection(node)
 	some key, member in node
 }
 
-arg_nodes_16 contains [concat("/", [parent, pointer_segment(key)]), member] if {
-	some [parent, node] in arg_nodes_15
+arg_nodes_16 contains [concat("/", [parent, pointer_segment(key)]), member, key] if {
+	some [parent, node, _] in arg_nodes_15
 	is_collection(node)
 	some key, member in node
 }
@@ -151,7 +173,7 @@ is_collection(x) if is_set(x)
 # matched, such arguments are refused rather than let through unchecked.
 args_nested_too_deep if {
 	args_may_hold_sensitive_text
-	some [_, node] in arg_nodes_16
+	some [_, node, _] in arg_nodes_16
 	is_collection(node)
 	count(node) > 0
 }
@@ -159,7 +181,7 @@ args_nested_too_deep if {
 # RFC 6901: "~" becomes "~0" before "/" becomes "~1".
 pointer_segment(p) := replace(replace(p, "~", "~0"), "/", "~1") if is_string(p)
 
-pointer_segment(p) := sprintf("%v", [p]) if not is_string(p)
+pointer_segment(p) := sprintf("%v", [p]) if is_number(p)
 
 secret_findings contains [pointer, kind] if {
 	some [pointer, value] in arg_strings
@@ -203,13 +225,14 @@ mask contains pointer if {
 	some [pointer, _] in secret_findings
 }
 
-card_candidate_pattern := `\b(?:[0-9][ -]?){12,18}[0-9]\b`
+# ASCII boundaries for the same reason as above; the number is the pattern's group 2.
+card_candidate_pattern := `(^|[^A-Za-z0-9_])((?:[0-9][ -]?){12,18}[0-9])([^A-Za-z0-9_]|$)`
 
 card_pointers contains pointer if {
 	some [pointer, value] in arg_strings
 	has_13_digits(value)
-	some candidate in regex.find_n(card_candidate_pattern, value, -1)
-	luhn_valid(replace(replace(candidate, " ", ""), "-", ""))
+	some match in regex.find_all_string_submatch_n(card_candidate_pattern, value, -1)
+	luhn_valid(replace(replace(match[2], " ", ""), "-", ""))
 }
 
 # METADATA
@@ -235,3 +258,20 @@ luhn_valid(digits) if {
 }
 
 luhn_doubled := [0, 2, 4, 6, 8, 1, 3, 5, 7, 9]
+
+# The context is agent-controlled text as well; it is not masked member by member, so a
+# credential anywhere in it refuses the call (the same pattern on its JSON text, which
+# has every string of the context and no fewer characters of them).
+# METADATA
+# title: Credentials in the input context are refused
+# custom:
+#   severity: critical
+#   controls: [eu_ai_act.art15(5), hipaa.164.312(a)(1), soc2.CC6.1, soc2.CC6.7]
+deny contains {
+	"rule": "secret-in-context",
+	"message": "The input context holds text that looks like a credential; pass credentials through the secret store",
+	"controls": ["eu_ai_act.art15(5)", "hipaa.164.312(a)(1)", "soc2.CC6.1", "soc2.CC6.7"],
+} if {
+	input_may_hold_secret
+	regex.match(secret_text_pattern, context_text)
+}

@@ -83,10 +83,19 @@ test_deep_args_without_sensitive_text_are_not_refused if {
 	allowed(call("support-bot", "ticket_read", {"doc": nested(30, "hello")}))
 }
 
-test_digits_in_numbers_and_keys_alone_mask_nothing if {
-	d := decide(call("support-bot", "ticket_read", {"4111111111111111": 4111111111111111, "AKIAIOSFODNN7EXAMPLE": 1}))
+test_digits_in_numbers_alone_mask_nothing if {
+	d := decide(call("support-bot", "ticket_read", {"n": 4111111111111111, "m": [4111111111111111]}))
 	d.allow
 	d.obligations.mask == []
+}
+
+test_credential_as_an_object_key_is_refused if {
+	denied_by(call("support-bot", "ticket_read", {"AKIAIOSFODNN7EXAMPLE": 1}), "secret-in-args")
+}
+
+test_card_number_as_an_object_key_is_masked if {
+	d := decide(call("support-bot", "ticket_read", {"4111111111111111": 1}))
+	d.obligations.mask == ["/action/args/4111111111111111"]
 }
 
 test_luhn_check_odd_length if {

@@ -12,15 +12,20 @@ shell_program := split(shell_command, " ")[0]
 
 shell_allowed if {
 	some entry in object.get(agent, ["shell", "allow_commands"], [])
+	is_string(entry)
 	not contains(entry, " ")
 	shell_program == entry
 }
 
 shell_allowed if {
 	some entry in object.get(agent, ["shell", "allow_commands"], [])
+	is_string(entry)
 	contains(entry, " ")
 	shell_command == entry
 }
+
+# %q only for strings: sprintf with %q on a number is an error in regorus.
+quoted_command := sprintf("%q", [args.command]) if is_string(args.command) else := "(not a string)"
 
 shell_metacharacters := [";", "&", "|", "`", "$(", ">", "<", "\n", "\r"]
 
@@ -31,7 +36,7 @@ shell_metacharacters := [";", "&", "|", "`", "$(", ">", "<", "\n", "\r"]
 #   controls: [eu_ai_act.art15(5), hipaa.164.312(a)(1), soc2.CC6.6, soc2.CC6.8]
 deny contains {
 	"rule": "shell-not-allowlisted",
-	"message": sprintf("Shell command %q is not on the allowlist of agent %s", [object.get(args, "command", ""), agent_id]),
+	"message": sprintf("Shell command %s is not on the allowlist of agent %v", [quoted_command, object.get(request, ["agent", "id"], "")]),
 	"controls": ["eu_ai_act.art15(5)", "hipaa.164.312(a)(1)", "soc2.CC6.6", "soc2.CC6.8"],
 } if {
 	tool_spec.category == "shell"
@@ -45,7 +50,7 @@ deny contains {
 #   controls: [eu_ai_act.art15(5), soc2.CC6.6, soc2.CC6.8]
 deny contains {
 	"rule": "shell-metacharacters",
-	"message": sprintf("Shell command contains %q, which could run commands outside the allowlist", [meta]),
+	"message": sprintf("Shell command contains %v, which could run commands outside the allowlist", [meta]),
 	"controls": ["eu_ai_act.art15(5)", "soc2.CC6.6", "soc2.CC6.8"],
 } if {
 	tool_spec.category == "shell"

@@ -3,6 +3,7 @@ registered in the control plane, and helpers to sign records and upload batches.
 
 from __future__ import annotations
 
+import base64
 import gzip
 import json
 
@@ -12,7 +13,8 @@ from rest_framework.test import APIClient
 from agents_sdk.identity import AgentIdentity
 from agents_sdk.records import ActionSigner, canonical_json
 from agents_sdk.shipper import request_headers
-from controlplane.audit import services
+from controlplane.audit import verification
+from controlplane.core import tasks as core_tasks
 from controlplane.identity.models import Agent, AgentKey
 from tests.identity.factories import AgentFactory
 
@@ -54,6 +56,20 @@ def body_of(records) -> bytes:
     return b'{"records":[' + b",".join(canonical_json(r) for r in records) + b"]}"
 
 
+def hostile_body_of(records) -> bytes:
+    """A batch body as a hostile agent may send it: any value, lone surrogates as escapes."""
+    return json.dumps({"records": records}, ensure_ascii=True).encode()
+
+
+def resign(identity: AgentIdentity, record: dict) -> dict:
+    """`record` signed with the agent's key as it is, past the signer's checks (as a hostile
+    or buggy agent could); values without a canonical form are signed as Python encodes them."""
+    unsigned = {k: v for k, v in record.items() if k != "signature"}
+    text = json.dumps(unsigned, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    signature = identity.sign(text.encode("utf-8", "surrogatepass"))
+    return dict(unsigned, signature=base64.b64encode(signature).decode("ascii"))
+
+
 def upload(client: APIClient, identity: AgentIdentity, records=None, *, body: bytes | None = None,
            compress: bool = False, headers: dict | None = None, timestamp: int | None = None):
     """POST a batch signed as the agent signs it."""
@@ -69,10 +85,24 @@ def upload(client: APIClient, identity: AgentIdentity, records=None, *, body: by
     return client.generic("POST", BATCHES_URL, body, content_type="application/json", **extra)
 
 
+def route_verifications(monkeypatch, handler) -> None:
+    """Send every queued "audit.verify_batch" to `handler(batch_id)` instead of the broker;
+    other tasks go their usual way."""
+    send_now = core_tasks.send_now
+
+    def route(name, *args, queue=None):
+        if name == "audit.verify_batch":
+            handler(*args)
+        else:
+            send_now(name, *args, queue=queue)
+
+    monkeypatch.setattr(core_tasks, "send_now", route)
+
+
 @pytest.fixture
 def verify_inline(monkeypatch):
     """Verification runs synchronously at commit, in this process (no broker involved)."""
-    monkeypatch.setattr(services, "enqueue_verification", lambda batch_id: services.verify_batch(batch_id))
+    route_verifications(monkeypatch, verification.verify_batch)
 
 
 @pytest.fixture

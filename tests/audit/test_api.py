@@ -7,6 +7,7 @@ from django.utils import timezone
 
 from agents_sdk.identity import AgentIdentity
 from agents_sdk.verify import verify_records
+from controlplane.audit.models import AuditExport
 from controlplane.bundles.models import Environment
 from controlplane.opa.models import DecisionLog
 from tests.audit.conftest import jsonl, sign_session
@@ -104,14 +105,32 @@ def test_timeline_needs_agent_and_session(auditor_client, db):
     assert auditor_client.get("/api/v1/audit/timeline/", {"agent": "x", "session": "y"}).status_code == 404
 
 
-def test_export_is_the_original_signed_records_that_verify_offline(two_sessions, identity, auditor_client):
+def test_an_allowed_originals_export_is_the_signed_records_that_verify_offline_and_is_recorded(
+    two_sessions, identity, auditor_client, settings
+):
+    settings.WARDEN_AUDIT_ORIGINALS_ROLES = ("auditor",)
     first, second = two_sessions
-    response = auditor_client.get(EVENTS + "export/", {"session": "s1", "kind": "output"})
+    response = auditor_client.get(EVENTS + "export/", {"session": "s1", "kind": "output", "originals": "true"})
     assert response.status_code == 200 and response["Content-Type"] == "application/jsonl"
     exported = jsonl(response)
     assert exported == first  # the whole session, unmasked, exactly as signed
     result = verify_records(exported, {identity.key_id: identity.public_key_b64})
     assert result.ok and result.records == 4
+    export = AuditExport.objects.get()
+    assert export.originals and export.user_name == auditor_client.user.username and export.sessions == 1
+    assert "originals=true" in export.query
+
+
+def test_exports_are_masked_unless_the_role_is_allowed_originals(two_sessions, auditor_client, settings):
+    first, _ = two_sessions
+    response = auditor_client.get(EVENTS + "export/", {"session": "s1", "originals": "true"})
+    assert response.status_code == 403 and "WARDEN_AUDIT_ORIGINALS_ROLES" in response.json()["detail"]
+    exported = jsonl(auditor_client.get(EVENTS + "export/", {"session": "s1"}))
+    assert [r["record_id"] for r in exported] == [r["record_id"] for r in first]
+    assert exported[0]["payload"]["args"]["card_number"] == "[masked]"
+    assert exported[2]["payload"]["password"] == "[masked]"
+    assert exported[3] == first[3]  # nothing masked: the record as signed
+    assert list(AuditExport.objects.values_list("originals", flat=True)) == [False]
 
 
 def test_export_is_for_admins_and_auditors_only(two_sessions, token_client):

@@ -11,7 +11,7 @@ from django.core.management import CommandError, call_command
 from django.db import connection
 from django.utils import timezone
 
-from controlplane.audit import checkpoints, services
+from controlplane.audit import checkpoints, integrity, retention
 from controlplane.audit.models import AuditEvent, Checkpoint, CheckpointKind
 from tests.audit.conftest import sign_session
 
@@ -49,7 +49,7 @@ def test_untouched_log_verifies(stored):
     output, ok = verify_audit()
     assert ok, output
     assert "OK: 1 checkpoints, 8 events checked" in output
-    report = checkpoints.verify_log()
+    report = integrity.verify_log()
     assert report.ok and report.events_checked == 8 and report.events_not_checkpointed == 0
 
 
@@ -73,7 +73,7 @@ def test_a_row_changed_with_raw_sql_is_named(stored):
     output, ok = verify_audit()
     assert not ok
     assert f"CHANGED: event {target.pk} (record_id {target.record_id}) was changed after checkpoint 1" in output
-    problem, = checkpoints.verify_log().problems
+    problem, = integrity.verify_log().problems
     assert (problem.problem, problem.event_id, problem.record_id) == ("changed", target.pk, str(target.record_id))
 
 
@@ -81,7 +81,7 @@ def test_a_changed_payload_is_named_with_the_field(stored):
     target = stored[0]
     with tampering() as cursor:
         cursor.execute("UPDATE audit_auditevent SET payload = %s WHERE id = %s", ['{"tool": "x", "args": {}}', target.pk])
-    problem, = checkpoints.verify_log().problems
+    problem, = integrity.verify_log().problems
     assert problem.event_id == target.pk and problem.fields == ["payload"]
     assert "payload differ from the record as signed" in problem.message
 
@@ -101,7 +101,7 @@ def test_two_swapped_rows_are_named(stored):
         cursor.execute("UPDATE audit_auditevent SET id = -1 WHERE id = %s", [a.pk])
         cursor.execute("UPDATE audit_auditevent SET id = %s WHERE id = %s", [a.pk, b.pk])
         cursor.execute("UPDATE audit_auditevent SET id = %s WHERE id = -1", [b.pk])
-    problems = {p.event_id: p for p in checkpoints.verify_log().problems}
+    problems = {p.event_id: p for p in integrity.verify_log().problems}
     assert set(problems) == {a.pk, b.pk}
     assert problems[a.pk].problem == "moved"
     assert f"event {a.pk} now holds what checkpoint 1 recorded as event {b.pk} (record_id {b.record_id})" in (
@@ -122,14 +122,14 @@ def test_an_inserted_row_is_named(stored):
             f"SELECT %s, %s, {', '.join(columns)} FROM audit_auditevent WHERE id = %s",
             [new_id, fake if connection.vendor == "postgresql" else fake.replace("-", ""), source.pk],
         )
-    problem, = checkpoints.verify_log().problems
+    problem, = integrity.verify_log().problems
     assert problem.event_id == new_id and "record_id" in problem.fields
 
 
 def test_an_altered_checkpoint_is_named(stored):
     with tampering("audit_checkpoint") as cursor:
         cursor.execute("UPDATE audit_checkpoint SET event_count = 7")
-    problem, = checkpoints.verify_log().problems
+    problem, = integrity.verify_log().problems
     assert problem.problem == "checkpoint" and "do not match its signed statement" in problem.message
 
 
@@ -138,7 +138,7 @@ def test_events_after_the_last_checkpoint_are_checked_against_their_sealed_recor
     late = AuditEvent.objects.order_by("-id").first()
     with tampering() as cursor:
         cursor.execute("UPDATE audit_auditevent SET seq = 99 WHERE id = %s", [late.pk])
-    report = checkpoints.verify_log()
+    report = integrity.verify_log()
     assert report.events_not_checkpointed == 4
     problem, = report.problems
     assert problem.event_id == late.pk and problem.fields == ["seq"] and "not yet checkpointed" in problem.message
@@ -162,27 +162,27 @@ def test_retention_removes_old_events_in_a_signed_checkpoint_and_the_log_still_v
         )
     # The log now differs from checkpoint 1 (stored_at changed): re-checkpointing is not the point here,
     # retention must remove exactly the expired rows and say so.
-    made = checkpoints.apply_retention()
-    retention = [c for c in made if c.kind == CheckpointKind.RETENTION]
-    assert len(retention) == 1 and retention[0].event_count == 8
-    assert retention[0].statement["retention_days"] == 183
+    made = retention.apply_retention()
+    removals = [c for c in made if c.kind == CheckpointKind.RETENTION]
+    assert len(removals) == 1 and removals[0].event_count == 8
+    assert removals[0].statement["retention_days"] == 190
     assert AuditEvent.objects.count() == 4
-    report = checkpoints.verify_log()
+    report = integrity.verify_log()
     assert report.ok, report.problems
     assert report.events_removed_by_retention == 8
 
 
 def test_retention_keeps_events_younger_than_the_policy(stored, admin_user):
-    services.set_retention_policy(days=365, environment="prod", by=admin_user)
+    retention.set_retention_policy(days=365, environment="prod", by=admin_user)
     with tampering() as cursor:
         cursor.execute("UPDATE audit_auditevent SET stored_at = %s", [timezone.now() - timedelta(days=200)])
-    checkpoints.apply_retention()
+    retention.apply_retention()
     assert AuditEvent.objects.count() == 8
 
 
 def test_retention_policy_below_six_months_is_refused(admin_client):
     response = admin_client.post("/api/v1/audit/retention-policies/", {"environment": "prod", "days": 30}, format="json")
-    assert response.status_code == 400 and "at least 183 days" in response.json()["days"][0]
+    assert response.status_code == 400 and "at least 190 days" in response.json()["days"][0]
     response = admin_client.post("/api/v1/audit/retention-policies/", {"environment": "prod", "days": 400}, format="json")
     assert response.status_code == 200 and response.json()["days"] == 400
 

@@ -14,9 +14,9 @@ from rest_framework.test import APIClient
 
 from agents_sdk.errors import CanonicalJSONError
 from agents_sdk.records import ActionSigner, canonical_json, signing_bytes
-from controlplane.audit import records, services
+from controlplane.audit import records, verification
 from controlplane.audit.models import AuditEvent, Batch, BatchStatus, QuarantinedRecord, SessionHead
-from tests.audit.conftest import upload
+from tests.audit.conftest import route_verifications, upload
 
 # -- one canonical encoding -------------------------------------------------------------
 
@@ -24,7 +24,7 @@ from tests.audit.conftest import upload
 def signed(signer: ActionSigner) -> list[dict]:
     with signer.session(session_id="sess/ünïcode \"quoted\" \\ tab\t") as session:
         return [
-            session.intent("refund", {"note": "zürich ✓ \u2028 \x00 \x1f", "nested": [{"a": 1.5, "b": None}], "e": ""}),
+            session.intent("refund", {"note": "zürich ✓ \u2028 \x01 \x1f", "nested": [{"a": 1.5, "b": None}], "e": ""}),
             session.decision("deny", reasons=[{"rule": "r", "message": "m\nn", "controls": []}]),
             session.result("12,50 €", big=2**70, neg=-0.0, tiny=1e-300),
             session.output({"deep": {"deeper": [[], {}, [True, False]]}}),
@@ -145,7 +145,7 @@ postgres_only = pytest.mark.skipif(
 
 def upload_batches(identity, signer, monkeypatch, *, batches: int, sessions: int, per_session: int) -> list[int]:
     """Sign `sessions` sessions, spread each over every batch, upload without verifying."""
-    monkeypatch.setattr(services, "enqueue_verification", lambda batch_id: None)
+    route_verifications(monkeypatch, lambda batch_id: None)
     records = [[] for _ in range(batches)]
     for s in range(sessions):
         with signer.session(session_id=f"s{s}") as session:
@@ -195,11 +195,11 @@ def test_batches_of_one_agent_verified_at_once_by_several_processes_are_stored_i
     batch_ids = upload_batches(identity, signer, monkeypatch, batches=6, sessions=5, per_session=12)
     # Tasks delivered in any order to three "processes" (threads, each its own connection).
     order = [batch_ids[5], batch_ids[2], batch_ids[4], batch_ids[0], batch_ids[3], batch_ids[1]]
-    outcomes = run_in_threads(*[lambda b=b: services.verify_batch(b) for b in order])
+    outcomes = run_in_threads(*[lambda b=b: verification.verify_batch(b) for b in order])
     assert all(o is not None for o in outcomes)
     assert_stored_in_order(batch_ids, 60, 5)
     # A second delivery of every task changes nothing.
-    run_in_threads(*[lambda b=b: services.verify_batch(b) for b in batch_ids])
+    run_in_threads(*[lambda b=b: verification.verify_batch(b) for b in batch_ids])
     assert AuditEvent.objects.count() == 60
 
 
@@ -211,13 +211,13 @@ def test_a_batch_claimed_by_another_process_is_waited_for_and_done_here_if_it_is
     holder_has_it, release = threading.Event(), threading.Event()
 
     def holder():  # a process that claimed the first batch and then died without doing it
-        with services._claimed(first):
+        with verification._claimed(first):
             holder_has_it.set()
             release.wait(30)
 
     def waiter():
         holder_has_it.wait(30)
-        return services.verify_batch(second)
+        return verification.verify_batch(second)
 
     thread = threading.Thread(target=lambda: run_in_threads(holder))
     thread.start()

@@ -6,18 +6,20 @@ from __future__ import annotations
 import base64
 import copy
 import time
+import uuid
 from datetime import timedelta
 
 import pytest
 from django.db import connection
 from django.utils import timezone
 
+from agents_sdk.errors import SigningError
 from agents_sdk.identity import AgentIdentity
 from agents_sdk.records import ActionSigner, record_hash, signing_bytes
-from controlplane.audit import services, tasks
+from controlplane.audit import ingestion, tasks, verification
 from controlplane.audit.models import AuditEvent, Batch, BatchStatus, QuarantinedRecord, SessionHead
 from controlplane.identity.models import AgentKey, AgentStatus
-from tests.audit.conftest import body_of, register, sign_session, upload
+from tests.audit.conftest import body_of, register, resign, route_verifications, sign_session, upload
 
 
 
@@ -31,7 +33,7 @@ def reasons():
 def test_batch_is_stored_before_202_and_verified_after_commit(client_for_agents, identity, signer,
                                                              django_capture_on_commit_callbacks, monkeypatch):
     enqueued = []
-    monkeypatch.setattr(services, "enqueue_verification", enqueued.append)
+    route_verifications(monkeypatch, enqueued.append)
     records = sign_session(signer, "ticket-4711")
     with django_capture_on_commit_callbacks(execute=True):
         response = upload(client_for_agents, identity, records)
@@ -59,7 +61,7 @@ def test_batch_is_stored_before_202_and_verified_after_commit(client_for_agents,
 def test_verification_is_idempotent_and_a_gone_batch_is_ignored(ship, signer):
     response = ship(sign_session(signer, "s1"))
     batch_id = response.json()["batch_id"]
-    again = services.verify_batch(batch_id)
+    again = verification.verify_batch(batch_id)
     assert again.already_verified
     assert AuditEvent.objects.count() == 4 and QuarantinedRecord.objects.count() == 0
     assert tasks.verify_batch.apply(args=(10**9,)).get() is None
@@ -92,22 +94,22 @@ def test_session_continues_across_batches(ship, signer):
 
 def test_pending_earlier_batch_of_the_agent_is_verified_first(client_for_agents, identity, signer,
                                                              django_capture_on_commit_callbacks, monkeypatch):
-    monkeypatch.setattr(services, "enqueue_verification", lambda batch_id: None)
+    route_verifications(monkeypatch, lambda batch_id: None)
     records = sign_session(signer, "s1")
     first = upload(client_for_agents, identity, records[:2]).json()["batch_id"]
     second = upload(client_for_agents, identity, records[2:]).json()["batch_id"]
-    services.verify_batch(second)  # the second task ran first
+    verification.verify_batch(second)  # the second task ran first
     assert Batch.objects.get(pk=first).status == BatchStatus.VERIFIED
     assert AuditEvent.objects.count() == 4 and QuarantinedRecord.objects.count() == 0
 
 
 def test_stale_pending_batches_are_enqueued_again(client_for_agents, identity, signer, monkeypatch):
     queued = []
-    monkeypatch.setattr(services, "enqueue_verification", queued.append)
+    route_verifications(monkeypatch, queued.append)
     upload(client_for_agents, identity, sign_session(signer, "s1"))
     batch = Batch.objects.get()
-    assert services.requeue_stale_batches(older_than_seconds=3600) == []
-    assert services.requeue_stale_batches(older_than_seconds=0) == [batch.pk]
+    assert ingestion.requeue_stale_batches(older_than_seconds=3600) == []
+    assert ingestion.requeue_stale_batches(older_than_seconds=0) == [batch.pk]
 
 
 # -- who may upload ---------------------------------------------------------------------
@@ -242,17 +244,18 @@ def test_forged_signature_is_quarantined_and_the_rest_of_the_session_with_it(shi
     assert "position 2 of this batch, which was quarantined" in chained.message
 
 
-def test_nul_character_is_quarantined_not_a_failed_batch(ship, signer):
-    # PostgreSQL's jsonb cannot store U+0000: such a record must be quarantined, with the
-    # rest of the batch stored, instead of failing the whole batch on insert.
-    with signer.session(session_id="nul") as session:
-        records = [session.intent("file_read", {"path": "/tmp/a\x00b"})]
+def test_nul_character_is_refused_before_the_202_and_nothing_is_stored(ship, signer, identity):
+    # PostgreSQL cannot store U+0000: the SDK's signer refuses to sign it, and a record
+    # signed some other way is refused at the API, so no worker ever fails on it.
+    with pytest.raises(SigningError, match="U\\+0000"), signer.session(session_id="nul") as session:
+        session.intent("file_read", {"path": "/tmp/a\x00b"})
     with signer.session(session_id="fine") as session:
-        records.append(session.intent("file_read", {"path": "/tmp/ok"}))
-    ship(records)
-    assert AuditEvent.objects.filter(session_id="fine").count() == 1
-    bad = QuarantinedRecord.objects.get()
-    assert bad.reason == "malformed" and "U+0000" in bad.message
+        good = session.intent("file_read", {"path": "/tmp/ok"})
+    bad = resign(identity, dict(good, record_id=str(uuid.uuid4()), payload={"tool": "x", "args": {"p": "a\x00b"}}))
+    response = ship([good, bad])
+    assert response.status_code == 400
+    assert "records[1]: payload.args.p: contains U+0000" in response.json()["records"][0]
+    assert Batch.objects.count() == 0
 
 
 def test_replayed_record_is_quarantined_and_not_stored_twice(ship, signer):
@@ -263,6 +266,24 @@ def test_replayed_record_is_quarantined_and_not_stored_twice(ship, signer):
     replay = QuarantinedRecord.objects.get(batch_id=second)
     assert replay.reason == "replayed" and replay.record_id == records[2]["record_id"]
     assert "already stored as event" in replay.message
+
+
+def test_another_agent_using_a_victims_record_id_first_does_not_squat_it(ship, signer):
+    squatter = AgentIdentity.create("ops-bot", "ops@example.com")
+    register(squatter)
+    genuine = sign_session(signer, "s1")
+    with ActionSigner(squatter).session(session_id="s1") as session:
+        taken = session.intent("noop", {})
+    stolen = resign(squatter, dict(taken, record_id=genuine[0]["record_id"]))
+    assert ship([stolen], who=squatter).status_code == 202
+    ship(genuine)
+    assert QuarantinedRecord.objects.count() == 0
+    owners = dict(AuditEvent.objects.filter(record_id=genuine[0]["record_id"]).values_list("agent__name", "session_id"))
+    assert owners == {"ops-bot": "s1", "billing-bot": "s1"}
+    assert AuditEvent.objects.filter(agent__name="billing-bot").count() == 4
+    # Replaying the victim's own record is still refused: ids are unique per agent.
+    ship([genuine[0]])
+    assert reasons() == {(genuine[0]["record_id"], "replayed")}
 
 
 def test_record_id_twice_in_one_batch_is_quarantined(ship, signer):
@@ -335,17 +356,18 @@ def test_missing_records_break_the_chain(ship, signer):
         (lambda r: r.update(seq=-1), "seq must be a non-negative integer"),
         (lambda r: r.update(time="yesterday"), "time must be an RFC 3339"),
         (lambda r: r.update(kind="telepathy"), "kind 'telepathy' is not one of"),
-        (lambda r: r.update(signature="AAAA"), "64-byte Ed25519 signature"),
+        (lambda r: r.update(signature="AAAA"), "signature must be the base64 of a 64-byte Ed25519 signature"),
     ],
 )
-def test_malformed_records_are_quarantined_with_the_problem(ship, signer, change, message):
+def test_malformed_records_are_refused_at_the_api_naming_each(ship, signer, change, message):
     record = sign_session(signer, "s1")[0]
     change(record)
-    ship([record, "not even an object"])
-    rows = list(QuarantinedRecord.objects.order_by("position"))
-    assert [r.reason for r in rows] == ["malformed", "malformed"]
-    assert message in rows[0].message
-    assert "not str" in rows[1].message
+    response = ship([record, "not even an object"])
+    assert response.status_code == 400
+    problem = response.json()["records"][0]
+    assert f"records[0]: {message}" in problem
+    assert "records[1]: a record must be a JSON object, not str" in problem
+    assert Batch.objects.count() == 0 and QuarantinedRecord.objects.count() == 0
 
 
 def test_a_session_of_an_intent_in_an_earlier_batch_still_masks_by_key(ship, signer):
@@ -359,7 +381,7 @@ def test_a_session_of_an_intent_in_an_earlier_batch_still_masks_by_key(ship, sig
 
 
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="the append-only trigger exists on PostgreSQL only")
-def test_audit_tables_refuse_update_and_delete_except_for_retention(ship, signer):
+def test_audit_tables_refuse_update_and_delete_and_no_setting_unlocks_them(ship, signer):
     from django.db import transaction
     from django.db.utils import DatabaseError
 
@@ -370,12 +392,14 @@ def test_audit_tables_refuse_update_and_delete_except_for_retention(ship, signer
             cursor.execute(statement, [event.pk])
     with pytest.raises(DatabaseError, match="processing columns"), transaction.atomic(), connection.cursor() as c:
         c.execute("UPDATE audit_batch SET body = '\\x00' WHERE id = %s", [event.batch_id])
-    with transaction.atomic(), connection.cursor() as cursor:
+    # The old bypass: a session setting anyone can set. It unlocks nothing now.
+    with pytest.raises(DatabaseError, match="append-only"), transaction.atomic(), connection.cursor() as cursor:
         cursor.execute("SET LOCAL warden.audit_retention = 'on'")
         cursor.execute("DELETE FROM audit_auditevent WHERE id = %s", [event.pk])
-        with pytest.raises(DatabaseError, match="append-only"), transaction.atomic():
-            cursor.execute("UPDATE audit_auditevent SET tool = 'x'")
-    assert AuditEvent.objects.count() == 3
+    # Even the retention function removes only events a checkpoint covers.
+    with pytest.raises(DatabaseError, match="only checkpointed events"), transaction.atomic(), connection.cursor() as c:
+        c.execute("SELECT warden_audit_retention_delete(%s::bigint[], '{}', '{}')", [[event.pk]])
+    assert AuditEvent.objects.count() == 4
 
 
 def test_records_older_than_the_keys_registration_are_quarantined(ship, identity, signer):

@@ -15,9 +15,9 @@ import pytest
 from agents_sdk.identity import AgentIdentity
 from agents_sdk.records import ActionSigner
 from agents_sdk.shipper import Shipper
-from controlplane.audit import services
+from controlplane.audit import verification
 from controlplane.audit.models import AuditEvent, QuarantinedRecord
-from tests.audit.conftest import register
+from tests.audit.conftest import register, route_verifications
 
 
 
@@ -54,7 +54,7 @@ def start_proxy(port: int, target: str) -> ThreadingHTTPServer:
 
 
 def test_live_shipper_delivers_spooled_records_after_an_outage_and_a_crash(live_server, tmp_path, monkeypatch):
-    monkeypatch.setattr(services, "enqueue_verification", lambda batch_id: services.verify_batch(batch_id))
+    route_verifications(monkeypatch, verification.verify_batch)
     identity = AgentIdentity.create("billing-bot", "payments@example.com")
     register(identity)
     port = free_port()

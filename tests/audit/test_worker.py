@@ -18,8 +18,9 @@ from rest_framework.test import APIClient
 
 from agents_sdk.identity import AgentIdentity
 from agents_sdk.records import ActionSigner
-from controlplane.audit import services
+from controlplane.audit import ingestion
 from controlplane.audit.models import AuditEvent, Batch, BatchStatus, QuarantinedRecord
+from controlplane.core.tasks import send_now
 from tests.audit.conftest import register, upload
 
 REPO = Path(__file__).resolve().parents[2]
@@ -112,7 +113,7 @@ def test_worker_killed_mid_batch_loses_nothing_and_duplicates_nothing(settings, 
         worker = start_worker(queue, log)
         # The killed task stays unacknowledged in Redis until its visibility timeout; the
         # beat job that re-enqueues stale batches brings it back now.
-        assert services.requeue_stale_batches(older_than_seconds=0) == [batch_id]
+        assert ingestion.requeue_stale_batches(older_than_seconds=0) == [batch_id]
         wait_for(lambda: Batch.objects.get(pk=batch_id).status == BatchStatus.VERIFIED, 120, "verification")
 
         batch.refresh_from_db()
@@ -124,7 +125,7 @@ def test_worker_killed_mid_batch_loses_nothing_and_duplicates_nothing(settings, 
         assert QuarantinedRecord.objects.count() == 0
 
         # A second delivery of the same task (the old message, redelivered) changes nothing.
-        services.enqueue_verification(batch_id)
+        send_now("audit.verify_batch", batch_id, queue=queue)
         time.sleep(1.0)
         assert AuditEvent.objects.count() == RECORDS
     finally:

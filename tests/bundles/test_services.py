@@ -51,12 +51,12 @@ def test_publishing_unchanged_policies_again_reuses_the_bundle(admin_user):
 def test_failing_policy_test_blocks_publication(admin_user):
     dev = environment("dev", by=admin_user)
     policy_services.save_policy_module(path="refunds.rego", source=DENY_REFUNDS, by=admin_user)
-    failing = "package refunds_test\n\nimport rego.v1\n\ntest_always_fails if {\n    1 == 2\n}\n"
+    failing = "package warden.org_test.refunds\n\nimport rego.v1\n\ntest_always_fails if {\n    1 == 2\n}\n"
     policy_services.save_policy_module(path="refunds_test.rego", source=failing, by=admin_user)
     with pytest.raises(InvalidInput) as error:
         services.publish_policies(dev, by=admin_user)
     assert error.value.field == "tests"
-    assert error.value.details == [{"test": "data.refunds_test.test_always_fails", "message": error.value.details[0]["message"]}]
+    assert error.value.details == [{"test": "data.warden.org_test.refunds.test_always_fails", "message": error.value.details[0]["message"]}]
     assert not Bundle.objects.exists()
 
 

@@ -15,7 +15,8 @@ from agents_sdk.identity import AgentIdentity
 from agents_sdk.records import ActionSigner, canonical_json
 from controlplane.audit import checkpoints as audit_checkpoints
 from controlplane.celery import app as celery_app
-from controlplane.audit import services as audit_services
+from controlplane.audit import ingestion as audit_ingestion
+from controlplane.audit import verification as audit_verification
 from controlplane.bundles import services as bundle_services
 from controlplane.bundles.models import Environment
 from controlplane.compliance import services, tasks
@@ -58,8 +59,8 @@ def ship_records(identity: AgentIdentity, agent: Agent, sessions: int = 2) -> No
                 session.result("ok"),
             ]
     body = b'{"records":[' + b",".join(canonical_json(r) for r in records) + b"]}"
-    batch = audit_services.ingest_batch(agent=agent, key_id=identity.key_id, body=body)
-    audit_services.verify_batch(batch.pk)
+    batch = audit_ingestion.ingest_batch(agent=agent, key_id=identity.key_id, body=body)
+    audit_verification.verify_batch(batch.pk)
     audit_checkpoints.create_checkpoints()
 
 
@@ -76,6 +77,8 @@ def deployment(db, django_capture_on_commit_callbacks):
     def make(*, decision_logging: bool = True, refund_category: str = "payment", name: str = "prod") -> Deployment:
         admin = UserFactory(username="compliance-admin", roles=["admin"])
         UserFactory(username="compliance-auditor", roles=["auditor"])
+        # The agent's owner is a person with an account (agent_identity checks it).
+        UserFactory(username="payments-owner", email="payments@example.com", roles=["approver"])
         with django_capture_on_commit_callbacks(execute=True):
             environment = bundle_services.create_environment(name=name, by=admin, position=2,
                                                              decision_logging=decision_logging)

@@ -1,6 +1,8 @@
 """The compliance API: everyone reads; admins and auditors ask for reports; bad input is a
 400 naming the field; the PDF downloads as application/pdf once the report is done."""
 
+import hashlib
+
 import pytest
 
 from controlplane.accounts.roles import ALL_ROLES
@@ -45,7 +47,9 @@ def test_admins_and_auditors_request_reports(token_client, role, allowed, prod, 
     assert ObjectChange.objects.filter(object_id=str(report.pk), action="create").exists()
     detail = client.get(f"{REPORTS}{report.pk}/").json()
     assert detail["status"] == "done" and detail["progress"] == 100
-    assert len(detail["results"]) == 43 and detail["pdf_url"].endswith("/pdf/")
+    assert len(detail["results"]) == 49 and detail["pdf_url"].endswith("/pdf/")
+    assert detail["catalog_version"] == "2026.11-2" and len(detail["pdf_sha256"]) == 64
+    assert detail["categories"] == ["security"] and detail["package_url"].endswith("/package/")
     assert {r["control_id"] for r in detail["results"]} >= {"CC6.1", "PI1.5"}
 
 
@@ -64,6 +68,10 @@ def test_unauthenticated_requests_are_refused(anonymous_client):
     ({"framework": "soc2", "environment": "prod", "period_end": "2999-01-01T00:00:00Z"}, "period_end"),
     ({"framework": "soc2", "environment": "prod", "period_start": "2000-01-01T00:00:00Z"}, "period_start"),
     ({"framework": ["soc2"], "environment": "prod"}, "framework"),
+    ({"framework": "soc2", "environment": "prod", "categories": ["telepathy"]}, "categories"),
+    ({"framework": "soc2", "environment": "prod", "categories": "privacy"}, "categories"),
+    ({"framework": "soc2", "environment": "prod", "assess_as_of": "2027-13-01"}, "assess_as_of"),
+    ({"framework": "soc2", "environment": "prod", "assess_as_of": "1900-01-01"}, "assess_as_of"),
 ])
 def test_bad_report_requests_are_400_naming_the_field(admin_client, prod, body, field):
     response = admin_client.post(REPORTS, body, format="json")
@@ -108,10 +116,13 @@ def test_pdf_downloads_once_done_and_is_409_before(admin_client, prod, build_inl
     assert response.status_code == 409 and "pending" in response.json()["detail"]
     with django_capture_on_commit_callbacks(execute=True):
         done = services.request_gap_report(framework="hipaa", environment=prod)
-    response = admin_client.get(f"{REPORTS}{done.pk}/pdf/")
+    response = admin_client.get(f"{REPORTS}{done.pk}/pdf/", HTTP_ACCEPT="application/pdf")
     assert response.status_code == 200
     assert response["Content-Type"] == "application/pdf"
     assert response.content.startswith(b"%PDF-")
+    done.refresh_from_db()
+    assert response["X-Content-SHA256"] == done.pdf_sha256 == hashlib.sha256(response.content).hexdigest()
+    assert admin_client.get(f"{REPORTS}{pending.pk}/pdf/", HTTP_ACCEPT="application/pdf").status_code == 409
     assert admin_client.get(f"{REPORTS}00000000-0000-0000-0000-000000000000/pdf/").status_code == 404
     assert admin_client.get(f"{REPORTS}not-a-uuid/pdf/").status_code == 404
     assert admin_client.get(f"{REPORTS}not-a-uuid/").status_code == 404

@@ -33,8 +33,8 @@ def test_audit_integrity_is_met_then_a_removed_event_is_a_gap(deployment):
     assert evidence.objects[0].type == "audit.checkpoint"
     with transaction.atomic():
         if connection.vendor == "postgresql":
-            with connection.cursor() as cursor:  # what only the retention job may do
-                cursor.execute("SET LOCAL warden.audit_retention = 'on'")
+            with connection.cursor() as cursor:  # past the append-only trigger, as a superuser could
+                cursor.execute("SET LOCAL session_replication_role = replica")
         AuditEvent.objects.filter(pk=AuditEvent.objects.order_by("id").first().pk).delete()
     evidence = collect("audit_integrity_verified", context_for(d.environment))
     assert evidence.status == "gap"
@@ -44,6 +44,11 @@ def test_audit_integrity_is_met_then_a_removed_event_is_a_gap(deployment):
 
 def test_retention_below_six_months_is_an_eu_gap_but_hipaa_looks_at_policy_history(deployment, settings):
     d = deployment()
+    # 183 days can be one day short of six calendar months (1 Jul -> 1 Jan is 184 days).
+    settings.WARDEN_AUDIT_RETENTION_DAYS = 183
+    short = collect("log_retention", context_for(d.environment))
+    assert short.status == "gap" and "billing-bot keeps events 183 days" in short.missing
+    settings.WARDEN_AUDIT_RETENTION_DAYS = 190
     assert collect("log_retention", context_for(d.environment)).status == "met"
     settings.WARDEN_AUDIT_RETENTION_DAYS = 30
     eu = collect("log_retention", context_for(d.environment))
@@ -76,7 +81,7 @@ def test_no_active_bundle_is_a_gap_for_policy_evidence(deployment, admin_user):
     for kind in ("deny_rules_high_risk", "human_approval", "kill_switch", "policy_tests", "bundle_signing"):
         evidence = collect(kind, context_for(empty))
         assert evidence.status == "gap" and "publish" in evidence.remediation, kind
-    assert collect("kill_switch", context_for(d.environment)).status == "met"
+    assert collect("kill_switch", context_for(d.environment)).status == "partial"
 
 
 def test_tool_risk_comes_from_category_flags_and_telling_names():

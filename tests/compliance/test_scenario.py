@@ -3,10 +3,13 @@ tool filed under 'other' so no approval rule holds it) → exactly the affected 
 gaps, with the right remediation; fix both → the next report marks them met and the
 difference lists them as improved. Runs on PostgreSQL and SQLite."""
 
+import datetime
+
 import pytest
 
 from controlplane.bundles import services as bundle_services
 from controlplane.compliance import services
+from controlplane.compliance.catalog import framework as get_framework
 from controlplane.compliance.models import ReportStatus
 from controlplane.policies import services as policy_services
 from controlplane.policies.models import Tool
@@ -14,30 +17,45 @@ from tests.compliance.conftest import receive_decision, results_of
 
 pytestmark = pytest.mark.django_db
 
-# EU AI Act controls touched by the two faults, and where they land once fixed. Controls that
-# also list anomaly detection (which needs a person's attestation) can reach partial, not met.
+# High-risk obligations apply to the Annex III route from 2027-12-02: the scenario is a
+# readiness assessment as of that date.
+READINESS = datetime.date(2027, 12, 2)
+
+# EU AI Act controls touched by the two faults, and where they land once fixed. Anomaly
+# detection raised no alert in the period (partial), human approval has no approval records
+# (partial: designed, not operating), and controls asking a person to assign or evaluate need
+# an attestation: none of those can reach "met" here, and that is the point.
 BROKEN = {
     "art14(4)(c)": "gap",   # decision logging
-    "art14(4)(d)": "gap",   # human approval
-    "art12(2)": "gap", "art14(4)(a)": "gap", "art72": "gap",   # decision logging (+ anomaly: manual)
+    "art14(4)(d)": "gap",   # human approval: a payments tool runs without a person
+    "art12(2)": "partial", "art14(4)(a)": "partial", "art72": "partial",  # decision logging gap + anomaly partial
     "art12(1)": "partial",  # decision logging gap, signed audit log met
-    "art14(1)": "partial",  # human approval gap, kill switch met
-    "art15(4)": "partial", "art26(1)": "partial", "art26(2)": "partial",
+    "art14(1)": "partial",  # human approval gap, kill switch partial (not used on prod's agents)
+    "art15(4)": "partial", "art26(1)": "partial",  # deny rules gap, policy tests / scopes met
+    "art86(1)": "gap", "annex_iv(9)": "gap",  # decision logging (+ manual)
 }
 FIXED = {
-    "art14(4)(c)": "met", "art14(4)(d)": "met", "art12(1)": "met", "art14(1)": "met", "art15(4)": "met",
-    "art26(1)": "met", "art26(2)": "met", "art12(2)": "partial", "art14(4)(a)": "partial", "art72": "partial",
+    "art14(4)(c)": "met", "art12(1)": "met", "art15(4)": "met", "art26(1)": "met",
+    "art14(4)(d)": "partial",  # approval rules hold it now, but no approval record exists
+    "art14(1)": "partial", "art12(2)": "partial", "art14(4)(a)": "partial", "art72": "partial",
+    "art86(1)": "partial", "annex_iv(9)": "partial",  # the manual part (export, PMM plan) is attested
 }
 # Unaffected by either fault, identical in both reports.
 STEADY = {
-    "art4": "manual", "art10": "manual", "art14(4)(b)": "manual", "art27": "manual", "art50(1)": "manual",
-    "art9": "partial",  # anomaly detection needs attestation
+    "art4": "manual", "art5(1)": "manual", "art10": "manual", "art14(4)(b)": "manual", "art26(4)": "manual",
+    "art26(7)": "manual", "art26(11)": "manual", "art27": "manual", "art49": "manual", "art50(1)": "manual",
+    "art50(2)": "manual", "art50(4)": "manual",
+    "art6(3)": "gap", "art25": "gap",  # nobody assessed the agent's classification or recorded its models
+    "art9": "partial",  # "evaluates": needs a person's attestation; anomaly detection partial
     "art11": "partial", "art13": "partial", "art18": "partial",  # documentation lives partly outside Warden
-    "art14(4)(e)": "met", "art15(1)": "met", "art19": "met", "art26(6)": "met",
+    "annex_iv(2)(e)": "partial", "annex_iv(3)": "partial", "annex_iv(6)": "partial",
+    "art14(4)(e)": "partial", "art20(1)": "partial", "art26(5)": "partial",  # kill switch not used on prod
+    "art15(1)": "partial",  # policy tests say nothing about accuracy: capped
     "art15(5)": "partial",  # sandbox: OS isolation is attested
-    "art17": "partial",  # quality management needs attestation
-    "art26(5)": "partial",  # anomaly detection needs attestation
-    "art73": "manual",
+    "art17": "not_tested", "art73": "not_tested",  # no policy revision, no incident in the period
+    "art19(1)": "met", "art26(6)": "met",  # 190 days configured, and everything since first seen is held
+    "art26(2)": "partial",  # "assigns": an attestation is needed for met
+    "art53": "not_applicable",  # no GPAI model placed on the market
 }
 
 
@@ -52,7 +70,8 @@ def test_known_gaps_are_reported_then_fixed_and_listed_as_improved(deployment, b
                                                                    django_capture_on_commit_callbacks):
     d = deployment(decision_logging=False, refund_category="other")
     with django_capture_on_commit_callbacks(execute=True):
-        first = services.request_gap_report(framework="eu_ai_act", environment=d.environment, by=d.admin)
+        first = services.request_gap_report(framework="eu_ai_act", environment=d.environment, by=d.admin,
+                                            assess_as_of=READINESS)
     first.refresh_from_db()
     assert first.status == ReportStatus.DONE, first.error
     statuses = results_of(first)
@@ -69,7 +88,7 @@ def test_known_gaps_are_reported_then_fixed_and_listed_as_improved(deployment, b
     evidence = {e["kind"]: e for e in approval.evidence}
     refund = next(o for o in evidence["human_approval"]["objects"] if o["label"] == "stripe_refund")
     assert refund["type"] == "policies.tool" and refund["id"] == str(Tool.objects.get(name="stripe_refund").pk)
-    assert first.summary["gap"] == 5 and first.diff["previous_report"] is None
+    assert first.summary["gap"] == 6 and first.diff["previous_report"] is None
 
     # Fix both: decisions logged (and received), the refund tool filed as a payment.
     with django_capture_on_commit_callbacks(execute=True):
@@ -78,7 +97,8 @@ def test_known_gaps_are_reported_then_fixed_and_listed_as_improved(deployment, b
     receive_decision(d.environment)
     d.refresh()
     with django_capture_on_commit_callbacks(execute=True):
-        second = services.request_gap_report(framework="eu_ai_act", environment=d.environment, by=d.admin)
+        second = services.request_gap_report(framework="eu_ai_act", environment=d.environment, by=d.admin,
+                                             assess_as_of=READINESS)
     second.refresh_from_db()
     assert second.status == ReportStatus.DONE, second.error
     statuses = results_of(second)
@@ -88,26 +108,28 @@ def test_known_gaps_are_reported_then_fixed_and_listed_as_improved(deployment, b
     diff = second.diff
     assert diff["previous_report"] == str(first.pk)
     assert {c["control_id"]: (c["from"], c["to"]) for c in diff["improved"]} == {
-        c: (BROKEN[c], FIXED[c]) for c in BROKEN
+        c: (BROKEN[c], FIXED[c]) for c in BROKEN if BROKEN[c] != FIXED[c]
     }
-    assert diff["regressed"] == [] and diff["unchanged"] == len(STEADY)
+    assert diff["regressed"] == []
+    assert diff["unchanged"] == len(STEADY) + sum(1 for c in BROKEN if BROKEN[c] == FIXED[c])
     assert second.score > first.score and diff["score_change"] == round(second.score - first.score, 1)
 
 
 def test_undoing_the_fix_is_listed_as_a_regression(deployment, build_inline, django_capture_on_commit_callbacks):
     d = deployment()
     with django_capture_on_commit_callbacks(execute=True):
-        good = services.request_gap_report(framework="soc2", environment=d.environment, by=d.admin)
+        good = services.request_gap_report(framework="hipaa", environment=d.environment, by=d.admin)
     with django_capture_on_commit_callbacks(execute=True):
         bundle_services.update_environment(d.environment, by=d.admin, decision_logging=False)
     d.refresh()
     with django_capture_on_commit_callbacks(execute=True):
-        bad = services.request_gap_report(framework="soc2", environment=d.environment, by=d.admin)
+        bad = services.request_gap_report(framework="hipaa", environment=d.environment, by=d.admin)
     good.refresh_from_db(), bad.refresh_from_db()
-    assert results_of(good)["CC2.1"] == "met"
-    assert results_of(bad)["CC2.1"] == "gap"
-    assert {"control_id": "CC2.1", "from": "met", "to": "gap"} in bad.diff["regressed"]
+    assert results_of(good)["164.312(b)"] == "met"
+    assert results_of(bad)["164.312(b)"] == "partial"
+    assert {"control_id": "164.312(b)", "from": "met", "to": "partial"} in bad.diff["regressed"]
     assert bad.diff["improved"] == []
+    assert any(n["kind"] == "regression" and n["control_id"] == "164.312(b)" for n in bad.diff["notices"])
 
 
 def test_high_risk_obligations_do_not_apply_without_a_high_risk_agent(deployment, build_inline,
@@ -121,6 +143,8 @@ def test_high_risk_obligations_do_not_apply_without_a_high_risk_agent(deployment
     report.refresh_from_db()
     statuses = results_of(report)
     assert statuses["art14(4)(e)"] == "not_applicable"
-    assert "risk tier high" in report.results.get(control_id="art14(4)(e)").applicability
+    assert "classified high-risk" in report.results.get(control_id="art14(4)(e)").applicability
     assert statuses["art4"] == "manual" and statuses["art50(1)"] == "manual"
-    assert report.summary["not_applicable"] == 25 and report.score is None
+    high_risk = [c for c in get_framework("eu_ai_act").controls if c.applies_to in ("high_risk",
+                                                                                              "gpai_provider")]
+    assert report.summary["not_applicable"] == len(high_risk)

@@ -186,11 +186,33 @@ def test_registry_change_is_announced_only_after_commit(admin_user, django_captu
     try:
         agent = AgentFactory()
         with django_capture_on_commit_callbacks(execute=False) as callbacks:
-            services.suspend_agent(agent, by=admin_user)
+            services.update_agent(agent, by=admin_user, team="payments")
         assert received == []
         for callback in callbacks:
             callback()
-        assert received == [(agent.name, "suspend")]
+        assert received == [(agent.name, "updated")]
+    finally:
+        registry_changed.disconnect(listener)
+
+
+def test_the_kill_switch_delivers_before_it_returns_not_after_commit(admin_user, django_capture_on_commit_callbacks):
+    """A suspension must not wait for a commit hook that may never run (or fail silently):
+    the receivers run during the call, with deliver=True, and their report is returned."""
+    received = []
+
+    def listener(sender, reason, agent=None, deliver=False, **kwargs):
+        received.append((agent.name, reason, deliver))
+        return [{"environment": "dev", "revision": "r1"}]
+
+    registry_changed.connect(listener)
+    try:
+        agent = AgentFactory()
+        with django_capture_on_commit_callbacks(execute=False) as callbacks:
+            outcome = services.suspend(agent, by=admin_user, reason="leak")
+        assert callbacks == []
+        assert received == [(agent.name, "suspend", True)]
+        assert {"environment": "dev", "revision": "r1"} in outcome.delivery
+        assert outcome.agent.status == AgentStatus.SUSPENDED
     finally:
         registry_changed.disconnect(listener)
 

@@ -125,3 +125,39 @@ def test_many_concurrent_long_polls_are_all_woken_by_one_activation(dev, staging
     responses = run(scenario())
     assert {r.status_code for r in responses} == {200}
     assert len({r.headers["ETag"] for r in responses}) == 1
+
+
+def test_with_redis_down_a_change_made_by_another_process_still_ends_the_long_poll(
+    dev, staging, staging_token, admin, settings
+):
+    """Another web process's activation reaches this one only through Redis; with Redis down
+    the held poll re-reads the database every notify.DB_POLL_SECONDS instead of waiting out
+    its full wait and answering 304."""
+    import socket
+
+    from controlplane.bundles.models import Environment
+    from tests.identity.factories import AgentFactory
+
+    with socket.socket() as probe:  # a port nobody listens on: Redis is down
+        probe.bind(("127.0.0.1", 0))
+        dead_port = probe.getsockname()[1]
+    settings.REDIS_URL = f"redis://127.0.0.1:{dead_port}/0"
+    bundle_services.promote_bundle(dev, to=staging, by=admin)
+    staging.refresh_from_db()
+    old_etag = staging.active_bundle.etag
+
+    def activate_elsewhere():
+        # What another process does: build and point the environment at a new bundle; its
+        # Redis publish is lost, and nothing in this process is woken directly.
+        AgentFactory(name="staging-bot", environments=["staging"])
+        bundle = bundle_services.build_bundle(
+            staging, policy_files=bundle_services.policy_files_of(staging.active_bundle), reason="elsewhere"
+        )
+        Environment.objects.filter(pk=staging.pk).update(active_bundle=bundle)
+
+    response, _ = run(
+        _held_poll_then(activate_elsewhere, token=staging_token, resource="bundles/staging", etag=old_etag, wait=20)
+    )
+    staging.refresh_from_db()
+    assert response.status_code == 200
+    assert response.headers["ETag"] == staging.active_bundle.etag != old_etag

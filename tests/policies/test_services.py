@@ -9,7 +9,7 @@ from controlplane.policies.models import PolicyModule
 
 pytestmark = pytest.mark.django_db
 
-DENY_REFUNDS = """package warden
+DENY_REFUNDS = """package warden.org.refunds
 
 import rego.v1
 
@@ -28,7 +28,7 @@ deny contains {"rule": "big-refunds", "message": "Refunds over 1000 need finance
 def test_saving_a_module_creates_revision_one_and_logs_it(admin_user):
     revision = services.save_policy_module(path="finance/refunds.rego", source=DENY_REFUNDS, message="first", by=admin_user)
     assert revision.number == 1
-    assert revision.module.package == "warden"
+    assert revision.module.package == "warden.org.refunds"
     assert revision.author == admin_user
     assert revision.diff.startswith("--- a/finance/refunds.rego")
     change = ObjectChange.objects.get(object_id=str(revision.module.pk))
@@ -54,7 +54,7 @@ def test_identical_source_is_a_conflict(admin_user):
 
 
 def test_syntax_error_is_refused_with_file_line_and_column(admin_user):
-    broken = "package acme\n\nimport rego.v1\n\nallow if {\n    input.x ==\n}\n"
+    broken = "package warden.org.acme\n\nimport rego.v1\n\nallow if {\n    input.x ==\n}\n"
     with pytest.raises(InvalidInput) as error:
         services.save_policy_module(path="acme.rego", source=broken, by=admin_user)
     assert error.value.field == "source"
@@ -67,21 +67,21 @@ def test_syntax_error_is_refused_with_file_line_and_column(admin_user):
 
 
 def test_unsafe_variable_is_refused(admin_user):
-    unsafe = "package acme\n\nimport rego.v1\n\nallow if {\n    x == y\n}\n"
+    unsafe = "package warden.org.acme\n\nimport rego.v1\n\nallow if {\n    x == y\n}\n"
     with pytest.raises(InvalidInput) as error:
         services.save_policy_module(path="acme.rego", source=unsafe, by=admin_user)
     assert error.value.details[0]["file"] == "org/acme.rego"
 
 
-def test_module_conflicting_with_the_library_is_refused(admin_user):
-    # `decision` is a complete rule of the library: a second definition cannot compile.
+def test_module_in_the_library_package_is_refused(admin_user):
+    # `decision` is a complete rule of the library: organisation policy may not touch it.
     clash = 'package warden\n\nimport rego.v1\n\ndecision := {"allow": true}\n'
-    with pytest.raises(InvalidInput) as error:
+    with pytest.raises(InvalidInput, match="package warden is not allowed") as error:
         services.save_policy_module(path="clash.rego", source=clash, by=admin_user)
     assert error.value.field == "source"
 
 
-@pytest.mark.parametrize("source, message", [("allow := true\n", "no package"), ("x" * (300 * 1024), "KiB")])
+@pytest.mark.parametrize("source, message", [("allow := true\n", "package"), ("x" * (300 * 1024), "KiB")])
 def test_bad_source_is_refused(admin_user, source, message):
     with pytest.raises(InvalidInput, match=message):
         services.save_policy_module(path="bad.rego", source=source, by=admin_user)
@@ -99,7 +99,7 @@ def test_delete_keeps_revisions_and_leaves_the_module_out(admin_user):
 def test_organisation_tests_run_with_the_library(admin_user):
     services.save_policy_module(path="refunds.rego", source=DENY_REFUNDS, by=admin_user)
     failing = (
-        "package refunds_test\n\nimport rego.v1\n\n"
+        "package warden.org_test.refunds\n\nimport rego.v1\n\n"
         'test_refund_allowed if {\n    data.warden.decision.allow with input as {"action": {"tool": "refund"}}\n}\n'
     )
     services.save_policy_module(path="refunds_test.rego", source=failing, by=admin_user)

@@ -71,9 +71,14 @@ def kinds(records: list[dict]) -> list[tuple]:
 
 
 def run_doc_example(name: str, monkeypatch, capsys) -> str:
-    """Run docs/integrations.md's ``<!-- example: NAME -->`` block from the repository root;
-    return what it printed, after checking it against the block's "It prints" output."""
+    """Run docs/integrations.md's ``<!-- example: NAME -->`` block as a user would: in a fresh
+    interpreter, from an empty directory, twice in a row; check each run printed the block's
+    "It prints" output and nothing on stderr (no error at exit); return what it printed."""
+    import os
     import re
+    import subprocess
+    import sys
+    import tempfile
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[3]
@@ -84,12 +89,15 @@ def run_doc_example(name: str, monkeypatch, capsys) -> str:
         re.DOTALL,
     )
     assert match, f"docs/integrations.md has no runnable example {name!r}"
-    monkeypatch.chdir(root)
-    code = compile(match.group(1), f"docs/integrations.md:{name}", "exec")
-    exec(code, {"__name__": "__doc_example__"})  # noqa: S102 - running the documentation is the point
-    printed = capsys.readouterr().out
-    assert printed == match.group(2)
-    return printed
+    env = {**os.environ, "WARDEN_POLICY_DIR": str(root / "rego" / "warden")}
+    with tempfile.TemporaryDirectory(prefix="warden-doc-") as clean:
+        for _ in range(2):
+            done = subprocess.run([sys.executable, "-c", match.group(1)], cwd=clean, env=env, capture_output=True,
+                                  text=True, timeout=300, check=False)
+            assert done.returncode == 0, done.stderr
+            assert done.stdout == match.group(2)
+            assert done.stderr == "", done.stderr
+    return done.stdout
 
 
 def file_functions(entered: list) -> list:

@@ -189,3 +189,158 @@ def test_bad_config_names_the_field(tmp_path):
     )
     assert done.returncode != 0
     assert "upstream: give exactly one of command (stdio) or url (streamable HTTP)" in done.stderr
+
+
+# -- fuzzing the proxy over its stdio wire ---------------------------------------------------
+
+MCP_FUZZ_EXAMPLES = int(os.environ.get("WARDEN_FUZZ_EXAMPLES", "400"))
+# The mcp SDK parses messages with pydantic (jiter), which refuses nesting this deep; the
+# message is then dropped before the proxy's code sees it. (Measured: 150 levels of
+# arguments are answered, 200 are dropped.)
+MCP_PARSER_DEPTH = 190
+
+
+def nested_lists(depth: int) -> object:
+    value: object = []
+    for _ in range(depth):
+        value = [value]
+    return value if depth < 900 else "x" * depth
+
+
+def depth_of(value: object) -> int:
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        node, level = stack.pop()
+        if isinstance(node, dict | list):
+            deepest = max(deepest, level)
+            stack.extend((child, level + 1) for child in (node.values() if isinstance(node, dict) else node))
+    return deepest + 3  # params sit inside {"jsonrpc", "params": {"arguments": …}}
+
+
+class RawStdioClient:
+    """JSON-RPC lines written straight to `warden mcp-proxy`'s stdin: what a hostile or
+    buggy client can send, \\ud800 escapes, NaN and all, which the official client would not.
+    The proxy's stderr goes to a file (a pipe nobody reads would fill up and stall it)."""
+
+    def __init__(self, command: list[str], stderr_path: Path):
+        import queue
+        import threading
+
+        self.stderr_file = stderr_path.open("wb")
+        self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr_file,
+                                        env=proxy_env(), bufsize=0)
+        self.stderr_path = stderr_path
+        self.lines: queue.Queue[bytes] = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+        self.next_id = 0
+
+    def _read(self) -> None:
+        for line in iter(self.process.stdout.readline, b""):
+            self.lines.put(line)
+        self.lines.put(b"")
+
+    def send(self, message: dict | bytes) -> None:
+        raw = message if isinstance(message, bytes) else json.dumps(message, allow_nan=True).encode()
+        self.process.stdin.write(raw + b"\n")
+        self.process.stdin.flush()
+
+    def request(self, method: str, params: dict, timeout: float = 30) -> dict:
+        import queue
+
+        self.next_id += 1
+        self.send({"jsonrpc": "2.0", "id": self.next_id, "method": method, "params": params})
+        while True:
+            try:
+                line = self.lines.get(timeout=timeout)
+            except queue.Empty:
+                raise AssertionError(f"no answer to {method} {json.dumps(params)[:300]} within {timeout} s; "
+                                     f"proxy stderr: {self.stderr_path.read_text(errors='replace')[-2000:]}") from None
+            assert line, f"the proxy closed its output; stderr: {self.stderr_path.read_text(errors='replace')[-2000:]}"
+            answer = json.loads(line)
+            if answer.get("id") == self.next_id:
+                return answer
+
+    def close(self) -> int:
+        self.process.stdin.close()
+        try:
+            return self.process.wait(timeout=30)
+        finally:
+            self.stderr_file.close()
+
+
+def test_the_proxy_survives_arbitrary_tool_arguments_on_the_wire(proxy_config, files):
+    hypothesis = pytest.importorskip("hypothesis")
+    from hypothesis import strategies as st
+
+    config, identity = proxy_config
+    client = RawStdioClient(proxy_command(config), config.parent / "proxy.stderr")
+    answers: dict[str, int] = {}
+    try:
+        init = client.request("initialize", {"protocolVersion": "2025-06-18", "capabilities": {},
+                                             "clientInfo": {"name": "fuzz", "version": "1"}})
+        assert "result" in init, init
+        client.send({"jsonrpc": "2.0", "method": "notifications/initialized"})
+
+        text = st.one_of(st.text(alphabet=st.characters(exclude_categories=()), max_size=30),
+                         st.sampled_from(["\ud800", "a\udfffb", "\x00", "rm -rf /\x00", str(files / "srv/notes.txt")]))
+        scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.just(10**400), st.floats(), text)
+        values = st.recursive(scalars, lambda c: st.one_of(st.lists(c, max_size=4), st.dictionaries(text, c, max_size=4)),
+                              max_leaves=20)
+        deep = st.integers(1, 3000).map(nested_lists)
+        arguments = st.one_of(st.dictionaries(text, st.one_of(values, deep), max_size=5),
+                              st.fixed_dictionaries({"path": values}), values)
+        tools = st.one_of(st.sampled_from(["read_text_file", "write_file", "list_allowed_directories"]), text)
+
+        @hypothesis.settings(max_examples=MCP_FUZZ_EXAMPLES, deadline=None, database=None,
+                             suppress_health_check=list(hypothesis.HealthCheck))
+        @hypothesis.given(tool=tools, args=arguments)
+        def call(tool, args):
+            params = {"name": tool, "arguments": args}
+            try:
+                json.dumps(params, ensure_ascii=False, allow_nan=True).encode("utf-8")
+                parseable = depth_of(params) < MCP_PARSER_DEPTH
+            except (UnicodeEncodeError, RecursionError):
+                parseable = False
+            if not parseable:
+                # A lone surrogate, or nesting past its parser's limit: the official MCP SDK
+                # drops the whole message (no JSON-RPC answer, nothing reaches Warden).
+                # The proxy must still be serving.
+                client.next_id += 1
+                client.send({"jsonrpc": "2.0", "id": client.next_id, "method": "tools/call", "params": params})
+                assert "result" in client.request("tools/list", {})
+                answers["dropped by the MCP parser"] = answers.get("dropped by the MCP parser", 0) + 1
+                return
+            answer = client.request("tools/call", params)
+            # A tool result (isError for refusals) or a JSON-RPC error for a malformed request.
+            assert "result" in answer or "error" in answer, answer
+            kind = "error" if "error" in answer else ("refused" if answer["result"].get("isError") else "ran")
+            answers[kind] = answers.get(kind, 0) + 1
+
+        call()
+        client.send(b'{"jsonrpc": "2.0", "id": "x", "method": "tools/call", "params": {"name": "\\ud800"')  # cut off
+        client.send(b"\xff\xfe not json")
+        alive = client.request("tools/list", {})
+        assert "result" in alive  # still serving after all of it
+    finally:
+        status = client.close()
+    runs = sum(answers.values())
+    print(f"\nfuzz mcp-proxy: {runs} tools/call requests, answers {dict(sorted(answers.items()))}, exit {status}")
+    assert runs >= MCP_FUZZ_EXAMPLES * 0.9 and status == 0
+    records = list(read_jsonl(config.parent / "signed.jsonl"))
+    assert records and verify_records(records, {identity.key_id: identity.public_key}).ok
+
+
+def test_the_config_on_the_docs_page_loads_with_shipping(tmp_path):
+    import re
+
+    from agents_sdk.integrations.mcp_proxy import load_config
+
+    page = (REPO_ROOT / "docs" / "integrations.md").read_text("utf-8")
+    block = re.search(r"<!-- example: config -->\n```yaml\n(.*?)```", page, re.DOTALL).group(1)
+    (tmp_path / "mcp-proxy.yaml").write_text(block)
+    config = load_config(tmp_path / "mcp-proxy.yaml")
+    assert config.ship_url == "http://127.0.0.1:8000" and config.ship_spool_dir == tmp_path / "var/mcp-proxy-spool"
+    assert config.session_id is None and config.upstream.name == "files"
+    (tmp_path / "bad.yaml").write_text(block.replace("url: http://127.0.0.1:8000", "url: ftp://x"))
+    with pytest.raises(Exception, match="ship.url"):
+        load_config(tmp_path / "bad.yaml")

@@ -10,6 +10,8 @@ User = get_user_model()
 
 class UserSerializer(serializers.ModelSerializer):
     roles = serializers.SerializerMethodField()
+    # May be empty (service accounts), so not declared with the "email" format.
+    email = serializers.CharField(read_only=True, help_text="E-mail address; empty for service accounts.")
 
     class Meta:
         model = User

@@ -15,7 +15,7 @@ class BatchSerializer(serializers.ModelSerializer):
         model = Batch
         fields = [
             "id", "agent", "key_id", "record_count", "byte_count", "received_at", "status", "attempts",
-            "started_at", "verified_at", "event_count", "quarantined_count",
+            "started_at", "verified_at", "event_count", "quarantined_count", "problem",
         ]
 
 
@@ -65,7 +65,7 @@ class CheckpointKeySerializer(serializers.Serializer):
 
 
 class RetentionPolicySerializer(serializers.ModelSerializer):
-    agent = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    agent = serializers.SlugRelatedField(slug_field="name", read_only=True, allow_null=True)
 
     class Meta:
         model = RetentionPolicy
@@ -94,6 +94,7 @@ class ProblemSerializer(serializers.Serializer):
     record_id = serializers.CharField(allow_null=True)
     checkpoint = serializers.IntegerField(allow_null=True)
     fields = serializers.ListField(child=serializers.CharField())
+    through_event_id = serializers.IntegerField(allow_null=True)
 
 
 class VerificationReportSerializer(serializers.Serializer):
@@ -102,4 +103,26 @@ class VerificationReportSerializer(serializers.Serializer):
     events_checked = serializers.IntegerField()
     events_removed_by_retention = serializers.IntegerField()
     events_not_checkpointed = serializers.IntegerField()
+    key_source = serializers.ChoiceField(
+        ["pinned", "given", "database"],
+        help_text="where the trusted checkpoint keys came from; 'database' means nothing is pinned (weaker)",
+    )
+    witness_entries = serializers.IntegerField(help_text="lines of the witness file checked")
+    first_affected_event_id = serializers.IntegerField(allow_null=True)
+    last_affected_event_id = serializers.IntegerField(allow_null=True)
+    first_affected_checkpoint = serializers.IntegerField(allow_null=True)
+    last_affected_checkpoint = serializers.IntegerField(allow_null=True)
     problems = ProblemSerializer(many=True)
+
+
+class CheckpointHeadSerializer(serializers.Serializer):
+    sequence = serializers.IntegerField()
+    kind = serializers.CharField()
+    last_event_id = serializers.IntegerField(allow_null=True)
+    event_count = serializers.IntegerField()
+    merkle_root = serializers.CharField()
+    created_at = serializers.CharField()
+    key_id = serializers.CharField()
+    statement_hash = serializers.CharField()
+    signature = serializers.CharField()
+    statement = serializers.DictField(help_text="the signed statement (its canonical JSON is what the signature covers)")

@@ -4,6 +4,7 @@ from rest_framework.routers import SimpleRouter
 from controlplane.audit.api.views import (
     AuditEventViewSet,
     BatchViewSet,
+    CheckpointHeadView,
     CheckpointViewSet,
     QuarantineViewSet,
     RetentionPolicyViewSet,
@@ -22,4 +23,5 @@ urlpatterns = [
     path("audit/", include(router.urls)),
     path("audit/timeline/", TimelineView.as_view(), name="audit-timeline"),
     path("audit/verify/", VerifyView.as_view(), name="audit-verify"),
+    path("audit/head/", CheckpointHeadView.as_view(), name="audit-head"),
 ]

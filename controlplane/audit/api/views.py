@@ -5,15 +5,18 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
+from rest_framework.exceptions import NotFound, PermissionDenied
+from rest_framework.permissions import AllowAny
 from rest_framework.views import APIView
 
 from controlplane.accounts.roles import Role
-from controlplane.audit import checkpoints, conf, selectors, services
+from controlplane.audit import checkpoints, conf, exports, ingestion, integrity, retention, selectors
 from controlplane.audit.api.filters import AuditEventFilter, BatchFilter, QuarantineFilter
 from controlplane.audit.api.serializers import (
     AuditEventSerializer,
     BatchAcceptedSerializer,
     BatchSerializer,
+    CheckpointHeadSerializer,
     CheckpointKeySerializer,
     CheckpointSerializer,
     QuarantinedRecordSerializer,
@@ -74,7 +77,7 @@ class BatchViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
     def create(self, request):
         """Store a batch `{"records": [...]}` durably; it is verified asynchronously."""
         try:
-            batch = services.ingest_batch(
+            batch = ingestion.ingest_batch(
                 agent=request.user.agent, key_id=request.auth.key_id,
                 body=read_body(request, conf.max_batch_bytes()),
                 content_encoding=request.META.get("HTTP_CONTENT_ENCODING", ""),
@@ -103,13 +106,26 @@ class AuditEventViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
     def get_serializer_context(self):
         return {**super().get_serializer_context(), "checkpointed_upto": self.checkpointed_upto()}
 
-    @extend_schema(responses={(200, "application/jsonl"): OpenApiTypes.STR})
+    @extend_schema(
+        parameters=[OpenApiParameter(
+            "originals", bool, description="the records exactly as signed, unmasked (roles in "
+            "WARDEN_AUDIT_ORIGINALS_ROLES only); otherwise payloads are masked as stored",
+        )],
+        responses={(200, "application/jsonl"): OpenApiTypes.STR},
+    )
     @action(detail=False, methods=["get"])
     def export(self, request):
-        """The original signed records (JSONL) of every session with an event matching the
-        filters, whole and in chain order: `warden audit verify` checks the file offline."""
-        filtered = self.filter_queryset(self.get_queryset())
-        response = StreamingHttpResponse(selectors.export_lines(filtered), content_type="application/jsonl")
+        """The records (JSONL) of every session with an event matching the filters, whole and
+        in chain order, masked as stored unless `originals=true` (then `warden audit verify`
+        checks the file offline). Every export is recorded."""
+        originals = request.query_params.get("originals", "").lower() in ("1", "true", "yes")
+        if originals and (refusal := exports.originals_refusal(request.user)):
+            raise PermissionDenied(refusal)
+        lines = exports.start_export(
+            user=request.user, filtered=self.filter_queryset(self.get_queryset()),
+            query=request.META.get("QUERY_STRING", ""), originals=originals,
+        )
+        response = StreamingHttpResponse(lines, content_type="application/jsonl")
         response["Content-Disposition"] = 'attachment; filename="warden-audit.jsonl"'
         return response
 
@@ -165,12 +181,27 @@ class CheckpointViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
 
 
 class VerifyView(APIView):
-    """Check the stored log against the signed checkpoints; names every event changed,
-    removed, inserted or moved."""
+    """Check the stored log against the signed checkpoints (with the pinned keys) and the
+    witness; names every event changed, removed, inserted or moved, and a cut tail."""
 
     @extend_schema(responses={200: VerificationReportSerializer})
     def get(self, request):
-        return Response(checkpoints.verify_log().as_dict())
+        return Response(integrity.verify_log().as_dict())
+
+
+class CheckpointHeadView(APIView):
+    """The latest signed checkpoint head, for anyone: engines and outsiders keep it to detect
+    a log cut short or rolled back (it must never go backwards)."""
+
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+
+    @extend_schema(responses={200: CheckpointHeadSerializer, 404: None}, auth=[])
+    def get(self, request):
+        head = selectors.latest_checkpoint_head()
+        if head is None:
+            raise NotFound("no checkpoint has been signed yet")
+        return Response(head)
 
 
 class RetentionPolicyViewSet(mixins.ListModelMixin, mixins.DestroyModelMixin, viewsets.GenericViewSet):
@@ -183,11 +214,11 @@ class RetentionPolicyViewSet(mixins.ListModelMixin, mixins.DestroyModelMixin, vi
     def create(self, request):
         data = validated(RetentionPolicyWriteSerializer, request)
         agent = get_object_or_404(Agent, name=data["agent"]) if data["agent"] else None
-        policy = services.set_retention_policy(
+        policy = retention.set_retention_policy(
             days=data["days"], environment=data["environment"], agent=agent, by=request.user
         )
         return Response(RetentionPolicySerializer(policy).data, status=status.HTTP_200_OK)
 
     def destroy(self, request, pk=None):
-        services.delete_retention_policy(self.get_object(), by=request.user)
+        retention.delete_retention_policy(self.get_object(), by=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)

@@ -1,6 +1,13 @@
 from rest_framework import serializers
 
-from controlplane.bundles.models import Bundle, BundleActivation, Environment, EnvironmentToken, SigningKey
+from controlplane.bundles.models import (
+    Bundle,
+    BundleActivation,
+    Environment,
+    EnvironmentToken,
+    SigningKey,
+    default_policy_settings,
+)
 from controlplane.identity.validators import ENVIRONMENT_PATTERN
 
 PATH_LIST_MAX = 200
@@ -54,13 +61,28 @@ class PolicySettingsSerializer(serializers.Serializer):
     )
     rate_limits = RateLimitsSerializer()
 
+    def to_representation(self, instance):
+        # Rows saved before partial updates were merged may lack keys: show the defaults.
+        return super().to_representation({**default_policy_settings(), **(instance or {})})
+
+
+def merged_policy_settings(current: dict, change: dict) -> dict:
+    """`change` laid over `current` (one level deeper for rate_limits), as the full settings."""
+    merged = {**default_policy_settings(), **(current or {})}
+    for key, value in change.items():
+        if key == "rate_limits" and isinstance(value, dict):
+            value = {**(merged.get("rate_limits") or {}), **value}
+        merged[key] = value
+    return merged
+
 
 class EnvironmentSerializer(serializers.ModelSerializer):
     name = serializers.RegexField(
         ENVIRONMENT_PATTERN.pattern, max_length=32,
         error_messages={"invalid": "lowercase letters, digits and '-', e.g. 'prod'"},
     )
-    active_bundle = BundleSummarySerializer(read_only=True)
+    # Null until the first publish or promotion.
+    active_bundle = BundleSummarySerializer(read_only=True, allow_null=True)
     position = serializers.IntegerField(min_value=0, max_value=1000, required=False)
     policy_settings = PolicySettingsSerializer(required=False)
 
@@ -74,7 +96,16 @@ class EnvironmentSerializer(serializers.ModelSerializer):
 
 
 class EnvironmentUpdateSerializer(EnvironmentSerializer):
+    """A PATCH: `policy_settings` may name only the keys that change; they are merged with the
+    environment's current settings and the result validated whole, before anything is saved."""
+
     name = serializers.CharField(read_only=True)
+
+    def validate_policy_settings(self, value):
+        current = self.instance.policy_settings if self.instance is not None else {}
+        full = PolicySettingsSerializer(data=merged_policy_settings(current, self.initial_data["policy_settings"]))
+        full.is_valid(raise_exception=True)
+        return full.validated_data
 
 
 class PublishSerializer(serializers.Serializer):

@@ -22,11 +22,12 @@ from controlplane.bundles.api.serializers import (
 )
 from controlplane.bundles.models import Bundle, Environment, EnvironmentToken, SigningKey
 from controlplane.core.api import validated
+from controlplane.core.viewsets import WardenViewSet
 
 RELEASERS = (Role.ADMIN, Role.POLICY_AUTHOR)
 
 
-class EnvironmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+class EnvironmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, WardenViewSet):
     """Environments (dev, staging, prod), each serving one active signed bundle.
     Publish, promote and roll back are one call each and land in the change log."""
 
@@ -45,9 +46,10 @@ class EnvironmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, views
 
     @extend_schema(request=EnvironmentUpdateSerializer, responses={200: EnvironmentSerializer})
     def partial_update(self, request, name=None):
-        data = validated(EnvironmentUpdateSerializer, request, partial=True)
-        environment = services.update_environment(self.get_object(), by=request.user, **data)
-        return Response(EnvironmentSerializer(self.get_queryset().get(pk=environment.pk)).data)
+        environment = self.get_object()
+        data = validated(EnvironmentUpdateSerializer, request, partial=True, instance=environment)
+        environment = services.update_environment(environment, by=request.user, **data)
+        return Response(self.rendered(environment, EnvironmentSerializer))
 
     @extend_schema(request=PublishSerializer, responses={200: BundleSerializer})
     @action(detail=True, methods=["post"])
@@ -82,26 +84,21 @@ class EnvironmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, views
         return self.get_paginated_response(ActivationSerializer(page, many=True).data)
 
 
-class EnvironmentTokenViewSet(
-    mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin, viewsets.GenericViewSet
-):
+class EnvironmentTokenViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin, WardenViewSet):
     """Bearer tokens with which OPA or a Warden sidecar in one environment pulls bundles and
     sends decision logs and status. Admins only; the plaintext is shown once."""
 
     serializer_class = EnvironmentTokenSerializer
     read_roles = (Role.ADMIN,)
     lookup_value_regex = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+    parent_lookup = (Environment, "environment_name", "name")
 
     def get_queryset(self):
         return EnvironmentToken.objects.filter(environment__name=self.kwargs.get("environment_name"))
 
-    def list(self, request, *args, **kwargs):
-        get_object_or_404(Environment, name=self.kwargs["environment_name"])
-        return super().list(request, *args, **kwargs)
-
     @extend_schema(request=EnvironmentTokenCreateSerializer, responses={201: EnvironmentTokenCreatedSerializer})
     def create(self, request, environment_name=None):
-        environment = get_object_or_404(Environment, name=environment_name)
+        environment = self.parent
         data = validated(EnvironmentTokenCreateSerializer, request)
         token, plaintext = services.create_environment_token(environment, by=request.user, **data)
         body = EnvironmentTokenCreatedSerializer(token).data | {"token": plaintext}

@@ -1,6 +1,13 @@
 import django_filters
 
-from controlplane.compliance.models import FrameworkChoice, GapReport, ReportStatus, ReportTrigger
+from controlplane.compliance.models import (
+    Attestation,
+    AttestationKind,
+    FrameworkChoice,
+    GapReport,
+    ReportStatus,
+    ReportTrigger,
+)
 from controlplane.core.filters import UTCDateTimeFilter
 
 
@@ -14,4 +21,15 @@ class GapReportFilter(django_filters.FilterSet):
 
     class Meta:
         model = GapReport
+        fields = []
+
+
+class AttestationFilter(django_filters.FilterSet):
+    framework = django_filters.ChoiceFilter(choices=FrameworkChoice.choices)
+    environment = django_filters.CharFilter(field_name="environment__name")
+    control_id = django_filters.CharFilter()
+    kind = django_filters.ChoiceFilter(choices=AttestationKind.choices)
+
+    class Meta:
+        model = Attestation
         fields = []

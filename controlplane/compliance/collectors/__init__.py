@@ -24,10 +24,15 @@ def collector(kind: str):
 
 
 def collect(kind: str, context) -> Evidence:
-    return COLLECTORS[kind](context)
+    """Run one collector and stamp the evidence with the time it was collected."""
+    from django.utils import timezone
+
+    evidence = COLLECTORS[kind](context)
+    evidence.collected_at = timezone.now().isoformat()
+    return evidence
 
 
 # Importing the modules registers their collectors.
-from controlplane.compliance.collectors import logs, platform, policy  # noqa: F401
+from controlplane.compliance.collectors import access, logs, platform, policy  # noqa: F401,E402
 
 EVIDENCE_KINDS = frozenset(COLLECTORS) | {"manual"}

@@ -27,10 +27,35 @@ class ReportContext:
     environment: Environment
     period_start: datetime
     period_end: datetime
+    categories: tuple[str, ...] = ("security",)
 
     @cached_property
     def now(self) -> datetime:
         return timezone.now()
+
+    @cached_property
+    def scope(self):
+        """The environment's declared scope (None: nothing declared, defaults assumed)."""
+        from controlplane.compliance.models import ComplianceScope
+
+        return ComplianceScope.objects.filter(environment=self.environment).first()
+
+    @cached_property
+    def classifications(self) -> dict:
+        """Each agent's classification by agent pk (agents without one are unreviewed)."""
+        from controlplane.compliance.models import AgentClassification
+
+        return {c.agent_id: c for c in AgentClassification.objects.select_related("assessed_by")
+                .filter(agent_id__in=self.agent_ids)}
+
+    def high_risk_route(self, agent) -> str | None:
+        """"annex_iii" / "annex_i" for a high-risk agent, None otherwise. An agent whose
+        classification was not assessed but whose registry tier is high counts as Annex III
+        (the earlier date) until someone assesses it."""
+        classification = self.classifications.get(agent.pk)
+        if classification is not None and classification.status == "assessed":
+            return None if classification.high_risk_route == "none" else classification.high_risk_route
+        return "annex_iii" if agent.risk_tier == "high" else None
 
     @cached_property
     def agents(self) -> list[Agent]:
@@ -50,7 +75,27 @@ class ReportContext:
 
     @cached_property
     def high_risk_agents(self) -> list[Agent]:
-        return [a for a in self.live_agents if a.risk_tier == "high"]
+        return [a for a in self.live_agents if self.high_risk_route(a)]
+
+    @cached_property
+    def scope_facts(self):
+        from controlplane.compliance.assessment import ScopeFacts
+
+        scope = self.scope
+        routes: dict[str, list[str]] = {}
+        for agent in self.high_risk_agents:
+            routes.setdefault(self.high_risk_route(agent), []).append(agent.name)
+        unassessed = [a.name for a in self.high_risk_agents
+                      if getattr(self.classifications.get(a.pk), "status", "unreviewed") != "assessed"]
+        return ScopeFacts(
+            environment=self.environment.name,
+            eu_role=scope.eu_role if scope else "",
+            gpai_model_provider=bool(scope and scope.gpai_model_provider),
+            soc2_categories=self.categories,
+            hipaa_entity=scope.hipaa_entity if scope else "",
+            high_risk_routes=routes,
+            unassessed_high_risk=unassessed,
+        )
 
     @cached_property
     def bundle(self):

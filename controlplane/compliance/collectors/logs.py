@@ -13,11 +13,11 @@ from django.db.models import Count, Max, Min, Sum
 
 from agents_sdk.records import canonical_json
 from controlplane.audit import conf as audit_conf
-from controlplane.audit.checkpoints import leaf_hash, merkle_root, unpack_entries
+from controlplane.audit.merkle import leaf_hash, merkle_root, unpack_entries
 from controlplane.audit.models import AuditEvent, Checkpoint, CheckpointKind, RetentionPolicy
-from controlplane.audit.services import retention_days_by_agent
+from controlplane.audit.selectors import retention_days_by_agent
 from controlplane.compliance.collectors import collector
-from controlplane.compliance.evidence import GAP, MET, PARTIAL, Evidence, ObjectRef, ref
+from controlplane.compliance.evidence import GAP, MET, NOT_TESTED, PARTIAL, Evidence, ObjectRef, ref
 from controlplane.opa.models import DecisionLog, OPAInstance
 from controlplane.policies.models import PolicyModule, PolicyRevision
 
@@ -50,6 +50,11 @@ def decision_logging(context) -> Evidence:
             f"Turn decision logging on for {env.name} (PATCH /api/v1/environments/{env.name}/ "
             '{"decision_logging": true}); engines pick it up through discovery.', figures,
         )
+    population = f"decisions for {env.name}'s agents in the period"
+    silent = [a for a in context.live_agents if a.status == "active" and not context.event_stats["by_agent"].get(a.pk)]
+    if not context.agents and not received["n"]:
+        return Evidence(kind, NOT_TESTED, f"Decision logging is on, but no agent runs in {env.name}: no decision "
+                        "to log.", objects, figures=figures, population=population, population_size=0)
     if not received["n"] and not sdk_decisions:
         return Evidence(
             kind, PARTIAL, f"Decision logging is on for {env.name}, but no decision arrived in the period.",
@@ -57,8 +62,17 @@ def decision_logging(context) -> Evidence:
             "Check that the environment's OPA instances boot with Warden's discovery bundle and that agents "
             "ship their signed records.", figures,
         )
+    figures["active_agents_without_records"] = len(silent)
+    total = received["n"] + sdk_decisions
+    if silent:
+        return Evidence(kind, PARTIAL, f"{total} decision(s) arrived, but {len(silent)} active agent(s) left no "
+                        "record in the period: logging is not shown complete.", objects,
+                        [f"{a.name} is active and left no decision record in the period" for a in silent[:20]],
+                        "Make every active agent ship its signed records, or suspend agents that no longer run.",
+                        figures, population=population, population_size=total)
     return Evidence(kind, MET, f"Decision logging is on; {received['n']} OPA decision(s) and {sdk_decisions} "
-                    "signed decision record(s) arrived in the period.", objects, figures=figures)
+                    "signed decision record(s) arrived in the period, from every active agent.", objects,
+                    figures=figures, population=population, population_size=total)
 
 
 @collector("signed_audit_log")
@@ -72,6 +86,10 @@ def signed_audit_log(context) -> Evidence:
     objects += [ObjectRef("audit.quarantinedrecord", reason, f"{n} quarantined: {reason}") for reason, n in
                 sorted(quarantined.items())]
     figures = {"events": stats["total"], "quarantined": sum(quarantined.values()), "silent_agents": len(silent)}
+    population = f"signed action records of {context.environment.name}'s agents in the period"
+    if not context.agents:
+        return Evidence(kind, NOT_TESTED, f"No agent runs in {context.environment.name}: no record to sign.",
+                        objects, figures=figures, population=population, population_size=0)
     if not stats["total"]:
         return Evidence(kind, GAP, "No signed action record arrived from the environment's agents in the period.",
                         objects, ["signed, hash-chained action records from the agents"],
@@ -87,7 +105,8 @@ def signed_audit_log(context) -> Evidence:
                         objects, missing, "Review /api/v1/audit/quarantine/ and make sure every active agent "
                         "ships its records.", figures)
     return Evidence(kind, MET, f"{stats['total']} signed, chain-verified event(s) from "
-                    f"{len(stats['by_agent'])} agent(s) in the period; nothing quarantined.", objects, figures=figures)
+                    f"{len(stats['by_agent'])} agent(s) in the period; nothing quarantined.", objects, figures=figures,
+                    population=population, population_size=stats["total"])
 
 
 def _statement_problems(checkpoints: list[Checkpoint]) -> list[str]:
@@ -209,6 +228,24 @@ def _audit_retention(context) -> Evidence:
     objects = _retention_objects(context)
     figures = {"minimum_days": minimum, "environment_days": env_days,
                "shortest_days": min([env_days, *days.values()]) if days else env_days}
+    # What is actually held, not only what is configured: each agent's oldest stored event
+    # should reach back min(minimum, time since the agent was first seen).
+    oldest = dict(
+        AuditEvent.objects.filter(agent_id__in=context.agent_ids).values("agent_id")
+        .annotate(first=Min("time")).order_by().values_list("agent_id", "first")
+    )
+    thin = []
+    for agent in context.agents:
+        expected_from = max(context.now - timedelta(days=minimum), agent.created_at)
+        first = oldest.get(agent.pk)
+        # A gap of a day or more between the agent's start (or the retention horizon) and its
+        # oldest stored event means events were removed too early.
+        if first is not None and first - expected_from > timedelta(days=1) and agent.created_at < first - timedelta(days=1):
+            thin.append((agent, first))
+    figures["agents_holding_less_than_required"] = len(thin)
+    if not context.agents:
+        return Evidence(kind, NOT_TESTED, "No agent runs in the environment: no log to keep.", objects,
+                        figures=figures, population="agents' stored events", population_size=0)
     if short or env_days < minimum:
         missing = [f"{a.name} keeps events {d} days" for a, d in short]
         if env_days < minimum:
@@ -217,8 +254,17 @@ def _audit_retention(context) -> Evidence:
                         f"{context.framework.retention.basis.split(' — ')[0]} requires.", objects, missing,
                         f"Set a retention of at least {minimum} days (POST /api/v1/audit/retention-policies/) "
                         "or raise WARDEN_AUDIT_RETENTION_DAYS.", figures)
+    population = f"{context.environment.name}'s agents and their stored events"
+    if thin:
+        return Evidence(kind, PARTIAL, f"Retention is configured for at least {minimum} days, but {len(thin)} "
+                        "agent(s) hold events only from later than they existed.", objects,
+                        [f"{a.name}: oldest stored event {first:%Y-%m-%d}, agent registered {a.created_at:%Y-%m-%d}"
+                         for a, first in thin],
+                        "Check the retention checkpoints for early removals, and whether the agent was idle then.",
+                        figures, population=population, population_size=len(context.agents))
     return Evidence(kind, MET, f"Every agent's events are kept at least {figures['shortest_days']} days "
-                    f"(minimum {minimum}).", objects, figures=figures)
+                    f"(minimum {minimum}), and what is stored reaches back that far.", objects, figures=figures,
+                    population=population, population_size=len(context.agents))
 
 
 def _policy_documentation_retention(context) -> Evidence:

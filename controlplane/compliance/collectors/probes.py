@@ -59,13 +59,21 @@ class PolicyProbe:
         self.policy = compile_modules(policy_files, {"warden_registry": data})
 
     def decide(self, tool: str, args: dict | None = None, *, agent: str = PROBE_AGENT) -> dict:
+        return self.trial(tool, args, agent=agent)["decision"]
+
+    def trial(self, tool: str, args: dict | None = None, *, agent: str = PROBE_AGENT) -> dict:
+        """A probe as the report prints it: the exact input, the effect and the rules that
+        decided, so an auditor can re-perform it against the same bundle."""
         decision_input = {
             "agent": {"id": agent, "name": agent, "owner": "compliance@warden.invalid", "scopes": self.scopes},
             "action": {"type": "tool_call", "tool": tool, "args": args or {}},
             "context": {"session_id": "warden-compliance-probe", "environment": self.environment},
         }
         decision = self.policy.decide(decision_input)
-        return decision if isinstance(decision, dict) else {"allow": False, "effect": "deny", "reasons": []}
+        if not isinstance(decision, dict):
+            decision = {"allow": False, "effect": "deny", "reasons": []}
+        return {"input": decision_input, "effect": decision.get("effect", "deny"), "rules": rule_ids(decision),
+                "decision": decision}
 
 
 def rule_ids(decision: dict) -> list[str]:
@@ -79,6 +87,11 @@ class ToolProbe:
     args: dict
     effect: str
     rules: list[str] = field(default_factory=list)
+    input: dict = field(default_factory=dict)
+
+    def as_probe(self) -> dict:
+        return {"input": self.input, "effect": self.effect, "rules": self.rules,
+                "why": f"{self.tool.name}: {'/'.join(self.risks)}"}
 
     @property
     def gated(self) -> bool:
@@ -93,6 +106,10 @@ def tool_risks(tool: Tool, settings: dict) -> tuple[list[str], dict]:
     """Why a catalog tool is high-risk (empty if it is not), and arguments that exercise that risk."""
     risks, args = [], {}
     words = " ".join([tool.name, *tool.scopes])
+    # A tool whose scopes are all read: can neither pay, send, push nor delete: matching its
+    # name (invoice_read) against a risk pattern would be a false positive.
+    if tool.scopes and all(str(s).startswith("read:") for s in tool.scopes):
+        words = ""
     protected_paths = [p for p in settings.get("protected_paths") or [] if isinstance(p, str)]
     if tool.irreversible:
         risks.append("irreversible")
@@ -124,7 +141,7 @@ def probe_high_risk_tools(probe: PolicyProbe, tools: list[Tool], registry: dict)
         risks, args = tool_risks(tool, registry)
         if not risks:
             continue
-        decision = probe.decide(tool.name, args)
-        results.append(ToolProbe(tool=tool, risks=risks, args=args, effect=decision.get("effect", "deny"),
-                                 rules=rule_ids(decision)))
+        trial = probe.trial(tool.name, args)
+        results.append(ToolProbe(tool=tool, risks=risks, args=args, effect=trial["effect"], rules=trial["rules"],
+                                 input=trial["input"]))
     return results

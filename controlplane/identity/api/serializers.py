@@ -63,7 +63,7 @@ class AgentSerializer(serializers.ModelSerializer):
         model = Agent
         fields = [
             "id", "name", "display_name", "owner_email", "team", "description", "scopes", "risk_tier",
-            "environments", "egress_allow_hosts", "shell_allow_commands", "status", "status_reason", "status_changed_at", "active_keys",
+            "environments", "egress_allow_hosts", "shell_allow_commands", "sandbox_profile", "status", "status_reason", "status_changed_at", "active_keys",
             "created_at", "updated_at",
         ]
         read_only_fields = ["id", "status", "status_reason", "status_changed_at", "created_at", "updated_at"]
@@ -100,3 +100,32 @@ class KeyRevokeSerializer(StatusChangeSerializer):
 class KeyRotationResultSerializer(serializers.Serializer):
     key = AgentKeySerializer()
     revoked = AgentKeySerializer(many=True)
+
+
+class EngineDeliverySerializer(serializers.Serializer):
+    instance_id = serializers.CharField(help_text="labels.id of the OPA or sidecar, from its status reports.")
+    active_revision = serializers.CharField(help_text="The revision it last reported running.")
+    has_change = serializers.BooleanField(help_text="It runs the revision that carries the change.")
+    last_seen = serializers.DateTimeField()
+
+
+class EnvironmentDeliverySerializer(serializers.Serializer):
+    environment = serializers.CharField()
+    revision = serializers.CharField(help_text="The active revision, which carries the change.")
+    built_at = serializers.CharField(help_text="Its signed build time (manifest metadata.warden.built_at).")
+    engines_with_change = serializers.IntegerField()
+    engines = EngineDeliverySerializer(many=True)
+
+
+class KillSwitchResultSerializer(AgentSerializer):
+    """The agent after the change, and where the change has been delivered."""
+
+    delivery = EnvironmentDeliverySerializer(
+        many=True, read_only=True,
+        help_text="Per environment the agent runs in: the bundle revision that carries the change (already "
+        "active when this answer is sent) and which engines run it according to their latest status reports.",
+    )
+
+    class Meta(AgentSerializer.Meta):
+        fields = AgentSerializer.Meta.fields + ["delivery"]
+        read_only_fields = AgentSerializer.Meta.fields + ["delivery"]

@@ -1,12 +1,12 @@
 from django.db.models import Prefetch
-from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
-from rest_framework import mixins, status, viewsets
+from rest_framework import mixins, status
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from controlplane.accounts.roles import Role
 from controlplane.core.api import validated
+from controlplane.core.viewsets import WardenViewSet
 from controlplane.identity import services
 from controlplane.identity.api.filters import AgentFilter, AgentKeyFilter
 from controlplane.identity.api.serializers import (
@@ -14,8 +14,10 @@ from controlplane.identity.api.serializers import (
     AgentKeySerializer,
     AgentSerializer,
     AgentUpdateSerializer,
+    EnvironmentDeliverySerializer,
     KeyRevokeSerializer,
     KeyRotationResultSerializer,
+    KillSwitchResultSerializer,
     StatusChangeSerializer,
 )
 from controlplane.identity.models import Agent, AgentKey
@@ -24,7 +26,7 @@ KILL_SWITCH_ROLES = (Role.ADMIN, Role.APPROVER)
 NAME_PATTERN = r"[a-z0-9_-]+"
 
 
-class AgentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+class AgentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, WardenViewSet):
     """AI agents: registration, profile, scopes and the kill switch (suspend, resume, revoke).
 
     Agents are never deleted, so the audit trail always resolves to one; revoke retires them.
@@ -43,31 +45,43 @@ class AgentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
     def create(self, request):
         data = validated(AgentSerializer, request)
         agent = services.register_agent(by=request.user, **data)
-        return Response(self._render(agent), status=status.HTTP_201_CREATED)
+        return Response(self.rendered(agent), status=status.HTTP_201_CREATED)
 
     @extend_schema(request=AgentUpdateSerializer, responses={200: AgentSerializer})
     def partial_update(self, request, name=None):
         data = validated(AgentUpdateSerializer, request, partial=True)
         agent = services.update_agent(self.get_object(), by=request.user, **data)
-        return Response(self._render(agent))
+        return Response(self.rendered(agent))
 
-    @extend_schema(request=StatusChangeSerializer, responses={200: AgentSerializer})
+    @extend_schema(request=StatusChangeSerializer, responses={200: KillSwitchResultSerializer})
     @action(detail=True, methods=["post"])
     def suspend(self, request, name=None):
-        """Kill switch: the agent is denied everything from the next bundle activation on."""
-        return self._change_status(request, services.suspend_agent)
+        """Kill switch: the agent is denied everything from the next bundle activation on.
 
-    @extend_schema(request=StatusChangeSerializer, responses={200: AgentSerializer})
+        Delivered before the answer: the affected bundles are rebuilt and activated, and the
+        answer names their revision and which engines run it; 503 if a rebuild failed.
+        """
+        return self._change_status(request, services.suspend)
+
+    @extend_schema(request=StatusChangeSerializer, responses={200: KillSwitchResultSerializer})
     @action(detail=True, methods=["post"])
     def resume(self, request, name=None):
-        """Lift a suspension."""
-        return self._change_status(request, services.resume_agent)
+        """Lift a suspension.
 
-    @extend_schema(request=StatusChangeSerializer, responses={200: AgentSerializer})
+        Delivered before the answer: the affected bundles are rebuilt and activated, and the
+        answer names their revision and which engines run it; 503 if a rebuild failed.
+        """
+        return self._change_status(request, services.resume)
+
+    @extend_schema(request=StatusChangeSerializer, responses={200: KillSwitchResultSerializer})
     @action(detail=True, methods=["post"])
     def revoke(self, request, name=None):
-        """Retire the agent for good and revoke all its keys."""
-        return self._change_status(request, services.revoke_agent)
+        """Retire the agent for good and revoke all its keys.
+
+        Delivered before the answer: the affected bundles are rebuilt and activated, and the
+        answer names their revision and which engines run it; 503 if a rebuild failed.
+        """
+        return self._change_status(request, services.revoke)
 
     @extend_schema(request=AgentKeyCreateSerializer, responses={201: KeyRotationResultSerializer})
     @action(detail=True, methods=["post"], url_path="rotate-key")
@@ -80,14 +94,12 @@ class AgentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
 
     def _change_status(self, request, service):
         data = validated(StatusChangeSerializer, request)
-        agent = service(self.get_object(), by=request.user, **data)
-        return Response(self._render(agent))
-
-    def _render(self, agent: Agent):
-        return AgentSerializer(self.get_queryset().get(pk=agent.pk)).data
+        outcome = service(self.get_object(), by=request.user, **data)
+        delivery = EnvironmentDeliverySerializer(outcome.delivery, many=True).data
+        return Response(self.rendered(outcome.agent, AgentSerializer) | {"delivery": delivery})
 
 
-class AgentKeyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+class AgentKeyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, WardenViewSet):
     """The Ed25519 public keys of one agent. Keys are revoked, never deleted."""
 
     serializer_class = AgentKeySerializer
@@ -95,21 +107,15 @@ class AgentKeyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
     lookup_value_regex = r"[0-9a-f]{64}"
     filterset_class = AgentKeyFilter
     ordering_fields = ["created_at", "revoked_at"]
-
-    def get_agent(self) -> Agent:
-        return get_object_or_404(Agent, name=self.kwargs["agent_name"])
+    parent_lookup = (Agent, "agent_name", "name")
 
     def get_queryset(self):
         return AgentKey.objects.filter(agent__name=self.kwargs.get("agent_name")).select_related("agent", "created_by")
 
-    def list(self, request, *args, **kwargs):
-        self.get_agent()  # an unknown agent is a 404, not an empty list
-        return super().list(request, *args, **kwargs)
-
     @extend_schema(request=AgentKeyCreateSerializer, responses={201: AgentKeySerializer})
     def create(self, request, agent_name=None):
         data = validated(AgentKeyCreateSerializer, request)
-        key = services.add_agent_key(self.get_agent(), by=request.user, **data)
+        key = services.add_agent_key(self.parent, by=request.user, **data)
         return Response(AgentKeySerializer(key).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=KeyRevokeSerializer, responses={200: AgentKeySerializer})

@@ -1,4 +1,5 @@
 from rest_framework import viewsets
+from rest_framework.exceptions import NotFound
 
 from controlplane.opa import selectors
 from controlplane.opa.api.filters import DecisionLogFilter, OPAInstanceFilter
@@ -32,3 +33,14 @@ class DecisionLogViewSet(viewsets.ReadOnlyModelViewSet):
 
     def get_queryset(self):
         return selectors.decision_logs()
+
+    def get_object(self):
+        # A decision id is unique per environment and OPA instance, not globally: the newest
+        # match, narrowed by the list filters (?environment=, ?instance_id=) when given.
+        found = (
+            self.filter_queryset(self.get_queryset()).filter(decision_id=self.kwargs["decision_id"])
+            .order_by("-received_at", "-id").first()
+        )
+        if found is None:
+            raise NotFound("no decision log with this decision_id")
+        return found

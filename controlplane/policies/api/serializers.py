@@ -12,7 +12,7 @@ class PolicyRevisionSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = PolicyRevision
-        fields = ["id", "number", "sha256", "message", "author", "created_at", "diff", "source"]
+        fields = ["id", "number", "sha256", "message", "author", "created_at", "diff", "source", "relaxations"]
         read_only_fields = fields
 
 
@@ -20,12 +20,16 @@ class PolicyModuleSerializer(serializers.ModelSerializer):
     revision = serializers.IntegerField(source="current_revision.number", read_only=True)
     source = serializers.CharField(source="current_revision.source", read_only=True)
     author = serializers.CharField(source="current_revision.author.username", read_only=True, default=None)
+    relaxations = serializers.ListField(
+        child=serializers.DictField(), source="current_revision.relaxations", read_only=True, default=list,
+        help_text="Replayed inputs the current revision made less strict; empty when it relaxes nothing.",
+    )
 
     class Meta:
         model = PolicyModule
         fields = [
             "id", "path", "bundle_path", "package", "revision", "author", "is_deleted", "created_at", "updated_at",
-            "source",
+            "source", "relaxations",
         ]
         read_only_fields = fields
 

@@ -1,0 +1,122 @@
+"""Input hygiene: what may reach the Rego engine, checked before it does.
+
+Tool arguments come from a model's output, parsed by frameworks we do not control:
+``json.loads('"\\ud800"')`` gives a lone surrogate, which the engine's native code cannot
+take (it crashed the process). So every enforcement point (the Guard, ``warden sidecar``,
+``warden mcp-proxy``) walks the input first and turns anything the engine, the signed
+records or the audit store cannot take into a fail-closed ``malformed-input`` deny that
+names the field (a JSON Pointer) and says what to do:
+
+- strings (and object keys) must be valid Unicode: no lone surrogates;
+- no U+0000 (NUL): PostgreSQL, where the audit log is kept, cannot store it in JSON;
+- object keys must be strings (``json.dumps`` would silently turn ``1`` into ``"1"``);
+- numbers: integers within a signed 64-bit range (the engine clamps larger ones, so
+  ``2**64`` would silently compare as ``2**64 - 1``), finite floats (``1e400`` parses as
+  ``inf``, which JSON cannot carry); ``bool`` is fine;
+- only JSON types (dict, list, tuple, str, int, float, bool, None);
+- at most ``max_depth`` nested objects/arrays and about ``max_bytes`` of JSON.
+
+The walk is iterative, so a hostile depth cannot exhaust Python's stack either.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from agents_sdk.pointers import escape
+
+__all__ = ["DEFAULT_MAX_BYTES", "DEFAULT_MAX_DEPTH", "input_problem", "printable"]
+
+DEFAULT_MAX_DEPTH = 64
+"""Nested objects/arrays allowed in one decision input (the args start at depth 3)."""
+DEFAULT_MAX_BYTES = 1024 * 1024
+"""About how much JSON one decision input may be (strings are counted in UTF-8 bytes)."""
+
+_INT_MIN, _INT_MAX = -(2**63), 2**63 - 1
+_INF = float("inf")
+
+
+def printable(text: object, limit: int = 200) -> str:
+    """``text`` safe to put in an error message or a signed record: invalid Unicode and NUL
+    escaped (``\\ud800``, ``\\x00``), cut to ``limit`` characters."""
+    if not isinstance(text, str):
+        return f"<{type(text).__name__}>"
+    if len(text) <= limit and text.isprintable():
+        return text  # the common case: nothing to escape
+    shown = text[:limit].encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
+    return shown + ("…" if len(text) > limit else "")
+
+
+def _string_problem(text: str) -> str | None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return f"contains a lone surrogate (U+{ord(text[exc.start]):04X}), which is not valid Unicode; send UTF-8 text"
+    if "\x00" in text:
+        return "contains U+0000 (NUL), which the audit log cannot store; remove or encode it"
+    return None
+
+
+def input_problem(
+    value: Any, *, max_depth: int = DEFAULT_MAX_DEPTH, max_bytes: int = DEFAULT_MAX_BYTES, root: str = ""
+) -> str | None:
+    """None if ``value`` may be given to the engine, else what is wrong, starting with the
+    JSON Pointer of the field (``/action/args/path contains a lone surrogate …``)."""
+    size = 0
+    stack: list[tuple[Any, str, int]] = [(value, root, 0)]
+    while stack:
+        node, where, depth = stack.pop()
+        kind = type(node)
+        if kind is str:
+            if not node.isascii():
+                problem = _string_problem(node)
+                if problem is not None:
+                    return f"{_shown(where)} {problem}"
+                size += len(node.encode("utf-8", "surrogatepass")) + 2
+            elif "\x00" in node:
+                return f"{_shown(where)} {_string_problem(node)}"
+            else:
+                size += len(node) + 2
+        elif node is None or kind is bool:
+            size += 5
+        elif isinstance(node, int) and not isinstance(node, bool):
+            if not _INT_MIN <= node <= _INT_MAX:
+                return f"{_shown(where)} is an integer outside the signed 64-bit range; send it as a string"
+            size += 20
+        elif isinstance(node, float):
+            if node != node or node in (_INF, -_INF):
+                return f"{_shown(where)} is {node!r}, which is not a JSON number (1e400 parses as inf); send a finite number"
+            size += 24
+        elif isinstance(node, dict):
+            if depth >= max_depth:
+                return f"{_shown(where)} is nested more than {max_depth} levels deep; flatten the arguments"
+            size += 2
+            for key, item in node.items():
+                if type(key) is not str:
+                    if not isinstance(key, str):
+                        return f"{_shown(where)} has a key of type {type(key).__name__}; object keys must be strings"
+                if not key.isascii() or "\x00" in key:
+                    problem = _string_problem(key)
+                    if problem is not None:
+                        return f"{_shown(where)} has a key that {problem}"
+                size += len(key) + 4
+                stack.append((item, f"{where}/{escape(key)}", depth + 1))
+        elif isinstance(node, list | tuple):
+            if depth >= max_depth:
+                return f"{_shown(where)} is nested more than {max_depth} levels deep; flatten the arguments"
+            size += 2 + len(node)
+            stack.extend((item, f"{where}/{index}", depth + 1) for index, item in enumerate(node))
+        elif isinstance(node, str):  # a str subclass
+            problem = _string_problem(node)
+            if problem is not None:
+                return f"{_shown(where)} {problem}"
+            size += len(node) + 2
+        else:
+            return f"{_shown(where)} is a {type(node).__name__}, not a JSON value; pass strings, numbers, lists or objects"
+        if size > max_bytes:
+            return f"the input is larger than {max_bytes} bytes of JSON; send less (or a reference to it)"
+    return None
+
+
+def _shown(where: str) -> str:
+    return printable(where) if where else "the input"

@@ -1,0 +1,92 @@
+"""Continuous monitoring: after each report, notice the controls that regressed since the
+previous report and the attestations and exceptions about to expire, keep the notices on
+the report (the console shows them), and deliver them by e-mail (control owners and the
+requester) and webhook (WARDEN_COMPLIANCE_WEBHOOK_URL) from a worker."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from datetime import timedelta
+
+import httpx
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.mail import send_mail
+from django.utils import timezone
+
+from controlplane.compliance import attestations
+from controlplane.compliance.models import ControlOwner, GapReport
+from controlplane.core import tasks as core_tasks
+
+logger = logging.getLogger(__name__)
+EXPIRY_NOTICE = timedelta(days=30)
+
+
+def webhook_url() -> str:
+    return str(getattr(settings, "WARDEN_COMPLIANCE_WEBHOOK_URL", None)
+               or os.environ.get("WARDEN_COMPLIANCE_WEBHOOK_URL") or "")
+
+
+def notices_for(report: GapReport) -> list[dict]:
+    notices = [{"kind": "regression", "control_id": r["control_id"], "from": r["from"], "to": r["to"],
+                "message": f"{report.framework} {r['control_id']} regressed from {r['from']} to {r['to']} in "
+                           f"{report.environment.name}"} for r in (report.diff or {}).get("regressed", [])]
+    for item in attestations.expiring(within=EXPIRY_NOTICE).filter(framework=report.framework,
+                                                                   environment=report.environment):
+        notices.append({"kind": "expiring", "control_id": item.control_id, "attestation": str(item.pk),
+                        "expires_at": item.expires_at.isoformat(), "owner": item.owner.get_username(),
+                        "message": f"{item.kind} for {report.framework} {item.control_id} in "
+                                   f"{report.environment.name} expires on {item.expires_at:%Y-%m-%d}"})
+    return notices
+
+
+def after_report(report: GapReport) -> list[dict]:
+    """Record the report's notices on it and queue their delivery."""
+    notices = notices_for(report)
+    if notices:
+        GapReport.objects.filter(pk=report.pk).update(diff={**(report.diff or {}), "notices": notices})
+        core_tasks.enqueue("compliance.deliver_notices", str(report.pk))
+    return notices
+
+
+def _recipients(report: GapReport, notices: list[dict]) -> list[str]:
+    controls = {n["control_id"] for n in notices}
+    owners = ControlOwner.objects.filter(framework=report.framework, environment=report.environment,
+                                         control_id__in=controls).select_related("owner")
+    emails = {o.owner.email for o in owners} | {n.get("owner_email", "") for n in notices}
+    if report.requested_by_id:
+        emails.add(report.requested_by.email)
+    if not emails - {""}:
+        emails |= set(get_user_model().objects.filter(is_active=True, groups__name="admin")
+                      .values_list("email", flat=True))
+    return sorted(e for e in emails if e)
+
+
+def deliver(report_id) -> dict:
+    """Send a report's notices by e-mail and webhook; returns what was delivered."""
+    report = GapReport.objects.select_related("environment", "requested_by").get(pk=report_id)
+    notices = (report.diff or {}).get("notices") or []
+    outcome = {"emails": 0, "webhook": None}
+    if not notices:
+        return outcome
+    recipients = _recipients(report, notices)
+    subject = f"[Warden] {len(notices)} compliance notice(s): {report.framework} / {report.environment.name}"
+    body = "\n".join(n["message"] for n in notices) + f"\n\nReport: /api/v1/compliance/reports/{report.pk}/\n"
+    if recipients:
+        outcome["emails"] = send_mail(subject, body, None, recipients)
+    url = webhook_url()
+    if url:
+        payload = json.dumps({"type": "compliance.notices", "report": str(report.pk), "framework": report.framework,
+                              "environment": report.environment.name, "notices": notices,
+                              "sent_at": timezone.now().isoformat()}).encode()
+        try:
+            response = httpx.post(url, content=payload, headers={"Content-Type": "application/json"}, timeout=10,
+                                  follow_redirects=False)
+            outcome["webhook"] = response.status_code
+        except httpx.HTTPError as exc:
+            logger.warning("compliance webhook to %s failed: %s", url, exc)
+            outcome["webhook"] = f"failed: {type(exc).__name__}"
+    GapReport.objects.filter(pk=report.pk).update(diff={**report.diff, "notices_delivered": outcome})
+    return outcome

@@ -1,0 +1,1 @@
+"""Demo data for `make run`: agents, tools, users, environments and a signed session."""

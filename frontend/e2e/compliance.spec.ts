@@ -1,0 +1,29 @@
+import { expect, test } from "@playwright/test";
+import { readFileSync } from "node:fs";
+import { checkA11y, login, shot } from "./fixtures";
+
+test("request a compliance report, watch it finish, read the controls and download the PDF", async ({ page }, info) => {
+  // Without a broker the report is built inside the request (eager tasks): allow for it.
+  test.setTimeout(150_000);
+  await login(page, "auditor");
+  await page.goto("/compliance");
+  await expect(page.getByTestId("empty-state")).toContainText("No report yet");
+  await checkA11y(page, "compliance");
+  await page.getByRole("textbox", { name: "Framework", exact: true }).click();
+  await page.getByRole("option").first().click();
+  await page.getByRole("textbox", { name: "Environment", exact: true }).click();
+  await page.getByRole("option", { name: "prod", exact: true }).click();
+  await page.getByRole("button", { name: "Request report" }).click();
+  await expect(page).toHaveURL(/\/compliance\/[0-9a-f-]{36}$/, { timeout: 90_000 });
+  await expect(page.getByTestId("report-score")).toBeVisible({ timeout: 30_000 });
+  await expect(page.getByTestId("controls").locator("tbody tr").first()).toBeVisible();
+  await expect(page.getByText("The first report for this framework")).toBeVisible();
+  await checkA11y(page, "compliance-report");
+  await shot(page, "compliance-report");
+
+  const download = page.waitForEvent("download");
+  await page.getByTestId("pdf-download").click();
+  const file = info.outputPath("report.pdf");
+  await (await download).saveAs(file);
+  expect(readFileSync(file).subarray(0, 5).toString()).toBe("%PDF-");
+});

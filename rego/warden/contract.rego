@@ -1,0 +1,262 @@
+# The input contract (docs/policies.md, "Input contract"): every field a rule judges must
+# have the shape the rule can judge, or the action is denied with a reason naming the
+# field. A rule that cannot read a value must never be the reason an action is allowed.
+#
+# The same contract is checked in Python by agents_sdk.engine.contract before evaluation;
+# the pack enforces it itself so that a real OPA sidecar gives the same answer.
+#
+# Engine errors: a builtin that fails inside a rule makes that rule undefined in OPA's
+# default mode and in regorus' compiled VM. Every builtin call in this pack is therefore
+# guarded by the types and characters this contract establishes.
+package warden
+
+import rego.v1
+
+max_number := 9007199254740992 # 2^53: larger numbers are not exact in every engine and client
+
+# Printable ASCII without space: no control characters (NUL, CR, LF, tab, DEL), no
+# Unicode, whose case mapping and normalisation differ between Go, Rust and Python.
+printable_ascii_pattern := `^[\x21-\x7e]+$`
+
+printable_ascii(s) if regex.match(printable_ascii_pattern, s)
+
+input_violations contains ["input", "a JSON object"] if not input_is_object
+
+# Helper rules instead of `not is_object(input)`: OPA hoists a reference out of `not`
+# (open-policy-agent/opa#1877), so the expression would be undefined for absent values.
+input_is_object if is_object(input)
+
+input_violations contains [field, "an object"] if {
+	some field in ["agent", "action"]
+	not is_object(object.get(request, field, null))
+}
+
+input_violations contains [field, "an object when present"] if {
+	some [field, path] in [["action.args", ["action", "args"]], ["context", ["context"]]]
+	value := object.get(request, path, {})
+	not is_object(value)
+}
+
+input_violations contains [field, "a non-empty string of printable ASCII"] if {
+	not identifiers_printable
+	some [field, path] in [["agent.id", ["agent", "id"]], ["action.tool", ["action", "tool"]]]
+	not identifier_at(path)
+}
+
+# Both identifiers in one regex call (regex calls are most of a decision's cost); the
+# field at fault is looked for only when this fails.
+identifiers_printable if regex.match(`^[\x21-\x7e]+ [\x21-\x7e]+$`, concat(" ", [agent_id, tool]))
+
+identifier_at(path) if {
+	value := object.get(request, path, null)
+	is_string(value)
+	printable_ascii(value)
+}
+
+input_violations contains ["agent.scopes", "an array of strings when present"] if {
+	value := object.get(request, ["agent", "scopes"], [])
+	not strings_array(value)
+}
+
+input_violations contains ["context.on_behalf_of", "an array of agent ids when present"] if {
+	value := object.get(context, "on_behalf_of", [])
+	not strings_array(value)
+}
+
+input_violations contains ["context.approval_token", "a string when present"] if {
+	value := object.get(context, "approval_token", "")
+	not is_string(value)
+}
+
+input_violations contains [sprintf("context.counters.%s.%s", [subject, name]), "a whole number from 0 to 2^53"] if {
+	all_counters := object.get(context, "counters", {})
+	is_object(all_counters)
+	some subject, counters in all_counters
+	is_object(counters)
+	some name, used in counters
+	not exact_count(used)
+}
+
+input_violations contains [sprintf("context.counters.%s", [subject]), "an object of counters"] if {
+	all_counters := object.get(context, "counters", {})
+	is_object(all_counters)
+	some subject, counters in all_counters
+	not is_object(counters)
+}
+
+input_violations contains ["context.counters", "an object when present"] if {
+	not is_object(object.get(context, "counters", {}))
+}
+
+exact_count(n) if {
+	is_number(n)
+	n >= 0
+	n <= max_number
+	n == floor(n)
+}
+
+strings_array(value) if {
+	is_array(value)
+	every item in value {
+		is_string(item)
+	}
+}
+
+# METADATA
+# title: Input that does not follow the input contract is refused
+# description: A field a rule cannot judge (missing, of another type, with control characters) is never a reason to allow.
+# custom:
+#   severity: high
+#   controls: [eu_ai_act.art15(4), hipaa.164.312(a)(1)]
+deny contains {
+	"rule": "malformed-input",
+	"message": sprintf("Input field input.%s must be %s", [field, expectation]),
+	"controls": ["eu_ai_act.art15(4)", "hipaa.164.312(a)(1)"],
+} if {
+	some [field, expectation] in input_violations
+}
+
+# -- argument schemas per tool category ------------------------------------------------
+#
+# Each argument that names what a rule judges (a file, a URL, a recipient, a git ref, a
+# command) is listed here under every name tools use for it; all of them are judged.
+# Argument names themselves must be lowercase ASCII, so "Path" or "ＵＲＬ" cannot stand in.
+
+file_argument_names := {"path", "file", "filename", "file_path", "target", "dest", "destination", "src", "source", "new_path", "old_path", "dir", "directory"}
+
+url_argument_names := {"url", "uri", "endpoint", "href", "link", "base_url"}
+
+recipient_argument_names := {"to", "cc", "bcc", "reply_to", "recipients"}
+
+ref_argument_names := {"branch", "refspec", "ref", "remote_ref", "target_branch", "branches", "refspecs"}
+
+command_argument_names := {"cmd", "commands", "script", "argv", "args"}
+
+judged_category := tool_spec.category
+
+judged_category := "file" if {
+	not tool_spec.category
+	tool in destructive_file_tools
+}
+
+args_violations contains [key, "a lowercase ASCII name"] if {
+	judged_category in {"file", "network", "email", "git_push", "shell"}
+	some key, _ in args
+	not regex.match(`^[a-z0-9_]+$`, key)
+}
+
+# Files: each file-naming argument is one path string; "paths" is an array of them.
+args_violations contains [name, "one path string (use args.paths for several)"] if {
+	judged_category == "file"
+	some name, value in args # not args[name]: regorus binds an absent member and goes on
+	name in file_argument_names
+	not is_string(value)
+}
+
+args_violations contains ["paths", "an array of path strings"] if {
+	judged_category == "file"
+	some "paths", value in args
+	not strings_array(value)
+}
+
+args_violations contains ["path", "present: a file tool must name its file"] if {
+	judged_category == "file"
+	count(action_paths) == 0
+}
+
+# URLs: each URL-naming argument is one string; "urls" is an array of them.
+args_violations contains [name, "one URL string (use args.urls for several)"] if {
+	judged_category == "network"
+	some name, value in args # not args[name]: regorus binds an absent member and goes on
+	name in url_argument_names
+	not is_string(value)
+}
+
+args_violations contains ["urls", "an array of URL strings"] if {
+	judged_category == "network"
+	some "urls", value in args
+	not strings_array(value)
+}
+
+# Recipients: a string (one address or a comma-separated list) or an array of strings.
+args_violations contains [name, "an address string or an array of address strings"] if {
+	judged_category == "email"
+	some name, value in args # not args[name]: regorus binds an absent member and goes on
+	name in recipient_argument_names
+	not recipient_value(value)
+}
+
+recipient_value(value) if is_string(value)
+
+recipient_value(value) if strings_array(value)
+
+args_violations contains ["headers", "absent: put recipients in to, cc or bcc"] if {
+	judged_category == "email"
+	some "headers", _ in args
+}
+
+# git refs: a string or an array of strings.
+args_violations contains [name, "a ref string or an array of ref strings"] if {
+	judged_category == "git_push"
+	some name, value in args # not args[name]: regorus binds an absent member and goes on
+	name in ref_argument_names
+	not recipient_value(value)
+}
+
+args_violations contains ["branch", "present: a push must name its branch or refspec"] if {
+	judged_category == "git_push"
+	count(ref_values) == 0
+}
+
+# Shell: the command is one string in args.command, nothing else.
+args_violations contains ["command", "a string"] if {
+	judged_category == "shell"
+	not shell_command
+}
+
+args_violations contains [name, "absent: the command goes in args.command"] if {
+	judged_category == "shell"
+	some name, _ in args
+	name in command_argument_names
+}
+
+args_violations contains [name, "free of control characters (NUL, CR, LF, tab)"] if {
+	some [name, value] in judged_strings
+	regex.match(`[\x00-\x1f\x7f]`, value)
+}
+
+# [argument name, string] for every string a rule judges by its text.
+judged_strings contains [name, value] if {
+	some [name, value] in action_path_values
+}
+
+judged_strings contains [name, value] if {
+	some [name, value] in url_values
+}
+
+judged_strings contains [name, value] if {
+	some [name, value] in recipient_values
+}
+
+judged_strings contains [name, value] if {
+	some [name, value] in ref_values
+}
+
+judged_strings contains ["command", args.command] if {
+	judged_category == "shell"
+	is_string(args.command)
+}
+
+# METADATA
+# title: Tool arguments that do not follow the tool's argument schema are refused
+# description: Lists where one value is expected, other argument names, control characters: whatever a rule cannot judge.
+# custom:
+#   severity: high
+#   controls: [eu_ai_act.art15(4), eu_ai_act.art15(5), hipaa.164.312(a)(1)]
+deny contains {
+	"rule": "malformed-args",
+	"message": sprintf("Argument args.%s of tool %s must be %s", [name, tool, expectation]),
+	"controls": ["eu_ai_act.art15(4)", "eu_ai_act.art15(5)", "hipaa.164.312(a)(1)"],
+} if {
+	some [name, expectation] in args_violations
+}
