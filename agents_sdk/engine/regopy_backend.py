@@ -11,6 +11,7 @@ from typing import Any
 
 import regopy
 
+from agents_sdk.bundles.format import package_of
 from agents_sdk.engine.errors import (
     RegoCompileError,
     RegoError,
@@ -39,7 +40,7 @@ class Session:
         except regopy.RegoError as exc:
             raise RegoCompileError(parse_regocpp_errors(str(exc), modules)) from None
         self._interpreter = interpreter
-        self._packages = sorted({_package_of(source) for source in modules.values()} - {None})
+        self._packages = sorted({package_of(source) for source in modules.values()} - {None})
         self.generation = 0
 
     def packages(self) -> list[str]:
@@ -89,11 +90,3 @@ class Session:
             return json.loads(output.binding("__warden_result").json())
         except (KeyError, IndexError, ValueError, regopy.RegoError):
             return None  # undefined
-
-
-def _package_of(source: str) -> str | None:
-    for line in source.splitlines():
-        words = line.split()
-        if len(words) >= 2 and words[0] == "package":
-            return words[1]
-    return None

@@ -10,6 +10,7 @@ from datetime import datetime, timedelta, timezone as dt_timezone
 from django.db import transaction
 from django.utils import timezone
 
+from agents_sdk.bundles.format import package_of
 from controlplane.accounts.services import issue_credential, revoke_credential
 from controlplane.bundles import archive, notify
 from controlplane.bundles.models import Bundle, BundleActivation, Environment, EnvironmentToken
@@ -19,7 +20,7 @@ from controlplane.changelog.models import ChangeAction
 from controlplane.changelog.services import record_change, snapshot
 from controlplane.core.exceptions import ConflictError, InvalidInput, NotDelivered
 from controlplane.policies.library import library_modules
-from controlplane.policies.services import PACKAGE_PATTERN, compile_modules, organisation_modules, run_policy_tests
+from controlplane.policies.services import compile_modules, organisation_modules, run_policy_tests
 
 logger = logging.getLogger(__name__)
 
@@ -88,7 +89,7 @@ def build_bundle(
     if existing is not None and existing.pk == environment.active_bundle_id:
         return existing  # already what engines serve: nothing to re-stamp
     compile_modules(policy_files, data)
-    packages = [m.group(1) for source in policy_files.values() if (m := PACKAGE_PATTERN.search(source))]
+    packages = [p for source in policy_files.values() if (p := package_of(source))]
     key = active_signing_key()
     private_pem = private_key_pem(key)
     built = archive.build_archive(

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import difflib
 import hashlib
-import re
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -25,7 +24,6 @@ from controlplane.policies.models import PolicyModule, PolicyRevision, Tool
 from controlplane.policies.replay import relaxations
 
 MAX_MODULE_BYTES = 256 * 1024
-PACKAGE_PATTERN = re.compile(r"^\s*package\s+([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)\s*$", re.M)
 
 ENGINE = RegoEngine()
 
