@@ -8,7 +8,7 @@ INSTALLED := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install run serve lint test test-api test-sdk test-integrations rego-test test-opa-oracle worker beat schema lock clean
+.PHONY: install run serve prodlike lint test test-api test-sdk test-integrations rego-test test-opa-oracle worker beat schema gateway-protos lock clean
 .PHONY: console console-node console-api-types test-console
 
 install: $(INSTALLED)
@@ -89,10 +89,16 @@ test-integrations: install
 
 rego-test: install
 	$(PY) -m agents_sdk.engine.testrunner rego
+	$(PY) -m agents_sdk.engine.testrunner controlplane/authoring/generated
 
 # Real OPA as the oracle: the Rego tests and a differential corpus under OPA 1.20 (own env).
 test-opa-oracle: install
 	$(VENV)/bin/nox --reuse-existing-virtualenvs -s opa-oracle
+
+## make prodlike: the production topology as local processes (PostgreSQL roles, Redis, 2 web
+## behind a proxy, 2 workers, beat, warden sidecar), a smoke scenario with timings, a clean stop
+prodlike: install
+	$(PY) deploy/prodlike/run.py
 
 worker: install
 	$(VENV)/bin/celery -A controlplane worker --loglevel INFO
@@ -103,6 +109,11 @@ beat: install
 ## make schema: regenerate the committed OpenAPI schema (a test fails when it drifts)
 schema: install
 	env -u DATABASE_URL -u REDIS_URL $(PY) manage.py spectacular --file docs/api/openapi.yaml --validate --fail-on-warn
+
+## make gateway-protos: regenerate agents_sdk/gateways/protos from the vendored ext_mcp.proto (a test checks drift)
+gateway-protos: install
+	cd agents_sdk/gateways/protos && $(abspath $(PY)) -m grpc_tools.protoc -I. --python_out=. --grpc_python_out=. --pyi_out=. ext_mcp.proto
+	sed -i 's/^import ext_mcp_pb2 as/from agents_sdk.gateways.protos import ext_mcp_pb2 as/' agents_sdk/gateways/protos/ext_mcp_pb2_grpc.py
 
 ## make lock: re-pin every installed package after changing pyproject.toml
 lock:

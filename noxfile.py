@@ -67,7 +67,21 @@ def opa_oracle(session: nox.Session) -> None:
     session.install("./agents_sdk", "pytest", "hypothesis==6.170.15")
     session.install("--ignore-requires-python", OPA_BINDINGS)
     session.run("python", "-m", "agents_sdk.engine.testrunner", "rego", "--engine", "opa")
+    # The authoring templates' generated modules and tests (controlplane/authoring/samples.py).
+    session.run("python", "-m", "agents_sdk.engine.testrunner", "controlplane/authoring/generated", "--engine", "opa")
     session.run(
         "pytest", "-p", "no:django", "-p", "no:cacheprovider", "-q", "-s",
-        "agents_sdk/tests/test_engine_opa_oracle.py", env={"WARDEN_OPA_ORACLE": "1"},
+        "agents_sdk/tests/test_engine_opa_oracle.py", "agents_sdk/tests/test_opa_oracle_documents.py",
+        env={"WARDEN_OPA_ORACLE": "1"},
     )
+
+
+# The governed-call bench beside Microsoft's Agent Governance Toolkit, in its own environment
+# (its dependencies are not ours): both sides interleaved in one process, one run.
+AGT = "agent-governance-toolkit[full]==4.1.0"
+
+
+@nox.session(name="bench-governed-call", python=PYTHON)
+def bench_governed_call(session: nox.Session) -> None:
+    session.install("./agents_sdk", AGT)
+    session.run("python", "bench/governed_call.py", *session.posargs)

@@ -59,6 +59,10 @@ _EXPORTS: dict[str, str] = {
     "VerificationError": "agents_sdk.errors",
     "PolicyViolationError": "agents_sdk.errors",
     "ApprovalRequired": "agents_sdk.errors",
+    "ApprovalDenied": "agents_sdk.errors",
+    "ApprovalExpired": "agents_sdk.errors",
+    "ApprovalUnreachable": "agents_sdk.approvals",
+    "ApprovalClient": "agents_sdk.approvals",
     "InvalidPublicKey": "agents_sdk.keys",
     "RegoEngineError": "agents_sdk.engine",
     "RegoCompileError": "agents_sdk.engine",
@@ -74,7 +78,11 @@ __all__ = [
     "__version__",
     "ActionSigner",
     "AgentIdentity",
+    "ApprovalClient",
+    "ApprovalDenied",
+    "ApprovalExpired",
     "ApprovalRequired",
+    "ApprovalUnreachable",
     "Bundle",
     "BundleClient",
     "BundleError",
@@ -129,6 +137,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported eagerly
+    from agents_sdk.approvals import ApprovalClient, ApprovalUnreachable
     from agents_sdk.bundles import (
         Bundle,
         BundleClient,
@@ -141,6 +150,8 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported e
     )
     from agents_sdk.engine import RegoCompileError, RegoEngine, RegoEngineError, RegoEvaluationError
     from agents_sdk.errors import (
+        ApprovalDenied,
+        ApprovalExpired,
         ApprovalRequired,
         CanonicalJSONError,
         IdentityError,

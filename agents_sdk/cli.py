@@ -5,6 +5,7 @@
     warden identity show PATH
     warden agent register PATH --url URL [--token-env VAR] [--risk-tier TIER] [--environment ENV ...]
     warden sidecar --config FILE [--addr HOST:PORT]
+    warden gateway --config FILE
 
 Runnable without installation as ``python -m agents_sdk ...`` or ``python -m agents_sdk.cli ...``.
 Exit status: 0 success, 1 verification failed, 2 bad usage or unreadable input.
@@ -23,6 +24,7 @@ from typing import Any, TextIO
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from agents_sdk.delegation.audit import chain_problems
 from agents_sdk.errors import IdentityError, IdentityExistsError, RegistrationError, WardenError
 from agents_sdk.identity import (
     METADATA_FORMAT,
@@ -149,6 +151,15 @@ def build_parser() -> argparse.ArgumentParser:
     mcp_proxy.add_argument("--addr", default="127.0.0.1:8765", metavar="HOST:PORT", help="for --transport http (default 127.0.0.1:8765)")
     mcp_proxy.add_argument("--path", default="/mcp", help="streamable HTTP endpoint path (default /mcp)")
     mcp_proxy.set_defaults(handler=_mcp_proxy)
+
+    gateway = commands.add_parser(
+        "gateway",
+        help="decide gateways' calls over gRPC: agentgateway ExtMcp and Envoy ext_authz",
+        description="One gRPC server with agentgateway's ExtMcp processor and Envoy's Authorization service "
+        "(docs/interop.md); needs the gateways extra: pip install ./agents_sdk[gateways]",
+    )
+    gateway.add_argument("--config", required=True, metavar="FILE", help="gateway config file (YAML or JSON)")
+    gateway.set_defaults(handler=_gateway)
     from agents_sdk.reports import add_report_command  # `warden report verify` (compliance reports)
 
     add_report_command(commands)
@@ -190,6 +201,17 @@ def _mcp_proxy(args: argparse.Namespace, out: TextIO) -> int:
         raise UsageError(str(exc)) from exc
 
 
+def _gateway(args: argparse.Namespace, out: TextIO) -> int:
+    # Imported here: the gRPC services need the optional gateways extra.
+    from agents_sdk.gateways.config import GatewayConfigError
+    from agents_sdk.gateways.server import run
+
+    try:
+        return run(args.config)
+    except GatewayConfigError as exc:
+        raise UsageError(str(exc)) from exc
+
+
 # -- audit verify ----------------------------------------------------------------------
 
 
@@ -217,7 +239,14 @@ def _audit_verify(args: argparse.Namespace, out: TextIO) -> int:
 
     result = verify_records(records, public_keys, key_agents=key_agents)
     if result.failure is None:
-        print(f"OK: {result.records} records in {result.sessions} sessions verified", file=out)
+        # Delegation chains the records carry: signatures, parent hashes, audiences, sessions.
+        chains, problems = chain_problems(records, public_keys)
+        for index, problem in problems:
+            print(f"FAIL: line {lines[index]}: delegation {problem}", file=out)
+        if problems:
+            return EXIT_FAILED
+        delegated = f", {_count(chains, 'delegation chain')} verified" if chains else ""
+        print(f"OK: {result.records} records in {result.sessions} sessions verified{delegated}", file=out)
         return EXIT_OK
     failure = result.failure
     print(

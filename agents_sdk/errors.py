@@ -16,6 +16,9 @@ defined in other modules say where they live; all are also importable from
     ├── VerificationError           a signed log failed verification
     ├── PolicyViolationError        the policy denied an action (it did not run)
     ├── ApprovalRequired            the policy holds an action for a person's approval
+    │   └── ApprovalUnreachable     (agents_sdk.approvals) the request could not reach the control plane
+    ├── ApprovalDenied              a person denied the held action
+    ├── ApprovalExpired             the request (or its wait) ended without a usable grant
     ├── InvalidPublicKey            (agents_sdk.keys) not an Ed25519 public key (also a ValueError)
     ├── RegoEngineError             (agents_sdk.engine) a module did not compile or evaluate
     │   ├── RegoCompileError
@@ -122,13 +125,24 @@ class ApprovalRequired(WardenError):
     """
 
     def __init__(
-        self, message: str, *, tool: str, args: dict[str, Any], reasons: Any = (), decision: Any = None
+        self,
+        message: str,
+        *,
+        tool: str,
+        args: dict[str, Any],
+        reasons: Any = (),
+        decision: Any = None,
+        request_id: str | None = None,
+        url: str | None = None,
     ):
         super().__init__(message)
         self.tool = tool
         self.tool_args = args
         self.reasons = tuple(reasons)
         self.decision = decision
+        # Set when the request was filed with the control plane (agents_sdk.approvals).
+        self.request_id = request_id
+        self.url = url
 
     def approval_request(self) -> dict[str, Any]:
         """What a person must approve, as JSON: the tool, its exact arguments and the reasons."""
@@ -137,3 +151,24 @@ class ApprovalRequired(WardenError):
             "args": self.tool_args,
             "reasons": [r.as_dict() if hasattr(r, "as_dict") else r for r in self.reasons],
         }
+
+
+class ApprovalDenied(WardenError):
+    """A person denied the held action; the call did not run. ``request_id`` names the
+    request, ``comment`` is what the approver wrote."""
+
+    def __init__(self, message: str, *, request_id: str, comment: str = "", decided_by: tuple[str, ...] = ()):
+        super().__init__(message)
+        self.request_id = request_id
+        self.comment = comment
+        self.decided_by = decided_by
+
+
+class ApprovalExpired(WardenError):
+    """No usable grant came in time: the request expired or was cancelled, the wait
+    (``approval_timeout``) ended, or the grant expired before the call; it did not run."""
+
+    def __init__(self, message: str, *, request_id: str | None = None, state: str = "expired"):
+        super().__init__(message)
+        self.request_id = request_id
+        self.state = state

@@ -44,11 +44,11 @@ import os
 import random
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+import urllib3
 
 from agents_sdk.errors import WardenError
 from agents_sdk.identity import AgentIdentity
@@ -123,6 +123,14 @@ class Shipper:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._counts = {"spooled": 0, "sent": 0, "batches": 0, "refused": 0, "rejected": 0, "failures": 0}
+        # One kept-alive connection (only the shipping thread sends). urllib3 retries a connect
+        # that failed before anything was sent; every other failure is the spool's to retry
+        # with backoff, so a batch is never sent twice by a retry of ours.
+        self._http = urllib3.PoolManager(
+            num_pools=1, maxsize=1, block=False,
+            retries=urllib3.Retry(total=2, connect=2, read=0, status=0, other=0, redirect=False, raise_on_redirect=False),
+            timeout=urllib3.Timeout(connect=timeout, read=timeout),  # per socket operation, as urllib's
+        )
         self._last_error = ""
         # A crash can leave a half-written last line: seal what the last process left.
         self._sequence = 0
@@ -206,6 +214,7 @@ class Shipper:
         if self._thread is not None:
             self._thread.join(timeout=5)
             self._thread = None
+        self._http.clear()
         return done
 
     def stats(self) -> dict[str, Any]:
@@ -254,14 +263,14 @@ class Shipper:
             body = gzip.compress(body, compresslevel=5)
             headers["Content-Encoding"] = "gzip"
         headers.update(request_headers(self.identity, body))
-        request = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                status = response.status
-                answer = response.read(4096)
-        except urllib.error.HTTPError as exc:
-            status, answer = exc.code, exc.read(4096)
-        except (OSError, ValueError) as exc:
+            response = self._http.request("POST", self.url, body=body, headers=headers, preload_content=False)
+            try:
+                status, answer = response.status, response.read(4096)
+            finally:
+                response.drain_conn()
+                response.release_conn()
+        except (urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
             return self._failed(f"cannot reach {self.url}: {exc}")
         if status == 202:
             self._forget(path, size)

@@ -13,6 +13,8 @@ django_application = get_asgi_application()
 from controlplane.opa.asgi import BundleServiceFastPath  # noqa: E402  (needs Django set up)
 
 from controlplane.core.scheduler import LifespanJobs  # noqa: E402
+from controlplane.metrics.asgi import RequestMetrics  # noqa: E402
 
 # With `uvicorn --lifespan on` (make run), the embedded default runs its periodic jobs here.
-application = LifespanJobs(BundleServiceFastPath(django_application))
+# RequestMetrics counts every request, the fast path's included (GET /metrics).
+application = RequestMetrics(LifespanJobs(BundleServiceFastPath(django_application)))

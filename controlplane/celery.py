@@ -11,10 +11,14 @@ app = Celery("warden")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
+# Task counts and run times, and the worker's /metrics on WARDEN_METRICS_PORT (docs/deploy.md).
+import controlplane.metrics.worker  # noqa: E402,F401
+
 # Periodic jobs are declared here, next to the app, as later domains add them.
 app.conf.beat_schedule = {
     # Repairs any bundle a crash kept from following a registry change.
     "reconcile-bundles": {"task": "bundles.reconcile", "schedule": 60.0},
+    "approvals-expire-due": {"task": "approvals.expire_due", "schedule": 30.0},
     # Signs a Merkle checkpoint over the audit events stored since the last one.
     "audit-checkpoint": {"task": "audit.checkpoint", "schedule": 60.0},
     # Deletes events past their retention and records what it removed in a signed checkpoint.

@@ -8,12 +8,13 @@ import os
 import random
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
+
+import urllib3
 
 from agents_sdk import __version__
 from agents_sdk.bundles.archive import Bundle, parse_bundle
@@ -75,13 +76,21 @@ class BundleStatus:
         return status
 
 
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    # Never carry the bearer token to another host on a redirect.
-    def redirect_request(self, req, fp, code, msg, headers, newurl):  # type: ignore[no-untyped-def]
-        return None
+def _phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return f"HTTP {status}"
 
 
-_opener = urllib.request.build_opener(_NoRedirect)
+def _pool() -> urllib3.PoolManager:
+    # One kept-alive connection per client (one refresher thread polls). Redirects are never
+    # followed (the bearer token must not travel to another host); urllib3 retries only a
+    # connect that failed before the request was sent, the poll loop backs off for the rest.
+    return urllib3.PoolManager(
+        num_pools=2, maxsize=1, block=False,
+        retries=urllib3.Retry(total=2, connect=2, read=0, status=0, other=0, redirect=False, raise_on_redirect=False),
+    )
 
 
 class BundleClient:
@@ -148,6 +157,7 @@ class BundleClient:
         self.max_age = max_age
         self._expires_at: float | None = None  # time.time() after which the active bundle is too old
         self._lock = threading.Lock()
+        self._http = _pool()
         self._active: Bundle | None = None
         self._etag = ""
         self._long_polling = long_polling_timeout is not None
@@ -243,35 +253,31 @@ class BundleClient:
         (BundleVerificationError for a bad signature) when the download, verification or
         activation fails; the previous bundle stays active.
         """
-        request = urllib.request.Request(self.url, method="GET")
-        for key, value in self._headers.items():
-            request.add_header(key, value)
+        headers = dict(self._headers)
         token = self._bearer_token()
         if token:
-            request.add_header("Authorization", f"{self._scheme} {token}")
+            headers["Authorization"] = f"{self._scheme} {token}"
         if self._etag:
-            request.add_header("If-None-Match", self._etag)
-        request.add_header("Prefer", "modes=snapshot,delta" + (f";wait={wait}" if wait else ""))
-        request.add_header("User-Agent", f"warden-agents-sdk/{__version__}")
+            headers["If-None-Match"] = self._etag
+        headers["Prefer"] = "modes=snapshot,delta" + (f";wait={wait}" if wait else "")
+        headers["User-Agent"] = f"warden-agents-sdk/{__version__}"
         timeout = (wait + self.response_header_timeout) if wait else self.response_header_timeout
         with self._lock:
             self._status.last_request = _now()
         try:
-            with _opener.open(request, timeout=timeout) as response:
-                status = response.status
-                body = response.read()
-                etag = response.headers.get("ETag", "") or ""
-                content_type = response.headers.get("Content-Type", "") or ""
-        except urllib.error.HTTPError as exc:
-            if exc.code == 304:
-                etag = exc.headers.get("ETag", "") or ""
-                self._not_modified(etag)
-                return False
-            reason = exc.reason if isinstance(exc.reason, str) else str(exc.reason)
-            raise BundleError(f"server replied with {reason} ({exc.code}) for GET {self.url}", http_code=exc.code) from exc
-        except (urllib.error.URLError, OSError, TimeoutError) as exc:
-            cause = exc.reason if isinstance(exc, urllib.error.URLError) else exc
+            response = self._http.request(
+                "GET", self.url, headers=headers, decode_content=False,  # the archive's bytes, as served
+                timeout=urllib3.Timeout(connect=self.response_header_timeout, read=timeout),
+            )
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            cause = getattr(exc, "reason", None) or exc
             raise BundleError(f"cannot reach the bundle service at {self.url}: {cause}") from exc
+        status, body = response.status, response.data
+        etag = response.headers.get("ETag", "") or ""
+        content_type = response.headers.get("Content-Type", "") or ""
+        if status >= 300 and status != 304:
+            reason = response.reason or _phrase(status)
+            raise BundleError(f"server replied with {reason} ({status}) for GET {self.url}", http_code=status)
         if status == 304:
             self._not_modified(etag)
             return False

@@ -125,10 +125,28 @@ def _canonical(value: Any, out: list[str]) -> None:
         raise TypeError(f"unexpected JSON value {value!r}")
 
 
+def canonical_json(value: Any) -> bytes:
+    """A JSON value (as json.loads gives it: no NaN or infinity) in the form OPA hashes
+    structured files in: compact, keys sorted, no HTML escaping, U+2028/U+2029 escaped as
+    Go's encoder escapes them. Writing data.json and .manifest in this form makes their
+    raw bytes what OPA hashes, so `file_digest` need not re-encode them."""
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029").encode("utf-8")
+
+
 def canonical_file_bytes(content: bytes) -> bytes:
     """The bytes OPA hashes for a structured (JSON) bundle file: compact, keys sorted,
     no HTML escaping, numbers exactly as written. Raises ValueError if it isn't JSON."""
     text = content.decode("utf-8", errors="replace").removeprefix("\ufeff")
+    # Fast path, in C: a file already in canonical form (every bundle Warden writes) is
+    # re-encoded to the same bytes by json; then no number literal was rewritten either, so
+    # the literal-keeping walk below would give these bytes too. Anything else takes the walk.
+    try:
+        fast = canonical_json(json.loads(text, parse_constant=_reject_constant))
+    except (ValueError, RecursionError):
+        fast = b""
+    if fast and fast == content.removeprefix(b"\xef\xbb\xbf"):
+        return fast
     value = json.loads(text, parse_int=_NumberLiteral, parse_float=_NumberLiteral, parse_constant=_reject_constant)
     out: list[str] = []
     _canonical(value, out)

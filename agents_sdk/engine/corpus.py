@@ -177,6 +177,20 @@ def _nested(rng: random.Random, leaf: Any, depth: int) -> Any:
     return leaf
 
 
+def _base64_shape(secret: str) -> str:
+    """The secret base64-encoded, in a shape picked by its length (no draw: the corpus stays
+    the same): as is, after bytes that are not UTF-8, inside text, or with padding bits set."""
+    encoded = base64.b64encode(secret.encode()).decode()
+    variant = len(secret) % 4
+    if variant == 1:
+        return base64.b64encode(b"\xff\xfe" + secret.encode()).decode()
+    if variant == 2:
+        return f"Authorization: Basic {encoded} (ci)"
+    if variant == 3 and encoded.endswith("="):
+        return encoded[: encoded.index("=") - 1] + "V" + encoded[encoded.index("="):]
+    return encoded
+
+
 def _args(rng: random.Random, category: str) -> Any:
     args: dict[str, Any] = {}
     if category == "file":
@@ -211,7 +225,7 @@ def _args(rng: random.Random, category: str) -> Any:
         if where < 0.3:
             args[secret] = "x"  # a secret as an object key
         elif where < 0.6:
-            args["note"] = base64.b64encode(secret.encode()).decode()
+            args["note"] = _base64_shape(secret)
         else:
             args["note"] = _nested(rng, _unicode_twist(rng, secret), rng.randint(0, 20))
     elif roll < 0.14:
@@ -264,9 +278,29 @@ def _context(rng: random.Random) -> Any:
     return context
 
 
+def _delegation(rng: random.Random) -> Any:
+    """input.delegation as verifiers write it, and shapes they never write (rego/warden/delegation.rego)."""
+    facts: dict[str, Any] = {
+        "verified": True, "chain": ["orchestrator", "support-bot"], "agents": ["orchestrator", "support-bot"],
+        "origin": "orchestrator", "depth": 1, "grants": ["0" * 64], "session": "s-1",
+        "scopes": rng.choice([["read:tickets"], ["read:tickets", "write:files", "payments:create", "email:send"], []]),
+        "constraints": rng.choice([{}, {"path_prefix": "/data/"}, {"max_amount": 100}, {"recipient_domain": "example.com"},
+                                   {"path_prefix": "/prod/", "max_amount": 0.5}]),
+    }
+    if rng.random() < 0.3:
+        facts["tools"] = rng.choice([["ticket_read"], ["file_read", "file_write"], []])
+    if rng.random() < 0.2:
+        facts["agents"] = rng.choice([["paused-orchestrator", "support-bot"], ["ghost", "support-bot"], ["orchestrator", "reader-bot"]])
+    if rng.random() < 0.1:
+        return rng.choice([{**facts, "verified": "true"}, {**facts, "scopes": "read:tickets"}, "orchestrator", None, [facts]])
+    return facts
+
+
 def corpus(seed: int = SEED, count: int = SIZE) -> Iterator[dict[str, Any]]:
     """`count` decision inputs, the same for the same seed."""
     rng = random.Random(seed)
+    # Delegation shapes from a stream of their own, so the other inputs stay as they were.
+    delegation_rng = random.Random(seed + 18)
     tools = list(REGISTRY["tools"])
     for _ in range(count):
         roll = rng.random()
@@ -280,6 +314,10 @@ def corpus(seed: int = SEED, count: int = SIZE) -> Iterator[dict[str, Any]]:
         request: Any = {"agent": _agent(rng), "action": action, "context": _context(rng)}
         if rng.random() < 0.01:
             request = rng.choice(ODD_VALUES)
+        if isinstance(request, dict) and delegation_rng.random() < 0.08:
+            request["delegation"] = _delegation(delegation_rng)
+        elif isinstance(request, dict) and isinstance(request.get("context"), dict) and delegation_rng.random() < 0.01:
+            request["context"]["delegation"] = "wdc1.W10"
         yield request
 
 

@@ -78,7 +78,8 @@ class Session:
         self.generation = generation
 
     def evaluate(self, query_path: str, input: Any) -> Any:
-        path = query_path[len("data.") :] if query_path.startswith("data.") else query_path
+        # "data.a.b" is the document a/b; "data" itself is the whole document, path "".
+        path = "" if query_path == "data" else query_path.removeprefix("data.")
         try:
             return self._engine.eval_document(path, input)
         except OpaUndefinedError:

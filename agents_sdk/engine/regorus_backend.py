@@ -25,6 +25,7 @@ Organisation modules, and input outside the contract, are decided by the interpr
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -129,6 +130,8 @@ class Session:
             raise RegoCompileError(errors)
         engine.add_data(data)
         self._engine = engine
+        self._data = data
+        self._rules: dict[str, list[str]] | None = None
         self.generation = 0
         self._modules = modules
         self._data_json = None
@@ -177,6 +180,7 @@ class Session:
     def replace_data(self, data: dict, generation: int) -> None:
         self._engine.clear_data()
         self._engine.add_data(data)
+        self._data = data
         self.generation = generation
         self._vms = {}
         if self.use_vm:
@@ -208,22 +212,102 @@ class Session:
 
     def _evaluate_interpreted(self, query_path: str, input: Any) -> Any:
         engine = self._engine
+        # Outside the try below: an input the binding refuses (TypeError too) must fail, never
+        # leave the previous call's input in place for the JSON fallback to evaluate.
+        engine.set_input(input)
         try:
-            engine.set_input(input)
             return engine.eval_rule(query_path)
         except RuntimeError as exc:
             text = str(exc)
-            if "not a valid rule path" in text:
-                return self._evaluate_query(query_path)
-            raise RegoEvaluationError(strip_backtrace(text), parse_regorus_errors(text)) from None
+            if "not a valid rule path" not in text:
+                raise RegoEvaluationError(strip_backtrace(text), parse_regorus_errors(text)) from None
+        except TypeError:  # a set holding objects or arrays: Python sets cannot hold them
+            return self._evaluate_as_json(query_path)
+        if query_path == "data" or any(p == query_path or p.startswith(query_path + ".") for p in self._rule_names()):
+            return self._document(query_path)
+        return self._evaluate_query(query_path)
 
-    def _evaluate_query(self, query: str) -> Any:
+    def _evaluate_as_json(self, query_path: str) -> Any:
+        """A rule's value read as JSON: sets are arrays in Rego's order, as OPA writes them."""
+        text = self._rule_json(query_path)
+        return None if text == _VM_UNDEFINED else json.loads(text)
+
+    def _rule_json(self, query_path: str) -> str:
+        """The rule's value as JSON text, `"<undefined>"` when it is undefined."""
         try:
-            result = self._engine.eval_query(query)
+            return str(self._engine.eval_rule_as_json(query_path))
         except RuntimeError as exc:
             text = str(exc)
             raise RegoEvaluationError(strip_backtrace(text), parse_regorus_errors(text)) from None
-        rows = result.get("result") or []
+
+    def _rule_names(self) -> dict[str, list[str]]:
+        """Package ("data.warden") -> the names of its rules that make documents (functions
+        make none), read from the engine's parse tree once."""
+        if self._rules is None:
+            rules: dict[str, list[str]] = {}
+            for module in json.loads(self._engine.get_ast_as_json()):
+                tree = module["ast"]
+                names = rules.setdefault("data." + _dotted(tree["package"]["refr"]), [])
+                for rule in tree.get("rules", []):
+                    kind, body = next(iter(rule.items()))
+                    head_kind, head = ("Default", body) if kind == "Default" else next(iter(body["head"].items()))
+                    name = _root_name(head["refr"])
+                    if head_kind != "Func" and name not in names:
+                        names.append(name)
+            self._rules = rules
+        return self._rules
+
+    def _document(self, query_path: str) -> Any:
+        """A package or the data root, assembled rule by rule over the base data as OPA builds
+        it: regorus' evaluation of a whole package gives wrong values for some rules (the
+        pack's `decision` came out undefined and `input_violations` wrong)."""
+        below = query_path.split(".")[1:]
+        document: Any = self._data
+        for key in below:
+            document = document.get(key) if isinstance(document, dict) else None
+        document = copy.deepcopy(document) if isinstance(document, dict) else {}
+        for package, names in self._rule_names().items():
+            if package != query_path and not package.startswith(query_path + "."):
+                continue
+            for name in names:
+                text = self._rule_json(f"{package}.{name}")  # the input set by _evaluate_interpreted
+                if text == _VM_UNDEFINED:
+                    continue  # undefined rules are left out; a rule whose value is null is kept
+                value = json.loads(text)
+                where = document
+                for key in package.split(".")[len(below) + 1 :]:
+                    where = where.setdefault(key, {})
+                where[name] = value
+        return document  # {} for a package whose every rule is undefined, as OPA answers
+
+    def _evaluate_query(self, query: str) -> Any:
+        """A package or the data root (not a rule path), or a value the binding cannot turn
+        into Python objects: read as JSON, where sets are arrays in Rego's order, as OPA
+        writes them."""
+        try:
+            text = self._engine.eval_query_as_json(query)
+        except RuntimeError as exc:
+            text = str(exc)
+            raise RegoEvaluationError(strip_backtrace(text), parse_regorus_errors(text)) from None
+        rows = json.loads(text).get("result") or []
         if not rows:
             return None
         return rows[0]["expressions"][0]["value"]
+
+
+def _root_name(node: dict) -> str:
+    """The first name of a rule head's reference (`a` of `a.b.c := 1` and of `o[k] := v`)."""
+    kind, body = next(iter(node.items()))
+    while kind in ("RefDot", "RefBrack"):
+        kind, body = next(iter(body["refr"].items()))
+    return str(body["value"])
+
+
+def _dotted(node: dict) -> str:
+    """A package reference (`data.warden.org`) as text."""
+    kind, body = next(iter(node.items()))
+    if kind == "Var":
+        return str(body["value"])
+    if kind == "RefDot":
+        return f"{_dotted(body['refr'])}.{body['field'][1]}"
+    return f"{_dotted(body['refr'])}.{body['index']['String']['value']}"  # package a["b"]

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from typing import Any, Protocol
 
 from agents_sdk.bundles import Bundle, BundleClient
+from agents_sdk.bundles.multi import BundleSet
 from agents_sdk.engine import CompiledPolicy, RegoEngine
 from agents_sdk.guard.decision import DECISION_PATH, fail_closed_result
 
@@ -42,7 +43,7 @@ class EmbeddedBackend:
 
     def __init__(
         self,
-        bundles: BundleClient | None = None,
+        bundles: BundleClient | BundleSet | None = None,
         *,
         engine: RegoEngine | None = None,
         start: bool = True,
@@ -51,6 +52,7 @@ class EmbeddedBackend:
         self.bundles = bundles
         self._policy: CompiledPolicy | None = None
         self._revision: str | None = None
+        self._data: dict[str, Any] | None = None  # the active bundle's data (delegation verifies against it)
         self._lock = threading.Lock()
         if bundles is not None:
             bundles.set_activator(self._activate_in_worker)  # compile before the client makes it active
@@ -67,12 +69,18 @@ class EmbeddedBackend:
         backend = cls(engine=engine)
         backend._policy = backend.engine.compile(dict(modules), dict(data or {}))
         backend._revision = "local"
+        backend._data = dict(data or {})
         return backend
 
     @property
     def revision(self) -> str | None:
         """The revision of the bundle decisions are made with, or None before the first one."""
         return self._revision
+
+    @property
+    def data(self) -> dict[str, Any] | None:
+        """The data of the active bundle (None before the first one)."""
+        return self._data
 
     @property
     def policy(self) -> CompiledPolicy | None:
@@ -83,7 +91,7 @@ class EmbeddedBackend:
         compile (the previous policy stays)."""
         policy = self.engine.compile(bundle.modules, bundle.data)
         with self._lock:
-            self._policy, self._revision = policy, bundle.revision
+            self._policy, self._revision, self._data = policy, bundle.revision, bundle.data
 
     def _activate_in_worker(self, bundle: Bundle) -> None:
         """``activate`` on a short-lived thread of its own.

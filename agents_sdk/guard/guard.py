@@ -14,6 +14,7 @@ take (``malformed-input``) all give a deny whose reason says so.
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import functools
 import inspect
@@ -23,6 +24,8 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, TypeVar, overload
 
+from agents_sdk.delegation import REFUSAL_RULE as DELEGATION_REFUSED
+from agents_sdk.delegation import ChainCache, delegation_input, registry_of
 from agents_sdk.errors import ApprovalRequired, PolicyViolationError
 from agents_sdk.guard.backends import DecisionBackend
 from agents_sdk.guard.decision import (
@@ -70,7 +73,12 @@ class Guard:
         timeout: float | None = None,
         max_input_depth: int = DEFAULT_MAX_DEPTH,
         max_input_bytes: int = DEFAULT_MAX_BYTES,
+        approvals: Any = None,
+        on_approval: str = "raise",
+        approval_timeout: float = 300.0,
     ):
+        if on_approval not in ("raise", "wait"):
+            raise ValueError(f"on_approval must be 'raise' or 'wait', not {on_approval!r}")
         self.identity = identity
         self.backend = backend
         self.environment = environment
@@ -79,6 +87,11 @@ class Guard:
         self.timeout = timeout
         self.max_input_depth = max_input_depth
         self.max_input_bytes = max_input_bytes
+        # Human approval (agents_sdk.approvals, docs/approvals.md): an ApprovalClient files
+        # held calls; "wait" long-polls up to approval_timeout s for the grant, then runs once.
+        self.approvals = approvals
+        self.on_approval = on_approval
+        self.approval_timeout = approval_timeout
         self._agent = {
             "id": identity.name,
             "name": identity.name,
@@ -87,6 +100,7 @@ class Guard:
         }
         if signer is not None and self.session_id is None:
             self.session_id = str(uuid.uuid4())
+        self._chains = ChainCache()
 
     # -- context ----------------------------------------------------------------------
 
@@ -149,15 +163,25 @@ class Guard:
         the field, and never reach the engine. Never raises for a policy outcome.
         """
         problem = self.input_problem(input)
+        chain = _chain_of(input)
+        verified = None
         if problem is not None:
             decision = fail_closed("malformed-input", problem)
         else:
-            raw, decision_id = self.backend.decide(input, timeout=self.timeout)
-            decision = Decision.from_result(raw, decision_id)
+            # A chain is verified here when the bundle is in process, else by the sidecar.
+            registry = registry_of(getattr(self.backend, "data", None))
+            input, verified, refusal = delegation_input(input, registry, cache=self._chains)
+            if refusal is not None:
+                decision = fail_closed(DELEGATION_REFUSED, refusal)
+            else:
+                raw, decision_id = self.backend.decide(input, timeout=self.timeout)
+                decision = Decision.from_result(raw, decision_id)
         if self.signer is not None:
             session_id = self.session_of(input)
             if problem is None:
                 intent = intent_payload(input, decision)
+                if verified is not None:  # the record carries the chain, so `warden audit verify` re-checks it
+                    intent["delegation"] = {**verified.facts(), "token": chain}
             else:
                 # The arguments cannot be signed as they are: record that a call was refused.
                 intent = {"tool": _tool_name_of(input), "args": {}}
@@ -203,9 +227,24 @@ class Guard:
         Raises PolicyViolationError ("<rule>: <message>") on a deny and ApprovalRequired
         (carrying tool, args and reasons) when a person must approve first.
         """
-        decision = self.check(tool, args, **context)
+        input = self.build_input(tool, args, **context)
+        decision, _ = self.resolve(input, self.decide(input))
         raise_unless_allowed(tool, dict(args or {}), decision)
         return decision
+
+    def resolve(self, input: dict[str, Any], decision: Decision) -> tuple[Decision, dict[str, Any]]:
+        """With an ApprovalClient: a held call goes through the approval workflow
+        (``agents_sdk.approvals.obtain_approval``, which may raise ApprovalRequired,
+        ApprovalDenied, ApprovalExpired or PolicyViolationError), and an allowed call under a
+        presented ``approval_token`` consumes it. Otherwise returns ``decision`` unchanged."""
+        if self.approvals is None:
+            return decision, input
+        from agents_sdk.approvals.flow import consume_presented_grant, obtain_approval
+
+        if decision.requires_approval:
+            return obtain_approval(self, input, decision)
+        consume_presented_grant(self, input, decision)
+        return decision, input
 
     def record_result(self, session_id: str, tool: str, summary: str) -> None:
         """Sign the ``result`` record of a call (does nothing without a signer)."""
@@ -284,7 +323,7 @@ class Guard:
             def before(call_args: tuple[Any, ...], call_kwargs: dict[str, Any]) -> str:
                 args = tool_args(call_args, call_kwargs)
                 input = self.build_input(tool_name, args)
-                decision = self.decide(input)
+                decision, input = self.resolve(input, self.decide(input))
                 raise_unless_allowed(tool_name, args, decision)
                 return self.session_of(input)
 
@@ -295,7 +334,11 @@ class Guard:
 
                 @functools.wraps(function)
                 async def async_wrapper(*call_args: Any, **call_kwargs: Any) -> Any:
-                    session_id = before(call_args, call_kwargs)
+                    if self.approvals is not None and self.on_approval == "wait":
+                        # The wait is a blocking long poll: off the event loop.
+                        session_id = await asyncio.to_thread(before, call_args, call_kwargs)
+                    else:
+                        session_id = before(call_args, call_kwargs)
                     try:
                         result = await function(*call_args, **call_kwargs)
                     except Exception as exc:
@@ -361,6 +404,11 @@ def _session_id_problem(session_id: object) -> str | None:
     if not session_id.isprintable() and any(unicodedata.category(c) in ("Cc", "Cs") for c in session_id):
         return "session_id must not contain control characters (such as U+0000) or unpaired surrogates"
     return None
+
+
+def _chain_of(input: Any) -> Any:
+    context = input.get("context") if isinstance(input, Mapping) else None
+    return context.get("delegation") if isinstance(context, Mapping) else None
 
 
 def _tool_name_of(input: Mapping[str, Any]) -> str:

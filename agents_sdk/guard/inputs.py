@@ -63,60 +63,70 @@ def input_problem(
     """None if ``value`` may be given to the engine, else what is wrong, starting with the
     JSON Pointer of the field (``/action/args/path contains a lone surrogate …``)."""
     size = 0
-    stack: list[tuple[Any, str, int]] = [(value, root, 0)]
+    # Each entry's location is (parent location, token), turned into a pointer only on a problem.
+    stack: list[tuple[Any, Any, int]] = [(value, root, 0)]
     while stack:
-        node, where, depth = stack.pop()
+        node, at, depth = stack.pop()
         kind = type(node)
         if kind is str:
             if not node.isascii():
                 problem = _string_problem(node)
                 if problem is not None:
-                    return f"{_shown(where)} {problem}"
+                    return f"{_shown(at)} {problem}"
                 size += len(node.encode("utf-8", "surrogatepass")) + 2
             elif "\x00" in node:
-                return f"{_shown(where)} {_string_problem(node)}"
+                return f"{_shown(at)} {_string_problem(node)}"
             else:
                 size += len(node) + 2
         elif node is None or kind is bool:
             size += 5
         elif isinstance(node, int) and not isinstance(node, bool):
             if not _INT_MIN <= node <= _INT_MAX:
-                return f"{_shown(where)} is an integer outside the signed 64-bit range; send it as a string"
+                return f"{_shown(at)} is an integer outside the signed 64-bit range; send it as a string"
             size += 20
         elif isinstance(node, float):
             if node != node or node in (_INF, -_INF):
-                return f"{_shown(where)} is {node!r}, which is not a JSON number (1e400 parses as inf); send a finite number"
+                return f"{_shown(at)} is {node!r}, which is not a JSON number (1e400 parses as inf); send a finite number"
             size += 24
         elif isinstance(node, dict):
             if depth >= max_depth:
-                return f"{_shown(where)} is nested more than {max_depth} levels deep; flatten the arguments"
+                return f"{_shown(at)} is nested more than {max_depth} levels deep; flatten the arguments"
             size += 2
             for key, item in node.items():
                 if type(key) is not str:
                     if not isinstance(key, str):
-                        return f"{_shown(where)} has a key of type {type(key).__name__}; object keys must be strings"
+                        return f"{_shown(at)} has a key of type {type(key).__name__}; object keys must be strings"
                 if not key.isascii() or "\x00" in key:
                     problem = _string_problem(key)
                     if problem is not None:
-                        return f"{_shown(where)} has a key that {problem}"
+                        return f"{_shown(at)} has a key that {problem}"
                 size += len(key) + 4
-                stack.append((item, f"{where}/{escape(key)}", depth + 1))
+                stack.append((item, (at, key), depth + 1))
         elif isinstance(node, list | tuple):
             if depth >= max_depth:
-                return f"{_shown(where)} is nested more than {max_depth} levels deep; flatten the arguments"
+                return f"{_shown(at)} is nested more than {max_depth} levels deep; flatten the arguments"
             size += 2 + len(node)
-            stack.extend((item, f"{where}/{index}", depth + 1) for index, item in enumerate(node))
+            stack.extend((item, (at, index), depth + 1) for index, item in enumerate(node))
         elif isinstance(node, str):  # a str subclass
             problem = _string_problem(node)
             if problem is not None:
-                return f"{_shown(where)} {problem}"
+                return f"{_shown(at)} {problem}"
             size += len(node) + 2
         else:
-            return f"{_shown(where)} is a {type(node).__name__}, not a JSON value; pass strings, numbers, lists or objects"
+            return f"{_shown(at)} is a {type(node).__name__}, not a JSON value; pass strings, numbers, lists or objects"
         if size > max_bytes:
             return f"the input is larger than {max_bytes} bytes of JSON; send less (or a reference to it)"
     return None
 
 
-def _shown(where: str) -> str:
+def _pointer(at: Any) -> str:
+    tokens: list[str] = []
+    while isinstance(at, tuple):
+        at, token = at
+        tokens.append(escape(token) if isinstance(token, str) else str(token))
+    return str(at) + "".join(f"/{token}" for token in reversed(tokens))
+
+
+def _shown(at: Any) -> str:
+    where = _pointer(at)
     return printable(where) if where else "the input"

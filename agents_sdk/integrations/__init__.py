@@ -9,7 +9,10 @@ point and goes through ``govern`` here, so they all behave alike:
   (``"<rule>: <message>"``) as the tool's result, so it can recover;
 - **require_approval**: the tool never runs; the model receives
   ``"waiting for human approval: <rule>: <message>"``; plain code gets
-  ``ApprovalRequired`` from ``GovernedCall.raise_for_decision``.
+  ``ApprovalRequired`` from ``GovernedCall.raise_for_decision``. With an
+  ``ApprovalClient`` on the Guard the request is filed and the model reads
+  ``"waiting for human approval <request id>: …"``; with ``on_approval="wait"`` the call
+  waits for the person and runs once under the grant, or the model reads the denial.
 
 The intent and the decision are signed by ``Guard.check`` (when the Guard has a
 signer); ``govern`` adds the ``result`` record: a summary of what the tool returned, or
@@ -24,6 +27,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from agents_sdk.errors import ApprovalDenied, ApprovalExpired, ApprovalRequired, PolicyViolationError
 from agents_sdk.guard import Decision, Guard, Reason, error_summary, raise_unless_allowed
 
 APPROVAL_PREFIX = "waiting for human approval: "
@@ -85,6 +89,9 @@ class GovernedCall:
     args: dict[str, Any]
     decision: Decision
     session_id: str | None
+    # Set when the held call was filed as an approval request (agents_sdk.approvals).
+    approval_request_id: str | None = None
+    approval_error: BaseException | None = None
 
     @property
     def allowed(self) -> bool:
@@ -93,6 +100,8 @@ class GovernedCall:
     @property
     def message(self) -> str | None:
         """What the model reads instead of the result (None when allowed)."""
+        if self.approval_request_id and self.decision.effect == "require_approval":
+            return f"{APPROVAL_PREFIX.rstrip(': ')} {self.approval_request_id}: {_reason_text(self.decision)}"
         return refusal_message(self.decision)
 
     def record_result(self, result: Any, *, summarize: Summarizer | None = None) -> None:
@@ -110,7 +119,10 @@ class GovernedCall:
 
     def raise_for_decision(self) -> None:
         """For plain code: raise PolicyViolationError on a deny, ApprovalRequired when a
-        person must approve first; return quietly when allowed."""
+        person must approve first (ApprovalDenied / ApprovalExpired after a wait); return
+        quietly when allowed."""
+        if self.approval_error is not None:
+            raise self.approval_error
         raise_unless_allowed(self.tool, self.args, self.decision)
 
     def _sign(self, summary: str) -> None:
@@ -130,4 +142,17 @@ def govern(guard: Guard, tool: str, args: Mapping[str, Any] | None = None, **con
     # Guard.decide signs intent and decision in the session the input names, which the
     # result record must share: so the input is built here, once.
     decision = guard.decide(input)
+    if getattr(guard, "approvals", None) is None:
+        return GovernedCall(guard, tool, call_args, decision, guard.session_of(input))
+    try:
+        decision, input = guard.resolve(input, decision)
+    except ApprovalRequired as exc:
+        return GovernedCall(guard, tool, call_args, decision, guard.session_of(input), exc.request_id, exc)
+    except (ApprovalDenied, ApprovalExpired) as exc:
+        rule = "approval-denied" if isinstance(exc, ApprovalDenied) else "approval-expired"
+        refused = Decision(effect="deny", allow=False, reasons=(Reason(rule, str(exc)),))
+        return GovernedCall(guard, tool, call_args, refused, guard.session_of(input), exc.request_id, exc)
+    except PolicyViolationError as exc:
+        refused = exc.decision if isinstance(exc.decision, Decision) else decision
+        return GovernedCall(guard, tool, call_args, refused, guard.session_of(input), None, exc)
     return GovernedCall(guard, tool, call_args, decision, guard.session_of(input))

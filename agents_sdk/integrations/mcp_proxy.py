@@ -268,7 +268,11 @@ class MCPProxy:
     async def _call_tool(self, params: types.CallToolRequestParams) -> types.CallToolResult:
         arguments = dict(params.arguments or {})
         try:
-            governed = govern(self.guard, params.name, arguments, server=self.server_name)
+            if getattr(self.guard, "approvals", None) is not None and self.guard.on_approval == "wait":
+                # Waiting for a person is a blocking long poll: off the event loop, so other calls go on.
+                governed = await asyncio.to_thread(govern, self.guard, params.name, arguments, server=self.server_name)
+            else:
+                governed = govern(self.guard, params.name, arguments, server=self.server_name)
         except WardenError as exc:  # arguments that cannot be signed: refuse rather than run unrecorded
             return _error_result(f"warden: {exc}")
         if not governed.allowed:

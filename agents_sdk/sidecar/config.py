@@ -89,6 +89,9 @@ class SidecarConfig:
     services: Mapping[str, Service]
     bundle: BundleConfig
     labels: Mapping[str, str]
+    # Further bundles with disjoint roots, loaded together with `bundle` (docs/opa.md,
+    # "Bundle layout": bundles/<env>/policy and bundles/<env>/registry).
+    more_bundles: tuple[BundleConfig, ...] = ()
     decision_logs: DecisionLogConfig | None = None
     status_service: str | None = None
     status_partition: str = ""
@@ -190,49 +193,12 @@ def parse_config(raw: Mapping[str, Any], *, base_dir: Path | None = None) -> Sid
             raise ConfigError(f"keys.{key_id}: {exc}") from exc
 
     bundles = _mapping(raw.get("bundles"), "bundles")
-    if len(bundles) != 1:
-        raise ConfigError("bundles: configure exactly one bundle (the environment's Warden bundle)")
-    bundle_name, spec = next(iter(bundles.items()))
-    spec = _mapping(spec, f"bundles.{bundle_name}")
-    service = spec.get("service") or first_service
-    if service not in services:
-        raise ConfigError(f"bundles.{bundle_name}.service: no service named {service!r}")
-    signing = _mapping(spec.get("signing"), f"bundles.{bundle_name}.signing")
-    verification = None
-    if signing or keys:
-        try:
-            verification = VerificationConfig(
-                keys=keys,
-                keyid=signing.get("keyid") or "",
-                scope=signing.get("scope") or "",
-                exclude_files=tuple(signing.get("exclude_files") or ()),
-            )
-        except ValueError as exc:
-            raise ConfigError(f"bundles.{bundle_name}.signing.keyid: {exc}") from exc
-    polling = _mapping(spec.get("polling"), f"bundles.{bundle_name}.polling")
-    long_poll = polling.get("long_polling_timeout_seconds")
-    if long_poll is not None and (not isinstance(long_poll, int) or long_poll < 1):
-        raise ConfigError(f"bundles.{bundle_name}.polling.long_polling_timeout_seconds must be at least 1")
-    min_delay = _number(polling.get("min_delay_seconds"), f"bundles.{bundle_name}.polling.min_delay_seconds", 60)
-    max_delay = _number(polling.get("max_delay_seconds"), f"bundles.{bundle_name}.polling.max_delay_seconds", 120)
-    if max_delay < min_delay:
-        raise ConfigError(f"bundles.{bundle_name}.polling: max polling delay must be >= min polling delay")
-    max_age = spec.get("max_age_seconds")
-    if max_age is not None and (isinstance(max_age, bool) or not isinstance(max_age, int | float) or not max_age > 0):
+    if not bundles:
         raise ConfigError(
-            f"bundles.{bundle_name}.max_age_seconds must be a positive number of seconds (e.g. 86400), not {max_age!r:.40}"
+            "bundles: configure exactly one bundle (the environment's Warden bundle), or its policy and registry bundles"
         )
-    bundle = BundleConfig(
-        name=bundle_name,
-        service=service,
-        resource=spec.get("resource") or f"bundles/{bundle_name}",
-        verification=verification,
-        long_polling_timeout=long_poll,
-        min_delay=min_delay,
-        max_delay=max_delay,
-        persist=bool(spec.get("persist", False)),
-        max_age=float(max_age) if max_age is not None else None,
-    )
+    parsed = [_bundle_config(name, spec, services, keys, first_service) for name, spec in bundles.items()]
+
 
     decision_logs = None
     logs = _mapping(raw.get("decision_logs"), "decision_logs")
@@ -266,7 +232,8 @@ def parse_config(raw: Mapping[str, Any], *, base_dir: Path | None = None) -> Sid
     persistence = str(Path(raw.get("persistence_directory") or ".opa").absolute())
     return SidecarConfig(
         services=services,
-        bundle=bundle,
+        bundle=parsed[0],
+        more_bundles=tuple(parsed[1:]),
         labels=labels,
         decision_logs=decision_logs,
         status_service=status_service,
@@ -275,3 +242,45 @@ def parse_config(raw: Mapping[str, Any], *, base_dir: Path | None = None) -> Sid
     )
 
 
+def _bundle_config(bundle_name: str, raw_spec: Any, services: Mapping[str, Service], keys: Any, first_service: str) -> BundleConfig:
+    """One entry of OPA's `bundles` (Warden's split layout has two: policy and registry)."""
+    spec = _mapping(raw_spec, f"bundles.{bundle_name}")
+    service = spec.get("service") or first_service
+    if service not in services:
+        raise ConfigError(f"bundles.{bundle_name}.service: no service named {service!r}")
+    signing = _mapping(spec.get("signing"), f"bundles.{bundle_name}.signing")
+    verification = None
+    if signing or keys:
+        try:
+            verification = VerificationConfig(
+                keys=keys,
+                keyid=signing.get("keyid") or "",
+                scope=signing.get("scope") or "",
+                exclude_files=tuple(signing.get("exclude_files") or ()),
+            )
+        except ValueError as exc:
+            raise ConfigError(f"bundles.{bundle_name}.signing.keyid: {exc}") from exc
+    polling = _mapping(spec.get("polling"), f"bundles.{bundle_name}.polling")
+    long_poll = polling.get("long_polling_timeout_seconds")
+    if long_poll is not None and (not isinstance(long_poll, int) or long_poll < 1):
+        raise ConfigError(f"bundles.{bundle_name}.polling.long_polling_timeout_seconds must be at least 1")
+    min_delay = _number(polling.get("min_delay_seconds"), f"bundles.{bundle_name}.polling.min_delay_seconds", 60)
+    max_delay = _number(polling.get("max_delay_seconds"), f"bundles.{bundle_name}.polling.max_delay_seconds", 120)
+    if max_delay < min_delay:
+        raise ConfigError(f"bundles.{bundle_name}.polling: max polling delay must be >= min polling delay")
+    max_age = spec.get("max_age_seconds")
+    if max_age is not None and (isinstance(max_age, bool) or not isinstance(max_age, int | float) or not max_age > 0):
+        raise ConfigError(
+            f"bundles.{bundle_name}.max_age_seconds must be a positive number of seconds (e.g. 86400), not {max_age!r:.40}"
+        )
+    return BundleConfig(
+        name=bundle_name,
+        service=service,
+        resource=spec.get("resource") or f"bundles/{bundle_name}",
+        verification=verification,
+        long_polling_timeout=long_poll,
+        min_delay=min_delay,
+        max_delay=max_delay,
+        persist=bool(spec.get("persist", False)),
+        max_age=float(max_age) if max_age is not None else None,
+    )

@@ -21,6 +21,7 @@ import logging
 import signal
 import threading
 import time
+import traceback
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -32,12 +33,23 @@ from agents_sdk.bundles import (
     BundleClient,
     BundleStatus,
 )
+from agents_sdk.bundles.multi import BundleSet
+from agents_sdk.delegation import REFUSAL_RULE as DELEGATION_REFUSED
+from agents_sdk.delegation import ChainCache, delegation_input, registry_of
 from agents_sdk.engine import RegoEngineError
 from agents_sdk.guard import DECISION_QUERY, EmbeddedBackend
 from agents_sdk.guard.decision import fail_closed_result
 from agents_sdk.guard.inputs import input_problem
 from agents_sdk.pointers import masked
-from agents_sdk.sidecar.config import DEFAULT_ADDR, PATH_SEGMENT, VERSION_LABEL, SidecarConfig, load_config
+from agents_sdk.sidecar import authzen
+from agents_sdk.sidecar.config import (
+    DEFAULT_ADDR,
+    PATH_SEGMENT,
+    VERSION_LABEL,
+    BundleConfig,
+    SidecarConfig,
+    load_config,
+)
 from agents_sdk.sidecar.http import BadRequest, http_response, keep_alive, parse_head, read_body
 from agents_sdk.sidecar.uploads import DecisionLogShipper, StatusReporter, rfc3339
 
@@ -60,26 +72,11 @@ class Sidecar:
         self._bind = (host or "127.0.0.1", int(port))
         self.instance_id = str(uuid.uuid4())
         self.labels = {**config.labels, "id": self.instance_id, "version": VERSION_LABEL}
-        bundle = config.bundle
-        service = config.services[bundle.service]
-        self.bundles = BundleClient(
-            service.url,
-            bundle.resource,
-            name=bundle.name,
-            token=service.token,
-            token_path=service.token_path,
-            scheme=service.scheme,
-            headers=service.headers,
-            verification=bundle.verification,
-            persist_dir=(Path(config.persistence_directory) / "bundles" / bundle.name) if bundle.persist else None,
-            long_polling_timeout=bundle.long_polling_timeout,
-            min_delay=bundle.min_delay,
-            max_delay=bundle.max_delay,
-            response_header_timeout=service.response_header_timeout,
-            on_status=lambda _status: self._status_changed(),
-            max_age=bundle.max_age,
-        )
+        clients = [self._bundle_client(bundle) for bundle in (config.bundle, *config.more_bundles)]
+        # Several bundles (the split layout: policy + registry) are activated together.
+        self.bundles: BundleClient | BundleSet = clients[0] if len(clients) == 1 else BundleSet(clients)
         self.backend = EmbeddedBackend(self.bundles, start=False)
+        self._chains = ChainCache()  # delegation chains verified against the active bundle
         self.bundles.set_activator(self._activate_on_loop)
         self.decision_logs = (
             DecisionLogShipper(config.services[config.decision_logs.service], config.decision_logs)
@@ -97,6 +94,26 @@ class Sidecar:
         self._started = threading.Event()
         self._start_error: BaseException | None = None
         self.address: tuple[str, int] = self._bind
+
+    def _bundle_client(self, bundle: BundleConfig) -> BundleClient:
+        service = self.config.services[bundle.service]
+        return BundleClient(
+            service.url,
+            bundle.resource,
+            name=bundle.name,
+            token=service.token,
+            token_path=service.token_path,
+            scheme=service.scheme,
+            headers=service.headers,
+            verification=bundle.verification,
+            persist_dir=(Path(self.config.persistence_directory) / "bundles" / bundle.name) if bundle.persist else None,
+            long_polling_timeout=bundle.long_polling_timeout,
+            min_delay=bundle.min_delay,
+            max_delay=bundle.max_delay,
+            response_header_timeout=service.response_header_timeout,
+            on_status=lambda _status: self._status_changed(),
+            max_age=bundle.max_age,
+        )
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -116,7 +133,7 @@ class Sidecar:
 
     def stop(self) -> None:
         """Stop serving, stop refreshing the bundle, flush decision logs, send a last status."""
-        if self._loop is not None and self._server is not None:
+        if self._loop is not None and self._server is not None and not self._loop.is_closed():  # stop() twice is fine
             self._loop.call_soon_threadsafe(self._server.close)
             self._loop.call_soon_threadsafe(self._loop.stop)
         if self._thread is not None:
@@ -196,11 +213,13 @@ class Sidecar:
 
     def status(self) -> dict[str, Any]:
         """The sidecar's state in the shape of OPA's status API."""
-        bundle: BundleStatus = self.bundles.status()
+        statuses: list[BundleStatus] = (
+            self.bundles.statuses() if isinstance(self.bundles, BundleSet) else [self.bundles.status()]
+        )
         ready = self.bundles.active is not None
         report: dict[str, Any] = {
             "labels": self.labels,
-            "bundles": {bundle.name: bundle.as_opa()},
+            "bundles": {status.name: status.as_opa() for status in statuses},
             "plugins": {
                 "bundle": {"state": "OK" if ready else "NOT_READY"},
                 "status": {"state": "OK"},
@@ -250,6 +269,7 @@ class Sidecar:
                     response = http_response(*self._handle(method, target, body, requested_by), persistent)
                 except Exception as exc:  # noqa: BLE001 - a bug here must not cost the agent its answer
                     logger.exception("sidecar request %s %.200s failed", method, target)
+                    traceback.clear_frames(exc.__traceback__)  # a kept record must not hold this thread's engine
                     response = http_response(*self._unexpected(target, exc), persistent)
                 writer.write(response)
                 await writer.drain()
@@ -274,6 +294,11 @@ class Sidecar:
             if method not in ("GET", "POST"):
                 return 405, {"code": "method_not_allowed", "message": "use GET or POST"}
             return self._data(method, path[len("/v1/data"):], params, body, requested_by)
+        if path.startswith(("/access/v1/", "/.well-known/authzen-configuration")):
+            # AuthZEN 1.0 (agents_sdk/sidecar/authzen.py), decided through _data like every caller.
+            answer = authzen.handle(self, method, path, body, requested_by)
+            if answer is not None:
+                return answer
         return 404, {"code": "resource_not_found", "message": f"{method} {path} is not served by warden sidecar"}
 
     def _unexpected(self, target: str, exc: Exception) -> tuple[int, Any]:
@@ -307,6 +332,10 @@ class Sidecar:
         problem = input_problem(input_value, root="/input") if has_input else None
         if problem is not None and not is_decision:
             return 400, {"code": "invalid_parameter", "message": problem}
+        refusal = None
+        if problem is None and isinstance(input_value, dict):
+            # The policy sees only a verified chain (input.delegation), never the raw one.
+            input_value, _, refusal = delegation_input(input_value, registry_of(self.backend.data), cache=self._chains)
         started = time.perf_counter_ns()
         answer: dict[str, Any] = {"decision_id": decision_id}
         error = None
@@ -319,15 +348,20 @@ class Sidecar:
             result = fail_closed_result("stale-bundle", f"Every action is denied: {stale}") if is_decision else None
             if not is_decision:
                 error = {"code": "internal_error", "message": stale}
+        elif refusal is not None and is_decision:
+            result = fail_closed_result(DELEGATION_REFUSED, refusal)
         else:
             try:
                 result = self.backend.evaluate(query, input_value if has_input else None)
             except LookupError:
                 result = None  # no bundle yet: undefined, as in OPA
             except Exception as exc:  # noqa: BLE001 - RegoEngineError, or a value the engine's binding cannot convert
-                logger.log(logging.INFO if isinstance(exc, RegoEngineError) else logging.WARNING,
-                           "evaluating %s failed: %s", query, exc)
                 message = str(exc) if isinstance(exc, RegoEngineError) else f"{type(exc).__name__}: {exc}"
+                # Log the text, never the exception: its frames hold this thread's engine session,
+                # and a kept log record would drop it on another thread ("Engine is unsendable").
+                traceback.clear_frames(exc.__traceback__)
+                logger.log(logging.INFO if isinstance(exc, RegoEngineError) else logging.WARNING,
+                           "evaluating %s failed: %s", query, message)
                 result = None
                 if is_decision:
                     result = fail_closed_result("engine-error", f"Policy evaluation failed: {message}")
@@ -378,15 +412,28 @@ class Sidecar:
 
 def as_json(value: Any) -> Any:
     """A policy result as plain JSON: Rego sets (Python sets from the engine) become arrays,
-    as OPA writes them, sorted so the answer is stable."""
+    as OPA writes them: in Rego's order (null, booleans, numbers, strings, then composites)."""
     if isinstance(value, dict):
         return {key: as_json(item) for key, item in value.items()}
     if isinstance(value, list | tuple):
         return [as_json(item) for item in value]
     if isinstance(value, set | frozenset):
-        items = [as_json(item) for item in value]
-        return sorted(items, key=lambda item: json.dumps(item, sort_keys=True))
+        return sorted((as_json(item) for item in value), key=_rego_order)
     return value
+
+
+def _rego_order(value: Any) -> tuple[int, Any]:
+    # Python sets from the engine hold scalars only (sets of objects or arrays come as JSON
+    # arrays already in the engine's order); code-point order is Go's byte order for UTF-8.
+    if value is None:
+        return (0, 0)
+    if isinstance(value, bool):
+        return (1, value)
+    if isinstance(value, int | float):
+        return (2, value)
+    if isinstance(value, str):
+        return (3, value)
+    return (4, json.dumps(value, sort_keys=True))
 
 
 def _short(exc: BaseException) -> str:

@@ -62,12 +62,17 @@ class DecisionLogShipper:
     gzip JSON array per chunk (≤ ``upload_size_limit_bytes``), every ``min..max_delay``
     seconds; a failed chunk goes back to the queue and the next try backs off. The queue
     holds at most ``buffer_size_limit_events``; when full the oldest events are dropped
-    and counted in ``dropped``."""
+    and counted in ``dropped``.
+
+    Each event is encoded when it is logged, on the deciding thread (tens of µs, the same for
+    every decision), and the queue holds bytes: the upload thread only joins and gzips them
+    (zlib releases the GIL), so an upload never holds up a decision with a second's worth of
+    JSON encoding, and a queued event cannot change after its decision."""
 
     def __init__(self, service: Service, config: DecisionLogConfig):
         self.service = service
         self.config = config
-        self._queue: deque[dict[str, Any]] = deque()
+        self._queue: deque[bytes] = deque()
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -77,11 +82,18 @@ class DecisionLogShipper:
         self.last_error: UploadError | None = None
 
     def log(self, event: dict[str, Any]) -> None:
+        try:
+            encoded = _ENCODE(event).encode("utf-8")
+        except (TypeError, ValueError) as exc:  # never the decision's problem: count it, as OPA counts drops
+            logger.warning("decision %s has no JSON form for the log; dropped: %s", event.get("decision_id"), exc)
+            with self._lock:
+                self.dropped += 1
+            return
         with self._lock:
             if len(self._queue) >= self.config.buffer_size_limit_events:
                 self._queue.popleft()
                 self.dropped += 1
-            self._queue.append(event)
+            self._queue.append(encoded)
 
     @property
     def pending(self) -> int:
@@ -129,16 +141,16 @@ class DecisionLogShipper:
                 self.uploaded += len(sent)
                 self.last_error = None
 
-    def _chunks(self, events: list[dict[str, Any]]) -> list[tuple[bytes, list[dict[str, Any]]]]:
-        encoded = [json.dumps(event, separators=(",", ":")).encode("utf-8") for event in events]
-        chunks: list[tuple[bytes, list[dict[str, Any]]]] = []
+    def _chunks(self, events: list[bytes]) -> list[tuple[bytes, list[bytes]]]:
+        encoded = events
+        chunks: list[tuple[bytes, list[bytes]]] = []
 
         def split(start: int, end: int) -> None:
             body = gzip.compress(b"[" + b",".join(encoded[start:end]) + b"]", compresslevel=6)
             if len(body) <= self.config.upload_size_limit_bytes or end - start == 1:
                 if len(body) > self.config.upload_size_limit_bytes:
                     self.dropped += 1  # one event larger than an upload may be: OPA drops it too
-                    logger.warning("decision %s is larger than the upload limit; dropped", events[start].get("decision_id"))
+                    logger.warning("decision %s is larger than the upload limit; dropped", _decision_id(events[start]))
                     return
                 chunks.append((body, events[start:end]))
                 return
@@ -146,7 +158,17 @@ class DecisionLogShipper:
             split(start, middle)
             split(middle, end)
 
-        split(0, len(encoded))
+        # First cut by uncompressed size (decision logs compress well over 8x), so a busy second
+        # is not gzipped whole only to be split; a group still too large is halved as before.
+        budget = 8 * self.config.upload_size_limit_bytes
+        start, size = 0, 0
+        for index, item in enumerate(encoded):
+            if size and size + len(item) > budget:
+                split(start, index)
+                start, size = index, 0
+            size += len(item) + 1
+        if start < len(encoded):
+            split(start, len(encoded))
         return chunks
 
     def _run(self) -> None:
@@ -161,6 +183,17 @@ class DecisionLogShipper:
                 break
             retry = 0 if self.flush() else retry + 1
         self.flush()
+
+
+# Built once (json.dumps builds an encoder per call with non-default options).
+_ENCODE = json.JSONEncoder(separators=(",", ":")).encode
+
+
+def _decision_id(encoded: bytes) -> str:
+    try:
+        return str(json.loads(encoded).get("decision_id"))
+    except ValueError:
+        return "?"
 
 
 class StatusReporter:

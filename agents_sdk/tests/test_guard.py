@@ -23,9 +23,10 @@ PROD_DELETE_APPROVAL = "apr-1"
 @pytest.fixture(scope="module")
 def pack_backend() -> EmbeddedBackend:
     data = registry()
+    data["warden_registry"]["environment"] = "prod"
     data["warden_registry"]["approvals"] = {
         PROD_DELETE_APPROVAL: {
-            "agent_id": "support-bot", "tool": "file_delete", "args": {"path": "/prod/x"},
+            "agent_id": "support-bot", "environment": "prod", "tool": "file_delete", "args": {"path": "/prod/x"},
             "expires_at_ns": 4102444800000000000,
         }
     }

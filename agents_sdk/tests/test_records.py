@@ -180,7 +180,7 @@ def test_extra_payload_fields_are_kept_and_signed(identity):
 @pytest.mark.parametrize(
     ("kind", "fields", "message"),
     [
-        ("thought", {}, "kind 'thought' is not one of intent, decision, result, output"),
+        ("thought", {}, "kind 'thought' is not one of intent, decision, result, approval, output"),
         ("intent", {"args": {}}, "intent payload needs 'tool'"),
         ("intent", {"tool": "", "args": {}}, "'tool' has the wrong type"),
         ("intent", {"tool": "t", "args": ["x"]}, "'args' has the wrong type"),

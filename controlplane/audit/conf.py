@@ -1,6 +1,5 @@
-"""The audit pipeline's settings, each overridable in Django settings or the environment.
-
-Settings win over the environment, so tests can use `settings.WARDEN_AUDIT_…`.
+"""The audit pipeline's settings, declared in controlplane/settings/registry.py and read through
+its one reader: Django settings win over the environment, so tests can use `settings.WARDEN_AUDIT_…`.
 """
 
 from __future__ import annotations
@@ -9,71 +8,55 @@ import os
 
 from django.conf import settings
 
-DEFAULT_SENSITIVE_KEYS = (
-    "password", "passwd", "secret", "token", "api_key", "apikey", "access_token", "refresh_token",
-    "authorization", "cookie", "card_number", "cvv", "ssn", "private_key",
-)
-
-
-def _setting(name: str, default):
-    if hasattr(settings, name):
-        return getattr(settings, name)
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return default
-    if isinstance(default, int):
-        return int(raw)
-    if isinstance(default, tuple):
-        return tuple(item.strip() for item in raw.split(",") if item.strip())
-    return raw
+from controlplane.settings.registry import setting
 
 
 def max_batch_records() -> int:
-    return _setting("WARDEN_AUDIT_MAX_BATCH_RECORDS", 10_000)
+    return setting("WARDEN_AUDIT_MAX_BATCH_RECORDS")
 
 
 def max_batch_bytes() -> int:
     """Cap on a batch body, after gzip inflation (and on the compressed body as sent)."""
-    return _setting("WARDEN_AUDIT_MAX_BATCH_BYTES", 16 * 1024 * 1024)
+    return setting("WARDEN_AUDIT_MAX_BATCH_BYTES")
 
 
 def request_max_skew() -> int:
     """Seconds an upload's X-Warden-Timestamp may differ from the control plane's clock."""
-    return _setting("WARDEN_AUDIT_MAX_CLOCK_SKEW", 300)
+    return setting("WARDEN_AUDIT_MAX_CLOCK_SKEW")
 
 
 def sensitive_keys() -> frozenset[str]:
     """Object keys whose values are masked wherever they appear in a payload (case-insensitive)."""
-    return frozenset(key.lower() for key in _setting("WARDEN_AUDIT_SENSITIVE_KEYS", DEFAULT_SENSITIVE_KEYS))
+    return frozenset(key.lower() for key in setting("WARDEN_AUDIT_SENSITIVE_KEYS"))
 
 
 def retention_days() -> int:
     """Default retention. 190 days: the EU AI Act (Art. 19, 26) asks for at least six months of logs,
     and six calendar months can be 184 days."""
-    return _setting("WARDEN_AUDIT_RETENTION_DAYS", 190)
+    return setting("WARDEN_AUDIT_RETENTION_DAYS")
 
 
 def min_retention_days() -> int:
-    return _setting("WARDEN_AUDIT_MIN_RETENTION_DAYS", 190)
+    return setting("WARDEN_AUDIT_MIN_RETENTION_DAYS")
 
 
 def verify_queue() -> str:
     """The Celery queue of verification tasks (a dedicated queue lets audit workers scale apart)."""
-    return _setting("WARDEN_AUDIT_QUEUE", "celery")
+    return setting("WARDEN_AUDIT_QUEUE")
 
 
 def checkpoint_max_events() -> int:
-    return _setting("WARDEN_AUDIT_CHECKPOINT_MAX_EVENTS", 100_000)
+    return setting("WARDEN_AUDIT_CHECKPOINT_MAX_EVENTS")
 
 
 def stale_batch_seconds() -> int:
     """A batch still pending this long after its last attempt started is enqueued again."""
-    return _setting("WARDEN_AUDIT_STALE_BATCH_SECONDS", 300)
+    return setting("WARDEN_AUDIT_STALE_BATCH_SECONDS")
 
 
 def max_batch_attempts() -> int:
     """Verification runs a batch may start before it is parked (and an alert logged)."""
-    return _setting("WARDEN_AUDIT_MAX_BATCH_ATTEMPTS", 5)
+    return setting("WARDEN_AUDIT_MAX_BATCH_ATTEMPTS")
 
 
 def witness_path() -> str:
@@ -83,7 +66,7 @@ def witness_path() -> str:
     (another disk or host mount, `chattr +a`), so cutting the log's tail in the database
     leaves a trace there.
     """
-    configured = _setting("WARDEN_AUDIT_WITNESS_PATH", "")
+    configured = setting("WARDEN_AUDIT_WITNESS_PATH")
     return configured or os.path.join(str(settings.VAR_DIR), "audit-witness.jsonl")
 
 
@@ -92,9 +75,9 @@ def pinned_checkpoint_keys() -> tuple[str, ...]:
 
     Empty: verification falls back to the keys stored in the database and says so.
     """
-    return _setting("WARDEN_AUDIT_CHECKPOINT_PUBLIC_KEYS", ())
+    return setting("WARDEN_AUDIT_CHECKPOINT_PUBLIC_KEYS")
 
 
 def originals_roles() -> tuple[str, ...]:
     """Roles allowed to export the original (unmasked) signed records; each export is logged."""
-    return _setting("WARDEN_AUDIT_ORIGINALS_ROLES", ())
+    return setting("WARDEN_AUDIT_ORIGINALS_ROLES")

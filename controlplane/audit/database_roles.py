@@ -16,11 +16,12 @@ Four roles (docs/audit.md, "Database roles"):
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 from django.db import connection
 from psycopg import sql
+
+from controlplane.settings.registry import setting
 
 DELETER = "warden_audit_deleter"
 RETENTION_FUNCTION = "warden_audit_retention_delete(bigint[], bigint[], bigint[])"
@@ -30,7 +31,10 @@ APPEND_ONLY: dict[str, tuple[str, ...]] = {
     "audit_auditevent": (),
     "audit_quarantinedrecord": (),
     "audit_checkpoint": (),
-    "audit_checkpointkey": ("is_active",),
+    "audit_checkpointkey": ("is_active", "encrypted_private_key"),  # deactivate, re-encrypt
+    # Key material and validity history (migration audit 0006): revoke, retire, re-encrypt.
+    "identity_agentkey": ("revoked_at", "revoked_reason", "created_by_id"),
+    "bundles_signingkey": ("is_active", "retired_at", "encrypted_private_key"),
     "changelog_objectchange": ("user_id",),  # SET NULL when the user is deleted
     "policies_policyrevision": ("author_id",),
     # A batch keeps its body; only the verification's processing columns change.
@@ -69,7 +73,7 @@ def setup_roles(names: RoleNames = RoleNames()) -> list[str]:
         cursor.execute("SELECT current_database(), current_schema()")
         database, schema = cursor.fetchone()
         for name, env in ((names.owner, "OWNER"), (names.app, "APP"), (names.retention, "RETENTION")):
-            _create_role(cursor, name, login=True, password=os.environ.get(f"WARDEN_DB_{env}_PASSWORD"))
+            _create_role(cursor, name, login=True, password=setting(f"WARDEN_DB_{env}_PASSWORD") or None)
         _create_role(cursor, DELETER, login=False, password=None)
         done.append(f"roles {names.owner}, {names.app}, {names.retention}, {DELETER}")
 
@@ -85,7 +89,7 @@ def setup_roles(names: RoleNames = RoleNames()) -> list[str]:
         tables = [row[0] for row in cursor.fetchall()]
         for table in tables:
             cursor.execute(sql.SQL("ALTER TABLE {} OWNER TO {}").format(ident(table), owner))
-        for function in ("warden_append_only()", "warden_audit_batch_guard()"):
+        for function in ("warden_append_only()", "warden_audit_batch_guard()", "warden_key_history()"):
             cursor.execute(sql.SQL("ALTER FUNCTION {} OWNER TO {}").format(sql.SQL(function), owner))
         done.append(f"{len(tables)} tables owned by {names.owner}")
 

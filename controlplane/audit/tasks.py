@@ -6,6 +6,7 @@ from celery import shared_task
 from django.db import DatabaseError, OperationalError
 
 from controlplane.audit import checkpoints, ingestion, retention, verification
+from controlplane.metrics.instruments import record_verified_batch
 
 
 @shared_task(
@@ -20,6 +21,7 @@ from controlplane.audit import checkpoints, ingestion, retention, verification
 def verify_batch(batch_id: int) -> dict | None:
     """Verify a stored batch; idempotent (a verified batch is left as it is)."""
     outcome = verification.verify_batch(batch_id)
+    record_verified_batch(outcome)  # GET /metrics: events stored, quarantined, ingestion lag
     if outcome is None:
         return None
     return {"batch_id": outcome.batch_id, "events": outcome.events, "quarantined": outcome.quarantined}

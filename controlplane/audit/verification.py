@@ -38,6 +38,7 @@ from agents_sdk.verify import (
 from controlplane.audit import chains, conf, records, storage, witness
 from controlplane.audit.models import Batch, BatchStatus, QuarantineReason
 from controlplane.audit.storage import ChainHead, EventRow
+from controlplane.core.signals import audit_batch_stored
 from controlplane.identity.models import AgentKey
 
 logger = logging.getLogger(__name__)
@@ -180,6 +181,8 @@ def _store(batch: Batch, candidates: list[_Candidate], rejections: list[_Rejecti
         "audit batch %s verified: %s events, %s quarantined %s",
         batch.pk, outcome.events, outcome.quarantined, outcome.reasons or "",
     )
+    if outcome.events:
+        audit_batch_stored.send(sender=Batch, batch_id=batch.pk)
     return outcome
 
 

@@ -20,7 +20,7 @@ from typing import Any
 from django.db import transaction
 
 from agents_sdk.records import canonical_json
-from controlplane.audit import conf
+from controlplane.audit import conf, witness_sinks
 
 logger = logging.getLogger(__name__)
 
@@ -91,6 +91,10 @@ def append_after_commit(entry: dict[str, Any]) -> None:
             append(entry)
         except OSError as exc:
             logger.error("ALERT the audit witness %s could not be written: %s", conf.witness_path(), exc)
+        try:
+            witness_sinks.send({"format": FORMAT, **entry})
+        except OSError as exc:
+            logger.error("ALERT the external audit witness (WARDEN_AUDIT_WITNESS_SYSLOG) could not be written: %s", exc)
 
     transaction.on_commit(write)
 

@@ -10,7 +10,6 @@ import base64
 import gzip
 import hashlib
 import io
-import json
 import tarfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,29 +17,19 @@ from dataclasses import dataclass
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding
 
-MANIFEST = ".manifest"
-SIGNATURES = ".signatures.json"
-# OPA hashes these files as canonical JSON and every other file as raw bytes.
-STRUCTURED_BASENAMES = frozenset({"data.json", "data.yaml", ".manifest"})
+from agents_sdk.bundles.format import MANIFEST_FILE as MANIFEST
+from agents_sdk.bundles.format import SIGNATURES_FILE as SIGNATURES
+from agents_sdk.bundles.format import canonical_json, file_digest
+
 HASH_ALGORITHM = "SHA-256"  # spelled as OPA requires
-
-
-def canonical_json(value) -> bytes:
-    """Compact JSON with keys sorted and no HTML escaping: the form OPA hashes JSON files in.
-
-    Writing data.json and .manifest in this form makes their raw bytes equal to what OPA
-    hashes. U+2028 and U+2029 are escaped as Go's encoder escapes them.
-    """
-    text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-    return text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029").encode("utf-8")
+# Level 9 took seconds on a 100,000-agent registry for a few percent fewer bytes.
+GZIP_LEVEL = 6
 
 
 def file_hash(name: str, content: bytes) -> str:
-    """SHA-256 of a bundle file as OPA verifies it (canonical JSON for structured files)."""
-    basename = name.rsplit("/", 1)[-1]
-    if basename in STRUCTURED_BASENAMES:
-        content = canonical_json(json.loads(content.decode("utf-8-sig")))
-    return hashlib.sha256(content).hexdigest()
+    """SHA-256 of a bundle file as OPA verifies it (canonical JSON for structured files):
+    the SDK's agents_sdk.bundles.format.file_digest, which keeps number literals as OPA does."""
+    return file_digest(name, content, HASH_ALGORITHM)
 
 
 def _b64url(raw: bytes) -> str:
@@ -67,9 +56,14 @@ class BuiltArchive:
 
 def content_revision(files: dict[str, bytes]) -> str:
     """A revision that depends only on the bundle's content (not on when or where it was built)."""
+    return revision_of_hashes({name: file_hash(name, content) for name, content in files.items()})
+
+
+def revision_of_hashes(hashes_by_name: dict[str, str]) -> str:
+    """content_revision from the files' OPA hashes, when they are already known."""
     digest = hashlib.sha256()
-    for name in sorted(files):
-        digest.update(name.encode("utf-8") + b"\0" + file_hash(name, files[name]).encode("ascii") + b"\n")
+    for name in sorted(hashes_by_name):
+        digest.update(name.encode("utf-8") + b"\0" + hashes_by_name[name].encode("ascii") + b"\n")
     return digest.hexdigest()
 
 
@@ -86,19 +80,31 @@ def roots_for(packages: list[str], data_roots: list[str]) -> list[str]:
 def build_archive(
     *,
     policy_files: dict[str, str],
-    data: dict,
+    data: dict | bytes | None,
     roots: list[str],
     metadata: dict,
     signer: Callable[[dict, dict], str],
     key_id: str,
+    policy_hashes: dict[str, str] | None = None,
 ) -> BuiltArchive:
-    """Assemble, sign and pack a bundle. `signer(header, payload)` returns the compact JWS."""
+    """Assemble, sign and pack a bundle. `signer(header, payload)` returns the compact JWS.
+
+    `data` is the data.json value, or its canonical JSON bytes already encoded
+    (controlplane.bundles.registry), or None for a bundle of policies only. Files this
+    function encodes are canonical, so each is hashed once, over its raw bytes;
+    `policy_hashes` may carry the policy files' hashes from an earlier build.
+    """
     files: dict[str, bytes] = {path: source.encode("utf-8") for path, source in policy_files.items()}
-    files["data.json"] = canonical_json(data)
-    revision = content_revision(files)
+    hashes_by_name = {
+        name: (policy_hashes or {}).get(name) or hashlib.sha256(content).hexdigest() for name, content in files.items()
+    }
+    if data is not None:
+        files["data.json"] = data if isinstance(data, bytes) else canonical_json(data)
+        hashes_by_name["data.json"] = hashlib.sha256(files["data.json"]).hexdigest()
+    revision = revision_of_hashes(hashes_by_name)
     manifest = {"revision": revision, "roots": roots, "rego_version": 1, "metadata": metadata}
     files[MANIFEST] = canonical_json(manifest)
-    hashes_by_name = {name: file_hash(name, content) for name, content in files.items()}
+    hashes_by_name[MANIFEST] = hashlib.sha256(files[MANIFEST]).hexdigest()
     payload = {
         "files": [{"name": name, "hash": hashes_by_name[name], "algorithm": HASH_ALGORITHM} for name in sorted(files)],
         "iss": "warden",
@@ -130,7 +136,7 @@ def pack_tar_gz(files: dict[str, bytes]) -> bytes:
             info.uname = info.gname = ""
             tar.addfile(info, io.BytesIO(content))
     out = io.BytesIO()
-    with gzip.GzipFile(fileobj=out, mode="wb", mtime=0, compresslevel=9, filename="") as gz:
+    with gzip.GzipFile(fileobj=out, mode="wb", mtime=0, compresslevel=GZIP_LEVEL, filename="") as gz:
         gz.write(raw.getvalue())
     return out.getvalue()
 

@@ -119,3 +119,29 @@ class EnvironmentToken(BearerCredential):
 
     def __str__(self) -> str:
         return f"{self.environment.name}:{self.name}"
+
+
+class BundlePart(models.Model):
+    """The environment's bundle split for engines that load two bundles with disjoint roots
+    (docs/opa.md, "Bundle layout"): `policy`, the Rego modules (changes with a publish,
+    promotion or rollback), and `registry`, data.warden_registry alone (changes with every
+    registry change). Each is signed on its own; both belong to one combined `bundle`."""
+
+    class Kind(models.TextChoices):
+        POLICY = "policy"
+        REGISTRY = "registry"
+
+    id = models.BigAutoField(primary_key=True)
+    bundle = models.ForeignKey(Bundle, on_delete=models.CASCADE, related_name="parts")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    revision = models.CharField(max_length=64)
+    etag = models.CharField(max_length=70)
+    archive = models.BinaryField()
+    size = models.PositiveIntegerField()
+    manifest = models.JSONField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["bundle", "kind"], name="unique_bundle_part")]
+
+    def __str__(self) -> str:
+        return f"{self.bundle}/{self.kind}"

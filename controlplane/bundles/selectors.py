@@ -4,30 +4,23 @@ from __future__ import annotations
 
 import hashlib
 
+from controlplane.approvals.selectors import bundle_grants
+from controlplane.audit import heads as audit_heads
 from controlplane.bundles.models import Bundle, BundleActivation, Environment
-from controlplane.identity.models import Agent
+from controlplane.delegation.selectors import delegation_registry_data
+from controlplane.identity.models import Agent, AgentKey
 from controlplane.policies.models import Tool
 
 
-def registry_data(environment: Environment) -> dict:
+def registry_data(environment: Environment, *, agents=None) -> dict:
     """data.warden_registry for one environment: its agents (only those that run there),
-    the tool catalog, and the environment's policy settings. See docs/policies.md."""
-    agents = {}
-    for agent in Agent.objects.prefetch_related("keys").order_by("name"):
-        if environment.name not in agent.environments:
-            continue
-        agents[agent.name] = {
-            "status": agent.status,
-            "owner": agent.owner_email,
-            "team": agent.team,
-            "risk_tier": agent.risk_tier,
-            "scopes": sorted(agent.scopes),
-            "key_ids": sorted(key.key_id for key in agent.keys.all() if key.revoked_at is None),
-            "egress": {"allow_hosts": list(agent.egress_allow_hosts)},
-            "shell": {"allow_commands": list(agent.shell_allow_commands)},
-            # What agents_sdk.sandbox builds the agent's sandbox from ({} = no sandbox: refused).
-            "sandbox": dict(agent.sandbox_profile),
-        }
+    the tool catalog, and the environment's policy settings. See docs/policies.md.
+
+    Bundle builds pass `agents`: a stand-in (a str iterating over the agent names) that
+    controlplane.bundles.registry replaces with the agents' JSON, encoded incrementally.
+    Add new keys here; use `agents` only by iterating over it (the names)."""
+    if agents is None:
+        agents = agent_registry(environment)
     tools = {}
     for tool in Tool.objects.order_by("name"):
         spec = {"scopes": sorted(tool.scopes), "category": tool.category, "irreversible": tool.irreversible}
@@ -44,9 +37,38 @@ def registry_data(environment: Environment) -> dict:
         "environment": environment.name,
         "agents": agents,
         "tools": tools,
-        # Granted approvals arrive with the approval workflow; none are granted yet.
-        "approvals": {},
+        # Unconsumed grants of this environment, and the ids of consumed ones (approvals.rego).
+        **bundle_grants(environment),
+        # Keys, rules and revocations the engines verify delegation chains with.
+        "delegation": delegation_registry_data(agents),
+        # The signed audit head, so engines can tell a cut or rolled-back log (controlplane/audit/heads.py).
+        **audit_heads.registry_entry(),
     }
+
+
+def agent_registry(environment: Environment) -> dict:
+    """data.warden_registry.agents as a dict. Bundle builds use controlplane.bundles.registry
+    instead, which re-encodes only the agents that changed."""
+    agents = {}
+    keys: dict = {}
+    for agent_id, key_id in AgentKey.objects.filter(revoked_at__isnull=True).values_list("agent_id", "key_id"):
+        keys.setdefault(agent_id, []).append(key_id)
+    for agent in Agent.objects.order_by("name"):
+        if environment.name not in agent.environments:
+            continue
+        agents[agent.name] = {
+            "status": agent.status,
+            "owner": agent.owner_email,
+            "team": agent.team,
+            "risk_tier": agent.risk_tier,
+            "scopes": sorted(agent.scopes),
+            "key_ids": sorted(keys.get(agent.id, [])),
+            "egress": {"allow_hosts": list(agent.egress_allow_hosts)},
+            "shell": {"allow_commands": list(agent.shell_allow_commands)},
+            # What agents_sdk.sandbox builds the agent's sandbox from ({} = no sandbox: refused).
+            "sandbox": dict(agent.sandbox_profile),
+        }
+    return agents
 
 
 def policy_digest(bundle: Bundle) -> str:

@@ -4,7 +4,10 @@ long-polling engines."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import threading
+from collections import OrderedDict
 from datetime import datetime, timedelta, timezone as dt_timezone
 
 from django.db import transaction
@@ -12,19 +15,34 @@ from django.utils import timezone
 
 from agents_sdk.bundles.format import package_of
 from controlplane.accounts.services import issue_credential, revoke_credential
-from controlplane.bundles import archive, notify
+from controlplane.bundles import archive, notify, parts
 from controlplane.bundles.models import Bundle, BundleActivation, Environment, EnvironmentToken
-from controlplane.bundles.selectors import built_at_of, previous_policy_bundle, registry_data
+from controlplane.bundles.registry import registry_json
+from controlplane.bundles.selectors import built_at_of, policy_digest, previous_policy_bundle, registry_data
 from controlplane.bundles.signing import active_signing_key, private_key_pem
 from controlplane.changelog.models import ChangeAction
 from controlplane.changelog.services import record_change, snapshot
 from controlplane.core.exceptions import ConflictError, InvalidInput, NotDelivered
+from controlplane.metrics.instruments import BUNDLE_BUILD_SECONDS, timed
 from controlplane.policies.library import library_modules
 from controlplane.policies.services import compile_modules, organisation_modules, run_policy_tests
 
 logger = logging.getLogger(__name__)
 
-REGISTRY_ROOT = "warden_registry"
+REGISTRY_ROOT = parts.REGISTRY_ROOT
+_CACHED_POLICY_SETS = 16
+# Per process: digests of policy sets that compiled, and policy files read back from bundles.
+_compiled: OrderedDict[str, None] = OrderedDict()
+_policy_files: OrderedDict[str, dict[str, str]] = OrderedDict()
+_cache_lock = threading.Lock()
+
+
+def _remember(cache: OrderedDict, key: str, value) -> None:
+    with _cache_lock:
+        cache[key] = value
+        cache.move_to_end(key)
+        while len(cache) > _CACHED_POLICY_SETS:
+            cache.popitem(last=False)
 NON_POLICY_FILES = frozenset({"data.json", archive.MANIFEST, archive.SIGNATURES})
 
 
@@ -35,12 +53,35 @@ def current_policy_files() -> dict[str, str]:
 
 
 def policy_files_of(bundle: Bundle) -> dict[str, str]:
-    files = archive.read_tar_gz(bytes(bundle.archive))
-    return {name: content.decode("utf-8") for name, content in files.items() if name not in NON_POLICY_FILES}
+    """The policy files of a bundle; read from its archive once per process and policy set."""
+    key = policy_digest(bundle)
+    with _cache_lock:
+        cached = _policy_files.get(key)
+    if cached is None:
+        files = archive.read_tar_gz(bytes(bundle.archive))
+        cached = {name: content.decode("utf-8") for name, content in files.items() if name not in NON_POLICY_FILES}
+        _remember(_policy_files, key, cached)
+    return dict(cached)
 
 
 def bundle_data(environment: Environment) -> dict:
     return {REGISTRY_ROOT: registry_data(environment)}
+
+
+def bundle_data_json(environment: Environment) -> bytes:
+    """canonical_json(bundle_data(environment)), encoded incrementally (bundles.registry)."""
+    return b'{"' + REGISTRY_ROOT.encode("ascii") + b'":' + registry_json(environment) + b"}"
+
+
+def check_compiles(policy_files: dict[str, str]) -> None:
+    """Compile the policies once per policy set (not per registry change). Compiling needs
+    no registry data: the data's root is disjoint from every package."""
+    key = parts.policy_revision(policy_files)
+    with _cache_lock:
+        if key in _compiled:
+            return
+    compile_modules(policy_files)
+    _remember(_compiled, key, None)
 
 
 def check_policy_tests() -> int:
@@ -71,12 +112,14 @@ def _next_built_at(environment: Environment) -> str:
     return _rfc3339(now)
 
 
+@timed(BUNDLE_BUILD_SECONDS)  # GET /metrics: warden_bundle_build_seconds
 def build_bundle(
     environment: Environment, *, policy_files: dict[str, str], by=None, reason: str = "", tests_passed: int = 0,
-    data: dict | None = None,
+    data: dict | None = None, data_json: bytes | None = None,
 ) -> Bundle:
     """Build and sign a bundle of `policy_files` plus the environment's registry data
-    (`data`, when the caller has just read it).
+    (`data`, or `data_json` its canonical JSON, when the caller has just read it), and its
+    policy and registry parts (controlplane.bundles.parts).
 
     The revision is content-addressed: the same content keeps its revision (and its row).
     The manifest carries the signed build time `metadata.warden.built_at`, so engines can
@@ -84,22 +127,37 @@ def build_bundle(
     (a resume back to the content before a suspension, a rollback) is re-stamped and
     re-signed rather than served with its old, earlier build time.
     """
-    data = bundle_data(environment) if data is None else data
-    existing = Bundle.objects.filter(environment=environment, revision=_revision_of(policy_files, data)).first()
+    if data_json is None:
+        data_json = bundle_data_json(environment) if data is None else archive.canonical_json(data)
+    existing = Bundle.objects.filter(environment=environment, revision=_revision_of(policy_files, data_json)).first()
     if existing is not None and existing.pk == environment.active_bundle_id:
         return existing  # already what engines serve: nothing to re-stamp
-    compile_modules(policy_files, data)
+    check_compiles(policy_files)
     packages = [p for source in policy_files.values() if (p := package_of(source))]
     key = active_signing_key()
     private_pem = private_key_pem(key)
+    metadata = {"environment": environment.name, "warden": {"built_at": _next_built_at(environment)}}
+
+    def signer(header: dict, payload: dict) -> str:
+        return archive.sign_rs256(header, payload, private_pem)
+
     built = archive.build_archive(
         policy_files=policy_files,
-        data=data,
+        data=data_json,
         roots=archive.roots_for(packages, [REGISTRY_ROOT]),
-        metadata={"environment": environment.name, "warden": {"built_at": _next_built_at(environment)}},
-        signer=lambda header, payload: archive.sign_rs256(header, payload, private_pem),
+        metadata=metadata,
+        signer=signer,
         key_id=key.kid,
     )
+    bundle = _save_bundle(environment, existing, built, key, by=by, reason=reason, tests_passed=tests_passed)
+    parts.store_parts(
+        bundle, policy_files=policy_files, packages=packages, data_json=data_json, metadata=metadata,
+        signer=signer, key_id=key.kid, current=environment.active_bundle,
+    )
+    return bundle
+
+
+def _save_bundle(environment, existing, built, key, *, by, reason: str, tests_passed: int) -> Bundle:
     if existing is not None:
         # Same content built again: one row per revision, re-stamped and re-signed.
         existing.archive, existing.etag, existing.signing_key = built.archive, built.etag, key
@@ -121,10 +179,21 @@ def build_bundle(
     )
 
 
-def _revision_of(policy_files: dict[str, str], data: dict) -> str:
-    files = {path: source.encode("utf-8") for path, source in policy_files.items()}
-    files["data.json"] = archive.canonical_json(data)
-    return archive.content_revision(files)
+def _revision_of(policy_files: dict[str, str], data_json: bytes) -> str:
+    hashes = {path: hashlib.sha256(source.encode("utf-8")).hexdigest() for path, source in policy_files.items()}
+    hashes["data.json"] = hashlib.sha256(data_json).hexdigest()
+    return archive.revision_of_hashes(hashes)
+
+
+def _store_parts_of(bundle: Bundle, data_json: bytes) -> None:
+    policy_files = policy_files_of(bundle)
+    key = bundle.signing_key
+    private_pem = private_key_pem(key)
+    parts.store_parts(
+        bundle, policy_files=policy_files, packages=[p for src in policy_files.values() if (p := package_of(src))],
+        data_json=data_json, metadata=bundle.manifest.get("metadata") or {}, key_id=key.kid,
+        signer=lambda header, payload: archive.sign_rs256(header, payload, private_pem), current=None,
+    )
 
 
 def activate_bundle(environment: Environment, bundle: Bundle, *, by=None, action: str, reason: str = "") -> Bundle:
@@ -202,12 +271,14 @@ def refresh_registry_data(environment: Environment, *, reason: str) -> Bundle | 
     active = environment.active_bundle
     if active is None:
         return None
-    data = bundle_data(environment)
-    if active.files.get("data.json") == archive.file_hash("data.json", archive.canonical_json(data)):
+    data_json = bundle_data_json(environment)
+    if active.files.get("data.json") == hashlib.sha256(data_json).hexdigest():
+        if not active.parts.exists():  # activated before the split layout: add its parts
+            _store_parts_of(active, data_json)
         return None
     bundle = build_bundle(
         environment, policy_files=policy_files_of(active), reason=f"registry changed: {reason}",
-        tests_passed=active.tests_passed, data=data,
+        tests_passed=active.tests_passed, data_json=data_json,
     )
     return activate_bundle(environment, bundle, action=ChangeAction.ACTIVATE, reason=f"registry changed: {reason}")
 

@@ -7,11 +7,9 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from datetime import timedelta
 
 import httpx
-from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.mail import send_mail
 from django.utils import timezone
@@ -19,14 +17,14 @@ from django.utils import timezone
 from controlplane.compliance import attestations
 from controlplane.compliance.models import ControlOwner, GapReport
 from controlplane.core import tasks as core_tasks
+from controlplane.settings.registry import setting
 
 logger = logging.getLogger(__name__)
 EXPIRY_NOTICE = timedelta(days=30)
 
 
 def webhook_url() -> str:
-    return str(getattr(settings, "WARDEN_COMPLIANCE_WEBHOOK_URL", None)
-               or os.environ.get("WARDEN_COMPLIANCE_WEBHOOK_URL") or "")
+    return str(setting("WARDEN_COMPLIANCE_WEBHOOK_URL") or "")
 
 
 def notices_for(report: GapReport) -> list[dict]:

@@ -7,3 +7,7 @@ from django.dispatch import Signal
 # new bundle for every environment, so engines see the change at their next
 # activation. Sent with reason=<str> and, when one agent changed, agent=<Agent>.
 registry_changed = Signal()
+
+# Sent after an audit batch's verified records are committed, with batch_id=<int>. Approvals
+# listen: a signed `consumed` record takes its grant out of the next bundle.
+audit_batch_stored = Signal()

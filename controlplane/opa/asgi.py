@@ -19,7 +19,7 @@ from controlplane.opa.bundle_service import Reply, bundle_reply
 from controlplane.opa.longpoll import long_poll_wait
 
 # Where controlplane/urls.py mounts controlplane.opa.urls, plus the bundle resource.
-BUNDLE_PATH = re.compile(r"^/opa/bundles/([-a-zA-Z0-9_]+)$")
+BUNDLE_PATH = re.compile(r"^/opa/bundles/([-a-zA-Z0-9_]+)(?:/(policy|registry))?$")
 
 
 def _header(scope, name: bytes) -> str | None:
@@ -30,7 +30,8 @@ def _header(scope, name: bytes) -> str | None:
 
 
 class BundleServiceFastPath:
-    """ASGI middleware: GET /opa/bundles/<environment> is answered here, the rest by `app`."""
+    """ASGI middleware: GET /opa/bundles/<environment>[/policy|/registry] is answered here,
+    the rest by `app`."""
 
     def __init__(self, app):
         self.app = app
@@ -43,13 +44,14 @@ class BundleServiceFastPath:
                 path = path[len(root):]
             match = BUNDLE_PATH.match(path)
             if match:
-                await self._serve(match.group(1), scope, receive, send)
+                await self._serve(match.group(1), scope, receive, send, part=match.group(2) or "")
                 return
         await self.app(scope, receive, send)
 
-    async def _serve(self, environment: str, scope, receive, send) -> None:
+    async def _serve(self, environment: str, scope, receive, send, *, part: str = "") -> None:
         request = bundle_reply(
             environment,
+            part=part,
             authorization=_header(scope, b"authorization") or "",
             if_none_match=_header(scope, b"if-none-match"),
             prefer=_header(scope, b"prefer"),

@@ -10,15 +10,17 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
+from agents_sdk.bundles.format import LONG_POLL_CONTENT_TYPE
 from controlplane.opa import selectors
 from controlplane.opa.authentication import AuthenticationFailed, aauthenticate
 from controlplane.opa.database import run_in_db_thread
 from controlplane.opa.discovery import discovery_bundle
 from controlplane.opa.longpoll import etag_matches, hold_until_changed, long_poll_wait
 
-# Only this exact Content-Type on a 200 keeps OPA long polling; any other turns it off.
-LONG_POLL_CONTENT_TYPE = "application/vnd.openpolicyagent.bundles"
+# A 200 with LONG_POLL_CONTENT_TYPE (the SDK owns the constant) keeps OPA long polling.
 BUNDLE_CONTENT_TYPE = "application/gzip"
+# "" is the combined bundle; the others are controlplane.bundles.parts.
+BUNDLE_PARTS = frozenset({"", "policy", "registry"})
 
 
 @dataclass(frozen=True)
@@ -55,26 +57,29 @@ async def _authorized(environment: str, authorization: str) -> Reply | None:
     return None
 
 
-async def _active_bundle(environment: str, *, fresh: bool):
+async def _active_bundle(environment: str, *, fresh: bool, part: str = ""):
     if not fresh:
-        hit, state = selectors.cached_active_bundle(environment)
+        hit, state = selectors.cached_active_bundle(environment, part)
         if hit:
             return state
-    return await run_in_db_thread(selectors.active_bundle, environment)
+    return await run_in_db_thread(selectors.active_bundle, environment, part)
 
 
-async def bundle_reply(environment: str, *, authorization: str, if_none_match: str | None, prefer: str | None) -> Reply:
-    """GET bundles/<environment> as OPA's bundle downloader sends it."""
+async def bundle_reply(
+    environment: str, *, authorization: str, if_none_match: str | None, prefer: str | None, part: str = ""
+) -> Reply:
+    """GET bundles/<environment> (or bundles/<environment>/<part>, the split layout of
+    controlplane.bundles.parts) as OPA's bundle downloader sends it."""
     refused = await _authorized(environment, authorization)
     if refused:
         return refused
     wait = long_poll_wait(prefer)
     if wait is None:
         # A plain poll may be answered from the ETag cache (at most ACTIVE_BUNDLE_TTL old).
-        state = await _active_bundle(environment, fresh=False)
+        state = await _active_bundle(environment, fresh=False, part=part)
     else:
         state = await hold_until_changed(
-            environment, if_none_match, wait, lambda: _active_bundle(environment, fresh=True)
+            environment, if_none_match, wait, lambda: _active_bundle(environment, fresh=True, part=part)
         )
     if state is None:
         return error_reply(404, f"environment {environment!r} has no active bundle yet: publish or promote one")

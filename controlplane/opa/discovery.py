@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from controlplane.bundles import archive
 from controlplane.bundles.models import Environment
 from controlplane.bundles.signing import active_signing_key, private_key_pem
+from controlplane.settings.registry import setting
 
 # The service name OPA's boot configuration must give Warden (deploy/opa/config.yaml).
 SERVICE_NAME = "warden"
@@ -23,6 +24,7 @@ CONFIG_ROOT = "config"
 BUNDLE_POLLING = {"min_delay_seconds": 10, "max_delay_seconds": 20, "long_polling_timeout_seconds": 30}
 DECISION_LOG_REPORTING = {"min_delay_seconds": 5, "max_delay_seconds": 10}
 _CACHE_ENTRIES = 32
+SPLIT_PARTS = ("policy", "registry")
 
 
 @dataclass(frozen=True)
@@ -38,21 +40,25 @@ _lock = threading.Lock()
 
 def opa_config(environment: Environment, *, bundle_key_id: str) -> dict:
     """The OPA configuration an engine of `environment` should run (OPA's config schema)."""
-    config = {
-        "bundles": {
-            environment.name: {
-                "service": SERVICE_NAME,
-                "resource": f"bundles/{environment.name}",
-                # Keep the last good bundle on disk: an OPA that restarts while Warden is
-                # unreachable still has policy instead of denying everything.
-                "persist": True,
-                "polling": dict(BUNDLE_POLLING),
-                # Setting keyid makes a valid signature mandatory.
-                "signing": {"keyid": bundle_key_id},
-            }
-        },
-        "status": {"service": SERVICE_NAME},
-    }
+    def bundle(resource: str) -> dict:
+        return {
+            "service": SERVICE_NAME,
+            "resource": resource,
+            # Keep the last good bundle on disk: an OPA that restarts while Warden is
+            # unreachable still has policy instead of denying everything.
+            "persist": True,
+            "polling": dict(BUNDLE_POLLING),
+            # Setting keyid makes a valid signature mandatory.
+            "signing": {"keyid": bundle_key_id},
+        }
+
+    if setting("WARDEN_OPA_SPLIT_BUNDLES"):
+        # Two bundles with disjoint roots (controlplane.bundles.parts): a suspension downloads
+        # only the registry, and the policy bundle's long poll stays held.
+        bundles = {f"{environment.name}-{part}": bundle(f"bundles/{environment.name}/{part}") for part in SPLIT_PARTS}
+    else:
+        bundles = {environment.name: bundle(f"bundles/{environment.name}")}
+    config = {"bundles": bundles, "status": {"service": SERVICE_NAME}}
     if environment.decision_logging:
         config["decision_logs"] = {"service": SERVICE_NAME, "reporting": dict(DECISION_LOG_REPORTING)}
     return config

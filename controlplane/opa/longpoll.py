@@ -15,6 +15,7 @@ from typing import Protocol, TypeVar
 from django.utils.cache import parse_etags
 
 from controlplane.bundles.notify import BundleChangeListener
+from controlplane.metrics.instruments import LONG_POLLS_HELD
 
 # Longer holds gain nothing and outlive the idle timeouts of most proxies.
 MAX_WAIT_SECONDS = 300
@@ -63,6 +64,11 @@ async def hold_until_changed(
     is down, by a database re-read every notify.DB_POLL_SECONDS."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait
+    with LONG_POLLS_HELD.track_inprogress():  # GET /metrics: warden_opa_long_polls_held
+        return await _hold(environment_name, if_none_match, deadline, read, loop)
+
+
+async def _hold(environment_name, if_none_match, deadline, read, loop):
     # Listen before reading, so an activation between the read and the wait still wakes us.
     async with BundleChangeListener(environment_name) as listener:
         state = await read()

@@ -18,7 +18,7 @@ from datetime import timedelta
 from django.db.models import BooleanField, Case, F, Q, QuerySet, Value, When
 from django.utils import timezone
 
-from controlplane.bundles.models import Bundle, Environment
+from controlplane.bundles.models import Bundle, BundlePart, Environment
 from controlplane.opa.models import DecisionLog, OPAInstance
 
 # A plain poller may see the previous ETag for this long after an activation; long polls
@@ -42,23 +42,32 @@ _archives: OrderedDict[tuple[str, str], bytes] = OrderedDict()
 _lock = threading.Lock()
 
 
-def active_bundle(environment_name: str) -> ActiveBundle | None:
-    """The environment's active bundle, read from the database (and remembered)."""
+def active_bundle(environment_name: str, part: str = "") -> ActiveBundle | None:
+    """The environment's active bundle, or its `part` ("policy" or "registry", see
+    controlplane.bundles.parts), read from the database (and remembered). A part's
+    bundle_id is "part:<id>"."""
     row = (
         Environment.objects.filter(name=environment_name)
         .values_list("active_bundle_id", "active_bundle__etag", "active_bundle__revision")
         .first()
     )
     state = ActiveBundle(str(row[0]), row[1], row[2]) if row and row[0] else None
+    if state is not None and part:
+        found = BundlePart.objects.filter(bundle_id=row[0], kind=part).values_list("id", "etag", "revision").first()
+        state = ActiveBundle(f"part:{found[0]}", found[1], found[2]) if found else None
     with _lock:
-        _active[environment_name] = (time.monotonic() + ACTIVE_BUNDLE_TTL, state)
+        _active[_cache_key(environment_name, part)] = (time.monotonic() + ACTIVE_BUNDLE_TTL, state)
     return state
 
 
-def cached_active_bundle(environment_name: str) -> tuple[bool, ActiveBundle | None]:
+def _cache_key(environment_name: str, part: str) -> str:
+    return f"{environment_name}/{part}" if part else environment_name
+
+
+def cached_active_bundle(environment_name: str, part: str = "") -> tuple[bool, ActiveBundle | None]:
     """(hit, state) from the per-process cache, without touching the database."""
     with _lock:
-        entry = _active.get(environment_name)
+        entry = _active.get(_cache_key(environment_name, part))
     if entry is None or entry[0] < time.monotonic():
         return False, None
     return True, entry[1]
@@ -77,7 +86,10 @@ def bundle_archive(bundle_id: str, etag: str) -> bytes:
         if archive is not None:
             _archives.move_to_end(key)
             return archive
-    archive_bytes, current_etag = Bundle.objects.values_list("archive", "etag").get(pk=bundle_id)
+    if bundle_id.startswith("part:"):
+        archive_bytes, current_etag = BundlePart.objects.values_list("archive", "etag").get(pk=bundle_id[5:])
+    else:
+        archive_bytes, current_etag = Bundle.objects.values_list("archive", "etag").get(pk=bundle_id)
     archive = bytes(archive_bytes)
     with _lock:
         _archives[(bundle_id, current_etag)] = archive

@@ -18,7 +18,7 @@ from django.utils import timezone
 from agents_sdk.records import value_problem
 from controlplane.audit import conf as audit_conf
 from controlplane.audit import records as audit_records
-from controlplane.bundles.models import Environment
+from controlplane.bundles.models import Bundle, BundlePart, Environment
 from controlplane.core.exceptions import InvalidInput
 from controlplane.identity.models import Agent
 from controlplane.opa.models import DecisionLog, OPAInstance, RejectedDecisionLog
@@ -290,6 +290,22 @@ def warden_bundle_name(environment: Environment, bundles: dict) -> str:
     return ""
 
 
+def split_revision(environment: Environment, bundles: dict) -> str:
+    """The revision of the combined bundle an engine of the split layout runs, from the
+    revisions of its `<env>-policy` and `<env>-registry` bundles ("" when none matches)."""
+    policy = bundles.get(f"{environment.name}-policy", {}).get("active_revision", "")
+    registry = bundles.get(f"{environment.name}-registry", {}).get("active_revision", "")
+    if not policy or not registry:
+        return ""
+    found = (
+        Bundle.objects.filter(environment=environment, parts__kind=BundlePart.Kind.REGISTRY, parts__revision=registry)
+        .filter(parts__kind=BundlePart.Kind.POLICY, parts__revision=policy)
+        .values_list("revision", flat=True)
+        .first()
+    )
+    return found or ""
+
+
 def record_status(environment: Environment, report) -> OPAInstance:
     """Upsert the instance `labels.id` of `environment` from an OPA status report.
 
@@ -308,11 +324,15 @@ def record_status(environment: Environment, report) -> OPAInstance:
         name: _status_section(status, f"bundles.{name}", _BUNDLE_STATUS_FIELDS) for name, status in raw_bundles.items()
     }
     bundle_name = warden_bundle_name(environment, bundles)
+    active_revision = bundles.get(bundle_name, {}).get("active_revision", "")[:128]
+    if not bundle_name and f"{environment.name}-registry" in bundles:
+        bundle_name = f"{environment.name}-registry"
+        active_revision = split_revision(environment, bundles)
     fields = {
         "version": _string(labels.get("version"), "labels.version", max_length=64),
         "labels": labels,
         "bundle_name": bundle_name[:256],
-        "active_revision": bundles.get(bundle_name, {}).get("active_revision", "")[:128],
+        "active_revision": active_revision,
         "bundles": bundles,
         "discovery": (
             _status_section(report["discovery"], "discovery", _BUNDLE_STATUS_FIELDS)

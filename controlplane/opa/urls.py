@@ -11,6 +11,8 @@ app_name = "opa"
 
 urlpatterns = [
     path("bundles/<slug:environment>", views.bundle, name="bundle"),
+    # The split layout (controlplane.bundles.parts): policy and registry as two bundles.
+    path("bundles/<slug:environment>/<str:part>", views.bundle, name="bundle-part"),
     path("discovery/<slug:environment>", views.discovery, name="discovery"),
     path("logs", views.decision_logs, name="decision-logs"),
     # Deprecated `partition_name` of OPA's decision_logs and status plugins.

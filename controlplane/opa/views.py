@@ -23,7 +23,7 @@ from django.views.decorators.http import require_GET, require_POST
 from controlplane.core.exceptions import InvalidInput
 from controlplane.opa import services
 from controlplane.opa.authentication import AuthenticationFailed, aauthenticate
-from controlplane.opa.bundle_service import Reply, bundle_reply, discovery_reply, unauthorized
+from controlplane.opa.bundle_service import BUNDLE_PARTS, Reply, bundle_reply, discovery_reply, unauthorized
 from controlplane.opa.database import run_in_db_thread
 from controlplane.opa.payloads import (
     PayloadTooLarge,
@@ -89,10 +89,13 @@ def _downloader_headers(request) -> dict:
 
 @opa_endpoint
 @require_GET
-async def bundle(request, environment: str):
-    """The environment's active bundle (OPA `bundles.<env>.resource: bundles/<env>`).
-    Under uvicorn, asgi.BundleServiceFastPath answers this path before Django does."""
-    return _http_response(await bundle_reply(environment, **_downloader_headers(request)))
+async def bundle(request, environment: str, part: str = ""):
+    """The environment's active bundle (OPA `bundles.<env>.resource: bundles/<env>`), or its
+    policy or registry part (`bundles/<env>/policy`, `bundles/<env>/registry`).
+    Under uvicorn, asgi.BundleServiceFastPath answers these paths before Django does."""
+    if part not in BUNDLE_PARTS:
+        return _detail(404, f"no bundle part {part!r}: use policy or registry")
+    return _http_response(await bundle_reply(environment, part=part, **_downloader_headers(request)))
 
 
 @opa_endpoint

@@ -34,7 +34,8 @@ REFUSED_BUILTINS = (
 # policy, so a reference is a cycle (real OPA refuses it), or they are the allow itself.
 LIBRARY_AGGREGATES = frozenset({
     "deny", "approval_required", "mask", "decision", "effect", "reasons", "pending_approval", "allowed",
-    "approval_granted", "org_policies", "default_deny",
+    "approval_granted", "org_policies", "default_deny", "enforced_decision", "log_only_policies", "log_only_deny",
+    "log_only_approval_required", "log_only_effect", "log_only_decision",
 })
 
 

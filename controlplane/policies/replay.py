@@ -3,14 +3,16 @@
 Organisation policy can only add denials and holds, so a change relaxes a decision when it
 removes or narrows one: the same input that was denied (or held) is now held (or allowed).
 Such changes are flagged in the save answer and the change log, so a reviewer sees them.
-The inputs are the seeded decision corpus (agents_sdk.engine.corpus), which reaches every
-library rule with hostile shapes, plus inputs built from the string literals the removed
-policy compared against (tool names, amounts), so that the org rule's own cases are replayed.
+The inputs are the newest recorded decisions (distinct inputs from the engines' decision
+logs), the seeded decision corpus (agents_sdk.engine.corpus), which reaches every library
+rule with hostile shapes, plus inputs built from the string literals the removed policy
+compared against (tool names, amounts), so that the org rule's own cases are replayed.
 """
 
 from __future__ import annotations
 
 import itertools
+import json
 import re
 
 from agents_sdk.engine import RegoEngineError
@@ -35,7 +37,27 @@ def _inputs_from_literals(sources: list[str]) -> list[dict]:
     return inputs
 
 
-def relaxations(compile_policy, before: dict[str, str], after: dict[str, str], removed_sources: list[str]) -> list[dict]:
+RECORDED_INPUTS = 2000
+
+
+def recent_decision_inputs(limit: int = RECORDED_INPUTS) -> list[dict]:
+    """Distinct inputs of the newest decisions engines logged (every environment): the
+    traffic a change would really meet. The impact preview (controlplane.authoring) replays a
+    whole window with each environment's own registry data; this is the quick look at save."""
+    from controlplane.opa.models import DecisionLog  # policies sits below opa in the imports
+
+    seen: dict[str, dict] = {}
+    for value in DecisionLog.objects.filter(input__isnull=False).order_by("-timestamp").values_list("input", flat=True)[: limit * 5]:
+        if isinstance(value, dict):
+            seen.setdefault(json.dumps(value, sort_keys=True), value)
+            if len(seen) >= limit:
+                break
+    return list(seen.values())
+
+
+def relaxations(
+    compile_policy, before: dict[str, str], after: dict[str, str], removed_sources: list[str], recorded: list[dict] | None = None,
+) -> list[dict]:
     """Inputs whose decision is less strict under `after` than under `before`, or lost a
     denial or hold that another reason still covers.
 
@@ -44,7 +66,7 @@ def relaxations(compile_policy, before: dict[str, str], after: dict[str, str], r
     """
     old, new = compile_policy(before, DATA), compile_policy(after, DATA)
     found = []
-    for request in itertools.chain(corpus(count=REPLAY_SIZE), _inputs_from_literals(removed_sources)):
+    for request in itertools.chain(recorded or [], corpus(count=REPLAY_SIZE), _inputs_from_literals(removed_sources)):
         try:
             was, now = old.decide(request), new.decide(request)
         except RegoEngineError:

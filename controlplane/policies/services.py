@@ -21,7 +21,7 @@ from controlplane.core.signals import registry_changed
 from controlplane.policies.gate import check_organisation_module, check_organisation_policy
 from controlplane.policies.library import library_modules
 from controlplane.policies.models import PolicyModule, PolicyRevision, Tool
-from controlplane.policies.replay import relaxations
+from controlplane.policies.replay import recent_decision_inputs, relaxations
 
 MAX_MODULE_BYTES = 256 * 1024
 
@@ -92,7 +92,9 @@ def check_policy_in_worker(modules: dict[str, str]) -> None:
 
 def _relaxations(before: dict[str, str], after: dict[str, str], removed: list[str]) -> list[dict]:
     library = library_modules(include_tests=False)
-    return relaxations(compile_modules, library | _policy_only(before), library | _policy_only(after), removed)
+    return relaxations(
+        compile_modules, library | _policy_only(before), library | _policy_only(after), removed, recent_decision_inputs()
+    )
 
 
 def _policy_only(modules: dict[str, str]) -> dict[str, str]:

@@ -73,12 +73,15 @@ INSTALLED_APPS = [
     "controlplane.accounts",
     "controlplane.changelog",
     "controlplane.identity",
+    "controlplane.delegation",
     "controlplane.policies",
     "controlplane.bundles",
     "controlplane.opa",
     "controlplane.audit",
     "controlplane.compliance",
     "controlplane.detection",
+    "controlplane.authoring",
+    "controlplane.approvals",
     "controlplane.console",
     # seed_demo: it seeds the other apps and nothing depends on it.
     "controlplane.demo",
@@ -255,6 +258,8 @@ SPECTACULAR_SETTINGS = {
         "IncidentStatusEnum": "controlplane.detection.models.IncidentStatus",
         "TimelineKindEnum": "controlplane.detection.models.TimelineKind",
         "AttestationKindEnum": "controlplane.compliance.models.AttestationKind",
+        "ApprovalStateEnum": "controlplane.approvals.models.ApprovalState",
+        "StateEnum": "controlplane.detection.models.AlertState",
     },
 }
 
@@ -274,7 +279,7 @@ if PRODUCTION:
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_SSL_REDIRECT = True
     # Load balancers probe over plain HTTP inside the network.
-    SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+    SECURE_REDIRECT_EXEMPT = [r"^(?:healthz|livez|readyz|metrics)$"]  # probes and scrapes speak plain HTTP
 if read("WARDEN_BEHIND_TLS_PROXY"):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
@@ -286,13 +291,37 @@ WARDEN_AUDIT_SENSITIVE_KEYS = read("WARDEN_AUDIT_SENSITIVE_KEYS")
 WARDEN_AUDIT_RETENTION_DAYS = read("WARDEN_AUDIT_RETENTION_DAYS")
 WARDEN_AUDIT_MIN_RETENTION_DAYS = read("WARDEN_AUDIT_MIN_RETENTION_DAYS")
 WARDEN_AUDIT_QUEUE = read("WARDEN_AUDIT_QUEUE")
+# Only the retention role may run the retention job: its own queue, its own worker.
+CELERY_TASK_ROUTES = {"audit.retention": {"queue": read("WARDEN_AUDIT_RETENTION_QUEUE")}}
 WARDEN_AUDIT_CHECKPOINT_MAX_EVENTS = read("WARDEN_AUDIT_CHECKPOINT_MAX_EVENTS")
 WARDEN_AUDIT_STALE_BATCH_SECONDS = read("WARDEN_AUDIT_STALE_BATCH_SECONDS")
 WARDEN_AUDIT_MAX_BATCH_ATTEMPTS = read("WARDEN_AUDIT_MAX_BATCH_ATTEMPTS")
 WARDEN_AUDIT_WITNESS_PATH = read("WARDEN_AUDIT_WITNESS_PATH")
+WARDEN_AUDIT_WITNESS_SYSLOG = read("WARDEN_AUDIT_WITNESS_SYSLOG")
 WARDEN_AUDIT_CHECKPOINT_PUBLIC_KEYS = read("WARDEN_AUDIT_CHECKPOINT_PUBLIC_KEYS")
 WARDEN_AUDIT_ORIGINALS_ROLES = read("WARDEN_AUDIT_ORIGINALS_ROLES")
+WARDEN_AUDIT_BUNDLE_HEAD_SECONDS = read("WARDEN_AUDIT_BUNDLE_HEAD_SECONDS")
+# Discovery gives OPA a policy and a registry bundle per environment (controlplane/bundles/parts.py).
+WARDEN_OPA_SPLIT_BUNDLES = read("WARDEN_OPA_SPLIT_BUNDLES")
 WARDEN_COMPLIANCE_PERIOD_DAYS = read("WARDEN_COMPLIANCE_PERIOD_DAYS")
+WARDEN_COMPLIANCE_WEBHOOK_URL = read("WARDEN_COMPLIANCE_WEBHOOK_URL")
+# Detection (controlplane/detection/conf.py reads these, so tests override them here).
+WARDEN_DETECTION_WARMUP_HOURS = read("WARDEN_DETECTION_WARMUP_HOURS")
+WARDEN_DETECTION_WARMUP_CALLS = read("WARDEN_DETECTION_WARMUP_CALLS")
+WARDEN_DETECTION_CHUNK = read("WARDEN_DETECTION_CHUNK")
+WARDEN_DETECTION_WEBHOOK_URL = read("WARDEN_DETECTION_WEBHOOK_URL")
+WARDEN_DETECTION_WEBHOOK_SECRET = read("WARDEN_DETECTION_WEBHOOK_SECRET")
+WARDEN_DETECTION_WEBHOOK_TIMEOUT = read("WARDEN_DETECTION_WEBHOOK_TIMEOUT")
+WARDEN_DETECTION_ALERT_EMAILS = read("WARDEN_DETECTION_ALERT_EMAILS")
+WARDEN_DETECTION_NOTIFY_SEVERITY = read("WARDEN_DETECTION_NOTIFY_SEVERITY")
+WARDEN_DETECTION_REMINDER_HOURS = read("WARDEN_DETECTION_REMINDER_HOURS")
+WARDEN_DETECTION_DECISION_LOG_LAG = read("WARDEN_DETECTION_DECISION_LOG_LAG")
+# Passwords `manage.py setup_db_roles` gives the database roles (controlplane/audit/database_roles.py).
+WARDEN_DB_OWNER_PASSWORD = read("WARDEN_DB_OWNER_PASSWORD")
+WARDEN_DB_APP_PASSWORD = read("WARDEN_DB_APP_PASSWORD")
+WARDEN_DB_RETENTION_PASSWORD = read("WARDEN_DB_RETENTION_PASSWORD")
+WARDEN_METRICS_TOKEN = read("WARDEN_METRICS_TOKEN")
+WARDEN_METRICS_PORT = read("WARDEN_METRICS_PORT")
 
 # Refused at start, all at once: an invalid encryption key in any mode (nothing stored at
 # rest could be read), and in production every insecure setting.

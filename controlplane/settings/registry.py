@@ -9,6 +9,7 @@ message per variable. After OPAL's `confi.int("NAME", default, description=...)`
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -22,7 +23,7 @@ FALSE_WORDS = frozenset({"0", "false", "no", "off"})
 @dataclass(frozen=True)
 class Variable:
     name: str
-    kind: type  # str, int, bool or tuple (comma-separated)
+    kind: type  # str, int, float, bool or tuple (comma-separated)
     default: Any  # None: computed in settings/base.py, described in `default_text`
     description: str
     default_text: str = ""
@@ -43,6 +44,14 @@ class Variable:
             if value < 0:
                 raise ImproperlyConfigured(f"{self.name}: {value} is negative; give 0 or more")
             return value
+        if self.kind is float:
+            try:
+                number = float(raw.strip())
+            except ValueError:
+                raise ImproperlyConfigured(f"{self.name}: {raw!r} is not a number") from None
+            if not math.isfinite(number) or number < 0:
+                raise ImproperlyConfigured(f"{self.name}: {raw!r} is not a finite number of 0 or more")
+            return number
         if self.kind is tuple:
             return tuple(item.strip() for item in raw.split(",") if item.strip())
         return raw
@@ -65,6 +74,12 @@ VARIABLES: tuple[Variable, ...] = (
              "it after each request (each ASGI request runs in its own thread)"),
     Variable("WARDEN_TEST_DATABASE", str, "", "name of the test database pytest creates on PostgreSQL",
              "test_<database name>"),
+    Variable("WARDEN_DB_OWNER_PASSWORD", str, "", "password `manage.py setup_db_roles` gives the owner role "
+             "(migrations); unset: the role gets none; never logged"),
+    Variable("WARDEN_DB_APP_PASSWORD", str, "", "password `manage.py setup_db_roles` gives the app role (web "
+             "and workers); unset: the role gets none; never logged"),
+    Variable("WARDEN_DB_RETENTION_PASSWORD", str, "", "password `manage.py setup_db_roles` gives the retention "
+             "role (the retention worker); unset: the role gets none; never logged"),
     # -- security --
     Variable("WARDEN_PRODUCTION", bool, False, "production mode: refuses insecure settings at start, one message "
              "per setting; turns on HSTS, the HTTPS redirect and secure cookies"),
@@ -102,6 +117,9 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("WARDEN_IN_PROCESS_JOBS", bool, None, "run the periodic jobs (bundle reconcile, audit checkpoints, "
              "retention, stale requeues) in a scheduler thread of the web process",
              "on when tasks run eagerly (no REDIS_URL), off otherwise (run `make beat`)"),
+    # -- bundles (docs/opa.md) --
+    Variable("WARDEN_OPA_SPLIT_BUNDLES", bool, False, "discovery configures OPA with two bundles per "
+             "environment, policy and registry, so a registry change downloads only the registry"),
     # -- audit --
     Variable("WARDEN_AUDIT_MAX_BATCH_RECORDS", int, 10_000, "records per uploaded audit batch"),
     Variable("WARDEN_AUDIT_MAX_BATCH_BYTES", int, 16 * 1024 * 1024, "size of an audit batch body, compressed and "
@@ -114,6 +132,8 @@ VARIABLES: tuple[Variable, ...] = (
              "at least six months)"),
     Variable("WARDEN_AUDIT_MIN_RETENTION_DAYS", int, 190, "no retention policy may go below this"),
     Variable("WARDEN_AUDIT_QUEUE", str, "celery", "Celery queue of audit verification tasks"),
+    Variable("WARDEN_AUDIT_RETENTION_QUEUE", str, "celery", "Celery queue of the daily retention job: give it "
+             "a worker that connects as the retention role (docs/audit.md, \"Database roles\")"),
     Variable("WARDEN_AUDIT_CHECKPOINT_MAX_EVENTS", int, 100_000, "events per Merkle checkpoint at most"),
     Variable("WARDEN_AUDIT_STALE_BATCH_SECONDS", int, 300, "a batch unverified this long is queued again"),
     Variable("WARDEN_AUDIT_MAX_BATCH_ATTEMPTS", int, 5, "verification runs a batch may start before it is parked "
@@ -121,12 +141,36 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("WARDEN_AUDIT_WITNESS_PATH", str, "", "append-only file (fsync) of every checkpoint head and verified "
              "batch, outside the database; put it where the database roles cannot write",
              "$WARDEN_VAR_DIR/audit-witness.jsonl"),
+    Variable("WARDEN_AUDIT_WITNESS_SYSLOG", str, "", "remote syslog collector (tcp://host:port or udp://host:port) "
+             "that also receives every witness line as an RFC 5424 message; unset: the local file only"),
     Variable("WARDEN_AUDIT_CHECKPOINT_PUBLIC_KEYS", tuple, (), "the checkpoint public keys verification trusts "
              "(base64 or PEM, comma-separated; two during a rotation); unset: the database's, with a warning"),
+    Variable("WARDEN_AUDIT_BUNDLE_HEAD_SECONDS", int, 3600, "bundles carry the newest signed audit head as of "
+             "the last boundary of this many seconds (at most one rebuild per period); 0: always the newest"),
     Variable("WARDEN_AUDIT_ORIGINALS_ROLES", tuple, (), "roles that may export original (unmasked) audit records; "
              "each export is recorded"),
     # -- compliance --
     Variable("WARDEN_COMPLIANCE_PERIOD_DAYS", int, 90, "days back from now a gap report looks at"),
+    Variable("WARDEN_COMPLIANCE_WEBHOOK_URL", str, "", "gap-report notices (regressions, expiring attestations) "
+             "are POSTed here as JSON from a worker; unset: off"),
+    # -- detection (docs/detection.md) --
+    Variable("WARDEN_DETECTION_WARMUP_HOURS", float, 72.0, "hours an agent is only learned"),
+    Variable("WARDEN_DETECTION_WARMUP_CALLS", int, 200, "calls an agent is only learned"),
+    Variable("WARDEN_DETECTION_CHUNK", int, 5000, "events per detection transaction"),
+    Variable("WARDEN_DETECTION_WEBHOOK_URL", str, "", "alert webhook (off when empty)"),
+    Variable("WARDEN_DETECTION_WEBHOOK_SECRET", str, "", "HMAC key of the webhook signature; never logged"),
+    Variable("WARDEN_DETECTION_WEBHOOK_TIMEOUT", float, 5.0, "seconds per webhook attempt"),
+    Variable("WARDEN_DETECTION_ALERT_EMAILS", tuple, (), "alert recipients, comma-separated"),
+    Variable("WARDEN_DETECTION_NOTIFY_SEVERITY", str, "medium", "lowest severity delivered by webhook and e-mail "
+             "(low, medium, high, critical); lower ones stay in the console inbox"),
+    Variable("WARDEN_DETECTION_REMINDER_HOURS", tuple, ("72", "24", "4"), "hours before a clock runs out that a "
+             "reminder goes out, comma-separated"),
+    Variable("WARDEN_DETECTION_DECISION_LOG_LAG", float, 2.0, "seconds a decision log waits before detection "
+             "reads it (its insert may still commit)"),
+    # -- metrics (docs/deploy.md) --
+    Variable("WARDEN_METRICS_TOKEN", str, "", "bearer token GET /metrics asks for; unset: open (keep it to the "
+             "monitoring network, as deploy/ does)"),
+    Variable("WARDEN_METRICS_PORT", int, 0, "port a Celery worker serves its Prometheus metrics on; 0: none"),
 )
 
 BY_NAME = {variable.name: variable for variable in VARIABLES}
@@ -140,6 +184,17 @@ def read(name: str, default: Any = None) -> Any:
     if raw is None or raw.strip() == "":
         return variable.default if variable.default is not None else default
     return variable.parse(raw)
+
+
+def setting(name: str) -> Any:
+    """A declared variable's value as the control plane uses it: Django settings' (settings/base.py
+    reads every variable into them, and tests override them there), else read from the environment."""
+    from django.conf import settings
+
+    BY_NAME[name]  # KeyError: declare the variable above first
+    if hasattr(settings, name):
+        return getattr(settings, name)
+    return read(name)
 
 
 def default_text(variable: Variable) -> str:

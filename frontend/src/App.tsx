@@ -7,6 +7,7 @@ import { api } from "./api/client";
 import { roleLabel } from "./auth/roles";
 import { SESSION_KEY, SESSION_URL, SessionProvider, useSession, useSessionQuery } from "./auth/session";
 import { Failure, Loading } from "./components/states";
+import { AlertCount } from "./detection/AlertCount";
 import { LoginPage } from "./login/LoginPage";
 
 const page = (load: () => Promise<Record<string, ComponentType>>, name: string) =>
@@ -21,12 +22,18 @@ const EnvironmentsPage = page(() => import("./environments/EnvironmentsPage"), "
 const AuditPage = page(() => import("./audit/AuditPage"), "AuditPage");
 const CompliancePage = page(() => import("./compliance/CompliancePage"), "CompliancePage");
 const SettingsPage = page(() => import("./settings/SettingsPage"), "SettingsPage");
+const AuthoringPage = page(() => import("./authoring/AuthoringPage"), "AuthoringPage");
+const ApprovalsPage = page(() => import("./approvals/ApprovalsPage"), "ApprovalsPage");
+const AlertsPage = page(() => import("./detection/AlertsPage"), "AlertsPage");
 
 // Later pages (approvals, attestations, alerts) add one line here and one route below.
 const NAV = [
   { to: "/", label: "Overview" },
   { to: "/agents", label: "Agents" },
+  { to: "/approvals", label: "Approvals" },
+  { to: "/alerts", label: "Alerts" },
   { to: "/policies", label: "Policies" },
+  { to: "/authoring", label: "Rule authoring" },
   { to: "/playground", label: "Playground" },
   { to: "/environments", label: "Environments" },
   { to: "/audit", label: "Audit" },
@@ -67,7 +74,7 @@ function Shell() {
           </Group>
           <Group gap="sm" wrap="nowrap">
             {/* Notifications area: later issues (approvals, alerts) put their counters here. */}
-            <div id="notifications-area" aria-live="polite" />
+            <div id="notifications-area" aria-live="polite"><AlertCount /></div>
             <Text size="sm" visibleFrom="xs" data-testid="current-user">{user.username}</Text>
             {roles.map((role) => (
               <Badge key={role} variant="outline" color="dark" visibleFrom="xs" data-testid="current-role">{roleLabel(role)}</Badge>
@@ -99,7 +106,10 @@ function Shell() {
               <Route path="/" element={<OverviewPage />} />
               <Route path="/agents" element={<AgentsPage />} />
               <Route path="/agents/:name" element={<AgentDetailPage />} />
+              <Route path="/approvals/*" element={<ApprovalsPage />} />
+              <Route path="/alerts" element={<AlertsPage />} />
               <Route path="/policies/*" element={<PoliciesPage />} />
+              <Route path="/authoring/*" element={<AuthoringPage />} />
               <Route path="/playground" element={<PlaygroundPage />} />
               <Route path="/environments/*" element={<EnvironmentsPage />} />
               <Route path="/audit/*" element={<AuditPage />} />

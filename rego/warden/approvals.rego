@@ -2,20 +2,104 @@
 # pushes to protected branches, and tools the registry marks irreversible.
 #
 # A person's approval reaches the engines as bundle data (registry.approvals, keyed by
-# approval token). It grants exactly one action: the same agent, tool and arguments,
-# until it expires. The token is a reference, not a secret; the binding is the control.
+# grant id, the approval token). It grants exactly one action: the same agent, environment,
+# tool and arguments, until it expires, once. A grant whose consumption the control plane has
+# recorded leaves the bundle (its id stays in registry.approvals_consumed until it expires).
+# The token is a reference, not a secret; the binding is the control (docs/approvals.md).
 package warden
 
 import rego.v1
 
 action_args := object.get(object.get(request, "action", {}), "args", {}) if is_object(object.get(request, "action", {}))
 
+approval_token := token if {
+	token := object.get(context, "approval_token", null)
+	is_string(token)
+}
+
+approval_grants := grants if {
+	grants := object.get(registry, "approvals", {})
+	is_object(grants)
+} else := {}
+
+# The grant the input presents, found by iterating (never by indexing with a value that may
+# be undefined: regorus and OPA then differ, see contract.rego).
+presented_grants contains grant if {
+	token := approval_token
+	some id, grant in approval_grants
+	id == token
+	is_object(grant)
+}
+
+approval_consumed if {
+	token := approval_token
+	consumed := object.get(registry, "approvals_consumed", [])
+	is_array(consumed)
+	some used in consumed
+	used == token
+}
+
+# Which bindings of the presented grant fail for this action (empty: the grant holds).
+approval_binding_failures contains "consumed" if approval_consumed
+
+approval_binding_failures contains "unknown" if {
+	approval_token
+	not approval_consumed
+	count(presented_grants) == 0
+}
+
+approval_binding_failures contains "agent" if {
+	some grant in presented_grants
+	object.get(grant, "agent_id", null) != object.get(request, ["agent", "id"], null)
+}
+
+# The bundle's own environment is authoritative; the input's, when given, must agree.
+approval_binding_failures contains "env" if {
+	some grant in presented_grants
+	object.get(grant, "environment", null) != object.get(registry, "environment", null)
+}
+
+approval_binding_failures contains "env" if {
+	some grant in presented_grants
+	given := object.get(context, "environment", null)
+	given != null
+	given != object.get(grant, "environment", null)
+}
+
+approval_binding_failures contains "tool" if {
+	some grant in presented_grants
+	object.get(grant, "tool", null) != object.get(request, ["action", "tool"], null)
+}
+
+approval_binding_failures contains "args" if {
+	some grant in presented_grants
+	object.get(grant, "args", null) != action_args
+}
+
+approval_binding_failures contains "expiry" if {
+	some grant in presented_grants
+	expires := object.get(grant, "expires_at_ns", 0)
+	not time.now_ns() < expires
+}
+
 approval_granted if {
-	grant := registry.approvals[context.approval_token]
-	grant.agent_id == agent_id
-	grant.tool == tool
-	grant.args == action_args
-	time.now_ns() < grant.expires_at_ns
+	count(presented_grants) == 1
+	count(approval_binding_failures) == 0
+}
+
+# METADATA
+# title: An approval grant is honoured only for the one action it binds
+# custom:
+#   severity: critical
+#   controls: [eu_ai_act.art14(4)(d), soc2.CC5.1, soc2.CC6.1]
+deny contains {
+	"rule": "approval-grant-rejected",
+	"message": sprintf("Approval grant %s does not bind this action: %s", [approval_token, concat(", ", sort(approval_binding_failures))]),
+	"controls": ["eu_ai_act.art14(4)(d)", "soc2.CC5.1", "soc2.CC6.1"],
+} if {
+	approval_token
+	count(approval_required) > 0
+	count(approval_binding_failures) > 0
 }
 
 # METADATA

@@ -56,7 +56,7 @@ test_reversible_tool_needs_no_approval if {
 
 test_approval_waives_every_approval_reason if {
 	reg := object.union(registry, {"approvals": {"apr-pay": {
-		"agent_id": "support-bot", "tool": "payment_create", "args": {"amount": 5},
+		"agent_id": "support-bot", "environment": "prod", "tool": "payment_create", "args": {"amount": 5},
 		"expires_at_ns": 4102444800000000000,
 	}}})
 	request := with_context(call("support-bot", "payment_create", {"amount": 5}), {"approval_token": "apr-pay"})
@@ -66,11 +66,96 @@ test_approval_waives_every_approval_reason if {
 
 test_approval_never_waives_a_deny if {
 	reg := object.union(registry, {"approvals": {"apr-pay": {
-		"agent_id": "support-bot", "tool": "payment_create", "args": {"amount": 5, "note": "AKIAABCDEFGHIJKLMNOP"},
+		"agent_id": "support-bot", "environment": "prod", "tool": "payment_create", "args": {"amount": 5, "note": "AKIAABCDEFGHIJKLMNOP"},
 		"expires_at_ns": 4102444800000000000,
 	}}})
 	request := with_context(call("support-bot", "payment_create", {"amount": 5, "note": "AKIAABCDEFGHIJKLMNOP"}), {"approval_token": "apr-pay"})
 	d := data.warden.decision with input as request with data.warden_registry as reg
 	d.effect == "deny"
 	"secret-in-args" in rules_of(d)
+}
+
+grant_registry := object.union(registry, {
+	"approvals": {"apr-pay": {
+		"agent_id": "support-bot", "environment": "prod", "tool": "payment_create", "args": {"amount": 5},
+		"expires_at_ns": 4102444800000000000,
+	}},
+	"approvals_consumed": ["apr-used"],
+})
+
+grant_decision(agent_id, args, extra) := d if {
+	request := with_context(call(agent_id, "payment_create", args), object.union({"approval_token": "apr-pay"}, extra))
+	reg := object.union(grant_registry, {"agents": {"twin-bot": registry.agents["support-bot"]}})
+	d := data.warden.decision with input as request with data.warden_registry as reg
+}
+
+rejection_message(d) := r.message if {
+	some r in d.reasons
+	r.rule == "approval-grant-rejected"
+}
+
+test_grant_for_other_args_is_denied_naming_args if {
+	d := grant_decision("support-bot", {"amount": 6}, {})
+	d.effect == "deny"
+	rejection_message(d) == "Approval grant apr-pay does not bind this action: args"
+}
+
+test_grant_of_another_agent_is_denied_naming_agent if {
+	d := grant_decision("twin-bot", {"amount": 5}, {})
+	rejection_message(d) == "Approval grant apr-pay does not bind this action: agent"
+}
+
+test_grant_for_another_environment_is_denied_naming_env if {
+	d := grant_decision("support-bot", {"amount": 5}, {"environment": "dev"})
+	rejection_message(d) == "Approval grant apr-pay does not bind this action: env"
+}
+
+test_grant_shipped_to_another_environment_is_denied_naming_env if {
+	request := with_context(call("support-bot", "payment_create", {"amount": 5}), {"approval_token": "apr-pay", "environment": "dev"})
+	reg := object.union(grant_registry, {"environment": "dev"})
+	d := data.warden.decision with input as request with data.warden_registry as reg
+	rejection_message(d) == "Approval grant apr-pay does not bind this action: env"
+}
+
+test_expired_grant_is_denied_naming_expiry if {
+	reg := object.union(grant_registry, {"approvals": {"apr-pay": {"expires_at_ns": 946684800000000000}}})
+	request := with_context(call("support-bot", "payment_create", {"amount": 5}), {"approval_token": "apr-pay"})
+	d := data.warden.decision with input as request with data.warden_registry as reg
+	rejection_message(d) == "Approval grant apr-pay does not bind this action: expiry"
+}
+
+test_consumed_grant_is_denied_naming_consumed if {
+	request := with_context(call("support-bot", "payment_create", {"amount": 5}), {"approval_token": "apr-used"})
+	d := data.warden.decision with input as request with data.warden_registry as grant_registry
+	rejection_message(d) == "Approval grant apr-used does not bind this action: consumed"
+}
+
+test_unknown_grant_is_denied_naming_unknown if {
+	request := with_context(call("support-bot", "payment_create", {"amount": 5}), {"approval_token": "nope"})
+	d := data.warden.decision with input as request with data.warden_registry as grant_registry
+	rejection_message(d) == "Approval grant nope does not bind this action: unknown"
+}
+
+test_grant_with_every_binding_wrong_names_them_all if {
+	request := with_context(call("twin-bot", "email_send", {"to": "x@evil.test"}), {"approval_token": "apr-pay", "environment": "dev"})
+	reg := object.union(grant_registry, {"agents": {"twin-bot": registry.agents["support-bot"]}})
+	d := data.warden.decision with input as request with data.warden_registry as reg
+	rejection_message(d) == "Approval grant apr-pay does not bind this action: agent, args, env, tool"
+}
+
+test_valid_grant_allows_exactly_its_action if {
+	d := grant_decision("support-bot", {"amount": 5}, {})
+	d.effect == "allow"
+}
+
+test_token_is_ignored_when_nothing_needs_approval if {
+	request := with_context(call("support-bot", "ticket_read", {"id": 1}), {"approval_token": "nope"})
+	d := data.warden.decision with input as request with data.warden_registry as grant_registry
+	d.effect == "allow"
+}
+
+test_without_a_token_a_held_action_stays_held if {
+	d := data.warden.decision with input as call("support-bot", "payment_create", {"amount": 5}) with data.warden_registry as grant_registry
+	d.effect == "require_approval"
+	not "approval-grant-rejected" in rules_of(d)
 }

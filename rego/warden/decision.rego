@@ -96,12 +96,19 @@ reasons := sort_reasons(deny | pending_approval) if {
 
 sort_reasons(rs) := [r | some id in sort({r.rule | some r in rs}); some r in rs; r.rule == id]
 
-decision := {
+enforced_decision := {
 	"allow": effect == "allow",
 	"effect": effect,
 	"reasons": reasons,
 	"obligations": {"log": true, "mask": sort(mask)},
 }
+
+# With log-only organisation rules, the decision also carries what they would have decided
+# under "log_only"; enforcement points read only allow/effect, so a stock OPA sidecar
+# enforces the same and its decision log records the would-be effect.
+decision := object.union(enforced_decision, {"log_only": log_only_decision}) if {
+	count(log_only_policies) > 0
+} else := enforced_decision
 
 # Organisation policy lives in packages warden.org.<name> (the control plane refuses any
 # other package for it) and can only add: reasons to deny, reasons to hold for approval,
@@ -109,6 +116,42 @@ decision := {
 org_policies[name] := policy if {
 	some name, policy in data.warden.org
 	is_object(policy)
+	not log_only_policy(policy)
+}
+
+# A module that declares `log_only := true` is evaluated but not enforced (docs/authoring.md).
+log_only_policy(policy) if policy.log_only == true
+
+log_only_policies[name] := policy if {
+	some name, policy in data.warden.org
+	is_object(policy)
+	log_only_policy(policy)
+}
+
+log_only_deny contains org_reason(reason) if {
+	some policy in log_only_policies
+	is_set(policy.deny)
+	some reason in policy.deny
+}
+
+log_only_approval_required contains org_reason(reason) if {
+	some policy in log_only_policies
+	is_set(policy.approval_required)
+	some reason in policy.approval_required
+}
+
+# The effect had the log-only rules been enforced, and the reasons they would have added.
+log_only_effect := "deny" if {
+	count(deny | log_only_deny) > 0
+} else := "require_approval" if {
+	count(approval_required | log_only_approval_required) > 0
+	not approval_granted
+} else := effect
+
+log_only_decision := {
+	"allow": log_only_effect == "allow",
+	"effect": log_only_effect,
+	"reasons": sort_reasons(log_only_deny | log_only_approval_required),
 }
 
 deny contains org_reason(reason) if {

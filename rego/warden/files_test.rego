@@ -40,24 +40,25 @@ test_valid_approval_token_allows_prod_delete if {
 
 test_approval_token_for_other_args_does_not_allow if {
 	request := with_context(call("support-bot", "file_delete", {"path": "/prod/y"}), {"approval_token": "apr-valid"})
-	needs_approval_by(request, "no-prod-deletes")
+	denied_by(request, "approval-grant-rejected")
 }
 
 test_expired_approval_token_does_not_allow if {
 	request := with_context(call("support-bot", "file_delete", {"path": "/prod/x"}), {"approval_token": "apr-expired"})
-	needs_approval_by(request, "no-prod-deletes")
+	denied_by(request, "approval-grant-rejected")
 }
 
 test_unknown_approval_token_does_not_allow if {
 	request := with_context(call("support-bot", "file_delete", {"path": "/prod/x"}), {"approval_token": "made-up"})
-	needs_approval_by(request, "no-prod-deletes")
+	denied_by(request, "approval-grant-rejected")
 }
 
 test_approval_token_of_another_agent_does_not_allow if {
 	reg := object.union(registry, {"agents": {"twin-bot": registry.agents["support-bot"]}})
 	request := with_context(call("twin-bot", "file_delete", {"path": "/prod/x"}), {"approval_token": "apr-valid"})
 	d := data.warden.decision with input as request with data.warden_registry as reg
-	d.effect == "require_approval"
+	d.effect == "deny"
+	"approval-grant-rejected" in rules_of(d)
 }
 
 test_dot_dot_path_is_denied if {

@@ -38,13 +38,14 @@ registry := {
 	"protected_branches": ["main", "release/*"],
 	"internal_email_domains": ["example.com"],
 	"rate_limits": {"calls_per_minute": 120, "calls_per_hour": 2000},
+	"environment": "prod",
 	"approvals": {
 		"apr-valid": {
-			"agent_id": "support-bot", "tool": "file_delete", "args": {"path": "/prod/x"},
+			"agent_id": "support-bot", "environment": "prod", "tool": "file_delete", "args": {"path": "/prod/x"},
 			"expires_at_ns": 4102444800000000000,
 		},
 		"apr-expired": {
-			"agent_id": "support-bot", "tool": "file_delete", "args": {"path": "/prod/x"},
+			"agent_id": "support-bot", "environment": "prod", "tool": "file_delete", "args": {"path": "/prod/x"},
 			"expires_at_ns": 946684800000000000,
 		},
 	},

@@ -190,6 +190,28 @@ secret_findings contains [pointer, kind] if {
 	regex.match(pattern, value)
 }
 
+# Base64-encoded credentials. Only base64 that provably decodes to ASCII is decoded: in each
+# 4-character group the 1st, 2nd and 3rd characters keep every byte's high bit clear, and the
+# last group's padding bits are zero. regorus refuses a decoding that is not UTF-8 or has
+# padding bits set, OPA does not; on this shape both decode to the same text and neither
+# fails. (base64url and base64 broken across lines are not decoded.)
+base64_run_pattern := `[A-Za-z0-9+/]{20,}={0,2}`
+
+base64_ascii_pattern := `^(?:[A-Za-f][A-HQ-Xg-nw-z0-3][ABEFIJMNQRUVYZcdghklopstwx014589][A-Za-z0-9+/])*(?:[A-Za-f][A-HQ-Xg-nw-z0-3][AEIMQUYcgkosw048]=|[A-Za-f][AQgw]==)?$`
+
+# The pre-check for them: a run of base64 characters long enough to hold the shortest credential.
+args_may_hold_sensitive_text if regex.match(base64_run_pattern, args_text)
+
+secret_findings contains [pointer, concat("", [kind, ", base64-encoded"])] if {
+	some [pointer, value] in arg_strings
+	some run in regex.find_all_string_submatch_n(base64_run_pattern, value, -1)
+	regex.match(base64_ascii_pattern, run[0])
+	decoded := base64.decode(run[0])
+	regex.match(secret_text_pattern, decoded)
+	some kind, pattern in secret_patterns
+	regex.match(pattern, decoded)
+}
+
 # METADATA
 # title: Credentials in tool arguments are refused
 # custom:

@@ -105,3 +105,31 @@ test_luhn_check_odd_length if {
 	data.warden.luhn_valid("4000056655665556")
 	not data.warden.luhn_valid("40000566556655561234")
 }
+
+# Base64-encoded credentials (every alignment of the key in the encoded text), as a whole
+# argument, inside text, and as a nested value; masked like a plain one.
+test_base64_encoded_credentials_are_denied_and_masked if {
+	some encoded in [
+		"QUtJQUlPU0ZPRE5ON0VYQU1QTEU=",
+		"YXdzX2FjY2Vzc19rZXlfaWQ9QUtJQUlPU0ZPRE5ON0VYQU1QTEU=",
+		"Authorization: Basic Z2hwX2FCY0RlRmdIaUprTG1Ob1BxUnNUdVZ3WHlaMDEyMzQ1Njc4OQ== (ci)",
+		"eG94Yi0xMjM0NTY3ODkwLWFiY2RlZg==",
+	]
+	d := decide(call("support-bot", "http_request", {"url": "https://api.example.com/", "headers": {"X-Auth": encoded}}))
+	"secret-in-args" in rules_of(d)
+	d.obligations.mask == ["/action/args/headers/X-Auth"]
+}
+
+# Ordinary base64, base64 of bytes that are not text (never decoded: regorus could not, OPA
+# could), and base64 whose padding bits are set (regorus refuses it) decide as usual.
+test_base64_that_is_not_a_credential_or_not_text_is_not_a_secret if {
+	some encoded in [
+		"aGVsbG8gd29ybGQsIHRoaXMgaXMgb3JkaW5hcnkgdGV4dA==",
+		"yMnKy8zNzs/Q0dLT1NXW19jZ2tvc3d7f4OHi4+Tl5ufo6err",
+		"QUtJQUlPU0ZPRE5ON0VYQU1QTEV=",
+		"QUtJQUlPU0ZPRE5ON0VYQU1QTE",
+	]
+	d := decide(call("support-bot", "file_write", {"path": "/tmp/a", "content": encoded}))
+	not "secret-in-args" in rules_of(d)
+	d.allow
+}

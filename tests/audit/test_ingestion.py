@@ -20,6 +20,7 @@ from controlplane.audit import ingestion, tasks, verification
 from controlplane.audit.models import AuditEvent, Batch, BatchStatus, QuarantinedRecord, SessionHead
 from controlplane.identity.models import AgentKey, AgentStatus
 from tests.audit.conftest import body_of, register, resign, route_verifications, sign_session, upload
+from tests.identity.factories import set_key_created_at
 
 
 
@@ -403,6 +404,6 @@ def test_audit_tables_refuse_update_and_delete_and_no_setting_unlocks_them(ship,
 
 
 def test_records_older_than_the_keys_registration_are_quarantined(ship, identity, signer):
-    AgentKey.objects.filter(key_id=identity.key_id).update(created_at=timezone.now() + timedelta(hours=1))
+    set_key_created_at(identity.key_id, timezone.now() + timedelta(hours=1))
     ship(sign_session(signer, "s1")[:1])
     assert "registered only at" in QuarantinedRecord.objects.get().message

@@ -1,6 +1,7 @@
 import base64
 
 import factory
+from django.db import connection, transaction
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from agents_sdk.keys import encode_public_key, key_fingerprint
@@ -31,3 +32,13 @@ class AgentKeyFactory(factory.django.DjangoModelFactory):
     agent = factory.SubFactory(AgentFactory)
     public_key = factory.LazyFunction(new_public_key)
     key_id = factory.LazyAttribute(lambda k: key_fingerprint(base64.b64decode(k.public_key)))
+
+
+def set_key_created_at(key_id: str, when) -> None:
+    """Give a key another creation time, as test set-up only: the key-history trigger (audit
+    migration 0006) refuses it to everyone, so on PostgreSQL this goes past triggers
+    (session_replication_role, superuser only), as no application role can."""
+    with transaction.atomic(), connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute("SET LOCAL session_replication_role = replica")
+        cursor.execute("UPDATE identity_agentkey SET created_at = %s WHERE key_id = %s", [when, key_id])

@@ -9,7 +9,7 @@ from controlplane.core.exceptions import ConflictError, InvalidInput
 from controlplane.core.signals import registry_changed
 from controlplane.identity import selectors, services
 from controlplane.identity.models import AgentStatus
-from tests.identity.factories import AgentFactory, AgentKeyFactory, new_public_key
+from tests.identity.factories import AgentFactory, AgentKeyFactory, new_public_key, set_key_created_at
 
 pytestmark = pytest.mark.django_db
 
@@ -168,7 +168,7 @@ def test_agents_due_for_key_rotation_lists_stale_and_keyless_agents():
 
     fresh = AgentKeyFactory().agent
     stale_key = AgentKeyFactory()
-    type(stale_key).objects.filter(pk=stale_key.pk).update(created_at=timezone.now() - timedelta(days=120))
+    set_key_created_at(stale_key.pk, timezone.now() - timedelta(days=120))
     keyless = AgentFactory()
     AgentFactory(status=AgentStatus.REVOKED)
     due = set(selectors.agents_due_for_key_rotation(timedelta(days=90)).values_list("name", flat=True))

@@ -7,6 +7,8 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from controlplane.accounts.roles import Role
+from controlplane.approvals.api.serializers import ApprovalRequestSerializer
+from controlplane.approvals.releases import held_release
 from controlplane.bundles import services
 from controlplane.bundles.api.serializers import (
     ActivationSerializer,
@@ -51,20 +53,32 @@ class EnvironmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Warde
         environment = services.update_environment(environment, by=request.user, **data)
         return Response(self.rendered(environment, EnvironmentSerializer))
 
-    @extend_schema(request=PublishSerializer, responses={200: BundleSerializer})
+    @extend_schema(request=PublishSerializer, responses={200: BundleSerializer, 202: ApprovalRequestSerializer})
     @action(detail=True, methods=["post"])
     def publish(self, request, name=None):
-        """Run the policy tests, build a bundle of the current policies and activate it here."""
+        """Run the policy tests, build a bundle of the current policies and activate it here.
+        In a four-eyes environment (prod by default): 202 with the approval request instead."""
         data = validated(PublishSerializer, request)
-        bundle = services.publish_policies(self.get_object(), by=request.user, **data)
+        environment = self.get_object()
+        held = held_release(environment, by=request.user, operation="publish", message=data.get("message", ""))
+        if held is not None:
+            return Response(ApprovalRequestSerializer(held, context={"request": request}).data, status=202)
+        bundle = services.publish_policies(environment, by=request.user, **data)
         return Response(BundleSerializer(bundle).data)
 
-    @extend_schema(request=PromoteSerializer, responses={200: BundleSerializer})
+    @extend_schema(request=PromoteSerializer, responses={200: BundleSerializer, 202: ApprovalRequestSerializer})
     @action(detail=True, methods=["post"])
     def promote(self, request, name=None):
-        """Run the policies active here in the environment named by `to`, with its own registry data."""
+        """Run the policies active here in the environment named by `to`, with its own registry data.
+        Into a four-eyes environment (prod by default): 202 with the approval request instead."""
         data = validated(PromoteSerializer, request)
-        bundle = services.promote_bundle(self.get_object(), by=request.user, **data)
+        source = self.get_object()
+        if source.pk != data["to"].pk:  # a promotion to itself is refused by the service (400)
+            held = held_release(data["to"], by=request.user, operation="promote", source=source,
+                                message=data.get("message", ""))
+            if held is not None:
+                return Response(ApprovalRequestSerializer(held, context={"request": request}).data, status=202)
+        bundle = services.promote_bundle(source, by=request.user, **data)
         return Response(BundleSerializer(bundle).data)
 
     @extend_schema(request=PublishSerializer, responses={200: BundleSerializer})

@@ -191,6 +191,238 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/approval-rules/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** @description Who may approve what, the quorum and how long requests and grants hold (admins write). */
+        get: operations["approval_rules_list"];
+        put?: never;
+        /** @description Who may approve what, the quorum and how long requests and grants hold (admins write). */
+        post: operations["approval_rules_create"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/approval-rules/{id}/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** @description Who may approve what, the quorum and how long requests and grants hold (admins write). */
+        get: operations["approval_rules_retrieve"];
+        /** @description Who may approve what, the quorum and how long requests and grants hold (admins write). */
+        put: operations["approval_rules_update"];
+        post?: never;
+        /** @description Who may approve what, the quorum and how long requests and grants hold (admins write). */
+        delete: operations["approval_rules_destroy"];
+        options?: never;
+        head?: never;
+        /** @description Who may approve what, the quorum and how long requests and grants hold (admins write). */
+        patch: operations["approval_rules_partial_update"];
+        trace?: never;
+    };
+    "/api/v1/approval-webhooks/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** @description Signed webhooks for approval events (Slack-compatible body); admins add them. */
+        get: operations["approval_webhooks_list"];
+        put?: never;
+        /** @description Signed webhooks for approval events (Slack-compatible body); admins add them. */
+        post: operations["approval_webhooks_create"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/approval-webhooks/{id}/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** @description Signed webhooks for approval events (Slack-compatible body); admins add them. */
+        get: operations["approval_webhooks_retrieve"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/approval-webhooks/{id}/deliveries/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** @description The delivery log: every event sent to this endpoint, its attempts and last error. */
+        get: operations["approval_webhooks_deliveries_list"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/approvals/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * @description The approval queue: requests of agents (held calls) and of people (four-eyes releases).
+         *     Approvers and admins decide them; everyone may read (arguments masked).
+         */
+        get: operations["approvals_list"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/approvals/{id}/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * @description The approval queue: requests of agents (held calls) and of people (four-eyes releases).
+         *     Approvers and admins decide them; everyone may read (arguments masked).
+         */
+        get: operations["approvals_retrieve"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/approvals/{id}/approve/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** @description Approve (one vote toward the quorum); never the agent's owner, principal or the release's author. */
+        post: operations["approvals_approve_create"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/approvals/{id}/cancel/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** @description Withdraw a pending request (its requester or an admin). */
+        post: operations["approvals_cancel_create"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/approvals/{id}/deny/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** @description Deny, with a comment the agent receives. */
+        post: operations["approvals_deny_create"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/approvals/{id}/history/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** @description The agent's latest audit events: what it did before asking. */
+        get: operations["approvals_history_retrieve"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/approvals/requests/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** @description File (idempotently: the same held action finds its open request) an approval request. */
+        post: operations["approvals_requests_file"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/approvals/requests/{id}/wait/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** @description The waiting agent's long poll: held until the request's state changes or `timeout` s. */
+        get: operations["approvals_requests_wait"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/audit/batches/": {
         parameters: {
             query?: never;
@@ -448,6 +680,200 @@ export interface paths {
          *     witness; names every event changed, removed, inserted or moved, and a cut tail.
          */
         get: operations["audit_verify_retrieve"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/authoring/previews/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * @description Impact previews: the current policies replayed against an environment's recorded
+         *     traffic before publishing. Runs as a Celery task; poll `progress`.
+         */
+        get: operations["authoring_previews_list"];
+        put?: never;
+        /**
+         * @description Impact previews: the current policies replayed against an environment's recorded
+         *     traffic before publishing. Runs as a Celery task; poll `progress`.
+         */
+        post: operations["authoring_previews_create"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/authoring/previews/{id}/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * @description Impact previews: the current policies replayed against an environment's recorded
+         *     traffic before publishing. Runs as a Celery task; poll `progress`.
+         */
+        get: operations["authoring_previews_retrieve"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/authoring/previews/{id}/publish/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** @description Publish the previewed policies to the preview's environment. */
+        post: operations["authoring_previews_publish_create"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/authoring/previews/{id}/release/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** @description A second person releases the preview's relaxations (four-eyes). */
+        post: operations["authoring_previews_release_create"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/authoring/previews/log-only-effects/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** @description What log-only rules would have decided on live traffic (from decision logs). */
+        get: operations["authoring_previews_log_only_effects_retrieve"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/authoring/rules/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * @description Rules authored from templates. Saving generates the module and its example tests
+         *     (org/authoring/<name>.rego and _test.rego); every example must hold.
+         */
+        get: operations["authoring_rules_list"];
+        put?: never;
+        /**
+         * @description Rules authored from templates. Saving generates the module and its example tests
+         *     (org/authoring/<name>.rego and _test.rego); every example must hold.
+         */
+        post: operations["authoring_rules_create"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/authoring/rules/{id}/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * @description Rules authored from templates. Saving generates the module and its example tests
+         *     (org/authoring/<name>.rego and _test.rego); every example must hold.
+         */
+        get: operations["authoring_rules_retrieve"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        /**
+         * @description Rules authored from templates. Saving generates the module and its example tests
+         *     (org/authoring/<name>.rego and _test.rego); every example must hold.
+         */
+        patch: operations["authoring_rules_partial_update"];
+        trace?: never;
+    };
+    "/api/v1/authoring/rules/{id}/log-only/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** @description Put the rule in log-only mode, or enforce it (log_only false): one new revision. */
+        post: operations["authoring_rules_log_only_create"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/authoring/rules/draft/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** @description The sentence, module, tests and test results for a template's answers; saves nothing. */
+        post: operations["authoring_rules_draft_create"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/authoring/templates/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** @description The catalog of rule templates, each with the JSON Schema of its parameters. */
+        get: operations["authoring_templates_list"];
         put?: never;
         post?: never;
         delete?: never;
@@ -933,6 +1359,128 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/delegation/grants/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** @description Grants people issue to agents (signed by the control plane's delegation authority). */
+        get: operations["delegation_grants_list"];
+        put?: never;
+        /** @description Grants people issue to agents (signed by the control plane's delegation authority). */
+        post: operations["delegation_grants_create"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/delegation/grants/{grant_hash}/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** @description Grants people issue to agents (signed by the control plane's delegation authority). */
+        get: operations["delegation_grants_retrieve"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/delegation/revocations/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** @description Grants withdrawn before expiry; they travel in every bundle until they would have expired. */
+        get: operations["delegation_revocations_list"];
+        put?: never;
+        /** @description Grants withdrawn before expiry; they travel in every bundle until they would have expired. */
+        post: operations["delegation_revocations_create"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/delegation/revocations/{id}/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** @description Grants withdrawn before expiry; they travel in every bundle until they would have expired. */
+        get: operations["delegation_revocations_retrieve"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/delegation/rules/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** @description Per agent: which agents it may delegate to, the deepest chain below it and the longest grant. */
+        get: operations["delegation_rules_list"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/delegation/rules/{agent}/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** @description Per agent: which agents it may delegate to, the deepest chain below it and the longest grant. */
+        get: operations["delegation_rules_retrieve"];
+        /** @description Per agent: which agents it may delegate to, the deepest chain below it and the longest grant. */
+        put: operations["delegation_rules_update"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/delegation/sessions/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** @description The sessions a session was delegated from (root first) and those it delegated to. */
+        get: operations["delegation_sessions_retrieve"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/detection/alerts/": {
         parameters: {
             query?: never;
@@ -1404,7 +1952,10 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** @description Run the policies active here in the environment named by `to`, with its own registry data. */
+        /**
+         * @description Run the policies active here in the environment named by `to`, with its own registry data.
+         *     Into a four-eyes environment (prod by default): 202 with the approval request instead.
+         */
         post: operations["environments_promote_create"];
         delete?: never;
         options?: never;
@@ -1421,7 +1972,10 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** @description Run the policy tests, build a bundle of the current policies and activate it here. */
+        /**
+         * @description Run the policy tests, build a bundle of the current policies and activate it here.
+         *     In a four-eyes environment (prod by default): 202 with the approval request instead.
+         */
         post: operations["environments_publish_create"];
         delete?: never;
         options?: never;
@@ -1945,6 +2499,25 @@ export interface components {
             /** @description Sandbox for the agent's code and shell tools: {"file_read": [paths], "file_write": [paths], "limits": {...}}. Empty: the agent has no sandbox and its sandboxed tools are refused. */
             sandbox_profile?: unknown;
         };
+        /** @description What an agent files for a held call (agents_sdk.approvals.ApprovalClient.request_body). */
+        AgentRequestRequest: {
+            idempotency_key: string;
+            environment: string;
+            /** @default  */
+            session_id: string;
+            tool: string;
+            args: {
+                [key: string]: unknown;
+            };
+            masked_args: {
+                [key: string]: unknown;
+            };
+            args_sha256: string;
+            reasons: components["schemas"]["ReasonRequest"][];
+            on_behalf_of?: string[];
+            /** @default  */
+            decision_id: string;
+        };
         /**
          * @description * `active` - Active
          *     * `suspended` - Suspended
@@ -2078,6 +2651,103 @@ export interface components {
             note: string;
         };
         /**
+         * @description * `action` - A held tool call of an agent
+         *     * `release` - Publishing or promoting a bundle (four-eyes release)
+         * @enum {string}
+         */
+        ApprovalKindEnum: "action" | "release";
+        /** @description A request as people and its agent see it: masked arguments only, never the raw ones. */
+        ApprovalRequest: {
+            /** Format: uuid */
+            readonly id: string;
+            readonly kind: components["schemas"]["ApprovalKindEnum"];
+            readonly state: components["schemas"]["ApprovalStateEnum"];
+            /** @description Stable identifier used in policies and URLs: lowercase slug. */
+            readonly agent: string;
+            /** @description Required. 150 characters or fewer. Letters, digits and @/./+/-/_ only. */
+            readonly requested_by: string;
+            readonly environment: string;
+            readonly session_id: string;
+            readonly tool: string;
+            readonly tool_category: string;
+            readonly masked_args: unknown;
+            readonly args_sha256: string;
+            readonly reasons: unknown;
+            readonly controls: unknown;
+            readonly on_behalf_of: unknown;
+            readonly release: unknown;
+            readonly quorum: number;
+            readonly approver_team: string;
+            /** Format: date-time */
+            readonly created_at: string;
+            /** Format: date-time */
+            readonly expires_at: string;
+            /** Format: date-time */
+            readonly sla_due_at: string;
+            /** Format: date-time */
+            readonly decided_at: string | null;
+            readonly comment: string;
+            readonly votes: components["schemas"]["Vote"][];
+            readonly decided_by: string[];
+            readonly url: string;
+            readonly grant: {
+                [key: string]: unknown;
+            } | null;
+        };
+        ApprovalRule: {
+            /** Format: uuid */
+            readonly id: string;
+            /**
+             * @description Blank: every environment.
+             * @default
+             */
+            environment: string;
+            /**
+             * @description Blank: every category.
+             * @default
+             */
+            tool_category: string;
+            /** @description A group approvers must belong to. */
+            approver_team?: string;
+            /** @description Distinct approvers needed. */
+            quorum?: number;
+            request_ttl_seconds?: number;
+            grant_ttl_seconds?: number;
+            /** @description When the queue shows a request as late. */
+            sla_seconds?: number;
+            /** Format: date-time */
+            readonly created_at: string;
+        };
+        ApprovalRuleRequest: {
+            /**
+             * @description Blank: every environment.
+             * @default
+             */
+            environment: string;
+            /**
+             * @description Blank: every category.
+             * @default
+             */
+            tool_category: string;
+            /** @description A group approvers must belong to. */
+            approver_team?: string;
+            /** @description Distinct approvers needed. */
+            quorum?: number;
+            request_ttl_seconds?: number;
+            grant_ttl_seconds?: number;
+            /** @description When the queue shows a request as late. */
+            sla_seconds?: number;
+        };
+        /**
+         * @description * `pending` - Pending
+         *     * `approved` - Approved
+         *     * `denied` - Denied
+         *     * `expired` - Expired
+         *     * `cancelled` - Cancelled
+         * @enum {string}
+         */
+        ApprovalStateEnum: "pending" | "approved" | "denied" | "expired" | "cancelled";
+        /**
          * @description * `interacts_with_persons` - interacts_with_persons
          *     * `generates_synthetic_content` - generates_synthetic_content
          *     * `emotion_recognition` - emotion_recognition
@@ -2176,6 +2846,38 @@ export interface components {
             stored_at?: string;
             /** @description verified, or checkpointed once a signed checkpoint covers it */
             readonly status: string;
+        };
+        AuthoredRule: {
+            /** Format: uuid */
+            readonly id: string;
+            name: string;
+            template: string;
+            params: unknown;
+            examples?: unknown;
+            sentence: string;
+            /** @description Evaluated and logged, not enforced. */
+            log_only?: boolean;
+            /** Format: uuid */
+            module?: string | null;
+            readonly module_path: string;
+            readonly source: string;
+            readonly tests: string;
+            readonly edited_as_rego: boolean;
+            /** Format: date-time */
+            readonly created_at: string;
+            /** Format: date-time */
+            readonly updated_at: string;
+        };
+        AuthoredRuleWriteRequest: {
+            template: string;
+            params: {
+                [key: string]: unknown;
+            };
+            examples?: {
+                [key: string]: unknown;
+            }[];
+            /** @default  */
+            message: string;
         };
         Baseline: {
             /** @description Stable identifier used in policies and URLs: lowercase slug. */
@@ -2336,6 +3038,11 @@ export interface components {
          * @enum {string}
          */
         CheckpointKindEnum: "events" | "retention";
+        ChildSession: {
+            agent: string;
+            session_id: string;
+            chain: string[];
+        };
         ClockMetRequest: {
             regime: components["schemas"]["RegimeEnum"];
             /**
@@ -2368,6 +3075,12 @@ export interface components {
             soc2_categories?: components["schemas"]["Soc2CategoriesEnum"][];
             hipaa_entity?: components["schemas"]["HipaaEntityEnum"] | components["schemas"]["BlankEnum"];
             out_of_scope?: string;
+        };
+        ConstraintsRequest: {
+            path_prefix?: string;
+            /** Format: double */
+            max_amount?: number;
+            recipient_domain?: string;
         };
         Control: {
             id: string;
@@ -2467,6 +3180,26 @@ export interface components {
             /** @description The event exactly as OPA sent it. */
             readonly event: unknown;
         };
+        DecisionRequest: {
+            /** @default  */
+            comment: string;
+        };
+        DelegationRule: {
+            /** @description Stable identifier used in policies and URLs: lowercase slug. */
+            readonly agent: string;
+            may_delegate_to: string[];
+            max_depth?: number | null;
+            max_lifetime_seconds?: number | null;
+            /** Format: date-time */
+            readonly updated_at: string;
+            /** @description Required. 150 characters or fewer. Letters, digits and @/./+/-/_ only. */
+            readonly updated_by: string;
+        };
+        DelegationRuleRequest: {
+            may_delegate_to: string[];
+            max_depth?: number | null;
+            max_lifetime_seconds?: number | null;
+        };
         /**
          * @description * `new_destination` - Never-seen destination
          *     * `new_tool` - First-seen tool
@@ -2478,6 +3211,21 @@ export interface components {
          * @enum {string}
          */
         DetectorEnum: "new_destination" | "new_tool" | "call_rate" | "data_volume" | "denial_probing" | "off_hours" | "sensitive_then_external";
+        Draft: {
+            sentence: string;
+            module: string;
+            tests: string;
+            test_results: components["schemas"]["TestResult"][];
+        };
+        DraftRequestRequest: {
+            template: string;
+            params: {
+                [key: string]: unknown;
+            };
+            examples?: {
+                [key: string]: unknown;
+            }[];
+        };
         EngineDelivery: {
             /** @description labels.id of the OPA or sidecar, from its status reports. */
             instance_id: string;
@@ -2734,6 +3482,65 @@ export interface components {
          * @enum {string}
          */
         HipaaRoleEnum: "none" | "covered_entity" | "business_associate";
+        ImpactPreview: {
+            /** Format: uuid */
+            readonly id: string;
+            readonly environment: string;
+            status?: components["schemas"]["ImpactPreviewStatusEnum"];
+            readonly progress: number;
+            /** Format: date-time */
+            window_start: string;
+            /** Format: date-time */
+            window_end: string;
+            /** @description SHA-256 over the candidate's policy files. */
+            candidate_digest: string;
+            /**
+             * Format: int64
+             * @description Decisions replayed (recorded and library).
+             */
+            total?: number;
+            /** Format: int64 */
+            unique_inputs?: number;
+            /**
+             * Format: int64
+             * @description Unique inputs replayed so far.
+             */
+            processed?: number;
+            /** @description {decision_logs, intents, library}: how many of each. */
+            sources?: unknown;
+            /** @description Counts by transition, rule, agent and tool. */
+            changes?: unknown;
+            /** @description Sample changed decisions with their exact inputs. */
+            samples?: unknown;
+            /**
+             * Format: int64
+             * @description Decisions that become less strict.
+             */
+            relaxations?: number;
+            readonly needs_second_person: boolean;
+            /** Format: int64 */
+            duration_ms?: number | null;
+            error?: string;
+            readonly requested_by: string;
+            readonly second_person: string;
+            /** Format: date-time */
+            released_at?: string | null;
+            /** Format: uuid */
+            bundle?: string | null;
+            readonly bundle_revision: string;
+            /** Format: date-time */
+            readonly created_at: string;
+            /** Format: date-time */
+            finished_at?: string | null;
+        };
+        /**
+         * @description * `queued` - Queued
+         *     * `running` - Running
+         *     * `done` - Done
+         *     * `failed` - Failed
+         * @enum {string}
+         */
+        ImpactPreviewStatusEnum: "queued" | "running" | "done" | "failed";
         Inbox: {
             open: number;
             acknowledged: number;
@@ -2921,6 +3728,26 @@ export interface components {
             agent: string;
             session_id: string;
         };
+        LinkedSessions: {
+            session_id: string;
+            agent: string | null;
+            chain: string[];
+            parents: components["schemas"]["SessionLink"][];
+            children: components["schemas"]["ChildSession"][];
+        };
+        LogOnlyEffects: {
+            environment: string;
+            since: string;
+            decisions: number;
+            rules: {
+                [key: string]: unknown;
+            }[];
+        };
+        LogOnlyRequest: {
+            log_only: boolean;
+            /** @default  */
+            message: string;
+        };
         LoginRequest: {
             username: string;
             password: string;
@@ -3093,6 +3920,36 @@ export interface components {
             previous?: string | null;
             results: components["schemas"]["Alert"][];
         };
+        PaginatedApprovalRequestList: {
+            /** @example 123 */
+            count: number;
+            /**
+             * Format: uri
+             * @example http://api.example.org/accounts/?offset=400&limit=100
+             */
+            next?: string | null;
+            /**
+             * Format: uri
+             * @example http://api.example.org/accounts/?offset=200&limit=100
+             */
+            previous?: string | null;
+            results: components["schemas"]["ApprovalRequest"][];
+        };
+        PaginatedApprovalRuleList: {
+            /** @example 123 */
+            count: number;
+            /**
+             * Format: uri
+             * @example http://api.example.org/accounts/?offset=400&limit=100
+             */
+            next?: string | null;
+            /**
+             * Format: uri
+             * @example http://api.example.org/accounts/?offset=200&limit=100
+             */
+            previous?: string | null;
+            results: components["schemas"]["ApprovalRule"][];
+        };
         PaginatedAttestationList: {
             /** @example 123 */
             count: number;
@@ -3122,6 +3979,21 @@ export interface components {
              */
             previous?: string | null;
             results: components["schemas"]["AuditEvent"][];
+        };
+        PaginatedAuthoredRuleList: {
+            /** @example 123 */
+            count: number;
+            /**
+             * Format: uri
+             * @example http://api.example.org/accounts/?offset=400&limit=100
+             */
+            next?: string | null;
+            /**
+             * Format: uri
+             * @example http://api.example.org/accounts/?offset=200&limit=100
+             */
+            previous?: string | null;
+            results: components["schemas"]["AuthoredRule"][];
         };
         PaginatedBaselineList: {
             /** @example 123 */
@@ -3213,6 +4085,21 @@ export interface components {
             previous?: string | null;
             results: components["schemas"]["DecisionLog"][];
         };
+        PaginatedDelegationRuleList: {
+            /** @example 123 */
+            count: number;
+            /**
+             * Format: uri
+             * @example http://api.example.org/accounts/?offset=400&limit=100
+             */
+            next?: string | null;
+            /**
+             * Format: uri
+             * @example http://api.example.org/accounts/?offset=200&limit=100
+             */
+            previous?: string | null;
+            results: components["schemas"]["DelegationRule"][];
+        };
         PaginatedEnvironmentList: {
             /** @example 123 */
             count: number;
@@ -3258,6 +4145,21 @@ export interface components {
             previous?: string | null;
             results: components["schemas"]["GapReport"][];
         };
+        PaginatedImpactPreviewList: {
+            /** @example 123 */
+            count: number;
+            /**
+             * Format: uri
+             * @example http://api.example.org/accounts/?offset=400&limit=100
+             */
+            next?: string | null;
+            /**
+             * Format: uri
+             * @example http://api.example.org/accounts/?offset=200&limit=100
+             */
+            previous?: string | null;
+            results: components["schemas"]["ImpactPreview"][];
+        };
         PaginatedIncidentList: {
             /** @example 123 */
             count: number;
@@ -3302,6 +4204,21 @@ export interface components {
              */
             previous?: string | null;
             results: components["schemas"]["ObjectChange"][];
+        };
+        PaginatedPersonGrantList: {
+            /** @example 123 */
+            count: number;
+            /**
+             * Format: uri
+             * @example http://api.example.org/accounts/?offset=400&limit=100
+             */
+            next?: string | null;
+            /**
+             * Format: uri
+             * @example http://api.example.org/accounts/?offset=200&limit=100
+             */
+            previous?: string | null;
+            results: components["schemas"]["PersonGrant"][];
         };
         PaginatedPolicyModuleList: {
             /** @example 123 */
@@ -3378,6 +4295,21 @@ export interface components {
             previous?: string | null;
             results: components["schemas"]["RetentionPolicy"][];
         };
+        PaginatedRevocationList: {
+            /** @example 123 */
+            count: number;
+            /**
+             * Format: uri
+             * @example http://api.example.org/accounts/?offset=400&limit=100
+             */
+            next?: string | null;
+            /**
+             * Format: uri
+             * @example http://api.example.org/accounts/?offset=200&limit=100
+             */
+            previous?: string | null;
+            results: components["schemas"]["Revocation"][];
+        };
         PaginatedSigningKeyList: {
             /** @example 123 */
             count: number;
@@ -3423,6 +4355,36 @@ export interface components {
             previous?: string | null;
             results: components["schemas"]["User"][];
         };
+        PaginatedWebhookDeliveryList: {
+            /** @example 123 */
+            count: number;
+            /**
+             * Format: uri
+             * @example http://api.example.org/accounts/?offset=400&limit=100
+             */
+            next?: string | null;
+            /**
+             * Format: uri
+             * @example http://api.example.org/accounts/?offset=200&limit=100
+             */
+            previous?: string | null;
+            results: components["schemas"]["WebhookDelivery"][];
+        };
+        PaginatedWebhookEndpointList: {
+            /** @example 123 */
+            count: number;
+            /**
+             * Format: uri
+             * @example http://api.example.org/accounts/?offset=400&limit=100
+             */
+            next?: string | null;
+            /**
+             * Format: uri
+             * @example http://api.example.org/accounts/?offset=200&limit=100
+             */
+            previous?: string | null;
+            results: components["schemas"]["WebhookEndpoint"][];
+        };
         PatchedAgentUpdateRequest: {
             display_name?: string;
             /**
@@ -3441,6 +4403,37 @@ export interface components {
             shell_allow_commands?: unknown;
             /** @description Sandbox for the agent's code and shell tools: {"file_read": [paths], "file_write": [paths], "limits": {...}}. Empty: the agent has no sandbox and its sandboxed tools are refused. */
             sandbox_profile?: unknown;
+        };
+        PatchedApprovalRuleRequest: {
+            /**
+             * @description Blank: every environment.
+             * @default
+             */
+            environment: string;
+            /**
+             * @description Blank: every category.
+             * @default
+             */
+            tool_category: string;
+            /** @description A group approvers must belong to. */
+            approver_team?: string;
+            /** @description Distinct approvers needed. */
+            quorum?: number;
+            request_ttl_seconds?: number;
+            grant_ttl_seconds?: number;
+            /** @description When the queue shows a request as late. */
+            sla_seconds?: number;
+        };
+        PatchedAuthoredRuleWriteRequest: {
+            template?: string;
+            params?: {
+                [key: string]: unknown;
+            };
+            examples?: {
+                [key: string]: unknown;
+            }[];
+            /** @default  */
+            message: string;
         };
         /**
          * @description A PATCH: `policy_settings` may name only the keys that change; they are merged with the
@@ -3485,6 +4478,32 @@ export interface components {
             is_active?: boolean;
             roles?: components["schemas"]["RolesEnum"][];
             password?: string;
+        };
+        PersonGrant: {
+            grant_hash: string;
+            /** @description Stable identifier used in policies and URLs: lowercase slug. */
+            readonly audience: string;
+            session: string;
+            grant: unknown;
+            /** @description The grant as a one-link chain, ready for context.delegation. */
+            token: string;
+            /** @description Required. 150 characters or fewer. Letters, digits and @/./+/-/_ only. */
+            readonly issued_by: string;
+            /** Format: date-time */
+            expires_at: string;
+            /** Format: date-time */
+            readonly created_at: string;
+            readonly revoked: boolean;
+        };
+        PersonGrantCreateRequest: {
+            audience: string;
+            scopes: string[];
+            tools?: string[];
+            constraints?: components["schemas"]["ConstraintsRequest"];
+            session: string;
+            /** @default 600 */
+            lifetime_seconds: number;
+            task?: string;
         };
         PlaygroundRequestRequest: {
             environment: string;
@@ -3573,6 +4592,13 @@ export interface components {
             passed: boolean;
             message: string;
         };
+        PreviewRequestRequest: {
+            environment: string;
+            /** Format: date-time */
+            window_start?: string | null;
+            /** Format: date-time */
+            window_end?: string | null;
+        };
         Problem: {
             problem: string;
             message: string;
@@ -3586,6 +4612,10 @@ export interface components {
             /** @default  */
             message: string;
             to: string;
+        };
+        PublishPreviewRequest: {
+            /** @default  */
+            message: string;
         };
         PublishRequest: {
             /** @default  */
@@ -3637,6 +4667,11 @@ export interface components {
          * @enum {string}
          */
         ReasonEnum: "malformed" | "unknown_key" | "revoked_key" | "bad_signature" | "agent_mismatch" | "session_mismatch" | "broken_chain" | "sequence_gap" | "forked_chain" | "replayed" | "unstorable";
+        ReasonRequest: {
+            rule: string;
+            message: string;
+            controls?: string[];
+        };
         /**
          * @description * `eu_ai_act_art73` - EU AI Act Art. 73 report to the market surveillance authority
          *     * `hipaa_164_404` - HIPAA 164.404 notice to individuals
@@ -3696,6 +4731,28 @@ export interface components {
             agent: string;
             days: number;
         };
+        Revocation: {
+            /** Format: uuid */
+            readonly id: string;
+            grant_hash: string;
+            reason?: string;
+            /**
+             * Format: date-time
+             * @description When the grant expires anyway (kept until then).
+             */
+            expires_at?: string | null;
+            /** @description Required. 150 characters or fewer. Letters, digits and @/./+/-/_ only. */
+            readonly revoked_by: string;
+            /** Format: date-time */
+            readonly created_at: string;
+        };
+        RevocationCreateRequest: {
+            grant_hash: string;
+            /** @default  */
+            reason: string;
+            /** Format: date-time */
+            expires_at?: string | null;
+        };
         /**
          * @description * `minimal` - Minimal risk
          *     * `limited` - Limited risk (transparency obligations, Art. 50)
@@ -3725,6 +4782,10 @@ export interface components {
             csrf_token: string;
             /** @description Seconds until the session expires without activity. */
             expires_in: number;
+        };
+        SessionLink: {
+            principal: string;
+            session_id: string | null;
         };
         /**
          * @description * `low` - Low
@@ -3792,6 +4853,17 @@ export interface components {
         StatusChangeRequest: {
             /** @default  */
             reason: string;
+        };
+        Template: {
+            key: string;
+            title: string;
+            description: string;
+            schema: unknown;
+        };
+        TestResult: {
+            test: string;
+            passed: boolean;
+            message: string | null;
         };
         TimelineEntry: {
             source: components["schemas"]["SourceEnum"];
@@ -3872,6 +4944,12 @@ export interface components {
             /** @description Leave out for a service account that authenticates by API token only. */
             password?: string;
         };
+        /**
+         * @description * `approve` - Approve
+         *     * `deny` - Deny
+         * @enum {string}
+         */
+        VerdictEnum: "approve" | "deny";
         VerificationReport: {
             ok: boolean;
             checkpoints: number;
@@ -3893,6 +4971,43 @@ export interface components {
             first_affected_checkpoint: number | null;
             last_affected_checkpoint: number | null;
             problems: components["schemas"]["Problem"][];
+        };
+        Vote: {
+            /** @description Required. 150 characters or fewer. Letters, digits and @/./+/-/_ only. */
+            readonly user: string;
+            verdict: components["schemas"]["VerdictEnum"];
+            comment?: string;
+            /** Format: date-time */
+            readonly created_at: string;
+        };
+        WebhookDelivery: {
+            readonly id: number;
+            /** Format: uuid */
+            readonly request: string;
+            readonly event: string;
+            readonly attempts: number;
+            readonly status_code: number | null;
+            readonly last_error: string;
+            /** Format: date-time */
+            readonly delivered_at: string | null;
+            /** Format: date-time */
+            readonly created_at: string;
+        };
+        WebhookEndpoint: {
+            /** Format: uuid */
+            readonly id: string;
+            name: string;
+            /** Format: uri */
+            url: string;
+            readonly is_active: boolean;
+            /** Format: date-time */
+            readonly created_at: string;
+        };
+        WebhookEndpointRequest: {
+            name: string;
+            /** Format: uri */
+            url: string;
+            secret: string;
         };
     };
     responses: never;
@@ -4222,6 +5337,487 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["KillSwitchResult"];
+                };
+            };
+        };
+    };
+    approval_rules_list: {
+        parameters: {
+            query?: {
+                /** @description Number of results to return per page. */
+                limit?: number;
+                /** @description The initial index from which to return the results. */
+                offset?: number;
+                /** @description Which field to use when ordering the results. */
+                ordering?: string;
+                /** @description A search term. */
+                search?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PaginatedApprovalRuleList"];
+                };
+            };
+        };
+    };
+    approval_rules_create: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/json": components["schemas"]["ApprovalRuleRequest"];
+            };
+        };
+        responses: {
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApprovalRule"];
+                };
+            };
+        };
+    };
+    approval_rules_retrieve: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description A UUID string identifying this approval rule. */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApprovalRule"];
+                };
+            };
+        };
+    };
+    approval_rules_update: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description A UUID string identifying this approval rule. */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/json": components["schemas"]["ApprovalRuleRequest"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApprovalRule"];
+                };
+            };
+        };
+    };
+    approval_rules_destroy: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description A UUID string identifying this approval rule. */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description No response body */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    approval_rules_partial_update: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description A UUID string identifying this approval rule. */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/json": components["schemas"]["PatchedApprovalRuleRequest"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApprovalRule"];
+                };
+            };
+        };
+    };
+    approval_webhooks_list: {
+        parameters: {
+            query?: {
+                /** @description Number of results to return per page. */
+                limit?: number;
+                /** @description The initial index from which to return the results. */
+                offset?: number;
+                /** @description Which field to use when ordering the results. */
+                ordering?: string;
+                /** @description A search term. */
+                search?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PaginatedWebhookEndpointList"];
+                };
+            };
+        };
+    };
+    approval_webhooks_create: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["WebhookEndpointRequest"];
+            };
+        };
+        responses: {
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WebhookEndpoint"];
+                };
+            };
+        };
+    };
+    approval_webhooks_retrieve: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description A UUID string identifying this webhook endpoint. */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WebhookEndpoint"];
+                };
+            };
+        };
+    };
+    approval_webhooks_deliveries_list: {
+        parameters: {
+            query?: {
+                /** @description Number of results to return per page. */
+                limit?: number;
+                /** @description The initial index from which to return the results. */
+                offset?: number;
+                /** @description Which field to use when ordering the results. */
+                ordering?: string;
+                /** @description A search term. */
+                search?: string;
+            };
+            header?: never;
+            path: {
+                /** @description A UUID string identifying this webhook endpoint. */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PaginatedWebhookDeliveryList"];
+                };
+            };
+        };
+    };
+    approvals_list: {
+        parameters: {
+            query?: {
+                environment?: string;
+                /**
+                 * @description * `action` - A held tool call of an agent
+                 *     * `release` - Publishing or promoting a bundle (four-eyes release)
+                 */
+                kind?: "action" | "release";
+                /** @description Number of results to return per page. */
+                limit?: number;
+                /** @description The initial index from which to return the results. */
+                offset?: number;
+                /** @description Which field to use when ordering the results. */
+                ordering?: string;
+                /** @description A search term. */
+                search?: string;
+                /**
+                 * @description * `pending` - Pending
+                 *     * `approved` - Approved
+                 *     * `denied` - Denied
+                 *     * `expired` - Expired
+                 *     * `cancelled` - Cancelled
+                 */
+                state?: "approved" | "cancelled" | "denied" | "expired" | "pending";
+                tool?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PaginatedApprovalRequestList"];
+                };
+            };
+        };
+    };
+    approvals_retrieve: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description A UUID string identifying this approval request. */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApprovalRequest"];
+                };
+            };
+        };
+    };
+    approvals_approve_create: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description A UUID string identifying this approval request. */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/json": components["schemas"]["DecisionRequest"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApprovalRequest"];
+                };
+            };
+        };
+    };
+    approvals_cancel_create: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description A UUID string identifying this approval request. */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/json": components["schemas"]["DecisionRequest"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApprovalRequest"];
+                };
+            };
+        };
+    };
+    approvals_deny_create: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description A UUID string identifying this approval request. */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/json": components["schemas"]["DecisionRequest"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApprovalRequest"];
+                };
+            };
+        };
+    };
+    approvals_history_retrieve: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description A UUID string identifying this approval request. */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+        };
+    };
+    approvals_requests_file: {
+        parameters: {
+            query?: never;
+            header: {
+                "X-Warden-Agent": string;
+                "X-Warden-Key-Id": string;
+                "X-Warden-Signature": string;
+                "X-Warden-Timestamp": string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["AgentRequestRequest"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApprovalRequest"];
+                };
+            };
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApprovalRequest"];
+                };
+            };
+        };
+    };
+    approvals_requests_wait: {
+        parameters: {
+            query?: {
+                timeout?: number;
+            };
+            header: {
+                "X-Warden-Agent": string;
+                "X-Warden-Key-Id": string;
+                "X-Warden-Signature": string;
+                "X-Warden-Timestamp": string;
+            };
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApprovalRequest"];
                 };
             };
         };
@@ -4685,6 +6281,331 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["VerificationReport"];
+                };
+            };
+        };
+    };
+    authoring_previews_list: {
+        parameters: {
+            query?: {
+                /** @description Number of results to return per page. */
+                limit?: number;
+                /** @description The initial index from which to return the results. */
+                offset?: number;
+                /** @description Which field to use when ordering the results. */
+                ordering?: string;
+                /** @description A search term. */
+                search?: string;
+                /**
+                 * @description * `queued` - Queued
+                 *     * `running` - Running
+                 *     * `done` - Done
+                 *     * `failed` - Failed
+                 */
+                status?: "done" | "failed" | "queued" | "running";
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PaginatedImpactPreviewList"];
+                };
+            };
+        };
+    };
+    authoring_previews_create: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["PreviewRequestRequest"];
+            };
+        };
+        responses: {
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ImpactPreview"];
+                };
+            };
+        };
+    };
+    authoring_previews_retrieve: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description A UUID string identifying this impact preview. */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ImpactPreview"];
+                };
+            };
+        };
+    };
+    authoring_previews_publish_create: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description A UUID string identifying this impact preview. */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/json": components["schemas"]["PublishPreviewRequest"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Bundle"];
+                };
+            };
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApprovalRequest"];
+                };
+            };
+        };
+    };
+    authoring_previews_release_create: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description A UUID string identifying this impact preview. */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ImpactPreview"];
+                };
+            };
+        };
+    };
+    authoring_previews_log_only_effects_retrieve: {
+        parameters: {
+            query: {
+                environment: string;
+                hours?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LogOnlyEffects"];
+                };
+            };
+        };
+    };
+    authoring_rules_list: {
+        parameters: {
+            query?: {
+                /** @description Number of results to return per page. */
+                limit?: number;
+                /** @description The initial index from which to return the results. */
+                offset?: number;
+                /** @description Which field to use when ordering the results. */
+                ordering?: string;
+                /** @description A search term. */
+                search?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PaginatedAuthoredRuleList"];
+                };
+            };
+        };
+    };
+    authoring_rules_create: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["AuthoredRuleWriteRequest"];
+            };
+        };
+        responses: {
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AuthoredRule"];
+                };
+            };
+        };
+    };
+    authoring_rules_retrieve: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description A UUID string identifying this authored rule. */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AuthoredRule"];
+                };
+            };
+        };
+    };
+    authoring_rules_partial_update: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description A UUID string identifying this authored rule. */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/json": components["schemas"]["PatchedAuthoredRuleWriteRequest"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AuthoredRule"];
+                };
+            };
+        };
+    };
+    authoring_rules_log_only_create: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description A UUID string identifying this authored rule. */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["LogOnlyRequest"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AuthoredRule"];
+                };
+            };
+        };
+    };
+    authoring_rules_draft_create: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["DraftRequestRequest"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Draft"];
+                };
+            };
+        };
+    };
+    authoring_templates_list: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Template"][];
                 };
             };
         };
@@ -5466,6 +7387,247 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content?: never;
+            };
+        };
+    };
+    delegation_grants_list: {
+        parameters: {
+            query?: {
+                /** @description Number of results to return per page. */
+                limit?: number;
+                /** @description The initial index from which to return the results. */
+                offset?: number;
+                /** @description Which field to use when ordering the results. */
+                ordering?: string;
+                /** @description A search term. */
+                search?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PaginatedPersonGrantList"];
+                };
+            };
+        };
+    };
+    delegation_grants_create: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["PersonGrantCreateRequest"];
+            };
+        };
+        responses: {
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PersonGrant"];
+                };
+            };
+        };
+    };
+    delegation_grants_retrieve: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description A unique value identifying this person grant. */
+                grant_hash: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PersonGrant"];
+                };
+            };
+        };
+    };
+    delegation_revocations_list: {
+        parameters: {
+            query?: {
+                /** @description Number of results to return per page. */
+                limit?: number;
+                /** @description The initial index from which to return the results. */
+                offset?: number;
+                /** @description Which field to use when ordering the results. */
+                ordering?: string;
+                /** @description A search term. */
+                search?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PaginatedRevocationList"];
+                };
+            };
+        };
+    };
+    delegation_revocations_create: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["RevocationCreateRequest"];
+            };
+        };
+        responses: {
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Revocation"];
+                };
+            };
+        };
+    };
+    delegation_revocations_retrieve: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description A UUID string identifying this revocation. */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Revocation"];
+                };
+            };
+        };
+    };
+    delegation_rules_list: {
+        parameters: {
+            query?: {
+                /** @description Number of results to return per page. */
+                limit?: number;
+                /** @description The initial index from which to return the results. */
+                offset?: number;
+                /** @description Which field to use when ordering the results. */
+                ordering?: string;
+                /** @description A search term. */
+                search?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PaginatedDelegationRuleList"];
+                };
+            };
+        };
+    };
+    delegation_rules_retrieve: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                agent: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DelegationRule"];
+                };
+            };
+        };
+    };
+    delegation_rules_update: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                agent: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["DelegationRuleRequest"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DelegationRule"];
+                };
+            };
+        };
+    };
+    delegation_sessions_retrieve: {
+        parameters: {
+            query: {
+                session_id: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LinkedSessions"];
+                };
             };
         };
     };
@@ -6329,6 +8491,14 @@ export interface operations {
                     "application/json": components["schemas"]["Bundle"];
                 };
             };
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApprovalRequest"];
+                };
+            };
         };
     };
     environments_publish_create: {
@@ -6352,6 +8522,14 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["Bundle"];
+                };
+            };
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApprovalRequest"];
                 };
             };
         };

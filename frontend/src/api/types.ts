@@ -2,6 +2,9 @@
 import type { Schemas } from "./client";
 
 export type Agent = Schemas["Agent"];
+export type ApprovalRequest = Schemas["ApprovalRequest"];
+export type DetectionAlert = Schemas["Alert"];
+export type AlertInbox = Schemas["Inbox"];
 export type AgentKey = Schemas["AgentKey"];
 export type AuditEvent = Schemas["AuditEvent"];
 export type Activation = Schemas["Activation"];

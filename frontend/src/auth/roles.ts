@@ -10,7 +10,8 @@ export type Capability =
   | "manage_environments"
   | "request_reports"
   | "export_audit"
-  | "manage_users";
+  | "manage_users"
+  | "triage_alerts";
 
 const ALLOWED: Record<Capability, readonly Role[]> = {
   kill_switch: ["admin", "approver"],
@@ -21,6 +22,7 @@ const ALLOWED: Record<Capability, readonly Role[]> = {
   request_reports: ["admin", "auditor"],
   export_audit: ["admin", "auditor"],
   manage_users: ["admin"],
+  triage_alerts: ["admin", "approver"],
 };
 
 const ROLE_NAMES: Record<Role, string> = {

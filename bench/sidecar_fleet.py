@@ -1,0 +1,259 @@
+"""1,000 simulated long-polling sidecars held by one web process, each also posting status
+and decision logs (issue #20). Loopback, bounded in time.
+
+Starts uvicorn (one process, the ASGI app with the bundle fast path, as
+bench/bundle_service.py does) against DATABASE_URL / REDIS_URL, seeds an environment, then
+runs N sidecars, each with two keep-alive connections: one long-polls a bundle
+(`Prefer: modes=snapshot,delta;wait=W`, If-None-Match the ETag it holds; re-polls at once
+on every answer), the other posts a status report every few seconds and a small batch of
+decision-log events (gzip, as OPA sends them). Measures:
+
+  - long polls held, server RSS before and while holding them (memory per held poll);
+  - 304s answering a long poll when its wait ends: lateness past the wait, p50/p99/max;
+  - plain conditional GETs (no wait) sent while the fleet is held: latency p50/p99/max;
+  - wake-ups: an agent suspended through the API; time from the click to each poll's 200;
+  - status and log posts: latency p50/p99/max; errors of every kind.
+
+    .venv/bin/python bench/sidecar_fleet.py [--sidecars 1000] [--wait 10] [--resource registry]
+
+Prints a table; asserts nothing. The machine is shared: figures are noisy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gzip
+import json
+import os
+import random
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT / "bench")]
+
+from bundle_service import SERVER, Connection, free_port, percentile, rss_mib, wait_until_up  # noqa: E402
+
+
+async def wait_up(port: int, server) -> None:
+    """wait_until_up, for up to 5 minutes: a loaded machine imports Django slowly."""
+    for _ in range(10):
+        try:
+            return await wait_until_up(port, server)
+        except SystemExit:
+            if server.poll() is not None:
+                raise
+    raise SystemExit("the server did not start within 5 minutes")
+
+PYTHON = sys.executable
+
+SEED = r"""
+import json, sys
+import django
+django.setup()
+from controlplane.accounts import services as account_services
+from controlplane.bundles import services as bundles
+from controlplane.identity.services import register_agent
+from tests.accounts.factories import UserFactory
+
+tag = sys.argv[1]
+user = UserFactory(username=f"fleet-{tag}", roles=["admin"])
+_, api_token = account_services.create_token(user=user, name="bench", by=user)
+env = bundles.create_environment(name=f"fleet-{tag}", by=user)
+for i in range(3):
+    register_agent(name=f"fleet-{tag}-{i}", owner_email="bench@example.com", by=user, environments=[env.name],
+                   scopes=["read:tickets"])
+bundles.publish_policies(env, by=user)
+_, token = bundles.create_environment_token(env, name="bench", by=user)
+print(json.dumps({"api_token": api_token, "env": env.name, "token": token, "tag": tag}))
+"""
+
+
+class Stats:
+    def __init__(self) -> None:
+        self.lateness: list[float] = []  # long-poll 304s: seconds past the wait
+        self.wakeups: list[float] = []  # click → 200
+        self.posts: list[float] = []
+        self.plain: list[float] = []
+        self.errors: dict[str, int] = {}
+        self.clicked: float | None = None
+
+    def error(self, what: str) -> None:
+        self.errors[what] = self.errors.get(what, 0) + 1
+
+
+async def sidecar(index: int, port: int, seed: dict, path: str, etag: str, wait: int, stats: Stats, stop: asyncio.Event):
+    poll_headers = {"Authorization": f"Bearer {seed['token']}", "Prefer": f"modes=snapshot,delta;wait={wait}",
+                    "User-Agent": "Open Policy Agent/1.4.2 (linux, amd64)"}
+    post_headers = {"Authorization": f"Bearer {seed['token']}", "Content-Type": "application/json",
+                    "User-Agent": "Open Policy Agent/1.4.2 (linux, amd64)"}
+    instance = str(uuid.uuid4())
+
+    async def polls():
+        nonlocal etag
+        conn = await Connection.open(port)
+        try:
+            while not stop.is_set():
+                started = time.time()
+                status, headers, _ = await conn.request("GET", path, {**poll_headers, "If-None-Match": etag})
+                if status == 304:
+                    stats.lateness.append(time.time() - started - wait)
+                elif status == 200:
+                    etag = headers.get("etag", etag)
+                    if stats.clicked is not None:
+                        stats.wakeups.append(time.time() - stats.clicked)
+                else:
+                    stats.error(f"poll HTTP {status}")
+        finally:
+            conn.close()
+
+    async def posts():
+        conn = await Connection.open(port)
+        await asyncio.sleep(random.uniform(0, 5))
+        n = 0
+        try:
+            while not stop.is_set():
+                n += 1
+                status_report = {"labels": {"id": instance, "version": "1.4.2"},
+                                 "bundles": {seed["env"]: {"name": seed["env"], "active_revision": "x"}}}
+                started = time.perf_counter()
+                status, _, _ = await conn.request("POST", "/opa/status", post_headers, json.dumps(status_report).encode())
+                stats.posts.append(time.perf_counter() - started)
+                if status != 200:
+                    stats.error(f"status HTTP {status}")
+                events = [{"decision_id": str(uuid.uuid4()), "path": "warden/decision", "labels": {"id": instance},
+                           "timestamp": "2026-11-30T05:00:00.000000Z", "input": {"agent": {"name": "x"}},
+                           "result": {"allow": True}} for _ in range(5)]
+                started = time.perf_counter()
+                status, _, _ = await conn.request("POST", "/opa/logs", {**post_headers, "Content-Encoding": "gzip"},
+                                                  gzip.compress(json.dumps(events).encode()))
+                stats.posts.append(time.perf_counter() - started)
+                if status != 200:
+                    stats.error(f"logs HTTP {status}")
+                try:
+                    await asyncio.wait_for(stop.wait(), random.uniform(8, 12))
+                except TimeoutError:
+                    pass
+        finally:
+            conn.close()
+
+    try:
+        await asyncio.gather(polls(), posts())
+    except (OSError, asyncio.IncompleteReadError) as exc:
+        stats.error(type(exc).__name__)
+
+
+async def plain_gets(port: int, seed: dict, path: str, etag_of, stats: Stats, stop: asyncio.Event):
+    conn = await Connection.open(port)
+    headers = {"Authorization": f"Bearer {seed['token']}", "Prefer": "modes=snapshot,delta"}
+    try:
+        while not stop.is_set():
+            started = time.perf_counter()
+            status, _, _ = await conn.request("GET", path, {**headers, "If-None-Match": etag_of()})
+            if status == 304:
+                stats.plain.append(time.perf_counter() - started)
+            await asyncio.sleep(0.01)
+    finally:
+        conn.close()
+
+
+async def run(port: int, server, seed: dict, args) -> list[tuple[str, str]]:
+    await wait_up(port, server)
+    path = f"/opa/bundles/{seed['env']}" + (f"/{args.resource}" if args.resource != "combined" else "")
+    first = await Connection.open(port)
+    status, headers, _ = await first.request("GET", path, {"Authorization": f"Bearer {seed['token']}"})
+    first.close()
+    if status != 200:
+        raise SystemExit(f"GET {path}: {status}")
+    etag = headers["etag"]
+    baseline = rss_mib(server.pid)
+    stats, stop = Stats(), asyncio.Event()
+    fleet = []
+    for i in range(args.sidecars):  # open gradually, as a fleet starting up would
+        fleet.append(asyncio.create_task(sidecar(i, port, seed, path, etag, args.wait, stats, stop)))
+        if i % 50 == 49:
+            await asyncio.sleep(0.05)
+    await asyncio.sleep(3)
+    holding = rss_mib(server.pid)
+    current = [etag]
+    plain = asyncio.create_task(plain_gets(port, seed, path, lambda: current[0], stats, stop))
+    await asyncio.sleep(args.wait * 2 + 2)  # every poll ends its wait twice: 304s
+    control = await Connection.open(port)
+    stats.clicked = time.time()
+    reply, _, body = await control.request(
+        "POST", f"/api/v1/agents/fleet-{seed['tag']}-0/suspend/",
+        {"Authorization": f"Token {seed['api_token']}", "Content-Type": "application/json"},
+        json.dumps({"reason": "fleet bench"}).encode())
+    click_seconds = time.time() - stats.clicked
+    control.close()
+    if reply >= 300:
+        stats.error(f"suspend HTTP {reply}: {body[:100]!r}")
+    deadline = time.time() + 60
+    while len(stats.wakeups) < args.sidecars and time.time() < deadline:
+        await asyncio.sleep(0.2)
+    peak = rss_mib(server.pid)
+    stop.set()
+    await asyncio.sleep(0.5)
+    for task in [*fleet, plain]:
+        task.cancel()
+    await asyncio.gather(*fleet, plain, return_exceptions=True)
+
+    def p(values: list[float], scale: float = 1000) -> str:
+        if not values:
+            return "-"
+        return f"{percentile(values, .5) * scale:.1f} / {percentile(values, .99) * scale:.1f} / {max(values) * scale:.1f}"
+
+    return [
+        ("sidecars (long poll + status/log posts)", f"{args.sidecars}"),
+        ("server RSS idle / holding / end (MiB)", f"{baseline:.0f} / {holding:.0f} / {peak:.0f}"),
+        ("memory per held poll (KiB)", f"{(holding - baseline) * 1024 / args.sidecars:.1f}"),
+        (f"long-poll 304s: lateness past wait={args.wait}s p50/p99/max (ms)", p(stats.lateness)),
+        ("  count", f"{len(stats.lateness)}"),
+        ("plain conditional GET 304 p50/p99/max (ms)", p(stats.plain)),
+        ("  count", f"{len(stats.plain)}"),
+        ("status + log posts p50/p99/max (ms)", p(stats.posts)),
+        ("  count", f"{len(stats.posts)}"),
+        ("suspend API call returned (s)", f"{click_seconds:.3f}"),
+        ("wake-ups: click → 200 p50/p99/max (ms)", p(stats.wakeups)),
+        ("  polls woken", f"{len(stats.wakeups)} of {args.sidecars}"),
+        ("errors", json.dumps(stats.errors) if stats.errors else "none"),
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sidecars", type=int, default=1000)
+    parser.add_argument("--wait", type=int, default=10, help="long_polling_timeout_seconds")
+    parser.add_argument("--resource", choices=["combined", "registry"], default="registry")
+    args = parser.parse_args()
+    env = dict(os.environ, DJANGO_SETTINGS_MODULE="controlplane.settings", PYTHONPATH=str(ROOT),
+               WARDEN_LOG_LEVEL="WARNING")
+    if not env.get("DATABASE_URL", "").startswith("postgres") or not env.get("REDIS_URL"):
+        raise SystemExit("set DATABASE_URL (PostgreSQL) and REDIS_URL")
+    subprocess.run([PYTHON, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=env, check=True, timeout=300)
+    seeded = subprocess.run([PYTHON, "-c", SEED, uuid.uuid4().hex[:6]], cwd=ROOT, env=env, check=True,
+                            capture_output=True, text=True, timeout=300)
+    seed = json.loads(seeded.stdout.strip().splitlines()[-1])
+    port = free_port()
+    server = subprocess.Popen([PYTHON, "-c", SERVER, str(port)], cwd=ROOT, env=env)
+    try:
+        rows = asyncio.run(asyncio.wait_for(run(port, server, seed, args), 600))
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+    print(f"\nSidecar fleet: uvicorn (1 process), PostgreSQL, Redis, {os.cpu_count()} CPUs (shared), "
+          f"Python {sys.version.split()[0]}, resource {args.resource}\n")
+    width = max(len(name) for name, _ in rows)
+    for name, value in rows:
+        print(f"{name:<{width}}  {value}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""AuthZEN 1.0 on the control plane, per environment (docs/interop.md)."""
