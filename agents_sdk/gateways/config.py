@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import json
 import os
-import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,7 +37,7 @@ from typing import Any
 from agents_sdk.errors import WardenError
 from agents_sdk.guard import DecisionBackend, EmbeddedBackend, Guard, OPAHTTPBackend
 from agents_sdk.identity import AgentIdentity
-from agents_sdk.records import ActionSigner, canonical_json
+from agents_sdk.records import ActionSigner
 
 __all__ = ["Gateway", "GatewayConfig", "GatewayConfigError", "load_config", "parse_config"]
 
@@ -141,23 +140,6 @@ def load_config(path: str | os.PathLike[str]) -> GatewayConfig:
     except (ValueError, yaml.YAMLError) as exc:
         raise GatewayConfigError(f"{path}: not valid YAML/JSON: {exc}") from exc
     return parse_config(raw, path.resolve().parent)
-
-
-class JSONLSink:
-    """Appends each signed record to a JSON Lines file, flushed per record."""
-
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = path.open("ab")
-        self._lock = threading.Lock()
-
-    def __call__(self, record: dict[str, Any]) -> None:
-        with self._lock:
-            self._file.write(canonical_json(record) + b"\n")
-            self._file.flush()
-
-    def close(self) -> None:
-        self._file.close()
 
 
 class Gateway:

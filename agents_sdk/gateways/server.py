@@ -12,10 +12,11 @@ from typing import Any
 import grpc
 from envoy.service.auth.v3 import external_auth_pb2_grpc
 
-from agents_sdk.gateways.config import Gateway, GatewayConfig, JSONLSink, load_config
+from agents_sdk.gateways.config import Gateway, GatewayConfig, load_config
 from agents_sdk.gateways.ext_authz import EnvoyAuthorization
 from agents_sdk.gateways.ext_mcp import ExtMcpProcessor
 from agents_sdk.gateways.protos import ext_mcp_pb2_grpc
+from agents_sdk.records import JSONLSink
 
 logger = logging.getLogger(__name__)
 

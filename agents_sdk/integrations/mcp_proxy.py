@@ -41,7 +41,6 @@ import json
 import logging
 import os
 import sys
-import threading
 import uuid
 from collections.abc import Mapping
 from contextlib import AsyncExitStack
@@ -58,7 +57,7 @@ from agents_sdk.guard import Decision, DecisionBackend, EmbeddedBackend, Guard, 
 from agents_sdk.guard.inputs import printable
 from agents_sdk.identity import AgentIdentity
 from agents_sdk.integrations import govern
-from agents_sdk.records import ActionSigner, canonical_json
+from agents_sdk.records import ActionSigner, JSONLSink, canonical_json
 
 logger = logging.getLogger(__name__)
 
@@ -195,23 +194,6 @@ def load_config(path: str | os.PathLike[str]) -> ProxyConfig:
         ship_url=ship["url"] if ship else None,
         ship_spool_dir=base / str(ship["spool_dir"]) if ship else None,
     )
-
-
-class JSONLSink:
-    """Appends each signed record to a JSON Lines file, flushed per record."""
-
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = path.open("ab")
-        self._lock = threading.Lock()
-
-    def __call__(self, record: dict[str, Any]) -> None:
-        with self._lock:
-            self._file.write(canonical_json(record) + b"\n")
-            self._file.flush()
-
-    def close(self) -> None:
-        self._file.close()
 
 
 def summarize_tool_result(result: types.CallToolResult) -> str:

@@ -42,10 +42,11 @@ from agents_sdk.records.form import (
     text_problem,
     value_problem,
 )
-from agents_sdk.records.jsonl import iter_jsonl, loads_strict, parse_jsonl_line, read_jsonl, write_jsonl
+from agents_sdk.records.jsonl import JSONLSink, iter_jsonl, loads_strict, parse_jsonl_line, read_jsonl, write_jsonl
 from agents_sdk.records.signer import ActionSigner, SignedSession
 
 __all__ = [
+    "JSONLSink",
     "DECISION_EFFECTS",
     "GENESIS_HASH",
     "HEX64",

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 from agents_sdk.errors import RecordFormatError
@@ -94,3 +96,20 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 def _reject_constant(name: str) -> Any:
     raise RecordFormatError(f"{name} is not valid JSON")
+
+
+class JSONLSink:
+    """Appends each signed record to a JSON Lines file, flushed per record."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = path.open("ab")
+        self._lock = threading.Lock()
+
+    def __call__(self, record: dict[str, Any]) -> None:
+        with self._lock:
+            self._file.write(canonical_json(record) + b"\n")
+            self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()

@@ -63,7 +63,7 @@ def gateway_server(identity, tmp_path):
 
 
 def _sink(path):
-    from agents_sdk.gateways.config import JSONLSink
+    from agents_sdk.records import JSONLSink
 
     return JSONLSink(path)
 
@@ -325,8 +325,8 @@ def test_the_sdk_and_the_sidecar_import_without_the_gateways_extra():
 
 
 def test_results_pair_with_their_calls_by_call_id_and_unanswered_calls_are_recorded(identity, tmp_path):
-    from agents_sdk.gateways.config import JSONLSink
     from agents_sdk.gateways.ext_mcp import ExtMcpProcessor
+    from agents_sdk.records import JSONLSink
 
     sink = JSONLSink(tmp_path / "log.jsonl")
     backend = EmbeddedBackend.from_modules({**library_modules(), "org/cards.rego": MASK_POLICY}, policy_data())
