@@ -32,15 +32,19 @@ run: install
 	done
 	$(VENV)/bin/uvicorn controlplane.asgi:application --host $(HOST) --port $(PORT) --lifespan on
 
+# Bundles the suites build, compiled by real OPA too (agents_sdk/engine/recorded_bundles.py).
+RECORDED_BUNDLES := $(abspath $(or $(WARDEN_VAR_DIR),var))/recorded-bundles
+
 ## make test: the whole suite (API and services, schema fuzzing, the SDK, the Rego pack)
 test: install
 	$(MAKE) --no-print-directory lint
 	$(PY) manage.py makemigrations --check --dry-run
-	$(MAKE) --no-print-directory test-sdk
+	rm -rf $(RECORDED_BUNDLES)
+	WARDEN_RECORD_BUNDLES=$(RECORDED_BUNDLES) $(MAKE) --no-print-directory test-sdk
 	$(MAKE) --no-print-directory rego-test
-	$(MAKE) --no-print-directory test-opa-oracle
 	$(MAKE) --no-print-directory test-integrations
-	$(MAKE) --no-print-directory test-api
+	WARDEN_RECORD_BUNDLES=$(RECORDED_BUNDLES) $(MAKE) --no-print-directory test-api
+	WARDEN_RECORD_BUNDLES=$(RECORDED_BUNDLES) $(MAKE) --no-print-directory test-opa-oracle
 	$(MAKE) --no-print-directory test-console
 
 ## make lint: ruff on the Python code, mypy --strict on the SDK, a no-new-errors ratchet on the control plane
@@ -76,8 +80,14 @@ test-console: install console-node frontend/node_modules/.installed
 	$(MAKE) --no-print-directory console
 	cd frontend && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 node scripts/run-e2e.mjs
 
+# Several workers (pytest-xdist): most tests wait on PostgreSQL, subprocesses and servers.
+# tests.xdist_env gives each worker its own Redis database and var directory. A file stays on
+# one worker (its module fixtures start once); the schema fuzzing runs apart, spread per API
+# operation (its items share one node id, which file-wise distribution would collapse).
+TEST_WORKERS ?= 3
 test-api: install
-	$(PY) -m pytest tests
+	$(PY) -m pytest -p tests.xdist_env -n $(TEST_WORKERS) --dist loadfile --durations=20 -m "not fuzz" tests
+	$(PY) -m pytest -p tests.xdist_env -n $(TEST_WORKERS) --dist load --durations=5 -m fuzz tests
 
 # The SDK must work without Django: its tests run with the Django plugin switched off.
 test-sdk: install

@@ -70,8 +70,11 @@ def opa_oracle(session: nox.Session) -> None:
     # The authoring templates' generated modules and tests (controlplane/authoring/samples.py).
     session.run("python", "-m", "agents_sdk.engine.testrunner", "controlplane/authoring/generated", "--engine", "opa")
     session.run(
-        "pytest", "-p", "no:django", "-p", "no:cacheprovider", "-q", "-s",
+        # python -m: the repository root on sys.path, for pyproject's `-p tests.xdist_env`.
+        "python", "-m", "pytest", "-p", "no:django", "-p", "no:cacheprovider", "-q", "-s",
         "agents_sdk/tests/test_engine_opa_oracle.py", "agents_sdk/tests/test_opa_oracle_documents.py",
+        # Bundles the suites built with WARDEN_RECORD_BUNDLES set (make test sets it).
+        "agents_sdk/tests/test_opa_oracle_bundles.py",
         env={"WARDEN_OPA_ORACLE": "1"},
     )
 

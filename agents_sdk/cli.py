@@ -35,6 +35,7 @@ from agents_sdk.identity import (
 )
 from agents_sdk.keys import InvalidPublicKey, key_fingerprint, parse_public_key, raw_public_key
 from agents_sdk.records import iter_jsonl
+from agents_sdk.reports import MANIFEST_SUBJECT, verify_package, verify_pdf
 from agents_sdk.verify import verify_records
 
 EXIT_OK = 0
@@ -160,9 +161,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     gateway.add_argument("--config", required=True, metavar="FILE", help="gateway config file (YAML or JSON)")
     gateway.set_defaults(handler=_gateway)
-    from agents_sdk.reports import add_report_command  # `warden report verify` (compliance reports)
 
-    add_report_command(commands)
+    # `warden report verify`: compliance reports and evidence packages (agents_sdk.reports)
+    report = commands.add_parser("report", help="verify signed compliance reports and evidence packages")
+    report_commands = report.add_subparsers(dest="report_command", required=True, metavar="COMMAND")
+    verify = report_commands.add_parser(
+        "verify",
+        help="verify a report PDF (with its detached signature) or an evidence package offline",
+        description="Verify a compliance report PDF against its detached signature (FILE.sig.json by default), "
+        "or an evidence package zip: its signed manifest and every file's SHA-256. Exits 0 if valid, "
+        "1 naming the problems otherwise, 2 on unreadable input.",
+    )
+    verify.add_argument("file", metavar="FILE", help="report PDF or evidence package (.zip)")
+    verify.add_argument("--signature", "-s", metavar="SIG", help="detached signature of a PDF (default FILE.sig.json)")
+    verify.add_argument(
+        "--public-key", "-k", dest="public_keys", action="append", required=True, metavar="KEY_OR_FILE",
+        help="Warden's trusted checkpoint public key: base64 of the raw 32 bytes or a PEM file. Repeatable.",
+    )
+    verify.set_defaults(handler=_report_verify)
     return parser
 
 
@@ -179,6 +195,33 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None, std
     except RegistrationError as exc:
         print(f"warden: error: {exc}", file=stderr)
         return EXIT_FAILED
+
+
+def _report_verify(args: argparse.Namespace, out: TextIO) -> int:
+    trusted = [load_public_key(value)[0] for value in args.public_keys]
+    path = Path(args.file)
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(4)
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    if head.startswith(b"PK"):
+        result = verify_package(path, trusted)
+    else:
+        signature_path = Path(args.signature) if args.signature else path.with_name(path.name + ".sig.json")
+        try:
+            pdf, signature = path.read_bytes(), signature_path.read_bytes()
+        except OSError as exc:
+            raise UsageError(f"cannot read {exc.filename}: {exc.strerror or exc}; pass --signature") from exc
+        result = verify_pdf(pdf, signature, trusted)
+    if result.ok:
+        what = "evidence package" if result.subject == MANIFEST_SUBJECT else "report PDF"
+        print(f"OK: {what} of report {result.report_id} verified ({result.files} file(s), SHA-256 {result.sha256}, "
+              f"key {result.key_id[:16]})", file=out)
+        return 0
+    for problem in result.problems:
+        print(f"FAIL: {problem}", file=out)
+    return 1
 
 
 def _sidecar(args: argparse.Namespace, out: TextIO) -> int:

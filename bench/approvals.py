@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -50,6 +51,7 @@ def main(argv: list[str]) -> int:
     tokens = Path(args.var_dir) / "demo-tokens"
     approver = (tokens / "approver.token").read_text().strip()
     workdir = Path(tempfile.mkdtemp(prefix="warden-bench-approvals-"))
+    load_before = os.getloadavg()[0]
     agent = subprocess.Popen(
         [sys.executable, str(REPO / "tests/approvals/agent_process.py"), "--url", args.url,
          "--admin-token-file", str(tokens / "admin.token"), "--workdir", str(workdir), "--mode", "guard",
@@ -89,7 +91,8 @@ def main(argv: list[str]) -> int:
     if not latencies:
         print("no approval completed", file=sys.stderr)
         return 1
-    print(f"click-to-run latency over {len(latencies)} approvals (ms; approve API call → held call running)")
+    print(f"click-to-run latency over {len(latencies)} approvals (ms; approve API call → held call running); "
+          f"load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after")
     print(f"{'p50':>8} {'p90':>8} {'p99':>8} {'max':>8} {'mean':>8}")
     print(f"{percentile(latencies, .5):8.0f} {percentile(latencies, .9):8.0f} {percentile(latencies, .99):8.0f} "
           f"{max(latencies):8.0f} {statistics.mean(latencies):8.0f}")

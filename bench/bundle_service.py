@@ -160,6 +160,14 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+def stop(server: subprocess.Popen) -> None:
+    server.terminate()
+    try:
+        server.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        server.kill()
+
+
 async def wait_until_up(port: int, server: subprocess.Popen) -> None:
     for _ in range(300):
         if server.poll() is not None:
@@ -328,11 +336,7 @@ def main() -> None:
     try:
         rows = asyncio.run(asyncio.wait_for(measure(port, server, seed, args), DEADLINE_SECONDS))
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        stop(server)
         if temp is not None:
             temp.cleanup()
 

@@ -30,26 +30,13 @@ import os
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
-from bundle_service import SERVER, Connection, free_port, proc_status, wait_until_up  # noqa: E402
-
-
-async def wait_up(port: int, server) -> None:
-    """wait_until_up, for up to 5 minutes: a loaded machine imports Django slowly."""
-    for _ in range(10):
-        try:
-            return await wait_until_up(port, server)
-        except SystemExit:
-            if server.poll() is not None:
-                raise
-    raise SystemExit("the server did not start within 5 minutes")
-
-PYTHON = sys.executable
+from bundle_service import Connection, proc_status  # noqa: E402
+from served import PYTHON, bench_env, migrate_and_seed, serving, wait_up  # noqa: E402
 
 SEED = r"""
 import json, sys
@@ -256,18 +243,10 @@ def main() -> None:
                         help="single: one bundle per environment (the layout before #20); split: policy + registry")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
-    env = dict(os.environ, DJANGO_SETTINGS_MODULE="controlplane.settings", PYTHONPATH=str(ROOT),
-               WARDEN_LOG_LEVEL="WARNING")
-    if not env.get("DATABASE_URL", "").startswith("postgres"):
-        raise SystemExit("set DATABASE_URL to a PostgreSQL database of its own (and REDIS_URL)")
-    subprocess.run([PYTHON, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=env, check=True, timeout=300)
-    seeded = subprocess.run([PYTHON, "-c", SEED, uuid.uuid4().hex[:6]], cwd=ROOT, env=env, check=True,
-                            capture_output=True, text=True, timeout=300)
-    seed = json.loads(seeded.stdout.strip().splitlines()[-1])
-    port = free_port()
-    server = subprocess.Popen([PYTHON, "-c", SERVER, str(port)], cwd=ROOT, env=env)
+    env = bench_env()
+    seed = migrate_and_seed(env, SEED)
     rows = []
-    try:
+    with serving(env) as (port, server):
         asyncio.run(wait_up(port, server))
         have = 0
         for size in sizes:
@@ -281,12 +260,6 @@ def main() -> None:
             row = asyncio.run(one_size(port, server.pid, seed, size, args.layout, seed["api_token"]))
             print(row, flush=True)
             rows.append(row)
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
     print(f"\nKill switch at scale ({args.layout} layout): uvicorn (1 process), PostgreSQL, Redis, "
           f"{os.cpu_count()} CPUs (shared), Python {sys.version.split()[0]}\n")
     header = ("agents", "cold API s", "API returns s", "SDK denies s", "SDK bytes", "OPA-proto denies s", "OPA bytes",

@@ -27,7 +27,6 @@ import gzip
 import json
 import os
 import random
-import subprocess
 import sys
 import time
 import uuid
@@ -36,20 +35,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "bench")]
 
-from bundle_service import SERVER, Connection, free_port, percentile, rss_mib, wait_until_up  # noqa: E402
-
-
-async def wait_up(port: int, server) -> None:
-    """wait_until_up, for up to 5 minutes: a loaded machine imports Django slowly."""
-    for _ in range(10):
-        try:
-            return await wait_until_up(port, server)
-        except SystemExit:
-            if server.poll() is not None:
-                raise
-    raise SystemExit("the server did not start within 5 minutes")
-
-PYTHON = sys.executable
+from bundle_service import Connection, percentile, rss_mib  # noqa: E402
+from served import bench_env, migrate_and_seed, serving, wait_up  # noqa: E402
 
 SEED = r"""
 import json, sys
@@ -230,24 +217,10 @@ def main() -> None:
     parser.add_argument("--wait", type=int, default=10, help="long_polling_timeout_seconds")
     parser.add_argument("--resource", choices=["combined", "registry"], default="registry")
     args = parser.parse_args()
-    env = dict(os.environ, DJANGO_SETTINGS_MODULE="controlplane.settings", PYTHONPATH=str(ROOT),
-               WARDEN_LOG_LEVEL="WARNING")
-    if not env.get("DATABASE_URL", "").startswith("postgres") or not env.get("REDIS_URL"):
-        raise SystemExit("set DATABASE_URL (PostgreSQL) and REDIS_URL")
-    subprocess.run([PYTHON, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=env, check=True, timeout=300)
-    seeded = subprocess.run([PYTHON, "-c", SEED, uuid.uuid4().hex[:6]], cwd=ROOT, env=env, check=True,
-                            capture_output=True, text=True, timeout=300)
-    seed = json.loads(seeded.stdout.strip().splitlines()[-1])
-    port = free_port()
-    server = subprocess.Popen([PYTHON, "-c", SERVER, str(port)], cwd=ROOT, env=env)
-    try:
+    env = bench_env(redis=True)
+    seed = migrate_and_seed(env, SEED)
+    with serving(env) as (port, server):
         rows = asyncio.run(asyncio.wait_for(run(port, server, seed, args), 600))
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
     print(f"\nSidecar fleet: uvicorn (1 process), PostgreSQL, Redis, {os.cpu_count()} CPUs (shared), "
           f"Python {sys.version.split()[0]}, resource {args.resource}\n")
     width = max(len(name) for name, _ in rows)

@@ -29,6 +29,8 @@ app.conf.beat_schedule = {
     "compliance-weekly-gap-reports": {
         "task": "compliance.schedule_gap_reports", "schedule": crontab(day_of_week=1, hour=5, minute=0),
     },
+    # Continuous monitoring between reports: evidence about to expire is notified once, daily.
+    "compliance-sweep-expiring": {"task": "compliance.sweep_expiring", "schedule": crontab(hour=6, minute=0)},
     # Re-queues reports whose build was lost with a dead worker.
     "compliance-requeue-stale-reports": {"task": "compliance.requeue_stale_reports", "schedule": 600.0},
     # Anomaly detection over the events stored since its watermark (incremental, idempotent).

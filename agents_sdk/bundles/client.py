@@ -16,12 +16,12 @@ from typing import Any
 
 import urllib3
 
-from agents_sdk import __version__
 from agents_sdk.bundles.archive import Bundle, parse_bundle
 from agents_sdk.bundles.format import LONG_POLL_CONTENT_TYPE, ZERO_TIME, BundleError, _now
 from agents_sdk.bundles.freshness import StaleBundleError, age_problem, built_at, check_newer
 from agents_sdk.bundles.keys import VerificationConfig
 from agents_sdk.bundles.store import BundleStore
+from agents_sdk.version import __version__
 
 logger = logging.getLogger(__name__)
 

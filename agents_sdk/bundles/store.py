@@ -6,11 +6,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 
 from agents_sdk.bundles.archive import Bundle
 from agents_sdk.bundles.format import _now
+from agents_sdk.files import write_atomically
 
 # -- persistence ------------------------------------------------------------------------
 
@@ -35,8 +35,8 @@ class BundleStore:
             "sha256": hashlib.sha256(bundle.archive).hexdigest(),
             "saved_at": _now(),
         }
-        _write_atomically(self.directory / self.ARCHIVE, bundle.archive)
-        _write_atomically(self.directory / self.METADATA, json.dumps(metadata, sort_keys=True).encode("utf-8"))
+        write_atomically(self.directory / self.ARCHIVE, bundle.archive)
+        write_atomically(self.directory / self.METADATA, json.dumps(metadata, sort_keys=True).encode("utf-8"))
 
     def load(self) -> tuple[bytes, str] | None:
         """The persisted archive and its ETag, or None when nothing was saved. The ETag is
@@ -53,21 +53,3 @@ class BundleStore:
         except (OSError, ValueError, AttributeError):
             pass
         return archive, etag
-
-
-def _write_atomically(path: Path, content: bytes) -> None:
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(content)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        try:
-            os.unlink(tmp_name)
-        except FileNotFoundError:
-            pass
-        raise
-
-

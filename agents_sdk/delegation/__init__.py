@@ -31,6 +31,7 @@ from agents_sdk.delegation.grants import (
     grant_hash,
     grant_signing_bytes,
     issue_grant,
+    person_allowed,
     person_issuer,
 )
 from agents_sdk.delegation.interop import act_claims, authzen_subject
@@ -58,6 +59,7 @@ __all__ = [
     "grant_hash",
     "grant_signing_bytes",
     "issue_grant",
+    "person_allowed",
     "person_issuer",
     "registry_of",
     "verify_chain",

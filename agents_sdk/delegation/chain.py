@@ -3,8 +3,9 @@
 Verified against the registry as the bundle carries it (``data.warden_registry``): the
 agents' status and scopes, ``delegation.keys`` (key id → agent and public key, only keys
 not revoked), ``delegation.authorities`` (the control plane's key for person-issued
-grants), ``delegation.rules`` (per issuing agent: ``may_delegate_to``, ``max_depth``,
-``max_lifetime_seconds``), ``delegation.max_depth`` and ``delegation.revoked`` (grant
+grants), ``delegation.rules`` (per agent: ``may_delegate_to``, ``max_depth``,
+``max_lifetime_seconds`` for the grants it issues, ``may_act_for`` for the people whose
+grants it accepts), ``delegation.max_depth`` and ``delegation.revoked`` (grant
 hashes). Every refusal names the link (1 = the root) and the check that failed.
 """
 
@@ -27,6 +28,7 @@ from agents_sdk.delegation.grants import (
     grant_form_problem,
     grant_hash,
     grant_signing_bytes,
+    person_allowed,
 )
 
 __all__ = ["CHECKS", "DEFAULT_MAX_DEPTH", "DEFAULT_MAX_LIFETIME", "CLOCK_SKEW", "DelegationRefused",
@@ -178,8 +180,7 @@ class _Checker:
                 raise self.refuse(link, "loop", f"agent {sub} appears twice in the chain")
             seen_agents.add(sub)
             self.check_audience_key(link, grant)
-            if not person:
-                self.check_allowlist(link, grant)
+            self.check_allowlist(link, grant, person)
             self.check_attenuation(link, grant, prev)
             self.check_time(link, grant, person)
             if digest in self.revoked:
@@ -220,7 +221,11 @@ class _Checker:
         if entry.get("agent") != grant["sub"]:
             raise self.refuse(link, "audience", f"key {grant['aud'][:16]}… is not a current key of {grant['sub']}")
 
-    def check_allowlist(self, link: int, grant: dict[str, Any]) -> None:
+    def check_allowlist(self, link: int, grant: dict[str, Any], person: bool) -> None:
+        if person:  # the audience's rule names the people it may act on behalf of
+            if not person_allowed(grant["iss"], _mapping(self.rules.get(grant["sub"])).get("may_act_for")):
+                raise self.refuse(link, "allowlist", f"{grant['sub']} may not act for {grant['iss']} in the registry")
+            return
         allowed = _mapping(self.rules.get(grant["iss"])).get("may_delegate_to")
         if not isinstance(allowed, list) or not (grant["sub"] in allowed or "*" in allowed):
             raise self.refuse(link, "allowlist", f"{grant['iss']} may not delegate to {grant['sub']} in the registry")

@@ -93,6 +93,16 @@ def person_issuer(email: str) -> str:
     return PERSON_PREFIX + email
 
 
+def person_allowed(issuer: str, allowed: Any) -> bool:
+    """Whether ``issuer`` (``person:<email>``) is in ``allowed``, an agent's ``may_act_for``:
+    e-mail addresses, ``@domain`` for everyone at a domain, or ``*``. Not a list: nobody."""
+    if not isinstance(allowed, list) or not issuer.startswith(PERSON_PREFIX):
+        return False
+    email = issuer.removeprefix(PERSON_PREFIX).lower()
+    domain = "@" + email.rpartition("@")[2]
+    return any(isinstance(entry, str) and entry.lower() in ("*", email, domain) for entry in allowed)
+
+
 def grant_signing_bytes(grant: Mapping[str, Any]) -> bytes:
     """The bytes a grant's signature covers: its canonical JSON without ``sig``."""
     return canonical_json({k: v for k, v in grant.items() if k != "sig"})

@@ -45,7 +45,18 @@ REGISTRY: dict[str, Any] = {
         "email_send": {"scopes": ["email:send"], "category": "email"},
         "git_push": {"scopes": ["git:push"], "category": "git_push"},
         "db_drop_table": {"scopes": ["db:write"], "irreversible": True},
+        # A catalog argument schema (rego/warden/args_schema.rego).
+        "ticket_update": {"scopes": ["read:tickets"], "args_schema": {
+            "type": "object",
+            "properties": {"id": {"type": "integer"}, "status": {"enum": ["open", "closed"]},
+                           "labels": {"type": "array", "items": {"type": "string"}, "maxItems": 3},
+                           "note": {"type": ["string", "null"], "maxLength": 20}},
+            "required": ["id"], "additionalProperties": False}},
+        # Runs only in the sandbox (shell.rego, sandbox-required).
+        "run_python": {"scopes": ["shell:exec"], "sandbox": {"required": True}},
     },
+    # Agents the anomaly detector holds (approvals.rego, detector-hold).
+    "held_agents": {"reader-bot": {"alert": 42}},
     "protected_paths": ["/prod/", "/etc/"],
     "destructive_file_tools": ["file_delete"],
     "protected_branches": ["main", "release/*"],
@@ -301,7 +312,9 @@ def corpus(seed: int = SEED, count: int = SIZE) -> Iterator[dict[str, Any]]:
     rng = random.Random(seed)
     # Delegation shapes from a stream of their own, so the other inputs stay as they were.
     delegation_rng = random.Random(seed + 18)
-    tools = list(REGISTRY["tools"])
+    # Argument schemas and encoded secrets from a third stream, for the same reason.
+    extra_rng = random.Random(seed + 19)
+    tools = [name for name in REGISTRY["tools"] if name not in ("ticket_update", "run_python")]
     for _ in range(count):
         roll = rng.random()
         tool: Any = rng.choice(tools) if roll < 0.92 else rng.choice(["unknown_tool", "FILE_DELETE", *ODD_VALUES])
@@ -318,7 +331,42 @@ def corpus(seed: int = SEED, count: int = SIZE) -> Iterator[dict[str, Any]]:
             request["delegation"] = _delegation(delegation_rng)
         elif isinstance(request, dict) and isinstance(request.get("context"), dict) and delegation_rng.random() < 0.01:
             request["context"]["delegation"] = "wdc1.W10"
+        _schema_and_encodings(extra_rng, request)
         yield request
+
+
+SCHEMA_VALUES: list[Any] = [
+    7, 7.0, 7.5, "7", [7], None, True, {"$gt": 0}, 2**53, "open", "OPEN", ["open"], ["a"], ["a", 1], ["a"] * 4,
+    "x" * 20, "x" * 21, "ｉｄ", "",
+]
+
+
+def _encoded(rng: random.Random, secret: str) -> str:
+    """The secret base64 or base64url encoded, padded or not, glued to text or after an escape."""
+    raw = rng.choice([b"", b"k=", b"token: ", b"\xc3\xa9"]) + secret.encode()
+    text = (base64.urlsafe_b64encode if rng.random() < 0.5 else base64.b64encode)(raw).decode()
+    if rng.random() < 0.4:
+        text = text.rstrip("=")
+    return rng.choice(["", "x", "ab-", "\n", "<", "é", "\u0008"]) + text + rng.choice(["", "?", "-x", " ok"])
+
+
+def _schema_and_encodings(rng: random.Random, request: Any) -> None:
+    if not isinstance(request, dict):
+        return
+    action, context = request.get("action"), request.get("context")
+    roll = rng.random()
+    if roll < 0.06 and isinstance(action, dict):
+        keys = rng.sample(["id", "status", "labels", "note", "Id", "path", "ｉｄ"], rng.randint(0, 3))
+        action["tool"], action["args"] = "ticket_update", {key: rng.choice(SCHEMA_VALUES) for key in keys}
+    elif roll < 0.1 and isinstance(context, dict):
+        context["memo"] = _nested(rng, _encoded(rng, rng.choice(SECRETS)), rng.randint(0, 3))
+    elif roll < 0.14 and isinstance(action, dict) and isinstance(action.get("args"), dict):
+        action["args"]["blob"] = _nested(rng, _encoded(rng, rng.choice(SECRETS)), rng.randint(0, 3))
+    elif roll < 0.16 and isinstance(context, dict):
+        context["memo"] = _encoded(rng, "not a credential at all, just text")
+    elif roll < 0.19 and isinstance(action, dict) and isinstance(context, dict):
+        action["tool"], action["args"] = "run_python", {"command": "ls"}
+        context["sandboxed"] = rng.choice([True, False, "true", 1])
 
 
 def decision_summary(decision: dict) -> tuple:

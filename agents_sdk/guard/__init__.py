@@ -24,9 +24,10 @@ from agents_sdk.guard.decision import (
     error_summary,
     fail_closed,
     intent_payload,
+    raise_unless_allowed,
     result_payload,
 )
-from agents_sdk.guard.guard import Guard, raise_unless_allowed
+from agents_sdk.guard.guard import Guard
 from agents_sdk.guard.inputs import input_problem
 from agents_sdk.pointers import masked
 

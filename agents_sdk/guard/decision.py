@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agents_sdk.engine.policy import DEFAULT_QUERY
+from agents_sdk.errors import ApprovalRequired, PolicyViolationError
 from agents_sdk.guard.inputs import printable
 from agents_sdk.pointers import masked
 from agents_sdk.records import DECISION_EFFECTS
@@ -31,6 +32,7 @@ __all__ = [
     "error_summary",
     "fail_closed",
     "intent_payload",
+    "raise_unless_allowed",
     "result_payload",
 ]
 
@@ -172,6 +174,23 @@ def result_payload(tool: str, summary: str) -> dict[str, Any]:
 def error_summary(error: BaseException) -> str:
     """How a tool that raised is summarized: the exception's type and message."""
     return printable(f"raised {type(error).__name__}: {error}", MAX_SUMMARY_LENGTH)
+
+
+def raise_unless_allowed(tool: str, args: dict[str, Any], decision: Decision) -> None:
+    """Return quietly on allow; raise ApprovalRequired on require_approval and
+    PolicyViolationError ("<rule>: <message>" of the first reason) on a deny."""
+    if decision.effect == "allow":
+        return
+    first = decision.reasons[0] if decision.reasons else Reason("default-deny", "No policy rule allows this action")
+    if decision.effect == "require_approval":
+        raise ApprovalRequired(
+            f"{tool} requires approval: {first.rule}: {first.message}",
+            tool=tool,
+            args=args,
+            reasons=decision.reasons,
+            decision=decision,
+        )
+    raise PolicyViolationError(f"{first.rule}: {first.message}", decision=decision, tool=tool)
 
 
 def _mask_pointers(decision: Decision) -> list[object]:

@@ -26,15 +26,15 @@ from typing import Any, TypeVar, overload
 
 from agents_sdk.delegation import REFUSAL_RULE as DELEGATION_REFUSED
 from agents_sdk.delegation import ChainCache, delegation_input, registry_of
-from agents_sdk.errors import ApprovalRequired, PolicyViolationError
+from agents_sdk.engine.args_schema import malformed_args_result, tool_args_violations
 from agents_sdk.guard.backends import DecisionBackend
 from agents_sdk.guard.decision import (
     Decision,
-    Reason,
     decision_payload,
     error_summary,
     fail_closed,
     intent_payload,
+    raise_unless_allowed,
     result_payload,
 )
 from agents_sdk.guard.inputs import DEFAULT_MAX_BYTES, DEFAULT_MAX_DEPTH, input_problem, printable
@@ -171,8 +171,12 @@ class Guard:
             # A chain is verified here when the bundle is in process, else by the sidecar.
             registry = registry_of(getattr(self.backend, "data", None))
             input, verified, refusal = delegation_input(input, registry, cache=self._chains)
+            # The catalog's argument schema, checked as the pack and `warden sidecar` check it.
+            tool, violations = tool_args_violations(input, registry)
             if refusal is not None:
                 decision = fail_closed(DELEGATION_REFUSED, refusal)
+            elif violations:
+                decision = Decision.from_result(malformed_args_result(tool, violations), None)
             else:
                 raw, decision_id = self.backend.decide(input, timeout=self.timeout)
                 decision = Decision.from_result(raw, decision_id)
@@ -369,23 +373,6 @@ class Guard:
     def close(self) -> None:
         """Release the backend (stop the bundle refresher, close connections)."""
         self.backend.close()
-
-
-def raise_unless_allowed(tool: str, args: dict[str, Any], decision: Decision) -> None:
-    """Return quietly on allow; raise ApprovalRequired on require_approval and
-    PolicyViolationError ("<rule>: <message>" of the first reason) on a deny."""
-    if decision.effect == "allow":
-        return
-    first = decision.reasons[0] if decision.reasons else Reason("default-deny", "No policy rule allows this action")
-    if decision.effect == "require_approval":
-        raise ApprovalRequired(
-            f"{tool} requires approval: {first.rule}: {first.message}",
-            tool=tool,
-            args=args,
-            reasons=decision.reasons,
-            decision=decision,
-        )
-    raise PolicyViolationError(f"{first.rule}: {first.message}", decision=decision, tool=tool)
 
 
 def _as_list(value: Any) -> Any:

@@ -16,7 +16,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from agents_sdk.errors import IdentityError, PassphraseError, RegistrationError
-from agents_sdk.identity.keyfiles import _exists_error, _load_private_key, _write_file
+from agents_sdk.files import write_atomically
+from agents_sdk.identity.keyfiles import _exists_error, _load_private_key
 from agents_sdk.identity.names import (
     METADATA_FORMAT,
     RISK_TIERS,
@@ -155,8 +156,8 @@ class AgentIdentity:
         metadata = (json.dumps(self.metadata(), indent=2, sort_keys=True) + "\n").encode("utf-8")
         try:
             key_path.parent.mkdir(parents=True, exist_ok=True)
-            _write_file(key_path, pem, mode=0o600, overwrite=overwrite)
-            _write_file(meta_path, metadata, mode=0o644, overwrite=overwrite)
+            write_atomically(key_path, pem, mode=0o600, overwrite=overwrite)
+            write_atomically(meta_path, metadata, mode=0o644, overwrite=overwrite)
         except FileExistsError as exc:
             raise _exists_error(Path(exc.filename or key_path)) from exc
         except OSError as exc:

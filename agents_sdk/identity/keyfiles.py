@@ -1,11 +1,9 @@
-"""Reading and writing an identity's private key file: atomic, never briefly readable by
-others, a passphrase checked for what the file holds."""
+"""Reading an identity's private key file, a passphrase checked for what the file holds.
+(It is written by ``agents_sdk.files.write_atomically``: atomic, never briefly readable by
+others.)"""
 
 from __future__ import annotations
 
-import errno
-import os
-import tempfile
 from pathlib import Path
 
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -40,30 +38,4 @@ def _load_private_key(pem: bytes, passphrase: str | bytes | None, key_path: Path
         raise IdentityError(f"{key_path} holds a {type(key).__name__}, not an Ed25519 private key")
     return key
 
-
-def _write_file(path: Path, data: bytes, *, mode: int, overwrite: bool) -> None:
-    """Write ``data`` to ``path`` atomically with exactly ``mode`` (never briefly wider)."""
-    # mkstemp creates the file 0600, so the key is never readable by others, even briefly.
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp_name, mode)
-        if overwrite:
-            os.replace(tmp_name, path)
-        else:
-            # link() fails if the target exists, so a file created meanwhile is never clobbered.
-            try:
-                os.link(tmp_name, path)
-            except FileExistsError:
-                raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(path)) from None
-            os.unlink(tmp_name)
-    except BaseException:
-        try:
-            os.unlink(tmp_name)
-        except FileNotFoundError:
-            pass
-        raise
 

@@ -10,9 +10,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from agents_sdk import __version__
 from agents_sdk.errors import IdentityError, RegistrationError
 from agents_sdk.identity.names import RISK_TIERS
+from agents_sdk.version import __version__
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from agents_sdk.approvals.client import ApprovalUnreachable
 from agents_sdk.errors import ApprovalDenied, ApprovalExpired, ApprovalRequired, PolicyViolationError
 from agents_sdk.guard import Decision, Guard, Reason, error_summary, raise_unless_allowed
 
@@ -102,6 +103,9 @@ class GovernedCall:
         """What the model reads instead of the result (None when allowed)."""
         if self.approval_request_id and self.decision.effect == "require_approval":
             return f"{APPROVAL_PREFIX.rstrip(': ')} {self.approval_request_id}: {_reason_text(self.decision)}"
+        if isinstance(self.approval_error, ApprovalUnreachable):  # spooled, not filed: say so
+            return (f"{APPROVAL_PREFIX.rstrip(': ')} (not filed yet: the control plane is unreachable; the request "
+                    f"is spooled and sent again): {_reason_text(self.decision)}")
         return refusal_message(self.decision)
 
     def record_result(self, result: Any, *, summarize: Summarizer | None = None) -> None:

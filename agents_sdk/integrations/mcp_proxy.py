@@ -21,6 +21,14 @@ Config (YAML or JSON; relative paths are relative to the file)::
     ship:                               # optional: deliver the records to the control plane
       url: http://127.0.0.1:8000        #   POST /api/v1/audit/batches/, signed with the agent's key
       spool_dir: var/mcp-proxy-spool    #   records wait here (on disk) until acknowledged
+    approvals:                          # optional: file held calls for a person (docs/approvals.md)
+      # url: http://127.0.0.1:8000      #   the control plane; default ship.url
+      spool_dir: var/mcp-proxy-approvals  # requests wait here while the control plane is unreachable
+      on_approval: wait                 #   raise (default): a tool error naming the request; wait: hold the call
+      timeout: 300                      #   seconds a call waits for the decision (wait)
+      # ledger_dir: var/used-grants     #   share between proxies on a host: a grant is used once among them
+      # public_key: bundle-signing.pem  #   verify grants offline (with keyid)
+      # keyid: warden-bundles-1
     hide_denied_tools: true
     upstream:
       name: files                       # → input.action.server
@@ -52,6 +60,8 @@ from mcp import Client, StdioServerParameters, types
 from mcp.server.lowlevel import Server
 from mcp.server.stdio import stdio_server
 
+from agents_sdk.approvals import ApprovalClient
+from agents_sdk.bundles import VerificationConfig, VerificationKey
 from agents_sdk.errors import CanonicalJSONError, WardenError
 from agents_sdk.guard import Decision, DecisionBackend, EmbeddedBackend, Guard, OPAHTTPBackend
 from agents_sdk.guard.inputs import printable
@@ -61,7 +71,7 @@ from agents_sdk.records import ActionSigner, JSONLSink, canonical_json
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["MCPProxy", "ProxyConfig", "ProxyConfigError", "load_config", "run"]
+__all__ = ["ApprovalSettings", "MCPProxy", "ProxyConfig", "ProxyConfigError", "guard_of", "load_config", "run"]
 
 
 class ProxyConfigError(WardenError):
@@ -85,6 +95,31 @@ class Upstream:
 
 
 @dataclass
+class ApprovalSettings:
+    """The ``approvals`` section: where held calls are filed and how the proxy answers them."""
+
+    url: str
+    spool_dir: Path
+    on_approval: str = "raise"
+    timeout: float = 300.0
+    ledger_dir: Path | None = None
+    public_key: Path | None = None
+    keyid: str | None = None
+
+    def client(self, identity: AgentIdentity) -> ApprovalClient:
+        verification = None
+        if self.public_key is not None and self.keyid:
+            try:
+                pem = self.public_key.read_text("utf-8")
+            except OSError as exc:
+                raise ProxyConfigError(f"approvals.public_key: cannot read {self.public_key}: {exc}") from exc
+            verification = VerificationConfig(keys={self.keyid: VerificationKey.from_pem(self.keyid, pem)},
+                                              keyid=self.keyid)
+        return ApprovalClient(identity, self.url, spool_dir=self.spool_dir, ledger_dir=self.ledger_dir,
+                              verification=verification)
+
+
+@dataclass
 class ProxyConfig:
     identity: Path
     upstream: Upstream
@@ -97,6 +132,7 @@ class ProxyConfig:
     base_dir: Path = Path(".")
     ship_url: str | None = None
     ship_spool_dir: Path | None = None
+    approvals: ApprovalSettings | None = None
 
     def backend(self) -> DecisionBackend:
         """The decision backend the config names. Raises ProxyConfigError."""
@@ -140,6 +176,35 @@ def _read_config_file(path: Path) -> Any:
     except ImportError:  # pragma: no cover - PyYAML is part of the mcp extra
         return json.loads(text)
     return yaml.safe_load(text)
+
+
+def _approval_settings(raw: Any, base: Path, ship_url: str | None) -> ApprovalSettings | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, Mapping):
+        raise ProxyConfigError("approvals: must be a mapping (url, spool_dir, on_approval, timeout)")
+    url = raw.get("url") or ship_url
+    if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+        raise ProxyConfigError("approvals.url: the control plane's http(s) URL (or give ship.url)")
+    if not raw.get("spool_dir"):
+        raise ProxyConfigError("approvals.spool_dir: required (held calls' requests wait there while unreachable)")
+    on_approval = raw.get("on_approval", "raise")
+    if on_approval not in ("raise", "wait"):
+        raise ProxyConfigError(
+            f"approvals.on_approval: {on_approval!r:.40} must be 'raise' (a tool error naming the request) "
+            "or 'wait' (hold the call until a person decides)"
+        )
+    timeout = raw.get("timeout", 300)
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout <= 86400:
+        raise ProxyConfigError("approvals.timeout: seconds a held call waits for its decision, above 0, at most 86400")
+    if bool(raw.get("public_key")) != bool(raw.get("keyid")):
+        raise ProxyConfigError("approvals.public_key: give it with keyid (the bundle signing key that signs grants)")
+    return ApprovalSettings(
+        url=url, spool_dir=base / str(raw["spool_dir"]), on_approval=on_approval, timeout=float(timeout),
+        ledger_dir=base / str(raw["ledger_dir"]) if raw.get("ledger_dir") else None,
+        public_key=base / str(raw["public_key"]) if raw.get("public_key") else None,
+        keyid=str(raw["keyid"]) if raw.get("keyid") else None,
+    )
 
 
 def load_config(path: str | os.PathLike[str]) -> ProxyConfig:
@@ -193,6 +258,7 @@ def load_config(path: str | os.PathLike[str]) -> ProxyConfig:
         base_dir=base,
         ship_url=ship["url"] if ship else None,
         ship_spool_dir=base / str(ship["spool_dir"]) if ship else None,
+        approvals=_approval_settings(raw.get("approvals"), base, ship["url"] if ship else None),
     )
 
 
@@ -277,6 +343,22 @@ class MCPProxy:
         )
 
 
+def guard_of(config: ProxyConfig, identity: AgentIdentity, signer: ActionSigner | None) -> Guard:
+    """The Guard the proxy decides with: the config's backend and, with ``approvals``, an
+    ApprovalClient that files held calls (and waits for them with ``on_approval: wait``)."""
+    approvals = config.approvals
+    return Guard(
+        identity,
+        config.backend(),
+        environment=config.environment,
+        session_id=config.session_id or str(uuid.uuid4()),
+        signer=signer,
+        approvals=approvals.client(identity) if approvals is not None else None,
+        on_approval=approvals.on_approval if approvals is not None else "raise",
+        approval_timeout=approvals.timeout if approvals is not None else 300.0,
+    )
+
+
 async def serve(
     config: ProxyConfig, *, transport: str = "stdio", host: str = "127.0.0.1", port: int = 8765, path: str = "/mcp"
 ) -> None:
@@ -295,13 +377,7 @@ async def serve(
             each(record)
 
     signer = ActionSigner(identity, sink=deliver if sinks else None, keep_log=False)
-    guard = Guard(
-        identity,
-        config.backend(),
-        environment=config.environment,
-        session_id=config.session_id or str(uuid.uuid4()),
-        signer=signer,
-    )
+    guard = guard_of(config, identity, signer)
     try:
         async with AsyncExitStack() as stack:
             upstream = await stack.enter_async_context(Client(config.upstream.target()))

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import threading
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from agents_sdk.errors import RecordFormatError
@@ -41,17 +43,46 @@ def parse_jsonl_line(line: str | bytes) -> dict[str, Any]:
     return value
 
 
+# Levels of nesting the parser always accepts, however deep the caller's own stack is:
+# json's C parser counts each level against the interpreter's recursion limit from the
+# calling frame, so without this the same body parsed in one process and not in another.
+JSON_NESTING_HEADROOM = 1_100
+
+
 def loads_strict(data: str | bytes) -> Any:
     """Parse JSON strictly: duplicate keys, NaN and Infinity refused; nesting too deep for the
     parser is an error, not a crash. Raises RecordFormatError naming the problem."""
     try:
-        return json.loads(data, object_pairs_hook=_unique_keys, parse_constant=_reject_constant)
+        try:
+            return _loads(data)
+        except RecursionError:
+            if not _make_headroom():
+                raise
+            return _loads(data)  # the same body, now with JSON_NESTING_HEADROOM levels free
     except RecordFormatError:
         raise
     except RecursionError as exc:
         raise RecordFormatError("not valid JSON: nested too deeply") from exc
     except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, an integer of too many digits
         raise RecordFormatError(f"not valid JSON: {exc}") from exc
+
+
+def _loads(data: str | bytes) -> Any:
+    return json.loads(data, object_pairs_hook=_unique_keys, parse_constant=_reject_constant)
+
+
+def _make_headroom() -> bool:
+    """Raise the recursion limit so JSON_NESTING_HEADROOM levels fit above this frame; False
+    if they already did (the body really is nested too deeply)."""
+    depth = 0
+    frame: FrameType | None = sys._getframe()
+    while frame is not None:
+        depth, frame = depth + 1, frame.f_back
+    needed = depth + JSON_NESTING_HEADROOM
+    if sys.getrecursionlimit() >= needed:
+        return False
+    sys.setrecursionlimit(needed)
+    return True
 
 
 def iter_jsonl(path: str | os.PathLike[str]) -> Iterator[tuple[int, dict[str, Any] | RecordFormatError]]:

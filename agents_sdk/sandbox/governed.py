@@ -19,19 +19,40 @@ from __future__ import annotations
 import functools
 import shlex
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from agents_sdk.errors import ApprovalRequired, PolicyViolationError
-from agents_sdk.guard import Guard, raise_unless_allowed, result_payload
+from agents_sdk.guard.backends import DecisionBackend
+from agents_sdk.guard.decision import Decision, raise_unless_allowed, result_payload
+from agents_sdk.identity import AgentIdentity
+from agents_sdk.records import ActionSigner
 from agents_sdk.sandbox.errors import SandboxError, SandboxProfileError
 from agents_sdk.sandbox.permissions import Permissions
-from agents_sdk.sandbox.runner import Sandbox, SandboxResult, egress_violation
+from agents_sdk.sandbox.runner import Sandbox, SandboxResult, run_violation
 
 REGISTRY_ROOT = "warden_registry"
 
 
-def registry_permissions(guard: Guard) -> Permissions:
-    """The sandbox permissions of ``guard``'s agent from the registry data its policy holds.
+@runtime_checkable
+class GuardLike(Protocol):
+    """What this module needs of a Guard (``agents_sdk.guard.Guard``). Named here rather than
+    imported: ``Guard.tool(sandbox=True)`` calls this module, which must not import it back."""
+
+    @property
+    def identity(self) -> AgentIdentity: ...
+    @property
+    def backend(self) -> DecisionBackend: ...
+    @property
+    def signer(self) -> ActionSigner | None: ...
+    def build_input(self, tool: str, args: Mapping[str, Any] | None = None, **context: Any) -> dict[str, Any]: ...
+    def decide(self, input: dict[str, Any]) -> Decision: ...
+    def session_of(self, input: Mapping[str, Any]) -> str: ...
+
+
+def registry_permissions(guard: GuardLike, tool: str | None = None) -> Permissions:
+    """The sandbox permissions of ``guard``'s agent from the registry data its policy holds:
+    the agent's profile, or the files and limits of ``tool``'s catalog entry when it names
+    its own (``tools[<tool>].sandbox.profile``).
 
     Raises SandboxProfileError when the Guard's backend holds no registry data (an HTTP
     backend: pass ``permissions=`` explicitly) or the agent's entry has no sandbox profile.
@@ -43,18 +64,23 @@ def registry_permissions(guard: Guard) -> Permissions:
             "sandbox: the Guard's backend holds no bundle data (no active bundle, or a sidecar over "
             "HTTP); pass permissions= explicitly or use an EmbeddedBackend with a BundleClient"
         )
-    agents = (data.get(REGISTRY_ROOT) or {}).get("agents") or {}
-    entry = agents.get(guard.identity.name)
+    registry = data.get(REGISTRY_ROOT) or {}
+    entry = (registry.get("agents") or {}).get(guard.identity.name)
     if entry is None:
         raise SandboxProfileError(
             f"sandbox: the active bundle has no registry entry for agent {guard.identity.name!r} "
             "in this environment"
         )
+    # A catalog entry may name the tool's own files and limits; hosts and commands stay the agent's.
+    spec = (registry.get("tools") or {}).get(tool) if tool else None
+    sandbox = spec.get("sandbox") if isinstance(spec, Mapping) else None
+    if isinstance(sandbox, Mapping) and isinstance(sandbox.get("profile"), Mapping):
+        entry = {**entry, "sandbox": sandbox["profile"]}
     return Permissions.from_registry(entry)
 
 
 def run_governed(
-    guard: Guard,
+    guard: GuardLike,
     tool: str,
     args: Mapping[str, Any],
     argv: Sequence[str] | Callable[[], Sequence[str]],
@@ -66,18 +92,19 @@ def run_governed(
 
     ``argv`` may be a callable that builds the command; it is called only after an allow.
     Signs intent and decision (by the Guard) and a ``result`` record of the run. Raises
-    PolicyViolationError on a deny, a command outside the profile or a refused egress
-    request (the run's record is signed first), ApprovalRequired, and SandboxUnavailable
+    PolicyViolationError on a deny, a command outside the profile, a refused egress
+    request or a write outside ``file_write`` (the run's record is signed first), ApprovalRequired, and SandboxUnavailable
     or SandboxProfileError when no sandbox can be built (the command never runs unsandboxed).
     """
-    input = guard.build_input(tool, dict(args))
+    # context.sandboxed: a catalog entry with sandbox.required is denied to any other caller.
+    input = guard.build_input(tool, dict(args), sandboxed=True)
     decision = guard.decide(input)
     raise_unless_allowed(tool, dict(args), decision)
     session_id = guard.session_of(input)
     profile: Permissions | None = None
     command: tuple[str, ...] = ()
     try:
-        profile = permissions if permissions is not None else registry_permissions(guard)
+        profile = permissions if permissions is not None else registry_permissions(guard, tool)
         command = tuple(argv() if callable(argv) else argv)
         result = Sandbox(profile, raise_on_violation=False).run(command, stdin=stdin)
     except (PolicyViolationError, SandboxError) as exc:
@@ -94,17 +121,17 @@ def run_governed(
         raise
     _record(guard, session_id, tool, result.summary(), result.record())
     if result.violations:
-        raise egress_violation(result, tool=tool)
+        raise run_violation(result, tool=tool)
     return result
 
 
-def _record(guard: Guard, session_id: str, tool: str, summary: str, run: dict[str, Any]) -> None:
+def _record(guard: GuardLike, session_id: str, tool: str, summary: str, run: dict[str, Any]) -> None:
     if guard.signer is not None:
         guard.signer.sign_record(session_id, "result", {**result_payload(tool, summary), "sandbox": run})
 
 
 def sandboxed_tool(
-    guard: Guard,
+    guard: GuardLike,
     function: Callable[..., Sequence[str]],
     tool: str,
     tool_args: Callable[[tuple[Any, ...], dict[str, Any]], dict[str, Any]],
@@ -125,7 +152,7 @@ def sandboxed_tool(
 
 
 def python_tool(
-    guard: Guard, *, tool: str = "run_python", permissions: Permissions | None = None, max_chars: int = 8000
+    guard: GuardLike, *, tool: str = "run_python", permissions: Permissions | None = None, max_chars: int = 8000
 ) -> Callable[[str], str]:
     """A code tool for any framework: ``run_python(code) -> str`` decides ``tool`` with
     ``{"code": code}``, runs the code sandboxed, signs the run, and returns the text the model
@@ -157,8 +184,8 @@ class SandboxedAgent:
     HTTP backend). Other attributes are the base agent's.
     """
 
-    def __init__(self, base_agent: Guard, *, permissions: Permissions | None = None):
-        if not isinstance(base_agent, Guard):
+    def __init__(self, base_agent: GuardLike, *, permissions: Permissions | None = None):
+        if not isinstance(base_agent, GuardLike):
             raise TypeError("base_agent: must be the agent's Guard (agents_sdk.guard.Guard)")
         self.base_agent = base_agent
         self.permissions = permissions

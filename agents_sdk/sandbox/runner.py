@@ -33,10 +33,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agents_sdk.sandbox import seccomp
+import agents_sdk.sandbox.seccomp as seccomp
 from agents_sdk.sandbox.egress import SOCKET_NAME, EgressProxy
 from agents_sdk.sandbox.errors import SandboxProfileError, SandboxUnavailable, SandboxViolation
 from agents_sdk.sandbox.permissions import Permissions
+from agents_sdk.sandbox.scratch import ScratchRoot
 
 # The uid the sandbox runs as on the host when the agent is root (Debian's "nobody").
 UNPRIVILEGED_UID = 65534
@@ -197,11 +198,14 @@ class Sandbox:
         return mounts
 
     def _command(self, argv: Sequence[str], *, seccomp_fd: int, proxy: EgressProxy | None,
-                 cwd: str | None, env: Mapping[str, str]) -> list[str]:
+                 cwd: str | None, env: Mapping[str, str], scratch: ScratchRoot) -> list[str]:
         limits = self.permissions.limits
         tmp_bytes = str(limits.file_size_mb * 1024 * 1024)
         args = [
             _check_host(),
+            # The root is a scratch directory of the host, not a read-only tmpfs, so that a write
+            # outside every bound path lands where Warden can see it after the run (a violation).
+            "--bind", scratch.path, "/",
             "--unshare-user", "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup",
             "--disable-userns", "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_GID),
             "--hostname", "sandbox", "--die-with-parent", "--new-session", "--cap-drop", "ALL",
@@ -214,7 +218,8 @@ class Sandbox:
         ]
         if proxy is not None:
             args += ["--ro-bind", proxy.directory, EGRESS_DIRECTORY]
-        args += ["--remount-ro", "/", "--clearenv"]
+        scratch.expect(args)
+        args += ["--clearenv"]
         for name, value in env.items():
             args += ["--setenv", name, value]
         args += ["--chdir", cwd or (self.permissions.file_write[0] if self.permissions.file_write else "/tmp")]
@@ -280,14 +285,20 @@ class Sandbox:
         started = time.monotonic()
         proxy: EgressProxy | None = None
         seccomp_fd = seccomp.program_fd()
+        scratch = ScratchRoot(
+            owner=(UNPRIVILEGED_UID, UNPRIVILEGED_GID) if _run_as_unprivileged() else None,
+            max_bytes=self.permissions.limits.file_size_mb * 1024 * 1024,
+        )
         try:
             if self.permissions.network_access:
                 proxy = EgressProxy(self.permissions.network_access).start()
             command = self._command(argv, seccomp_fd=seccomp_fd, proxy=proxy, cwd=cwd,
-                                    env=self._environment(env, proxy))
-            exit_status, stdout, stderr, limits_hit = self._execute(command, stdin)
+                                    env=self._environment(env, proxy), scratch=scratch)
+            exit_status, stdout, stderr, limits_hit = self._execute(command, stdin, scratch)
+            written = scratch.writes()
         finally:
             os.close(seccomp_fd)
+            scratch.remove()
             if proxy is not None:
                 proxy.close()
         if exit_status == 1 and stderr.startswith(b"bwrap: "):
@@ -301,6 +312,7 @@ class Sandbox:
             # The kernel signals SIGXCPU at the soft CPU limit; it ends a command that does not catch it.
             limits_hit = (*limits_hit, "cpu_time")
         violations = tuple(v.as_dict() for v in proxy.violations) if proxy is not None else ()
+        violations += written
         result = SandboxResult(
             argv=argv,
             exit_status=exit_status,
@@ -312,10 +324,12 @@ class Sandbox:
             violations=violations,
         )
         if violations and self.raise_on_violation:
-            raise egress_violation(result, tool=argv[0])
+            raise run_violation(result, tool=argv[0])
         return result
 
-    def _execute(self, command: list[str], stdin: bytes | None) -> tuple[int, bytes, bytes, tuple[str, ...]]:
+    def _execute(
+        self, command: list[str], stdin: bytes | None, scratch: ScratchRoot
+    ) -> tuple[int, bytes, bytes, tuple[str, ...]]:
         limits = self.permissions.limits
         seccomp_fd = int(command[command.index("--seccomp") + 1])
         # bubblewrap reports the sandbox's init there ({"child-pid": N}): the run is over only
@@ -350,7 +364,10 @@ class Sandbox:
                 if remaining <= 0:
                     limits_hit.append("wall_time")
                     break
-                for key, _ in selector.select(timeout=remaining):
+                if scratch.over_budget():
+                    limits_hit.append("scratch_root")
+                    break
+                for key, _ in selector.select(timeout=min(remaining, scratch.POLL_SECONDS)):
                     chunk = os.read(key.fd, 65536)
                     if not chunk:
                         selector.unregister(key.fileobj)
@@ -413,11 +430,16 @@ def _wait_for_namespace(pidfd: int) -> None:
         os.close(pidfd)
 
 
-def egress_violation(result: SandboxResult, *, tool: str) -> SandboxViolation:
-    """The error a run with refused connections raises, naming the first."""
+_VIOLATION_RULES = {"write": "sandbox-write-outside-file-write"}
+
+
+def run_violation(result: SandboxResult, *, tool: str) -> SandboxViolation:
+    """The error a run with violations (refused connections, writes outside ``file_write``)
+    raises, naming the first."""
     first = result.violations[0]
+    rule = _VIOLATION_RULES.get(first.get("kind", ""), "sandbox-egress-refused")
     return SandboxViolation(
-        f"sandbox-egress-refused: {first['target']}: {first['reason']}",
+        f"{rule}: {first['target']}: {first['reason']}",
         tool=tool,
         violations=result.violations,
         result=result,

@@ -11,12 +11,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agents_sdk import __version__
 from agents_sdk.bundles import (
     VerificationConfig,
     VerificationKey,
 )
 from agents_sdk.errors import WardenError
+from agents_sdk.version import __version__
 
 VERSION_LABEL = f"warden-sidecar-{__version__}"
 DEFAULT_ADDR = "127.0.0.1:8181"

@@ -29,6 +29,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import agents_sdk.sidecar.authzen as authzen
 from agents_sdk.bundles import (
     BundleClient,
     BundleStatus,
@@ -37,11 +38,11 @@ from agents_sdk.bundles.multi import BundleSet
 from agents_sdk.delegation import REFUSAL_RULE as DELEGATION_REFUSED
 from agents_sdk.delegation import ChainCache, delegation_input, registry_of
 from agents_sdk.engine import RegoEngineError
+from agents_sdk.engine.args_schema import malformed_args_result, tool_args_violations
 from agents_sdk.guard import DECISION_QUERY, EmbeddedBackend
 from agents_sdk.guard.decision import fail_closed_result
 from agents_sdk.guard.inputs import input_problem
 from agents_sdk.pointers import masked
-from agents_sdk.sidecar import authzen
 from agents_sdk.sidecar.config import (
     DEFAULT_ADDR,
     PATH_SEGMENT,
@@ -350,6 +351,9 @@ class Sidecar:
                 error = {"code": "internal_error", "message": stale}
         elif refusal is not None and is_decision:
             result = fail_closed_result(DELEGATION_REFUSED, refusal)
+        elif is_decision and (schema_check := tool_args_violations(input_value, registry_of(self.backend.data)))[1]:
+            # The catalog's argument schema, checked as the pack and the Guard check it.
+            result = malformed_args_result(*schema_check)
         else:
             try:
                 result = self.backend.evaluate(query, input_value if has_input else None)

@@ -16,12 +16,12 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from agents_sdk import __version__
 from agents_sdk.bundles import (
     backoff_delay,
 )
 from agents_sdk.errors import WardenError
 from agents_sdk.sidecar.config import DecisionLogConfig, Service
+from agents_sdk.version import __version__
 
 logger = logging.getLogger(__name__)
 

@@ -19,6 +19,8 @@ from pathlib import Path
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
+from agents_sdk.engine.recorded_bundles import record as record_bundle
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 LONG_POLL_CONTENT_TYPE = "application/vnd.openpolicyagent.bundles"
 
@@ -145,6 +147,7 @@ def build_bundle(
     for path, source in (modules if modules is not None else library_modules()).items():
         files[path] = source.encode("utf-8")
     files.update(extra_files or {})
+    record_bundle(files)  # for real OPA to compile too (agents_sdk/engine/recorded_bundles.py)
     if signer is not None or jwts is not None:
         listed = [
             {"name": name, "hash": opa_hash(name, content), "algorithm": "SHA-256"}

@@ -23,6 +23,7 @@ from agents_sdk.delegation import (
     grant_hash,
     grant_signing_bytes,
     issue_grant,
+    person_issuer,
     verify_chain,
 )
 from agents_sdk.guard import EmbeddedBackend, Guard
@@ -181,6 +182,26 @@ def test_delegation_outside_the_allowlist_is_refused():
     team = Team()
     team.registry["delegation"]["rules"]["researcher"]["may_delegate_to"] = []
     assert refused(team.token(), team.registry).check == "allowlist"
+
+
+@pytest.mark.parametrize("may_act_for, accepted", [
+    (["alice@example.com"], True), (["@example.com"], True), (["*"], True), (["ALICE@Example.com"], True),
+    (["bob@example.com"], False), (["@example.org"], False), ([], False), (None, False), ("*", False),
+])
+def test_a_person_grant_needs_the_person_in_the_audiences_may_act_for(may_act_for, accepted):
+    team = Team()
+    authority = AgentIdentity.create("authority", "ops@example.com", [])
+    team.registry["delegation"]["authorities"] = {authority.key_id: {"public_key": authority.public_key_b64}}
+    if may_act_for is not None:
+        team.registry["delegation"]["rules"]["orchestrator"]["may_act_for"] = may_act_for
+    root = issue_grant(authority, issuer=person_issuer("alice@example.com"), audience="orchestrator",
+                       audience_key_id=team.ids["orchestrator"].key_id, scopes=["read:docs"], session="s-orch")
+    if accepted:
+        assert verify_chain([root], team.registry, agent="orchestrator", session_id="s-orch").facts()["origin"] == \
+            "person:alice@example.com"
+    else:
+        error = refused([root], team.registry, agent="orchestrator", session="s-orch")
+        assert (error.link, error.check) == (1, "allowlist") and "may not act for person:alice" in str(error)
 
 
 def test_lifetime_above_the_registry_limit_is_refused():

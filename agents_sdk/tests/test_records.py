@@ -405,3 +405,15 @@ def test_the_signer_refuses_a_session_id_the_store_cannot_hold(session_id):
 def test_loads_strict_refuses_with_a_record_format_error(text, message):
     with pytest.raises(RecordFormatError, match=re.escape(message)):
         loads_strict(text)
+
+
+def test_loads_strict_parses_the_same_body_from_a_shallow_or_a_deep_call_stack():
+    """json's parser counts nesting against the recursion limit from the calling frame: a body
+    900 levels deep must not parse in a test run and fail in a server whose stack is deeper."""
+    body = "[" * 900 + "]" * 900
+
+    def from_depth(frames: int):
+        return loads_strict(body) if frames == 0 else from_depth(frames - 1)
+
+    shallow = loads_strict(body)
+    assert from_depth(600) == shallow

@@ -125,9 +125,8 @@ def test_the_environment_of_the_agent_does_not_leak_into_the_sandbox(tree, monke
 # -- writes outside file_write ---------------------------------------------------------------
 
 
-def test_writes_outside_file_write_fail_and_the_host_is_unchanged(tree):
-    results = inside(
-        tree,
+def test_writes_outside_file_write_fail_or_are_reported_and_the_host_is_unchanged(tree):
+    code = PRELUDE + textwrap.dedent(
         f"""
         attempt("read_dir", lambda: write("{tree.read}/planted"))
         attempt("overwrite_read", lambda: write("{tree.read}/data.txt", "changed"))
@@ -136,21 +135,47 @@ def test_writes_outside_file_write_fail_and_the_host_is_unchanged(tree):
         attempt("root", lambda: write("/planted"))
         attempt("usr", lambda: write("/usr/bin/planted"))
         attempt("etc", lambda: write("/etc/planted"))
-        attempt("mkdir_var", lambda: os.mkdir("/var/planted"))
+        attempt("mkdir_var", lambda: os.makedirs("/var/planted"))
         attempt("mkdir_base", lambda: os.mkdir("{tree.base}/planted"))
         attempt("chmod_read", lambda: os.chmod("{tree.read}/data.txt", 0o777))
         attempt("rename_out", lambda: os.rename("{tree.write}/to-secret-dir", "{tree.read}/moved"))
-        """,
+        attempt("link_out", lambda: os.symlink("/etc/shadow", "/home"))
+        print(json.dumps(results))
+        """
     )
+    with pytest.raises(PolicyViolationError, match="sandbox-write-outside-file-write: /etc/planted") as raised:
+        Sandbox(tree.permissions()).run(["python3", "-c", code])
+    result = raised.value.result
+    results = json.loads(result.stdout)
+    # Writes outside every bound path land in the sandbox's scratch root: they "succeed" in
+    # there, are reported, and the scratch root is discarded.
+    assert {label: results.pop(label) for label in ("root", "etc", "mkdir_var", "link_out")} == {
+        "root": "ok: 1", "etc": "ok: 1", "mkdir_var": "ok: None", "link_out": "ok: None",
+    }
+    assert [(v["kind"], v["target"]) for v in result.violations] == [
+        ("write", "/etc/planted"), ("write", "/home"), ("write", "/planted"), ("write", "/var"),
+    ]
     # The tree's base lies under /tmp, which in the sandbox is its own tmpfs: the directory is
     # made there, and never on the host (checked below).
     assert results.pop("mkdir_base") == "ok: None"
+    # Read-only binds refuse the write in the kernel (not reported: bubblewrap 0.8 has no overlay).
     assert all(value in ("EROFS", "ENOENT", "EACCES", "EPERM", "EXDEV") for value in results.values()), str(results)
     assert sorted(p.name for p in tree.read.iterdir()) == ["data.txt", "to-secret"]
     assert (tree.read / "data.txt").read_text() == "allowed data\n"
     assert sorted(p.name for p in tree.secret.parent.iterdir()) == ["token"]
     assert sorted(p.name for p in tree.base.iterdir()) == ["read", "secret", "write"]
     assert not os.path.exists("/planted") and not os.path.exists("/var/planted")
+    assert not os.path.exists("/etc/planted")
+
+
+def test_a_run_that_fills_its_scratch_root_is_stopped(tree):
+    # Each file stays under the 1 MB file size limit; together they pass the scratch root's budget.
+    code = "import time\nfor i in range(3):\n    open(f'/f{i}', 'wb').write(b'x' * 700_000)\ntime.sleep(20)"
+    permissions = tree.permissions(limits={"wall_seconds": 20, "file_size_mb": 1})
+    result = Sandbox(permissions, raise_on_violation=False).run(["python3", "-c", code])
+    assert result.limits_hit == ("scratch_root",)
+    assert result.duration < 5
+    assert [v["target"] for v in result.violations] == ["/f0", "/f1", "/f2"]
 
 
 # -- network ---------------------------------------------------------------------------------

@@ -3,6 +3,7 @@ entry shapes the sandbox, and every run is a signed record."""
 
 from __future__ import annotations
 
+import os
 import shlex
 
 import pytest
@@ -135,6 +136,52 @@ def test_a_refused_connection_is_signed_then_raised(tree):
     assert run["violations"] == [
         {"kind": "egress", "target": "127.0.0.1:5432", "reason": "127.0.0.1 is an IP address the allowlist does not name"}
     ]
+
+
+def test_a_write_outside_file_write_is_signed_as_a_violation_then_raised(tree):
+    guard, _, signer = governed(tree)
+    with pytest.raises(PolicyViolationError, match="sandbox-write-outside-file-write: /etc/cron.d") as raised:
+        SandboxedAgent(guard).python("import os; os.makedirs('/etc/cron.d'); open('/etc/cron.d/x', 'w').write('* * * * * sh')")
+    assert raised.value.violations[0]["kind"] == "write"
+    run = signer.session_log("s-1")[-1]["payload"]["sandbox"]
+    assert [(v["kind"], v["target"]) for v in run["violations"]] == [("write", "/etc/cron.d")]
+    assert not os.path.exists("/etc/cron.d/x")
+
+
+def sandbox_required_guard(tree, tool_sandbox):
+    identity = AgentIdentity.create("coder-bot", "alice@example.com", ["exec:code", "exec:shell"])
+    data = bundle_data(tree)
+    data["warden_registry"]["tools"]["run_python"]["sandbox"] = tool_sandbox
+    backend = EmbeddedBackend.from_modules(library_modules(), data)
+    return Guard(identity, backend, environment="prod", session_id="s-1", signer=ActionSigner(identity))
+
+
+def test_a_tool_the_catalog_marks_sandboxed_is_refused_unsandboxed_and_runs_sandboxed(tree):
+    guard = sandbox_required_guard(tree, {"required": True})
+    ran = []
+
+    @guard.tool
+    def run_python(code: str) -> str:
+        ran.append(code)
+        return "ran with the agent's full rights"
+
+    with pytest.raises(PolicyViolationError, match="sandbox-required: Tool run_python must run in the sandbox"):
+        run_python("print(1)")
+    with pytest.raises(PolicyViolationError, match="sandbox-required"):
+        guard.enforce("run_python", {"code": "print(1)"})
+    assert ran == []
+    assert SandboxedAgent(guard).python("print(6 * 7)").stdout == b"42\n"
+
+
+def test_a_catalog_sandbox_profile_replaces_the_agents_files_and_limits(tree):
+    tool_dir = tree.base / "tool-only"
+    tool_dir.mkdir()
+    tool_dir.chmod(0o755)
+    (tool_dir / "x.txt").write_text("tool file")
+    (tool_dir / "x.txt").chmod(0o644)
+    guard = sandbox_required_guard(tree, {"required": True, "profile": {"file_read": [str(tool_dir)]}})
+    code = f"import os; print(open('{tool_dir}/x.txt').read(), os.path.exists('{tree.read}'))"
+    assert SandboxedAgent(guard).python(code).stdout == b"tool file False\n"
 
 
 def test_an_agent_without_a_sandbox_profile_gets_no_run_at_all(tree):

@@ -1,9 +1,14 @@
 """Four-eyes releases: publishing or promoting a bundle to a gated environment waits for
-the approval of a person other than its author (docs/approvals.md)."""
+the approval of a person other than its author (docs/approvals.md).
+
+This module decides which releases are held; filing the request and making the release
+once approved are steps of the approval workflow (`services.file_release`,
+`services.perform_release`), so the workflow never imports this module back."""
 
 from __future__ import annotations
 
 from controlplane.approvals.models import ApprovalRequest, ReleaseGate
+from controlplane.approvals.services import file_release
 
 # Gated without any configuration: production changes always need a second person.
 GATED_BY_DEFAULT = frozenset({"prod"})
@@ -19,22 +24,28 @@ def held_release(environment, *, by, operation: str, source=None, message: str =
     environment is not gated (the caller then releases at once)."""
     if not four_eyes_required(environment):
         return None
-    from controlplane.approvals.services import file_release
-
     return file_release(environment, by=by, operation=operation, source=source, message=message)
 
 
-def perform_release(request: ApprovalRequest, *, approver) -> None:
-    """Make the release an approved request stands for, as its author, in the approving
-    transaction (if the release fails, so does the approval)."""
-    from controlplane.bundles import services as bundle_services
-    from controlplane.bundles.models import Environment
+def set_four_eyes(environment, *, four_eyes: bool, by) -> ReleaseGate:
+    """Turn the four-eyes gate of `environment` on or off, recorded in the change log. A
+    release already waiting for its second person still waits (turning the gate off does
+    not approve it)."""
+    from django.db import transaction
 
-    detail = request.release
-    target = Environment.objects.get(name=request.environment)
-    note = f"{detail.get('message') or detail['operation']} (four eyes: approved by {approver.username})"
-    if detail["operation"] == "publish":
-        bundle_services.publish_policies(target, by=request.requested_by, message=note)
-    else:
-        source = Environment.objects.get(name=detail["source"])
-        bundle_services.promote_bundle(source, to=target, by=request.requested_by, message=note)
+    from controlplane.changelog.models import ChangeAction
+    from controlplane.changelog.services import record_change, snapshot
+
+    with transaction.atomic():
+        gate = ReleaseGate.objects.select_for_update().filter(environment=environment).first()
+        before = snapshot(gate) if gate is not None else None
+        if gate is None:
+            gate = ReleaseGate(environment=environment)
+        gate.four_eyes = four_eyes
+        gate.save()
+        record_change(
+            gate, action=str(ChangeAction.UPDATE if before else ChangeAction.CREATE), by=by, before=before,
+            after=snapshot(gate),
+            message=f"four-eyes releases {'on' if four_eyes else 'off'} for {environment.name} by {by.username}",
+        )
+    return gate

@@ -2,8 +2,8 @@
 
 Every state change is one transaction that records itself in the change log (who, when,
 comment). After commit: waiting agents are woken (`waiting.publish`), notifications are
-queued, and an approved or consumed grant rebuilds the environment's bundle
-(`registry_changed`), so engines see the grant, and then see it gone.
+queued, and an approved or consumed grant rebuilds that environment's bundle only
+(`registry_changed` with `environment=`), so engines see the grant, and then see it gone.
 """
 
 from __future__ import annotations
@@ -26,6 +26,8 @@ from controlplane.approvals.models import (
     ApprovalVote,
     Verdict,
 )
+from controlplane.bundles import services as bundle_services
+from controlplane.bundles.models import Environment
 from controlplane.changelog.models import ChangeAction
 from controlplane.changelog.services import record_change, snapshot
 from controlplane.core.exceptions import ConflictError, DomainError, InvalidInput
@@ -34,6 +36,7 @@ from controlplane.core.tasks import enqueue
 from controlplane.identity.models import AgentStatus
 
 APPROVER_ROLES = frozenset({Role.ADMIN, Role.APPROVER})
+MAX_QUORUM = 10  # as ApprovalRule's check constraint
 
 
 class NotEligible(DomainError):
@@ -51,11 +54,11 @@ def hash_of_args(args: dict) -> str:
     return hashlib.sha256(canonical_json(args)).hexdigest()
 
 
-def _new_request(**fields) -> ApprovalRequest:
+def _new_request(*, min_quorum: int = 1, **fields) -> ApprovalRequest:
     rule = rule_for(fields["environment"], fields.get("tool_category", ""))
     now = timezone.now()
     return ApprovalRequest(
-        quorum=rule.quorum, approver_team=rule.approver_team, grant_ttl_seconds=rule.grant_ttl_seconds,
+        quorum=min(MAX_QUORUM, max(rule.quorum, min_quorum)), approver_team=rule.approver_team, grant_ttl_seconds=rule.grant_ttl_seconds,
         expires_at=now + timedelta(seconds=rule.request_ttl_seconds), sla_due_at=now + timedelta(seconds=rule.sla_seconds),
         **fields,
     )
@@ -83,8 +86,12 @@ def file_request(agent, *, environment: str, tool: str, args: dict, masked_args:
         return existing, False
     reasons = list(reasons or [])
     controls = sorted({c for r in reasons if isinstance(r, dict) for c in r.get("controls") or [] if isinstance(c, str)})
+    # An authored require_approval rule ("wait for two approvers") raises the rule's quorum.
+    from controlplane.authoring.selectors import template_quorum
+
+    min_quorum = template_quorum([str(r["rule"]) for r in reasons if isinstance(r, dict) and r.get("rule")])
     request = _new_request(
-        kind=ApprovalKind.ACTION, agent=agent, environment=environment, session_id=session_id, tool=tool,
+        min_quorum=min_quorum, kind=ApprovalKind.ACTION, agent=agent, environment=environment, session_id=session_id, tool=tool,
         tool_category=catalog.category, args=args, masked_args=masked_args, args_sha256=args_sha256,
         reasons=reasons, controls=controls, on_behalf_of=list(on_behalf_of or []), decision_id=decision_id,
         idempotency_key=idempotency_key,
@@ -133,6 +140,19 @@ def file_release(environment, *, by, operation: str, source=None, message: str =
                       message=f"{by.username} asks to {operation} to {environment.name}")
         _after_commit(request, "requested")
     return request
+
+
+def perform_release(request: ApprovalRequest, *, approver) -> None:
+    """Make the release an approved request stands for, as its author, in the approving
+    transaction (if the release fails, so does the approval)."""
+    detail = request.release
+    target = Environment.objects.get(name=request.environment)
+    note = f"{detail.get('message') or detail['operation']} (four eyes: approved by {approver.username})"
+    if detail["operation"] == "publish":
+        bundle_services.publish_policies(target, by=request.requested_by, message=note)
+    else:
+        source = Environment.objects.get(name=detail["source"])
+        bundle_services.promote_bundle(source, to=target, by=request.requested_by, message=note)
 
 
 def check_eligible(request: ApprovalRequest, user) -> None:
@@ -189,8 +209,6 @@ def _vote(request: ApprovalRequest, *, by, verdict: str, comment: str) -> Approv
         message=f"{verdict} ({approvals}/{request.quorum}) by {by.username}: {comment}"[:1000],
     )
     if request.state == ApprovalState.APPROVED and request.kind == ApprovalKind.RELEASE:
-        from controlplane.approvals.releases import perform_release
-
         perform_release(request, approver=by)
     if request.state != ApprovalState.PENDING:
         _after_commit(request, request.state)
@@ -269,10 +287,14 @@ def mark_consumed(grant_id: str, *, agent_id, record_id: str) -> bool:
 def _after_commit(request: ApprovalRequest, event: str) -> None:
     request_id, environment = str(request.pk), request.environment
     transaction.on_commit(lambda: waiting.publish(request_id))
-    enqueue("approvals.notify", request_id, event)
     if request.kind == ApprovalKind.ACTION and event in ("approved", "consumed"):
+        # Only this environment's bundle carries the grant: rebuild that one, in this process
+        # right after the waiting agent was woken (a Celery hop measured ~270 ms slower).
         reason = f"approval {request_id} {event} in {environment}"
-        transaction.on_commit(lambda: registry_changed.send(sender=ApprovalRequest, reason=reason))
+        transaction.on_commit(
+            lambda: registry_changed.send(sender=ApprovalRequest, reason=reason, environment=environment)
+        )
+    enqueue("approvals.notify", request_id, event)
 
 
 def consume_grants_of_batch(batch_id: int) -> int:

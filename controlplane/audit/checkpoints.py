@@ -124,7 +124,7 @@ def sign_and_store(kind: str, entries: list[tuple[int, uuid.UUID, bytes]], extra
     body = canonical_json(statement)
     statement_hash = hashlib.sha256(body).hexdigest()
     signature = base64.b64encode(_private_key(key).sign(body)).decode("ascii")
-    witness.append_after_commit(witness.checkpoint_head(statement, statement_hash, signature))
+    witness.append_after_commit(witness.checkpoint_head(statement, statement_hash, signature), statement=statement)
     return Checkpoint.objects.create(
         sequence=statement["sequence"],
         kind=kind,

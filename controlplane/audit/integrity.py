@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from agents_sdk.records import canonical_json, parse_jsonl_line
 from agents_sdk.verify import public_key_map
-from controlplane.audit import conf, records, storage, witness
+from controlplane.audit import conf, records, storage, witness, witness_http
 from controlplane.audit.merkle import content_hash, leaf_hash, merkle_root, unpack_entries
 from controlplane.audit.models import AuditEvent, Batch, Checkpoint, CheckpointKey, CheckpointKind
 from controlplane.identity.models import Agent
@@ -74,9 +74,10 @@ def trusted_keys(public_keys: list[str] | tuple[str, ...] | None = None) -> tupl
 
 def verify_log(
     *, max_problems: int = 1000, public_keys: list[str] | tuple[str, ...] | None = None,
-    witness_path: str | None = None,
+    witness_path: str | None = None, witness_url: str | None = None,
 ) -> IntegrityReport:
-    """Check the stored log against the signed checkpoints and the witness; name every difference."""
+    """Check the stored log against the signed checkpoints and the witnesses (the file and the
+    HTTP collector, `witness_url` or WARDEN_AUDIT_WITNESS_URL; "" for none); name every difference."""
     keys, key_source = trusted_keys(public_keys)
     problems: list[Problem] = []
     checkpoints = list(Checkpoint.objects.order_by("sequence"))
@@ -161,6 +162,13 @@ def verify_log(
 
     entries, damaged = witness.read(witness_path)
     problems.extend(Problem("witness", message) for message in damaged)
+    # The HTTP witness's lines join the file's: a head either holds that differs is named.
+    collector = witness_http.base_url() if witness_url is None else witness_url
+    if collector:
+        try:
+            entries += witness_http.fetch(collector)
+        except witness_http.CollectorError as exc:
+            problems.append(Problem("witness", f"the HTTP witness could not be read, so it was not compared: {exc}"))
     problems.extend(_witness_problems(entries, checkpoints, covered, retained))
     problems = problems[:max_problems]
     events = [i for p in problems for i in (p.event_id, p.through_event_id) if i is not None]

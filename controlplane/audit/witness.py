@@ -20,7 +20,8 @@ from typing import Any
 from django.db import transaction
 
 from agents_sdk.records import canonical_json
-from controlplane.audit import conf, witness_sinks
+from controlplane.audit import conf, witness_http, witness_sinks
+from controlplane.audit.models import Checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -81,10 +82,12 @@ def append(entry: dict[str, Any], path: str | None = None) -> None:
             os.close(directory)
 
 
-def append_after_commit(entry: dict[str, Any]) -> None:
+def append_after_commit(entry: dict[str, Any], *, statement: dict[str, Any] | None = None) -> None:
     """Append once the transaction commits: the witness never names what was rolled back.
 
-    A failed write is logged as an alert, not raised: the log itself is committed.
+    `statement`: a checkpoint's signed statement, sent along to the HTTP witness (whose
+    collector checks the signature). A failed write is logged as an alert, not raised: the
+    log itself is committed.
     """
     def write() -> None:
         try:
@@ -95,8 +98,24 @@ def append_after_commit(entry: dict[str, Any]) -> None:
             witness_sinks.send({"format": FORMAT, **entry})
         except OSError as exc:
             logger.error("ALERT the external audit witness (WARDEN_AUDIT_WITNESS_SYSLOG) could not be written: %s", exc)
+        line = {"format": FORMAT, **entry, **({"statement": statement} if statement is not None else {})}
+        try:
+            witness_http.publish(line, missing_heads)
+        except witness_http.Conflict as exc:
+            logger.error("ALERT the HTTP audit witness holds another checkpoint head: the log was rewritten: %s", exc)
+        except OSError as exc:
+            logger.error("ALERT the HTTP audit witness (WARDEN_AUDIT_WITNESS_URL) could not be written: %s", exc)
 
     transaction.on_commit(write)
+
+
+def missing_heads(after: int, before: int) -> list[dict[str, Any]]:
+    """The signed heads of checkpoints after..before (exclusive), with their statements: what a
+    collector that was down missed."""
+    return [
+        {"format": FORMAT, **checkpoint_head(c.statement, c.statement_hash, c.signature), "statement": c.statement}
+        for c in Checkpoint.objects.defer("entries").filter(sequence__gt=after, sequence__lt=before).order_by("sequence")
+    ]
 
 
 def read(path: str | None = None) -> tuple[list[dict[str, Any]], list[str]]:

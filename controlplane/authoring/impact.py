@@ -74,6 +74,8 @@ def is_relaxation(before: dict, after: dict) -> bool:
     if STRICTNESS[after["effect"]] < STRICTNESS[before["effect"]]:
         return True
     gone = {r["rule"] for r in before.get("reasons", [])} - {r["rule"] for r in after.get("reasons", [])}
+    if after["effect"] == "deny":
+        gone.discard("default-deny")  # shown only while no rule denies: a new denial replaces it
     return bool(gone) and before["effect"] != "allow" and after["effect"] != "allow"
 
 

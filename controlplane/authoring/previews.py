@@ -23,6 +23,7 @@ from controlplane.approvals.releases import four_eyes_required, held_release
 from controlplane.audit.models import AuditEvent
 from controlplane.authoring.impact import ReplayInput, deduplicate, replay
 from controlplane.authoring.models import ImpactPreview, PreviewStatus
+from controlplane.authoring.rollout import publish_log_only
 from controlplane.bundles.models import Bundle, Environment
 from controlplane.bundles.selectors import registry_data
 from controlplane.bundles.services import current_policy_files, policy_files_of, publish_policies
@@ -31,6 +32,7 @@ from controlplane.core.tasks import enqueue
 from controlplane.identity.models import Agent
 from controlplane.opa.models import DecisionLog
 from controlplane.policies.library import library_modules
+from controlplane.policies.replay import storable
 from controlplane.policies.services import compile_modules
 
 LIBRARY_INPUTS = 300
@@ -130,7 +132,7 @@ def run_impact_preview(preview: ImpactPreview) -> ImpactPreview:
     preview.refresh_from_db()
     preview.status, preview.total, preview.unique_inputs = PreviewStatus.DONE, result.total, result.unique
     preview.processed, preview.sources, preview.changes = result.unique, counts, result.changes()
-    preview.samples, preview.relaxations = result.samples, result.relaxations
+    preview.samples, preview.relaxations = storable(result.samples), result.relaxations
     preview.duration_ms = int((time.monotonic() - started) * 1000)
     preview.finished_at = timezone.now()
     preview.save()
@@ -164,28 +166,69 @@ def release_relaxations(preview: ImpactPreview, *, by) -> ImpactPreview:
     return preview
 
 
-@transaction.atomic
-def publish_previewed(preview: ImpactPreview, *, by, message: str = "") -> Bundle | ApprovalRequest:
-    """Publish the previewed candidate: only if it is still what publishing would build, and,
-    where four-eyes is on, only with its relaxations released by a second person."""
-    preview = ImpactPreview.objects.select_for_update().select_related("environment").get(pk=preview.pk)
+def _check_publishable(preview: ImpactPreview) -> None:
+    """The preview is finished, still about what publishing would build, and released where needed."""
     if preview.status != PreviewStatus.DONE:
-        raise ConflictError("the preview has not finished")
+        raise ConflictError("the preview has not finished", field="impact_preview")
     if files_digest(current_policy_files()) != preview.candidate_digest:
-        raise ConflictError("the policies changed after this preview; request a new one")
+        raise ConflictError("the policies changed after this preview; request a new one", field="impact_preview")
     if needs_second_person(preview):
         raise ConflictError(
             f"four-eyes: {preview.relaxations} decision(s) become less strict; a second person must release them first",
             field="second_person",
         )
+
+
+def _publish(preview: ImpactPreview | None, environment: Environment, *, by, note: str,
+             log_only: bool = False) -> Bundle | ApprovalRequest:
+    if log_only:  # enforced decisions stay the active revision's: nothing for an approver to hold
+        bundle = publish_log_only(environment, by=by, message=note)
+    else:
+        # A four-eyes environment's publish waits for an approver like any other (approvals app).
+        held = held_release(environment, by=by, operation="publish", message=note)
+        if held is not None:
+            return held
+        bundle = publish_policies(environment, by=by, message=note)
+    if preview is not None:
+        preview.bundle = bundle
+        preview.save(update_fields=["bundle"])
+    return bundle
+
+
+@transaction.atomic
+def publish_previewed(preview: ImpactPreview, *, by, message: str = "", log_only: bool = False) -> Bundle | ApprovalRequest:
+    """Publish the previewed candidate: only if it is still what publishing would build, and,
+    where four-eyes is on, only with its relaxations released by a second person. With
+    `log_only`, its new organisation rules are evaluated and logged, not enforced (rollout)."""
+    preview = ImpactPreview.objects.select_for_update().select_related("environment").get(pk=preview.pk)
+    _check_publishable(preview)
     note = message or f"published after impact preview {preview.pk}"
     if preview.relaxations:
         note = f"{note} [impact preview: {preview.relaxations} decision(s) less strict]"
-    # A four-eyes environment's publish waits for an approver like any other (approvals app).
-    held = held_release(preview.environment, by=by, operation="publish", message=note)
-    if held is not None:
-        return held
-    bundle = publish_policies(preview.environment, by=by, message=note)
-    preview.bundle = bundle
-    preview.save(update_fields=["bundle"])
-    return bundle
+    return _publish(preview, preview.environment, by=by, note=note, log_only=log_only)
+
+
+@transaction.atomic
+def publish_with_preview_or_override(
+    environment: Environment, *, by, message: str = "", impact_preview=None, override_reason: str = "",
+    log_only: bool = False,
+) -> Bundle | ApprovalRequest:
+    """The plain publish: it names a finished impact preview of exactly these policies, or
+    says why it goes without one (the reason is kept in the change log and any approval)."""
+    if impact_preview is not None:
+        preview = (ImpactPreview.objects.select_for_update().select_related("environment")
+                   .filter(pk=impact_preview, environment=environment).first())
+        if preview is None:
+            raise InvalidInput(f"no impact preview {impact_preview} of {environment.name}", field="impact_preview")
+        return publish_previewed(preview, by=by, message=message, log_only=log_only)
+    reason = (override_reason or "").strip()
+    if not reason:
+        raise ConflictError(
+            "publishing needs an impact preview of these policies: POST /api/v1/authoring/previews/ "
+            f'{{"environment": "{environment.name}"}}, then publish with its id as impact_preview; or give '
+            "override_reason to publish without one (recorded in the change log)",
+            field="impact_preview",
+        )
+    who = getattr(by, "username", "") or "system"
+    note = f"{message or 'published'} [published without impact preview by {who}: {reason}]"
+    return _publish(None, environment, by=by, note=note[:500], log_only=log_only)

@@ -7,6 +7,7 @@ The OPA documentation on bundles and bundle signing is the specification; see do
 from __future__ import annotations
 
 import base64
+import functools
 import gzip
 import hashlib
 import io
@@ -20,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import padding
 from agents_sdk.bundles.format import MANIFEST_FILE as MANIFEST
 from agents_sdk.bundles.format import SIGNATURES_FILE as SIGNATURES
 from agents_sdk.bundles.format import canonical_json, file_digest
+from agents_sdk.engine.recorded_bundles import record as record_bundle
 
 HASH_ALGORITHM = "SHA-256"  # spelled as OPA requires
 # Level 9 took seconds on a 100,000-agent registry for a few percent fewer bytes.
@@ -36,10 +38,17 @@ def _b64url(raw: bytes) -> str:
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
 
 
+@functools.lru_cache(maxsize=8)
+def _rsa_private_key(private_key_pem: bytes):
+    # Loading validates the RSA key (about 100 ms, seconds under load): once per key, not per
+    # signature, or every registry rebuild (a kill switch, a revocation) pays it twice.
+    return serialization.load_pem_private_key(private_key_pem, password=None)
+
+
 def sign_rs256(header: dict, payload: dict, private_key_pem: bytes) -> str:
     """A compact JWS (RS256). RSASSA-PKCS1-v1_5 is deterministic, so the same content
     signed with the same key gives the same bytes, and so the same ETag."""
-    key = serialization.load_pem_private_key(private_key_pem, password=None)
+    key = _rsa_private_key(bytes(private_key_pem))
     signing_input = f"{_b64url(canonical_json(header))}.{_b64url(canonical_json(payload))}".encode("ascii")
     signature = key.sign(signing_input, padding.PKCS1v15(), hashes.SHA256())
     return f"{signing_input.decode('ascii')}.{_b64url(signature)}"
@@ -101,6 +110,7 @@ def build_archive(
     if data is not None:
         files["data.json"] = data if isinstance(data, bytes) else canonical_json(data)
         hashes_by_name["data.json"] = hashlib.sha256(files["data.json"]).hexdigest()
+    record_bundle(files)  # a no-op unless WARDEN_RECORD_BUNDLES is set (real OPA compiles it in nox -s opa-oracle)
     revision = revision_of_hashes(hashes_by_name)
     manifest = {"revision": revision, "roots": roots, "rego_version": 1, "metadata": metadata}
     files[MANIFEST] = canonical_json(manifest)

@@ -10,12 +10,15 @@ NotDelivered raised), so it never answers 200 for a change engines do not have.
 from django.dispatch import receiver
 
 from controlplane.bundles.selectors import delivery_report
-from controlplane.bundles.services import refresh_all_environments
+from controlplane.bundles.services import refresh_all_environments, refresh_environment
 from controlplane.core.signals import registry_changed
 
 
 @receiver(registry_changed, dispatch_uid="bundles.refresh_on_registry_change")
-def refresh_bundles(sender, reason: str, deliver: bool = False, agent=None, **kwargs):
+def refresh_bundles(sender, reason: str, deliver: bool = False, agent=None, environment: str | None = None, **kwargs):
+    if environment is not None and not deliver:  # a change only that environment's data carries
+        refresh_environment(environment, reason=reason)
+        return None
     refresh_all_environments(reason=reason, raise_on_failure=deliver)
     if deliver:
         return delivery_report(agent)

@@ -8,6 +8,7 @@ from controlplane.approvals.selectors import bundle_grants
 from controlplane.audit import heads as audit_heads
 from controlplane.bundles.models import Bundle, BundleActivation, Environment
 from controlplane.delegation.selectors import delegation_registry_data
+from controlplane.detection.selectors import held_agents
 from controlplane.identity.models import Agent, AgentKey
 from controlplane.policies.models import Tool
 
@@ -31,6 +32,11 @@ def registry_data(environment: Environment, *, agents=None) -> dict:
         }
         if limits:
             spec["rate_limits"] = limits
+        if tool.sandbox_required:
+            # shell.rego denies unsandboxed calls; agents_sdk.sandbox runs with this profile or the agent's.
+            spec["sandbox"] = {"required": True, **({"profile": tool.sandbox_profile} if tool.sandbox_profile else {})}
+        if tool.args_schema is not None:
+            spec["args_schema"] = tool.args_schema  # args_schema.rego
         tools[tool.name] = spec
     return {
         **environment.policy_settings,
@@ -43,6 +49,8 @@ def registry_data(environment: Environment, *, agents=None) -> dict:
         "delegation": delegation_registry_data(agents),
         # The signed audit head, so engines can tell a cut or rolled-back log (controlplane/audit/heads.py).
         **audit_heads.registry_entry(),
+        # Agents an open alert holds for approval (approvals.rego), only when there are some.
+        **({"held_agents": held} if (held := held_agents(environment.name)) else {}),
     }
 
 

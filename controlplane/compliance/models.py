@@ -225,8 +225,10 @@ class Attestation(models.Model):
                                     related_name="+")
     approved_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    # Set by the daily monitoring sweep once the expiry notice went out (one notice per item).
+    expiry_noticed_at = models.DateTimeField(null=True, blank=True, editable=False)
 
-    change_log_exclude = ("document",)
+    change_log_exclude = ("document", "expiry_noticed_at")
 
     class Meta:
         ordering = ["-created_at"]

@@ -34,3 +34,11 @@ def deliver_notices(report_id: str) -> dict:
     from controlplane.compliance import monitoring
 
     return monitoring.deliver(report_id)
+
+
+@shared_task(name="compliance.sweep_expiring", acks_late=True)
+def sweep_expiring() -> dict:
+    """Notify attestations and exceptions entering their last 30 days (Celery beat, daily)."""
+    from controlplane.compliance import monitoring
+
+    return monitoring.sweep_expiring()

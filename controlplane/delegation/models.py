@@ -15,12 +15,16 @@ from controlplane.identity.models import Agent
 
 
 class DelegationRule(models.Model):
-    """What one agent may delegate: to which agents, how deep, for how long."""
+    """What one agent may delegate (to which agents, how deep, for how long) and on whose behalf it may act."""
 
     agent = models.OneToOneField(Agent, on_delete=models.CASCADE, primary_key=True, related_name="delegation_rule")
     may_delegate_to = models.JSONField(default=list, blank=True, help_text='Agent names, or ["*"] for any agent.')
     max_depth = models.PositiveSmallIntegerField(null=True, blank=True, help_text="Longest chain below this agent.")
     max_lifetime_seconds = models.PositiveIntegerField(null=True, blank=True, help_text="Longest validity of its grants.")
+    may_act_for = models.JSONField(
+        default=list, blank=True,
+        help_text='People whose grants it accepts: e-mail addresses, "@domain", or ["*"]; none by default.',
+    )
     updated_at = models.DateTimeField(auto_now=True)
     updated_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
 

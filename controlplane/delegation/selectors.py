@@ -37,6 +37,8 @@ def delegation_registry_data(agent_names: Iterable[str]) -> dict[str, Any]:
         if rule.agent.name not in names:
             continue
         entry: dict[str, Any] = {"may_delegate_to": list(rule.may_delegate_to)}
+        if rule.may_act_for:
+            entry["may_act_for"] = list(rule.may_act_for)
         if rule.max_depth is not None:
             entry["max_depth"] = rule.max_depth
         if rule.max_lifetime_seconds is not None:

@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from django.db import transaction
 
 from agents_sdk.delegation import DEFAULT_MAX_LIFETIME, MAX_LINKS, encode_chain, grant_hash, issue_grant, person_issuer
-from agents_sdk.delegation.grants import HEX64, NAME, constraints_problem
+from agents_sdk.delegation.grants import HEX64, NAME, PERSON, constraints_problem, person_allowed
 from agents_sdk.keys import encode_public_key, key_fingerprint, raw_public_key
 from controlplane.changelog.models import ChangeAction
 from controlplane.changelog.services import record_change, snapshot
@@ -35,8 +35,8 @@ def _announce(reason: str) -> None:
 
 @transaction.atomic
 def set_rule(agent: Agent, *, by, may_delegate_to: list[str], max_depth: int | None = None,
-             max_lifetime_seconds: int | None = None) -> DelegationRule:
-    """Replace what ``agent`` may delegate. Raises InvalidInput naming the field."""
+             max_lifetime_seconds: int | None = None, may_act_for: list[str] | None = None) -> DelegationRule:
+    """Replace what ``agent`` may delegate and whose grants it accepts. Raises InvalidInput naming the field."""
     if len(may_delegate_to) > 500:
         raise InvalidInput("at most 500 agents", field="may_delegate_to")
     for name in may_delegate_to:
@@ -48,9 +48,17 @@ def set_rule(agent: Agent, *, by, may_delegate_to: list[str], max_depth: int | N
         raise InvalidInput(f"must be from 1 to {MAX_LINKS}", field="max_depth")
     if max_lifetime_seconds is not None and not 1 <= max_lifetime_seconds <= MAX_LIFETIME_LIMIT:
         raise InvalidInput(f"must be from 1 to {MAX_LIFETIME_LIMIT} seconds", field="max_lifetime_seconds")
+    may_act_for = list(may_act_for or [])
+    if len(may_act_for) > 500:
+        raise InvalidInput("at most 500 people or domains", field="may_act_for")
+    for entry in may_act_for:
+        as_address = "someone" + entry if isinstance(entry, str) and entry.startswith("@") else entry  # @domain
+        if not isinstance(entry, str) or not (entry == "*" or PERSON.fullmatch(person_issuer(str(as_address)))):
+            raise InvalidInput(f"{entry!r} is not an e-mail address, '@domain' or '*'", field="may_act_for")
     rule, created = DelegationRule.objects.select_for_update().get_or_create(agent=agent)
     before = None if created else snapshot(rule)
     rule.may_delegate_to = sorted(set(may_delegate_to))
+    rule.may_act_for = sorted({entry.lower() for entry in may_act_for})
     rule.max_depth, rule.max_lifetime_seconds, rule.updated_by = max_depth, max_lifetime_seconds, by
     rule.save()
     record_change(rule, action=str(ChangeAction.CREATE if created else ChangeAction.UPDATE), by=by, before=before,
@@ -106,13 +114,18 @@ def issue_person_grant(*, by, audience: Agent, scopes: list[str], session: str, 
     wider = sorted(set(scopes) - set(audience.scopes))
     if wider:
         raise InvalidInput(f"{', '.join(wider)} not among {audience.name}'s scopes", field="scopes")
+    email = getattr(by, "email", "") or f"{getattr(by, 'username', 'system')}@warden.invalid"
+    rule = DelegationRule.objects.filter(agent=audience).first()
+    if not person_allowed(person_issuer(email), rule.may_act_for if rule else None):
+        # Engines refuse such a root link anyway: say so here rather than sign a dead grant.
+        raise ConflictError(f"{audience.name} may not act for {email}: add it (or its @domain) to the agent's "
+                            "delegation rule, may_act_for", field="audience")
     if not 1 <= lifetime_seconds <= DEFAULT_MAX_LIFETIME:
         raise InvalidInput(f"must be from 1 to {DEFAULT_MAX_LIFETIME} seconds", field="lifetime_seconds")
     if constraints:
         problem = constraints_problem(constraints)
         if problem:
             raise InvalidInput(problem, field="constraints")
-    email = getattr(by, "email", "") or f"{getattr(by, 'username', 'system')}@warden.invalid"
     try:
         grant = issue_grant(authority_signer(), issuer=person_issuer(email), audience=audience.name,
                             audience_key_id=key.key_id, scopes=scopes, session=session, lifetime=lifetime_seconds,

@@ -142,6 +142,7 @@ class HIPAARole(models.TextChoices):
 
 class ResponseAction(models.TextChoices):
     SUSPEND = "suspend", "Suspend the agent (kill switch)"
+    REQUIRE_APPROVAL = "require_approval", "Hold every action of the agent for approval until the alert is closed"
 
 
 class ResponsePolicy(models.Model):

@@ -5,7 +5,15 @@ from __future__ import annotations
 from django.db.models import Count, Max, Q, QuerySet
 from django.utils import timezone
 
-from controlplane.detection.models import AgentBaseline, Alert, AlertState, Incident, Severity
+from controlplane.detection.models import (
+    OPEN_STATES,
+    AgentBaseline,
+    Alert,
+    AlertState,
+    Incident,
+    ResponseAction,
+    Severity,
+)
 
 
 def alerts() -> QuerySet[Alert]:
@@ -48,3 +56,18 @@ def evidence_of_detection(*, since=None) -> dict:
         "clocks": len(clocks), "clocks_met_in_time": sum(1 for c in clocks if c.met_at and c.met_at <= c.due_at),
         "clocks_missed": sum(1 for c in clocks if (c.met_at or now) > c.due_at),
     }
+
+
+def held_agents(environment_name: str) -> dict[str, dict]:
+    """data.warden_registry.held_agents of one environment: agents whose actions an open alert
+    holds for approval (automatic response ``require_approval``), with the first such alert."""
+    held: dict[str, dict] = {}
+    open_holds = (
+        Alert.objects.filter(state__in=OPEN_STATES, response__action=ResponseAction.REQUIRE_APPROVAL)
+        .select_related("agent").order_by("raised_at", "pk")
+    )
+    for alert in open_holds:
+        if environment_name in alert.response.get("environments", ()) and alert.agent.name not in held:
+            held[alert.agent.name] = {"alert": alert.pk, "reason": alert.summary[:300],
+                                      "since": alert.response.get("at", "")}
+    return held

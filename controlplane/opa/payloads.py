@@ -76,18 +76,7 @@ def _refuse_constant(name: str):
 
 def parse_json(raw: bytes, *, field: str = "body"):
     """Parse UTF-8 JSON into values that store cleanly, or raise InvalidInput naming `field`."""
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise InvalidInput(f"the body is not UTF-8 (byte {exc.start})", field=field) from exc
-    try:
-        value = json.loads(text, parse_float=_finite_float, parse_constant=_refuse_constant)
-    except json.JSONDecodeError as exc:
-        raise InvalidInput(
-            f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}", field=field
-        ) from exc
-    except (ValueError, RecursionError) as exc:
-        raise InvalidInput(f"not acceptable JSON: {exc}"[:300], field=field) from exc
+    text, value = _loads(raw, field, parse_float=_finite_float, parse_constant=_refuse_constant)
     if "\\u" in text:  # only escapes can produce NUL or lone surrogates
         _check_strings(value, field)
     return value
@@ -97,12 +86,17 @@ def parse_json_values_later(raw: bytes, *, field: str = "body"):
     """Parse UTF-8 JSON whose values are judged one by one afterwards (decision log events):
     NaN, 1e400, U+0000 and lone surrogates are let through here, so one bad event never
     costs the others their place. Only a body that is not JSON at all is refused."""
+    return _loads(raw, field)[1]
+
+
+def _loads(raw: bytes, field: str, **options) -> tuple[str, object]:
+    """(text, value) of a UTF-8 JSON body; InvalidInput naming `field` when it is not one."""
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise InvalidInput(f"the body is not UTF-8 (byte {exc.start})", field=field) from exc
     try:
-        return json.loads(text)
+        return text, json.loads(text, **options)
     except json.JSONDecodeError as exc:
         raise InvalidInput(
             f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}", field=field

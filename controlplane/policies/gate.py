@@ -12,7 +12,9 @@ bundle is built.
 
 from __future__ import annotations
 
+import json
 import re
+from pathlib import Path
 
 from agents_sdk.engine import RegoCompileError
 from agents_sdk.engine.outline import Located, ModuleOutline, outline
@@ -23,12 +25,31 @@ ORG_PACKAGE = re.compile(r"^warden\.org\.[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$")
 # collects from): a test there would make the decision depend on itself.
 ORG_TEST_PACKAGE = re.compile(r"^warden\.org_test\.[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$")
 
-# OPA's capabilities, as a deny list over its builtins: I/O, the environment and
-# non-determinism. A name ending in "." refuses the whole namespace.
-REFUSED_BUILTINS = (
-    "http.send", "net.", "opa.runtime", "print", "trace", "rand.", "uuid.rfc4122", "uuid.", "time.now_ns_nondeterministic",
-    "io.jwt.decode_verify_remote", "providers.", "rego.parse_module",
-)
+# Builtins, as OPA's capabilities files list them (capabilities/README.md): opa.json is
+# OPA's own (every builtin it knows), warden.json what organisation policy may call (OPA's
+# minus I/O, the environment and randomness: http.send, net.*, opa.runtime, print, trace,
+# rand.*, uuid.*, providers.*, rego.parse_module), usable as `opa build --capabilities`.
+CAPABILITIES_DIR = Path(__file__).with_name("capabilities")
+
+
+def _builtin_names(file_name: str) -> frozenset[str]:
+    return frozenset(b["name"] for b in json.loads((CAPABILITIES_DIR / file_name).read_text("utf-8"))["builtins"])
+
+
+OPA_BUILTINS = _builtin_names("opa.json")
+ALLOWED_BUILTINS = _builtin_names("warden.json")
+REFUSED_BUILTINS = OPA_BUILTINS - ALLOWED_BUILTINS
+# A namespace none of whose builtins is allowed is refused whole ("net."), so a builtin a
+# later OPA adds there is refused too.
+REFUSED_NAMESPACES = tuple(sorted({
+    name.rsplit(".", 1)[0] + "." for name in REFUSED_BUILTINS
+    if "." in name and not any(a.startswith(name.rsplit(".", 1)[0] + ".") for a in ALLOWED_BUILTINS)
+}))
+
+
+def refused_builtin(name: str) -> bool:
+    """True for a builtin that capabilities/warden.json leaves out."""
+    return name in REFUSED_BUILTINS or name.startswith(REFUSED_NAMESPACES)
 
 # Library rules an organisation module may not refer to: they depend on organisation
 # policy, so a reference is a cycle (real OPA refuses it), or they are the allow itself.
@@ -67,8 +88,8 @@ def check_organisation_module(bundle_path: str, source: str) -> ModuleOutline:
             "(warden and warden_test are the library's, warden_registry and system are reserved)",
         ))
     for call in found.calls:
-        if any(call.name == name or (name.endswith(".") and call.name.startswith(name)) for name in REFUSED_BUILTINS):
-            problems.append(_refused(call, bundle_path, f"{call.name} is not allowed in policy: it does I/O, reads the environment or is not deterministic"))
+        if refused_builtin(call.name):
+            problems.append(_refused(call, bundle_path, f"{call.name} is not allowed in policy: it does I/O, reads the environment or is not deterministic (not in controlplane/policies/capabilities/warden.json)"))
         elif call.name == "<dynamic>":
             problems.append(_refused(call, bundle_path, "a function called through a computed reference cannot be checked"))
     for ref in found.data_refs + [i for i in found.imports if i.name.startswith("data")]:

@@ -5,8 +5,12 @@ from __future__ import annotations
 import uuid
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db import models
+
+from agents_sdk.engine.args_schema import schema_problems
+from controlplane.identity.validators import validate_sandbox_profile
 
 # Organisation modules live under org/ in bundles; warden/ is the shipped library's.
 MODULE_PATH_PATTERN = r"^[a-z0-9][a-z0-9_\-]*(/[a-z0-9][a-z0-9_\-]*)*\.rego$"
@@ -71,6 +75,13 @@ class PolicyRevision(models.Model):
         return f"{self.module.path}@{self.number}"
 
 
+def validate_args_schema(value) -> None:
+    """A tool's argument schema must be one the pack can enforce (agents_sdk.engine.args_schema)."""
+    problems = schema_problems(value) if value is not None else []
+    if problems:
+        raise ValidationError(problems)
+
+
 class ToolCategory(models.TextChoices):
     FILE = "file", "Files"
     NETWORK = "network", "Network egress"
@@ -96,6 +107,24 @@ class Tool(models.Model):
     irreversible = models.BooleanField(default=False, help_text="Calls need human approval.")
     calls_per_minute = models.PositiveIntegerField(null=True, blank=True)
     calls_per_hour = models.PositiveIntegerField(null=True, blank=True)
+    # Travels as tools[name].sandbox: the policy denies the tool to any call not run by
+    # agents_sdk.sandbox, which builds the sandbox from this profile or the agent's own.
+    sandbox_required = models.BooleanField(
+        default=False, help_text="Calls run only in the sandbox; any other call is denied."
+    )
+    sandbox_profile = models.JSONField(
+        default=dict, blank=True, validators=[validate_sandbox_profile],
+        help_text=(
+            "The tool's own sandbox files and limits ({\"file_read\": [...], \"file_write\": [...], \"limits\": {...}}); "
+            "empty: the calling agent's registry profile."
+        ),
+    )
+    # Travels as tools[name].args_schema: the pack, the Guard and the sidecar deny arguments
+    # that break it (malformed-args); only the subset the pack enforces is accepted.
+    args_schema = models.JSONField(
+        null=True, blank=True, validators=[validate_args_schema],
+        help_text="JSON Schema of the tool's arguments, in the subset the policy pack enforces (docs/rego-engine.md).",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

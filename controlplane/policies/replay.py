@@ -55,6 +55,18 @@ def recent_decision_inputs(limit: int = RECORDED_INPUTS) -> list[dict]:
     return list(seen.values())
 
 
+def storable(value):
+    """`value` with every NUL character written as the six characters \\u0000: PostgreSQL's
+    jsonb cannot hold NUL, and the corpus replays paths with one."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\\u0000")
+    if isinstance(value, dict):
+        return {storable(key): storable(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [storable(item) for item in value]
+    return value
+
+
 def relaxations(
     compile_policy, before: dict[str, str], after: dict[str, str], removed_sources: list[str], recorded: list[dict] | None = None,
 ) -> list[dict]:
@@ -75,7 +87,8 @@ def relaxations(
         # Less strict, or as strict for another reason while a denial or hold went away
         # (it would decide alone once the other reason is fixed).
         if STRICTNESS[now["effect"]] < STRICTNESS[was["effect"]] or (gone and now["effect"] != "allow" and was["effect"] != "allow"):
-            found.append({"input": request, "before": was["effect"], "after": now["effect"], "reasons_removed": gone})
+            found.append({"input": storable(request), "before": was["effect"], "after": now["effect"],
+                          "reasons_removed": gone})
             if len(found) >= 20:
                 break
     return found

@@ -143,6 +143,9 @@ VARIABLES: tuple[Variable, ...] = (
              "$WARDEN_VAR_DIR/audit-witness.jsonl"),
     Variable("WARDEN_AUDIT_WITNESS_SYSLOG", str, "", "remote syslog collector (tcp://host:port or udp://host:port) "
              "that also receives every witness line as an RFC 5424 message; unset: the local file only"),
+    Variable("WARDEN_AUDIT_WITNESS_URL", str, "", "HTTP witness collector log (e.g. https://witness.example/logs/prod) "
+             "that also receives every witness line, checkpoint heads with their signed statements; unset: none"),
+    Variable("WARDEN_AUDIT_WITNESS_TOKEN", str, "", "bearer token the HTTP witness collector asks writers for"),
     Variable("WARDEN_AUDIT_CHECKPOINT_PUBLIC_KEYS", tuple, (), "the checkpoint public keys verification trusts "
              "(base64 or PEM, comma-separated; two during a rotation); unset: the database's, with a warning"),
     Variable("WARDEN_AUDIT_BUNDLE_HEAD_SECONDS", int, 3600, "bundles carry the newest signed audit head as of "

@@ -26,4 +26,18 @@ test("request a compliance report, watch it finish, read the controls and downlo
   const file = info.outputPath("report.pdf");
   await (await download).saveAs(file);
   expect(readFileSync(file).subarray(0, 5).toString()).toBe("%PDF-");
+
+  // Sign-off: the auditor prepares; the same person may not also review.
+  await page.getByRole("button", { name: "Sign off as preparer" }).click();
+  await expect(page.getByTestId("sign-off").locator("tbody tr").first()).toContainText("demo-auditor");
+  await expect(page.getByRole("button", { name: "Sign off as reviewer" })).toBeDisabled();
+  await expect(page.getByTestId("sign-off")).toContainText("three different people");
+
+  // Attestations and scope pages render for an auditor, read-only.
+  await page.goto("/compliance/attestations");
+  await expect(page.getByTestId("attestation-form")).toBeVisible();
+  await expect(page.getByRole("button", { name: "Record" })).toBeDisabled();
+  await page.goto("/compliance/scope");
+  await expect(page.getByTestId("scope-form")).toBeVisible();
+  await checkA11y(page, "compliance-scope");
 });

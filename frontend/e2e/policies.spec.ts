@@ -71,6 +71,8 @@ test("edit a policy with a compile error, fix it, publish, promote and roll back
   await page.getByRole("button", { name: "Publish to dev" }).click();
   await expect(page.getByTestId("release-changes")).toContainText("e2e/refunds.rego");
   await page.getByLabel(/Message/).fill("e2e refunds rule");
+  await expect(page.getByRole("button", { name: "Confirm publish" })).toBeDisabled();  // no preview, no reason: refused
+  await page.getByLabel(/Why publish without an impact preview/).fill("e2e: new rule, no traffic to replay");
   await checkA11y(page, "release-confirm");
   await shot(page, "policy-publish-confirm");
   await page.getByRole("button", { name: "Confirm publish" }).click();

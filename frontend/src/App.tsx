@@ -16,6 +16,8 @@ const page = (load: () => Promise<Record<string, ComponentType>>, name: string) 
 const OverviewPage = page(() => import("./overview/OverviewPage"), "OverviewPage");
 const AgentsPage = page(() => import("./agents/AgentsPage"), "AgentsPage");
 const AgentDetailPage = page(() => import("./agents/AgentDetailPage"), "AgentDetailPage");
+const SandboxProfilePage = page(() => import("./agents/SandboxProfilePage"), "SandboxProfilePage");
+const DelegationRulePage = page(() => import("./agents/DelegationRulePage"), "DelegationRulePage");
 const PoliciesPage = page(() => import("./policies/PoliciesPage"), "PoliciesPage");
 const PlaygroundPage = page(() => import("./playground/PlaygroundPage"), "PlaygroundPage");
 const EnvironmentsPage = page(() => import("./environments/EnvironmentsPage"), "EnvironmentsPage");
@@ -106,6 +108,8 @@ function Shell() {
               <Route path="/" element={<OverviewPage />} />
               <Route path="/agents" element={<AgentsPage />} />
               <Route path="/agents/:name" element={<AgentDetailPage />} />
+              <Route path="/agents/:name/sandbox" element={<SandboxProfilePage />} />
+              <Route path="/agents/:name/delegation" element={<DelegationRulePage />} />
               <Route path="/approvals/*" element={<ApprovalsPage />} />
               <Route path="/alerts" element={<AlertsPage />} />
               <Route path="/policies/*" element={<PoliciesPage />} />

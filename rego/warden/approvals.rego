@@ -295,3 +295,26 @@ approval_required contains {
 } if {
 	tool_spec.irreversible == true
 }
+
+# METADATA
+# title: An agent the anomaly detector holds needs approval for every action
+# description: >-
+#   The automatic response require_approval (controlplane/detection) lists the agent in
+#   data.warden_registry.held_agents until a person closes the alert.
+# custom:
+#   severity: high
+#   controls: [eu_ai_act.art14(4)(e), eu_ai_act.art73, soc2.CC7.4]
+approval_required contains {
+	"rule": "detector-hold",
+	"message": sprintf("Agent %s is held by the anomaly detector (alert %v); a person must approve its actions until the alert is closed", [agent_id, object.get(detector_hold, "alert", "unknown")]),
+	"controls": ["eu_ai_act.art14(4)(e)", "eu_ai_act.art73", "soc2.CC7.4"],
+} if {
+	detector_hold
+}
+
+# object.get, not registry.held_agents[agent_id]: regorus' VM mis-evaluated that reference
+# when the registry has no held_agents (a hold on every call that presented a grant).
+detector_hold := hold if {
+	hold := object.get(object.get(registry, "held_agents", {}), agent_id, null)
+	is_object(hold)
+}

@@ -159,3 +159,25 @@ test_without_a_token_a_held_action_stays_held if {
 	d.effect == "require_approval"
 	not "approval-grant-rejected" in rules_of(d)
 }
+
+held_registry := object.union(registry, {"held_agents": {"support-bot": {"alert": 17, "reason": "new domain", "since": "2026-11-30T08:00:00Z"}}})
+
+test_an_agent_the_detector_holds_needs_approval_for_any_action if {
+	d := data.warden.decision with input as call("support-bot", "ticket_read", {}) with data.warden_registry as held_registry
+	d.effect == "require_approval"
+	some r in d.reasons
+	r.rule == "detector-hold"
+	r.message == "Agent support-bot is held by the anomaly detector (alert 17); a person must approve its actions until the alert is closed"
+}
+
+test_a_hold_does_not_weaken_a_deny if {
+	request := call("support-bot", "shell", {"command": "rm -rf /"})
+	d := data.warden.decision with input as request with data.warden_registry as held_registry
+	d.effect == "deny"
+}
+
+test_a_hold_on_one_agent_leaves_others_alone if {
+	reg := object.union(registry, {"held_agents": {"other-bot": {"alert": 1}}})
+	d := data.warden.decision with input as call("support-bot", "ticket_read", {}) with data.warden_registry as reg
+	d.effect == "allow"
+}

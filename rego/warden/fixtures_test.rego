@@ -32,6 +32,7 @@ registry := {
 		"email_send": {"scopes": ["email:send"], "category": "email"},
 		"git_push": {"scopes": ["git:push"], "category": "git_push"},
 		"db_drop_table": {"scopes": ["db:write"], "irreversible": true},
+		"ticket_update": {"scopes": ["read:tickets"], "args_schema": ticket_update_schema},
 	},
 	"protected_paths": ["/prod/", "/etc/"],
 	"destructive_file_tools": ["file_delete"],
@@ -49,6 +50,19 @@ registry := {
 			"expires_at_ns": 946684800000000000,
 		},
 	},
+}
+
+# A catalog argument schema (args_schema.rego).
+ticket_update_schema := {
+	"type": "object",
+	"properties": {
+		"id": {"type": "integer"},
+		"status": {"enum": ["open", "closed"]},
+		"labels": {"type": "array", "items": {"type": "string"}, "maxItems": 3},
+		"note": {"type": ["string", "null"], "maxLength": 20},
+	},
+	"required": ["id"],
+	"additionalProperties": false,
 }
 
 call(agent_id, tool, args) := {

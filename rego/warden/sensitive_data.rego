@@ -36,13 +36,15 @@ args_text := json.marshal(args)
 context_text := json.marshal(context)
 
 # One regex over the arguments' and the context's text (both JSON, so no match spans the
-# seam): most decisions pay one secret pre-check for both.
-input_may_hold_secret if regex.match(secret_text_pattern, concat("", [args_text, context_text]))
+# seam): most decisions pay one pre-check for both, for plain and base64-encoded secrets.
+input_may_hold_secret if regex.match(sensitive_text_pattern, concat("", [args_text, context_text]))
 
 args_may_hold_sensitive_text if {
 	input_may_hold_secret
-	regex.match(secret_text_pattern, args_text)
+	regex.match(sensitive_text_pattern, args_text)
 }
+
+sensitive_text_pattern := concat("|", [secret_text_pattern, base64_marker_pattern])
 
 # OPA's json.marshal escapes <, >, &, U+2028 and U+2029 as \u003c etc. (Go's encoder),
 # regorus writes them as they are: the escapes are dropped so both count the same digits.
@@ -190,26 +192,67 @@ secret_findings contains [pointer, kind] if {
 	regex.match(pattern, value)
 }
 
-# Base64-encoded credentials. Only base64 that provably decodes to ASCII is decoded: in each
-# 4-character group the 1st, 2nd and 3rd characters keep every byte's high bit clear, and the
-# last group's padding bits are zero. regorus refuses a decoding that is not UTF-8 or has
-# padding bits set, OPA does not; on this shape both decode to the same text and neither
-# fails. (base64url and base64 broken across lines are not decoded.)
-base64_run_pattern := `[A-Za-z0-9+/]{20,}={0,2}`
+# Base64-encoded credentials (RFC 4648 base64 and base64url, padded or not). Only base64
+# that provably decodes to ASCII is decoded: in each 4-character group the 1st, 2nd and 3rd
+# characters keep every byte's high bit clear, and the last group's padding bits are zero.
+# regorus refuses a decoding that is not UTF-8 or has padding bits set, OPA does not; on
+# this shape both decode to the same text and neither fails. Each run is decoded from each
+# of its first four characters and from where a marker (below) places a secret's group, so
+# text glued in front of it cannot shift the alignment.
+# (base64 broken across lines is not decoded.)
+base64_run_patterns := [`[A-Za-z0-9+/]{20,}`, `[A-Za-z0-9_-]{20,}`]
 
 base64_ascii_pattern := `^(?:[A-Za-f][A-HQ-Xg-nw-z0-3][ABEFIJMNQRUVYZcdghklopstwx014589][A-Za-z0-9+/])*(?:[A-Za-f][A-HQ-Xg-nw-z0-3][AEIMQUYcgkosw048]=|[A-Za-f][AQgw]==)?$`
 
-# The pre-check for them: a run of base64 characters long enough to hold the shortest credential.
-args_may_hold_sensitive_text if regex.match(base64_run_pattern, args_text)
+# The pre-check for them, folded into the secret pre-check above (one regex per decision):
+# the base64 characters that encode a fixed part of some secret pattern (AKIA, ASIA, AIza,
+# PRIVATE KEY, gh?_, xox?-, ?k_live_) at each of the three byte alignments, keeping only the
+# characters made of that part's bits alone. Every base64 (or base64url: these characters
+# hold no + or /) encoding of text a secret pattern matches contains one of them
+# (agents_sdk/tests/test_engine_secrets_encoded.py derives and checks the list).
+base64_marker_pattern := `4b3hhL|4b3hiL|4b3hwL|4b3hyL|4b3hzL|BS0lB|BSSVZBVEUgS0VZ|BSXph|BU0lB|FJem|FLSU|FTSU|JrX2xpdmVf|NrX2xpdmVf|QUklWQVRFIEtFW|QUl6Y|QUtJQ|QVNJQ|UFJJVkFURSBLRV|Z2h1X|Z2hvX|Z2hwX|Z2hyX|Z2hzX|c2tfbGl2ZV|cmtfbGl2ZV|dob1|doc1|docF|docl|dodV|eG94YS|eG94Yi|eG94cC|eG94ci|eG94cy|hveGEt|hveGIt|hveHAt|hveHIt|hveHMt|naG9f|naHBf|naHJf|naHNf|naHVf|ya19saXZlX|za19saXZlX`
 
-secret_findings contains [pointer, concat("", [kind, ", base64-encoded"])] if {
-	some [pointer, value] in arg_strings
-	some run in regex.find_all_string_submatch_n(base64_run_pattern, value, -1)
-	regex.match(base64_ascii_pattern, run[0])
-	decoded := base64.decode(run[0])
+# The decoded texts of the base64 runs in `text` that are ASCII by the pattern above.
+base64_decodings(text) := {decoded |
+	some pattern in base64_run_patterns
+	some run in regex.find_n(pattern, text, -1)
+	standard := strings.replace_n({"-": "+", "_": "/"}, run)
+	some start in base64_starts(standard)
+	body := substring(standard, start, count(standard))
+	some spelling in base64_spellings(body)
+	regex.match(base64_ascii_pattern, spelling)
+	decoded := base64.decode(spelling)
+}
+
+# Where a run's 4-character groups may start: its first four characters, and where a marker
+# says an encoded secret's group starts (0, 2 or 3 characters before the marker, by its
+# alignment), so that glued text that decodes to non-ASCII cannot hide what follows it.
+base64_starts(run) := {0, 1, 2, 3} | {start |
+	some marker in regex.find_n(base64_marker_pattern, run, -1)
+	some back in [0, 2, 3]
+	start := indexof(run, marker) - back
+	start >= 0
+}
+
+# Whole groups only, and the text padded as RFC 7515 appendix C pads unpadded base64url
+# (a remainder of one character is no byte: that spelling fails the ASCII pattern).
+base64_spellings(body) := {
+	substring(body, 0, count(body) - (count(body) % 4)),
+	concat("", [body, ["", "!", "==", "="][count(body) % 4]]),
+}
+
+# [kind of secret] for the decoded text, when one of the patterns matches it.
+encoded_secret_kinds(text) := {concat("", [kind, ", base64-encoded"]) |
+	some decoded in base64_decodings(text)
 	regex.match(secret_text_pattern, decoded)
 	some kind, pattern in secret_patterns
 	regex.match(pattern, decoded)
+}
+
+secret_findings contains [pointer, kind] if {
+	some [pointer, value] in arg_strings
+	regex.match(base64_marker_pattern, value)
+	some kind in encoded_secret_kinds(value)
 }
 
 # METADATA
@@ -294,6 +337,20 @@ deny contains {
 	"message": "The input context holds text that looks like a credential; pass credentials through the secret store",
 	"controls": ["eu_ai_act.art15(5)", "hipaa.164.312(a)(1)", "soc2.CC6.1", "soc2.CC6.7"],
 } if {
+	context_holds_secret
+}
+
+context_holds_secret if {
 	input_may_hold_secret
 	regex.match(secret_text_pattern, context_text)
+}
+
+# Encoded in the context: its JSON text, with every escape (and what Go's encoder escapes
+# and regorus' does not: <, >, &, U+2028, U+2029) made a space, so both engines see the
+# same base64 runs (an escape such as \n in front of a run cannot shift its alignment).
+context_holds_secret if {
+	input_may_hold_secret
+	regex.match(base64_marker_pattern, context_text)
+	text := regex.replace(context_text, `\\(?:u[0-9a-fA-F]{4}|.)|[<>&\x{2028}\x{2029}]`, " ")
+	count(encoded_secret_kinds(text)) > 0
 }

@@ -133,3 +133,44 @@ test_base64_that_is_not_a_credential_or_not_text_is_not_a_secret if {
 	not "secret-in-args" in rules_of(d)
 	d.allow
 }
+
+# base64url (with - and _), unpadded base64url, and base64 glued to the text in front of it
+# (the run is decoded from each of its first four characters).
+test_base64url_unpadded_and_glued_credentials_are_denied_and_masked if {
+	some encoded in [
+		"dG9rZW49Z2hwX2FCY0RlRmdIaUprTG1Ob1BxUnNUdVZ3WHlaMDEyMzQ1Njc4OT8-Pg==",
+		"aWQ9QUtJQUlPU0ZPRE5ON0VYQU1QTEU",
+		"xyzQUtJQUlPU0ZPRE5ON0VYQU1QTEU=",
+		"jwt.eyJ0b2tlbiI6ICJnaHBfYUJjRGVGZ0hpSmtMbU5vUHFSc1R1VndYeVowMTIzNDU2Nzg5In0",
+	]
+	d := decide(call("support-bot", "ticket_read", {"note": encoded}))
+	"secret-in-args" in rules_of(d)
+	d.obligations.mask == ["/action/args/note"]
+}
+
+# The context is scanned for encoded credentials too, whatever escape precedes them.
+test_base64_credentials_in_context_are_refused if {
+	some note in [
+		"az1za19saXZlX2FiY2RlZmdoaWprbG1ub3AxMjM0",
+		"\naz1za19saXZlX2FiY2RlZmdoaWprbG1ub3AxMjM0",
+		"<b>az1za19saXZlX2FiY2RlZmdoaWprbG1ub3AxMjM0",
+		"é+dG9rZW49Z2hwX2FCY0RlRmdIaUprTG1Ob1BxUnNUdVZ3WHlaMDEyMzQ1Njc4OT8-Pg",
+	]
+	some extra in [{"note": note}, {"deep": [{"a": {"b": note}}]}]
+	d := decide(with_context(call("support-bot", "ticket_read", {}), extra))
+	"secret-in-context" in rules_of(d)
+	d.effect == "deny"
+}
+
+test_ordinary_base64_in_context_is_not_a_secret if {
+	d := decide(with_context(call("support-bot", "ticket_read", {}), {"note": "aGVsbG8gd29ybGQsIHRoaXMgaXMgb3JkaW5hcnkgdGV4dA=="}))
+	d.allow
+}
+
+# Glued text whose base64 decodes to bytes that are not ASCII ("////") cannot hide the
+# credential after it: decoding also starts where the marker places the secret's group.
+test_base64_after_glued_non_ascii_base64_is_still_found if {
+	some encoded in ["////QUtJQUlPU0ZPRE5ON0VYQU1QTEU=", "/////aWQ9QUtJQUlPU0ZPRE5ON0VYQU1QTEU", "+++++++az1za19saXZlX2FiY2RlZmdoaWprbG1ub3AxMjM0"]
+	d := decide(call("support-bot", "ticket_read", {"note": encoded}))
+	"secret-in-args" in rules_of(d)
+}

@@ -57,3 +57,28 @@ deny contains {
 	some meta in shell_metacharacters
 	contains(shell_command, meta)
 }
+
+# The catalog marks code and shell tools that may run only in the sandbox
+# ({"sandbox": {"required": true}}); agents_sdk.sandbox sets context.sandboxed on the calls
+# it runs under bubblewrap, so any other way of calling the tool is denied.
+tool_requires_sandbox if object.get(tool_spec, ["sandbox", "required"], false) == true
+
+call_is_sandboxed if object.get(request, ["context", "sandboxed"], false) == true
+
+# METADATA
+# title: Tools the catalog marks sandboxed run only in the sandbox
+# custom:
+#   severity: critical
+#   controls: [eu_ai_act.art15(4), eu_ai_act.art15(5), soc2.CC6.8]
+deny contains {
+	"rule": "sandbox-required",
+	"message": sprintf("Tool %s must run in the sandbox (profile: %s); this call was not sandboxed", [tool, sandbox_profile_name]),
+	"controls": ["eu_ai_act.art15(4)", "eu_ai_act.art15(5)", "soc2.CC6.8"],
+} if {
+	tool_requires_sandbox
+	not call_is_sandboxed
+}
+
+sandbox_profile_name := "the tool's own" if {
+	is_object(object.get(tool_spec, ["sandbox", "profile"], null))
+} else := "the agent's registry profile"

@@ -13,6 +13,7 @@ from agents_sdk.records import canonical_json
 from controlplane.accounts import services as account_services
 from controlplane.approvals.models import ApprovalRequest
 from controlplane.bundles import services as bundle_services
+from controlplane.bundles.models import Environment
 from controlplane.changelog.models import ObjectChange
 from controlplane.identity.models import Agent
 from tests.approvals.conftest import file_signed, request_body
@@ -141,7 +142,8 @@ def test_four_eyes_release_is_refused_for_the_author_and_made_by_a_second_person
     prod = bundle_services.create_environment(name="prod", by=people.admin)
     dev = bundle_services.create_environment(name="dev", by=people.admin)
     author = client_of(people.author)
-    assert author.post("/api/v1/environments/dev/publish/", {"message": "v1"}, format="json").status_code == 200
+    assert author.post("/api/v1/environments/dev/publish/", {"message": "v1", "override_reason": "first release"},
+                       format="json").status_code == 200
     held = author.post("/api/v1/environments/dev/promote/", {"to": "prod", "message": "ship v1"}, format="json")
     assert held.status_code == 202, held.content
     request_id = held.json()["id"]
@@ -165,7 +167,8 @@ def test_four_eyes_release_is_refused_for_the_author_and_made_by_a_second_person
 
 def test_dev_publishes_without_a_second_person(people):
     bundle_services.create_environment(name="dev", by=people.admin)
-    assert client_of(people.author).post("/api/v1/environments/dev/publish/", {}, format="json").status_code == 200
+    assert client_of(people.author).post("/api/v1/environments/dev/publish/", {"override_reason": "first release"},
+                                  format="json").status_code == 200
     assert ApprovalRequest.objects.count() == 0
 
 
@@ -184,3 +187,33 @@ def test_a_rule_outside_the_bounds_is_refused_naming_the_field(people):
         assert answer.status_code == 400 and field in answer.json()
     assert admin.post("/api/v1/approval-rules/", {"environment": "prod", "quorum": 2}, format="json").status_code == 201
     assert admin.post("/api/v1/approval-rules/", {"environment": "prod", "quorum": 3}, format="json").status_code == 400
+
+
+def test_release_gates_and_waiting_releases_through_the_api(people):
+    bundle_services.create_environment(name="prod", by=people.admin)
+    bundle_services.create_environment(name="staging", by=people.admin)
+    admin, author = client_of(people.admin), client_of(people.author)
+    gates = {g["environment"]: g for g in admin.get("/api/v1/release-gates/").json()["results"]}
+    assert (gates["prod"]["four_eyes"], gates["prod"]["configured"]) == (True, False)  # the default
+    assert gates["staging"]["four_eyes"] is False
+
+    # Only admins change a gate; the change is in the change log.
+    assert author.put("/api/v1/release-gates/staging/", {"four_eyes": True}, format="json").status_code == 403
+    turned = admin.put("/api/v1/release-gates/staging/", {"four_eyes": True}, format="json")
+    assert turned.status_code == 200 and turned.json()["four_eyes"] is True and turned.json()["configured"] is True
+    assert admin.put("/api/v1/release-gates/staging/", {"four_eyes": "maybe"}, format="json").status_code == 400
+    assert ObjectChange.objects.filter(message__contains="four-eyes releases on for staging by grace").exists()
+
+    held = author.post("/api/v1/environments/staging/publish/", {"message": "v2", "override_reason": "first release"},
+                       format="json")
+    assert held.status_code == 202, held.content
+    assert admin.get("/api/v1/release-gates/staging/").json()["pending_releases"] == 1
+    queue = client_of(people.approver).get("/api/v1/approvals/?kind=release&state=pending").json()["results"]
+    assert [(r["id"], r["tool"], r["requested_by"]) for r in queue] == [(held.json()["id"], "bundle.publish", "frank")]
+
+    # The author cannot deny it either; a second person can, with a reason.
+    people.author.groups.add(*people.approver.groups.all())
+    assert client_of(people.author).post(f"/api/v1/approvals/{queue[0]['id']}/deny/", {}).status_code == 403
+    denied = client_of(people.approver).post(f"/api/v1/approvals/{queue[0]['id']}/deny/", {"comment": "not today"})
+    assert denied.status_code == 200 and denied.json()["state"] == "denied"
+    assert Environment.objects.get(name="staging").active_bundle is None

@@ -166,3 +166,46 @@ def test_compliance_reads_decisions_with_requester_and_decider(identity, people)
     services.approve(request, by=people.approver, comment="ok")
     (record,) = compliance_records(context)
     assert (record.requested_by, record.decided_by, record.outcome) == ("alice@example.com", "bob@example.com", "granted")
+
+
+
+def authored(name: str, params: dict, source: str):
+    """An authored rule and its module as authoring.services stores them (without compiling
+    and running its examples, which the authoring tests cover)."""
+    import hashlib
+
+    from controlplane.authoring.models import AuthoredRule
+    from controlplane.policies.models import PolicyModule, PolicyRevision
+
+    module = PolicyModule.objects.create(path=f"authoring/{name}.rego", package=f"warden.org.{name}")
+    module.current_revision = PolicyRevision.objects.create(module=module, number=1, source=source,
+                                                            sha256=hashlib.sha256(source.encode()).hexdigest())
+    module.save()
+    return AuthoredRule.objects.create(name=name, template="require_approval", params=params, sentence="…",
+                                       module=module)
+
+
+def test_an_authored_rule_asking_for_two_approvers_sets_the_requests_quorum(identity, people):
+    from controlplane.authoring.samples import SAMPLES
+    from controlplane.authoring.templates import module_source
+
+    params = SAMPLES["require_approval"]["params"]  # "… wait for two approvers" (quorum 2)
+    authored(params["name"], params, module_source("require_approval", params))
+    held = [{"rule": "large-payments", "message": "Calls to pay_invoice … wait for two approvers", "controls": []}]
+    request, _ = filed(identity, reasons=held)
+    assert request.quorum == 2  # the approval rules alone ask for one
+    services.approve(request, by=people.approver)
+    request.refresh_from_db()
+    assert request.state == ApprovalState.PENDING
+    services.approve(request, by=people.second)
+    request.refresh_from_db()
+    assert request.state == ApprovalState.APPROVED
+
+    # The module is the source of truth: an engineer's edit as Rego counts.
+    edited = {**params, "name": "huge_payments"}
+    authored("huge_payments", edited, module_source("require_approval", edited).replace("quorum := 2", "quorum := 3"))
+    again, _ = filed(identity, input={"amount": 50}, reasons=[*held, {**held[0], "rule": "huge-payments"}])
+    assert again.quorum == 3
+    # A reason of no authored rule leaves the quorum to the approval rules.
+    other, _ = filed(identity, input={"amount": 99})
+    assert other.quorum == 1

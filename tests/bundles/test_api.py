@@ -20,14 +20,16 @@ def environments(admin_client):
 
 @pytest.mark.parametrize("role, expected", [("policy_author", 200), ("admin", 200), ("approver", 403), ("auditor", 403)])
 def test_who_may_publish(token_client, environments, role, expected):
-    response = token_client(role).post("/api/v1/environments/dev/publish/", {"message": "v1"}, format="json")
+    response = token_client(role).post("/api/v1/environments/dev/publish/", {"message": "v1", "override_reason": "first release"},
+                                        format="json")
     assert response.status_code == expected
     assert (Environment.objects.get(name="dev").active_bundle_id is not None) == (expected == 200)
 
 
 def test_release_flow_publish_promote_rollback(token_client, environments):
     author = token_client("policy_author")
-    published = author.post("/api/v1/environments/dev/publish/", {"message": "v1"}, format="json").json()
+    published = author.post("/api/v1/environments/dev/publish/", {"message": "v1", "override_reason": "first release"},
+                            format="json").json()
     assert published["tests_passed"] >= 40
     promoted = author.post("/api/v1/environments/dev/promote/", {"to": "staging"}, format="json")
     assert promoted.status_code == 200
@@ -70,7 +72,7 @@ def test_environment_tokens_are_admin_only_and_shown_once(token_client, environm
 
 def test_bundle_download_verifies_with_the_exported_public_key(token_client, environments):
     author = token_client("policy_author")
-    bundle = author.post("/api/v1/environments/dev/publish/", {}, format="json").json()
+    bundle = author.post("/api/v1/environments/dev/publish/", {"override_reason": "first release"}, format="json").json()
     auditor = token_client("auditor")
     [key] = auditor.get("/api/v1/signing-keys/").json()["results"]
     assert key["public_key_pem"].startswith("-----BEGIN PUBLIC KEY-----")

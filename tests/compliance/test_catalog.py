@@ -29,7 +29,9 @@ controls:
 def test_every_catalog_loads_with_known_evidence_kinds():
     frameworks = load_catalogs()
     assert {f: len(c.controls) for f, c in frameworks.items()} == {"eu_ai_act": 43, "hipaa": 62, "soc2": 49}
-    assert {f.version for f in frameworks.values()} == {"2026.11-2"}
+    # eu_ai_act 2026.11-3: automated Art. 50 evidence next to the attestation.
+    assert {f: c.version for f, c in frameworks.items()} == {"eu_ai_act": "2026.11-3", "hipaa": "2026.11-2",
+                                                             "soc2": "2026.11-2"}
     for framework in frameworks.values():
         for control in framework.controls:
             assert set(control.evidence) <= EVIDENCE_KINDS

@@ -84,3 +84,41 @@ def test_nothing_to_notify_sends_nothing(deployment, settings):
     assert "notices" not in report.diff
     assert monitoring.deliver(report.pk) == {"emails": 0, "webhook": None}
     assert mail.outbox == []
+
+
+def test_the_daily_sweep_is_on_the_beat_timer_and_notifies_each_expiring_item_once(settings, webhook):
+    from celery import current_app
+    from celery.schedules import crontab
+
+    from controlplane.compliance import tasks
+    from tests.bundles.factories import EnvironmentFactory
+
+    entry = current_app.conf.beat_schedule["compliance-sweep-expiring"]
+    assert entry["task"] == "compliance.sweep_expiring" and entry["task"] in current_app.tasks
+    assert isinstance(entry["schedule"], crontab) and entry["schedule"].hour == {6}  # daily, not weekly
+
+    url, received = webhook
+    settings.WARDEN_COMPLIANCE_WEBHOOK_URL = url
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    env = EnvironmentFactory(name="prod")
+    owner = UserFactory(username="risk-owner", email="risk@example.com", roles=["admin"])
+    now = timezone.now()
+
+    def attest(control_id, days):
+        return attestations.record_attestation(
+            kind="attestation", framework="hipaa", control_id=control_id, environment=env,
+            period_start=now - timedelta(days=90), period_end=now, statement="Reviewed.", owner=owner, by=owner,
+            expires_at=now + timedelta(days=days))
+
+    soon = attest("164.308(a)(1)(ii)(A)", 10)
+    attest("164.308(a)(1)(ii)(B)", 60)  # outside the 30-day notice
+    attestations.revoke_attestation(attest("164.308(a)(1)(ii)(D)", 5), by=owner)  # revoked: nothing to renew
+
+    outcome = tasks.sweep_expiring.apply().get()  # the task the beat entry runs, through Celery
+    assert outcome == {"notices": 1, "emails": 1, "webhooks": [204]}
+    assert mail.outbox[-1].to == ["risk@example.com"] and "164.308(a)(1)(ii)(A)" in mail.outbox[-1].body
+    assert received[-1]["type"] == "compliance.expiring"
+    assert [n["attestation"] for n in received[-1]["notices"]] == [str(soon.pk)]
+
+    assert monitoring.sweep_expiring() == {"notices": 0, "emails": 0, "webhooks": []}  # once per item
+    assert len(mail.outbox) == 1

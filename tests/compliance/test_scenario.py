@@ -43,8 +43,9 @@ FIXED = {
 # Unaffected by either fault, identical in both reports.
 STEADY = {
     "art4": "manual", "art5(1)": "manual", "art10": "manual", "art14(4)(b)": "manual", "art26(4)": "manual",
-    "art26(7)": "manual", "art26(11)": "manual", "art27": "manual", "art49": "manual", "art50(1)": "manual",
-    "art50(2)": "manual", "art50(4)": "manual",
+    "art26(7)": "manual", "art26(11)": "manual", "art27": "manual", "art49": "manual",
+    # Nobody classified billing-bot, so whether it triggers Art. 50 is unknown (was "manual").
+    "art50(1)": "gap", "art50(2)": "gap", "art50(4)": "gap",
     "art6(3)": "gap", "art25": "gap",  # nobody assessed the agent's classification or recorded its models
     "art9": "partial",  # "evaluates": needs a person's attestation; anomaly detection partial
     "art11": "partial", "art13": "partial", "art18": "partial",  # documentation lives partly outside Warden
@@ -88,7 +89,9 @@ def test_known_gaps_are_reported_then_fixed_and_listed_as_improved(deployment, b
     evidence = {e["kind"]: e for e in approval.evidence}
     refund = next(o for o in evidence["human_approval"]["objects"] if o["label"] == "stripe_refund")
     assert refund["type"] == "policies.tool" and refund["id"] == str(Tool.objects.get(name="stripe_refund").pk)
-    assert first.summary["gap"] == 6 and first.diff["previous_report"] is None
+    # 6 gaps from the faults and the missing classification, + 3 Art. 50 gaps: whether the
+    # unclassified agent triggers Art. 50 is unknown (catalog 2026.11-3).
+    assert first.summary["gap"] == 9 and first.diff["previous_report"] is None
 
     # Fix both: decisions logged (and received), the refund tool filed as a payment.
     with django_capture_on_commit_callbacks(execute=True):
@@ -144,7 +147,7 @@ def test_high_risk_obligations_do_not_apply_without_a_high_risk_agent(deployment
     statuses = results_of(report)
     assert statuses["art14(4)(e)"] == "not_applicable"
     assert "classified high-risk" in report.results.get(control_id="art14(4)(e)").applicability
-    assert statuses["art4"] == "manual" and statuses["art50(1)"] == "manual"
+    assert statuses["art4"] == "manual" and statuses["art50(1)"] == "gap"  # unclassified: trigger unknown
     high_risk = [c for c in get_framework("eu_ai_act").controls if c.applies_to in ("high_risk",
                                                                                               "gpai_provider")]
     assert report.summary["not_applicable"] == len(high_risk)

@@ -78,7 +78,8 @@ def test_unknown_agent_rule_is_a_404(admin_client, team):
 
 
 def test_person_issued_grant_verifies_against_the_bundle_and_starts_a_chain(admin_client, team, prod):
-    admin_client.put(f"{RULES}orchestrator/", {"may_delegate_to": ["researcher"]}, format="json")
+    admin_client.put(f"{RULES}orchestrator/", {"may_delegate_to": ["researcher"], "may_act_for": ["@example.com"]},
+                     format="json")
     answer = admin_client.post("/api/v1/delegation/grants/", {
         "audience": "orchestrator", "scopes": ["read:docs", "write:files"], "session": "s-orch",
         "constraints": {"path_prefix": "/data/"}, "lifetime_seconds": 600, "task": "quarterly report"}, format="json")
@@ -97,7 +98,32 @@ def test_person_issued_grant_verifies_against_the_bundle_and_starts_a_chain(admi
     assert extended["chain"] == [root["iss"], "orchestrator", "researcher"]
 
 
+def test_person_grants_only_from_the_people_the_agent_may_act_for(admin_client, team, prod):
+    grant = {"audience": "orchestrator", "scopes": ["read:docs"], "session": "s-orch"}
+    refused = admin_client.post("/api/v1/delegation/grants/", grant, format="json")  # no rule: nobody
+    assert refused.status_code == 409 and "may_act_for" in json.dumps(refused.json()), refused.content
+    answer = admin_client.put(f"{RULES}orchestrator/", {"may_delegate_to": [], "may_act_for": ["Admin-User@Example.com"]},
+                              format="json")
+    assert answer.status_code == 200 and answer.json()["may_act_for"] == ["admin-user@example.com"]
+    token = admin_client.post("/api/v1/delegation/grants/", grant, format="json").json()["token"]
+    registry = bundle_registry(prod)
+    assert registry["delegation"]["rules"]["orchestrator"]["may_act_for"] == ["admin-user@example.com"]
+    verify_chain(token, registry, agent="orchestrator", session_id="s-orch")
+    # Narrowing the list afterwards refuses the grant already issued, in the engines too.
+    admin_client.put(f"{RULES}orchestrator/", {"may_delegate_to": [], "may_act_for": ["@example.org"]}, format="json")
+    with pytest.raises(DelegationRefused, match="link 1 .*: allowlist: orchestrator may not act for person:admin-user"):
+        verify_chain(token, bundle_registry(prod), agent="orchestrator", session_id="s-orch")
+    assert admin_client.post("/api/v1/delegation/grants/", grant, format="json").status_code == 409
+
+
+@pytest.mark.parametrize("entry", ["not an address", "a@b@c", "@", 7])
+def test_bad_may_act_for_entries_are_refused(admin_client, team, entry):
+    answer = admin_client.put(f"{RULES}orchestrator/", {"may_delegate_to": [], "may_act_for": [entry]}, format="json")
+    assert answer.status_code == 400 and "may_act_for" in json.dumps(answer.json()), answer.content
+
+
 def test_person_grant_beyond_the_agents_scopes_is_refused(admin_client, team):
+    admin_client.put(f"{RULES}orchestrator/", {"may_delegate_to": [], "may_act_for": ["*"]}, format="json")
     answer = admin_client.post("/api/v1/delegation/grants/", {
         "audience": "orchestrator", "scopes": ["admin:everything"], "session": "s-1"}, format="json")
     assert answer.status_code == 400 and "scopes" in answer.json()

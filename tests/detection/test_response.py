@@ -105,3 +105,63 @@ def test_a_bad_policy_is_refused_naming_the_field(admin_user, fields, field):
     with pytest.raises(InvalidInput) as refused:
         set_response_policy(by=admin_user, **fields)
     assert refused.value.field == field
+
+
+def test_a_require_approval_response_holds_every_action_until_the_alert_is_closed(
+    admin_user, signed_agent, ship, django_capture_on_commit_callbacks
+):
+    from agents_sdk.engine import RegoEngine
+    from controlplane.bundles.selectors import registry_data
+    from controlplane.core.signals import registry_changed
+    from controlplane.detection.services.alerts import resolve_alert
+    from controlplane.policies.library import library_modules
+    from controlplane.policies.models import Tool
+
+    prod = environment("prod", by=admin_user)
+    Tool.objects.create(name="report_read")
+    set_response_policy(environment="prod", risk_tiers=["high"], action="require_approval", by=admin_user)
+    bot = signed_agent(risk_tier="high")
+    rebuilds = []
+
+    def rebuild_requested(sender, reason, **kwargs):
+        rebuilds.append(reason)
+
+    registry_changed.connect(rebuild_requested, dispatch_uid="test-hold")
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            alert = exfiltrate(bot, ship)
+        bot.agent.refresh_from_db()
+        assert bot.agent.status == "active"
+        assert alert.response["action"] == "require_approval" and alert.response["environments"] == ["prod"]
+        held = ObjectChange.objects.get(object_id=str(alert.pk), message__startswith="automatic response")
+        assert held.user_name == "warden-detector" and "held for approval" in held.message
+        assert Incident.objects.get().timeline.filter(message__contains="held for approval automatically").exists()
+        # The bundles' rebuild (controlplane.bundles.receivers) is asked for once the hold commits.
+        assert rebuilds == [f"detector, alert {alert.pk}: agent invoice-bot held for approval"]
+
+        call = {"agent": {"id": "invoice-bot"}, "action": {"tool": "report_read", "args": {}},
+                "context": {"environment": "prod"}}
+
+        def decide():
+            data = registry_data(prod)
+            return data, RegoEngine().compile(library_modules(include_tests=False), {"warden_registry": data}).decide(call)
+
+        data, decision = decide()
+        assert data["held_agents"]["invoice-bot"]["alert"] == alert.pk
+        assert decision["effect"] == "require_approval"
+        assert [r["rule"] for r in decision["reasons"]] == ["detector-hold"]
+
+        with django_capture_on_commit_callbacks(execute=True):
+            resolve_alert(alert, by=admin_user, note="reviewed")
+        assert rebuilds[-1] == f"detector, alert {alert.pk}: agent invoice-bot no longer held: the alert is closed"
+        data, decision = decide()
+        assert "held_agents" not in data and decision["effect"] == "allow"
+    finally:
+        registry_changed.disconnect(dispatch_uid="test-hold")
+
+
+def test_an_unknown_response_action_is_refused_naming_the_field(admin_user):
+    environment("prod", by=admin_user)
+    with pytest.raises(InvalidInput) as refused:
+        set_response_policy(environment="prod", risk_tiers=["high"], action="nuke", by=admin_user)
+    assert refused.value.field == "action"

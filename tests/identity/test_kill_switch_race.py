@@ -67,6 +67,8 @@ class LiveEngine(threading.Thread):
         super().__init__(daemon=True)
         self.base, self.token = base, token
         self.seen: dict[str, str] = {}  # revision -> status of "bot" in it
+        # (monotonic time, revision) per bundle received: revisions repeat (suspend, resume, suspend…).
+        self.received: list[tuple[float, str]] = []
         self.built_at: list[str] = []
         self.stop = threading.Event()
         self.errors: list[str] = []
@@ -93,12 +95,22 @@ class LiveEngine(threading.Thread):
                 etag = response.headers["ETag"]
                 revision, built_at, agents = read_bundle(response.content)
                 with self.condition:
+                    self.received.append((time.monotonic(), revision))
                     self.seen[revision] = agents["bot"]["status"]
                     self.built_at.append(built_at)
                     self.condition.notify_all()
                 report = {"labels": {"id": instance, "version": "1.4.2"},
                           "bundles": {"dev": {"name": "dev", "active_revision": revision}}}
                 client.post("/opa/status", json=report, headers={"Authorization": f"Bearer {self.token}"})
+
+    def received_since(self, revision: str, since: float, deadline: float) -> float | None:
+        """When the engine received `revision` at or after `since` (None: not within `deadline` s)."""
+        def first():
+            return next((t for t, r in self.received if r == revision and t >= since), None)
+
+        with self.condition:
+            self.condition.wait_for(lambda: first() is not None, timeout=deadline)
+            return first()
 
     def wait_for(self, revision: str, deadline: float) -> str | None:
         with self.condition:
@@ -175,10 +187,12 @@ def test_kill_switch_under_concurrent_uploads_is_delivered_or_fails_visibly(embe
     for uploader in uploaders:
         uploader.start()
     delivered, visible_failures, silent = 0, [], []
+    to_deny: list[float] = []
     try:
         with httpx.Client(base_url=base, timeout=60, headers={"Authorization": f"Token {tokens['api']}"}) as api:
             for round_ in range(ROUNDS):
                 action, expected = ("suspend", "suspended") if round_ % 2 == 0 else ("resume", "active")
+                pulled = time.monotonic()
                 response = api.post(f"/api/v1/agents/bot/{action}/", json={"reason": f"drill {round_}"})
                 if response.status_code != 200:
                     body = response.json()
@@ -192,6 +206,10 @@ def test_kill_switch_under_concurrent_uploads_is_delivered_or_fails_visibly(embe
                 assert report["environment"] == "dev" and report["built_at"]
                 if engine.wait_for(report["revision"], DELIVERY_DEADLINE) == expected:
                     delivered += 1
+                    if action == "suspend":  # drill time-to-deny: from the switch to the engine holding it
+                        received = engine.received_since(report["revision"], pulled, DELIVERY_DEADLINE)
+                        if received is not None:
+                            to_deny.append(received - pulled)
                 else:
                     silent.append((round_, report["revision"]))
     finally:
@@ -208,6 +226,11 @@ def test_kill_switch_under_concurrent_uploads_is_delivered_or_fails_visibly(embe
     print(f"\nkill switch race: {ROUNDS} calls, {delivered} delivered to the live engine, "
           f"{len(visible_failures)} visible failures, {len(silent)} silent; uploads by status {upload_statuses}; "
           f"engine errors {len(engine.errors)}")
+    if to_deny:
+        ordered = sorted(to_deny)
+        print(f"kill switch drill time-to-deny (suspend call until a long-polling engine holds the bundle that "
+              f"marks the agent suspended), {len(ordered)} drills: median {ordered[len(ordered) // 2]:.3f} s, "
+              f"p95 {ordered[int(len(ordered) * 0.95) - 1]:.3f} s, max {ordered[-1]:.3f} s")
     assert silent == [], "a 200 whose revision never reached the engine"
     assert delivered + len(visible_failures) == ROUNDS
     assert set(upload_statuses) <= {200}, upload_statuses

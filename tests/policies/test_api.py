@@ -64,3 +64,39 @@ def test_tool_catalog_crud_and_validation(token_client):
     assert client.post("/api/v1/tools/", {"name": "x", "category": "teleport"}, format="json").status_code == 400
     assert client.delete("/api/v1/tools/payment_create/").status_code == 204
     assert not Tool.objects.exists()
+
+
+def test_a_catalog_sandbox_flag_travels_in_the_bundle_and_the_policy_denies_unsandboxed_calls(token_client, admin_user):
+    from agents_sdk.engine import RegoEngine
+    from controlplane.bundles.selectors import registry_data
+    from controlplane.policies.library import library_modules
+    from tests.bundles.factories import environment
+    from tests.identity.factories import AgentFactory
+
+    client = token_client("policy_author")
+    bad = client.post("/api/v1/tools/", {"name": "run_python", "sandbox_required": True,
+                                         "sandbox_profile": {"file_read": ["relative"]}}, format="json")
+    assert bad.status_code == 400
+    assert bad.json()["sandbox_profile"][0].startswith("file_read[0]: 'relative' must be absolute")
+    created = client.post("/api/v1/tools/", {"name": "run_python", "scopes": ["exec:code"], "sandbox_required": True,
+                                             "sandbox_profile": {"file_read": ["/srv/data"]}}, format="json")
+    assert created.status_code == 201
+    assert created.json()["sandbox_required"] is True
+    client.post("/api/v1/tools/", {"name": "ticket_read", "scopes": ["exec:code"]}, format="json")
+    AgentFactory(name="coder-bot", environments=["dev"], scopes=["exec:code"])
+
+    data = registry_data(environment("dev", by=admin_user))
+    assert data["tools"]["run_python"]["sandbox"] == {"required": True, "profile": {"file_read": ["/srv/data"]}}
+    assert "sandbox" not in data["tools"]["ticket_read"]
+    policy = RegoEngine().compile(library_modules(include_tests=False), {"warden_registry": data})
+
+    def call(tool, **context):
+        return policy.decide({"agent": {"id": "coder-bot", "scopes": ["exec:code"]},
+                              "action": {"type": "tool_call", "tool": tool, "args": {"code": "1"}},
+                              "context": {"environment": "dev", **context}})
+
+    denied = call("run_python")
+    assert denied["effect"] == "deny"
+    assert [r["rule"] for r in denied["reasons"]] == ["sandbox-required"]
+    assert call("run_python", sandboxed=True)["effect"] == "allow"
+    assert call("ticket_read")["effect"] == "allow"

@@ -115,3 +115,28 @@ def file_functions(entered: list) -> list:
         return f"contents of {path}"
 
     return [file_delete, file_read]
+
+
+def with_approvals(tmp_path, *, on_approval: str = "raise", grant: tuple[str, dict] | None = None) -> Guard:
+    """support-bot with an ApprovalClient (agents_sdk.approvals) whose control plane is not
+    reachable (port 9: nothing listens), so a held call is spooled and does not run. With
+    ``grant=(tool, args)`` the registry carries the grant ``grant-1`` for exactly that call,
+    as the bundle does once a person approved it (controlplane.approvals.grants.engine_entry)."""
+    import time
+
+    from agents_sdk.approvals import ApprovalClient, args_sha256
+
+    data = registry()
+    data["warden_registry"]["environment"] = "prod"
+    if grant is not None:
+        tool, args = grant
+        data["warden_registry"]["approvals"] = {"grant-1": {
+            "request_id": "r-1", "agent_id": "support-bot", "environment": "prod", "tool": tool, "args": args,
+            "args_sha256": args_sha256(args), "expires_at_ns": int(time.time() + 300) * 1_000_000_000,
+        }}
+    identity = AgentIdentity.create("support-bot", "alice@example.com", SCOPES["support-bot"])
+    client = ApprovalClient(identity, "http://127.0.0.1:9", spool_dir=tmp_path / "approval-spool",
+                            ledger_dir=tmp_path / "used-grants", timeout=0.5)
+    return Guard(identity, EmbeddedBackend.from_modules(library_modules(), data), environment="prod",
+                 session_id="s-1", signer=ActionSigner(identity), approvals=client, on_approval=on_approval,
+                 approval_timeout=1)

@@ -13,7 +13,7 @@ from haystack.tools import tool
 
 from agents_sdk.integrations import summarize_result
 from agents_sdk.integrations.haystack import warden_hooks
-from agents_sdk.integrations.tests.policy import file_functions, governed, kinds, signed_log
+from agents_sdk.integrations.tests.policy import file_functions, governed, kinds, signed_log, with_approvals
 
 
 @pytest.fixture
@@ -96,3 +96,34 @@ def test_the_documented_example_runs(monkeypatch, capsys):
     from agents_sdk.integrations.tests.policy import run_doc_example
 
     run_doc_example("haystack", monkeypatch, capsys)
+
+
+# Human approval (agents_sdk.approvals) through the hooks: the held call is filed, and runs
+# only under a grant, once.
+UNREACHABLE = ("waiting for human approval (not filed yet: the control plane is unreachable; the request is spooled "
+               "and sent again): no-prod-deletes: Production file deletion requires human approval")
+
+
+@pytest.mark.parametrize("on_approval", ["raise", "wait"])
+def test_a_held_call_with_the_control_plane_unreachable_is_spooled_and_never_runs(tools, entered, tmp_path,
+                                                                                     on_approval):
+    guard = with_approvals(tmp_path, on_approval=on_approval)
+    result = run(guard, tools, ("file_delete", {"path": "/prod/db.sqlite"}), ("file_delete", {"path": "/prod/db.sqlite"}))
+
+    assert entered == []
+    assert [r.result for r in tool_results(result)] == [UNREACHABLE, UNREACHABLE]
+    assert guard.approvals.spooled() == 1  # the same held action twice: one request to send
+
+
+def test_a_granted_call_runs_once_and_its_replay_is_refused(tools, entered, tmp_path):
+    args = {"path": "/prod/db.sqlite"}
+    guard = with_approvals(tmp_path, grant=("file_delete", args))
+    with guard.context(approval_token="grant-1"):
+        result = run(guard, tools, ("file_delete", args), ("file_delete", args))
+
+    assert entered == [("file_delete", "/prod/db.sqlite")]
+    ran, replayed = tool_results(result)
+    assert ran.result == "deleted /prod/db.sqlite" and not ran.error
+    assert replayed.result == "approval-grant-rejected: Approval grant grant-1 does not bind this action: consumed"
+    approvals = [r["payload"]["event"] for r in signed_log(guard) if r["kind"] == "approval"]
+    assert approvals == ["consumed", "refused"]

@@ -341,6 +341,54 @@ def test_the_config_on_the_docs_page_loads_with_shipping(tmp_path):
     config = load_config(tmp_path / "mcp-proxy.yaml")
     assert config.ship_url == "http://127.0.0.1:8000" and config.ship_spool_dir == tmp_path / "var/mcp-proxy-spool"
     assert config.session_id is None and config.upstream.name == "files"
+    approvals = config.approvals
+    assert approvals is not None and approvals.url == "http://127.0.0.1:8000"  # ship.url by default
+    assert (approvals.on_approval, approvals.timeout) == ("wait", 300.0)
+    assert approvals.spool_dir == tmp_path / "var/mcp-proxy-approvals"
     (tmp_path / "bad.yaml").write_text(block.replace("url: http://127.0.0.1:8000", "url: ftp://x"))
     with pytest.raises(Exception, match="ship.url"):
         load_config(tmp_path / "bad.yaml")
+
+
+@pytest.mark.parametrize(("change", "field"), [
+    ("on_approval: wait", "on_approval: sometimes"), ("timeout: 300", "timeout: 0"), ("timeout: 300", "timeout: yes"),
+    ("spool_dir: var/mcp-proxy-approvals", "spool_dir: ''"), ("# public_key: bundle-signing.pem", "public_key: k.pem"),
+])
+def test_a_bad_approvals_setting_is_refused_naming_it(tmp_path, change, field):
+    import re
+
+    from agents_sdk.integrations.mcp_proxy import ProxyConfigError, load_config
+
+    page = (REPO_ROOT / "docs" / "integrations.md").read_text("utf-8")
+    block = re.search(r"<!-- example: config -->\n```yaml\n(.*?)```", page, re.DOTALL).group(1)
+    assert change in block
+    (tmp_path / "bad.yaml").write_text(block.replace(change, field))
+    with pytest.raises(ProxyConfigError, match=f"approvals.{field.split(':')[0]}"):
+        load_config(tmp_path / "bad.yaml")
+
+
+def test_with_approvals_a_held_call_is_spooled_while_the_control_plane_is_unreachable(proxy_config, files):
+    from agents_sdk.integrations.mcp_proxy import guard_of, load_config
+
+    config, identity = proxy_config
+    settings = json.loads(config.read_text())
+    # Port 9: nothing listens. The call must not run; the request waits in the spool.
+    settings["approvals"] = {"url": "http://127.0.0.1:9", "spool_dir": "approvals", "on_approval": "wait",
+                             "timeout": 5}
+    config.write_text(json.dumps(settings))
+    guard = guard_of(load_config(config), identity, None)  # what `warden mcp-proxy` decides with
+    assert (guard.on_approval, guard.approval_timeout, guard.approvals.base_url) == ("wait", 5.0, "http://127.0.0.1:9")
+
+    async def session():
+        params = StdioServerParameters(command=proxy_command(config)[0], args=proxy_command(config)[1:],
+                                       env=proxy_env())
+        async with Client(params) as client:
+            target = {"path": str(files / "prod/customers.db"), "content": "gone"}
+            return [await client.call_tool("write_file", target) for _ in range(2)]
+
+    for held in asyncio.run(session()):
+        assert held.is_error and held.content[0].text.startswith(
+            "waiting for human approval (not filed yet: the control plane is unreachable"
+        )
+    assert (files / "prod/customers.db").read_text() == "the customers"
+    assert len(list((config.parent / "approvals").glob("*.request.json"))) == 1  # one held action, one request

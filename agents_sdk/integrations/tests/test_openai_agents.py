@@ -13,7 +13,7 @@ from agents.testing import ScriptedModel, assistant_message, function_call
 
 from agents_sdk.integrations import summarize_result
 from agents_sdk.integrations.openai_agents import govern_function_tool, warden_guardrails
-from agents_sdk.integrations.tests.policy import file_functions, governed, kinds, signed_log
+from agents_sdk.integrations.tests.policy import file_functions, governed, kinds, signed_log, with_approvals
 
 set_tracing_disabled(True)  # no trace export: there is no network here
 
@@ -117,3 +117,36 @@ def test_the_documented_example_runs(monkeypatch, capsys):
     from agents_sdk.integrations.tests.policy import run_doc_example
 
     run_doc_example("openai-agents", monkeypatch, capsys)
+
+
+# Human approval (agents_sdk.approvals) through the guardrails: the held call is filed, and
+# runs only under a grant, once.
+UNREACHABLE = ("waiting for human approval (not filed yet: the control plane is unreachable; the request is spooled "
+               "and sent again): no-prod-deletes: Production file deletion requires human approval")
+
+
+@pytest.mark.parametrize("on_approval", ["raise", "wait"])
+def test_a_held_call_with_the_control_plane_unreachable_is_spooled_and_never_runs(plain_tools, entered, tmp_path,
+                                                                                     on_approval):
+    guard = with_approvals(tmp_path, on_approval=on_approval)
+    _, model = run(guard, plain_tools, ("file_delete", {"path": "/prod/db.sqlite"}),
+                   ("file_delete", {"path": "/prod/db.sqlite"}))
+
+    assert entered == []
+    assert tool_outputs(model) == [UNREACHABLE, UNREACHABLE]
+    assert guard.approvals.spooled() == 1  # the same held action twice: one request to send
+
+
+def test_a_granted_call_runs_once_and_its_replay_is_refused(plain_tools, entered, tmp_path):
+    args = {"path": "/prod/db.sqlite"}
+    guard = with_approvals(tmp_path, grant=("file_delete", args))
+    with guard.context(approval_token="grant-1"):
+        _, model = run(guard, plain_tools, ("file_delete", args), ("file_delete", args))
+
+    assert entered == [("file_delete", "/prod/db.sqlite")]
+    assert tool_outputs(model) == [
+        "deleted /prod/db.sqlite",
+        "approval-grant-rejected: Approval grant grant-1 does not bind this action: consumed",
+    ]
+    approvals = [r["payload"]["event"] for r in signed_log(guard) if r["kind"] == "approval"]
+    assert approvals == ["consumed", "refused"]

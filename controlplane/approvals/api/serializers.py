@@ -2,7 +2,16 @@ from rest_framework import serializers
 
 from agents_sdk.guard.inputs import input_problem
 
-from controlplane.approvals.models import ApprovalRequest, ApprovalRule, ApprovalVote, WebhookDelivery, WebhookEndpoint
+from controlplane.approvals.models import (
+    ApprovalKind,
+    ApprovalRequest,
+    ApprovalRule,
+    ApprovalState,
+    ApprovalVote,
+    ReleaseGate,
+    WebhookDelivery,
+    WebhookEndpoint,
+)
 
 MAX_REASONS = 50
 MAX_ARGS_DEPTH = 32
@@ -126,3 +135,28 @@ class WebhookDeliverySerializer(serializers.ModelSerializer):
         model = WebhookDelivery
         fields = ["id", "request", "event", "attempts", "status_code", "last_error", "delivered_at", "created_at"]
         read_only_fields = fields
+
+
+class ReleaseGateSerializer(serializers.Serializer):
+    """An environment's four-eyes gate: whether a release to it waits for a second person."""
+
+    environment = serializers.CharField(source="name", read_only=True)
+    four_eyes = serializers.SerializerMethodField()
+    configured = serializers.SerializerMethodField(help_text="False: no gate set, the default applies (on for prod).")
+    pending_releases = serializers.SerializerMethodField(help_text="Releases to it waiting for a second person.")
+
+    def get_four_eyes(self, environment) -> bool:
+        from controlplane.approvals.releases import four_eyes_required
+
+        return four_eyes_required(environment)
+
+    def get_configured(self, environment) -> bool:
+        return ReleaseGate.objects.filter(environment=environment).exists()
+
+    def get_pending_releases(self, environment) -> int:
+        return ApprovalRequest.objects.filter(kind=ApprovalKind.RELEASE, state=ApprovalState.PENDING,
+                                              environment=environment.name).count()
+
+
+class ReleaseGateUpdateSerializer(serializers.Serializer):
+    four_eyes = serializers.BooleanField()

@@ -6,6 +6,7 @@ from controlplane.approvals.api.views import (
     AgentWaitView,
     ApprovalRequestViewSet,
     ApprovalRuleViewSet,
+    ReleaseGateViewSet,
     WebhookEndpointViewSet,
 )
 
@@ -13,6 +14,7 @@ router = SimpleRouter()
 router.register("approvals", ApprovalRequestViewSet, basename="approval")
 router.register("approval-rules", ApprovalRuleViewSet, basename="approval-rule")
 router.register("approval-webhooks", WebhookEndpointViewSet, basename="approval-webhook")
+router.register("release-gates", ReleaseGateViewSet, basename="release-gate")
 
 urlpatterns = [
     # Agents (signed with their key): file a held call, long-poll its decision.

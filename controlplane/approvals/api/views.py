@@ -10,17 +10,20 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from controlplane.accounts.roles import Role
-from controlplane.approvals import notifications, selectors, services, waiting
+from controlplane.approvals import notifications, releases, selectors, services, waiting
 from controlplane.approvals.api.serializers import (
     AgentRequestSerializer,
     ApprovalRequestSerializer,
     ApprovalRuleSerializer,
     DecisionSerializer,
+    ReleaseGateSerializer,
+    ReleaseGateUpdateSerializer,
     WebhookDeliverySerializer,
     WebhookEndpointSerializer,
 )
 from controlplane.approvals.models import ApprovalRequest, ApprovalRule, ApprovalState, WebhookEndpoint
 from controlplane.audit import conf as audit_conf
+from controlplane.bundles.models import Environment
 from controlplane.audit.authentication import AgentSignatureAuthentication, IsUsableAgent, read_body
 from controlplane.core.api import validated
 from controlplane.core.viewsets import WardenViewSet
@@ -189,3 +192,22 @@ class WebhookEndpointViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, W
         """The delivery log: every event sent to this endpoint, its attempts and last error."""
         deliveries = self.get_object().deliveries.all()[:200]
         return Response(WebhookDeliverySerializer(deliveries, many=True).data)
+
+
+class ReleaseGateViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, WardenViewSet):
+    """Four-eyes releases per environment: whether publishing or promoting to it waits for a
+    second person (on by default for prod), and how many releases wait now. Admins change
+    it; the waiting releases are in /approvals/?kind=release&state=pending."""
+
+    queryset = Environment.objects.order_by("name")
+    serializer_class = ReleaseGateSerializer
+    lookup_field = "name"
+    lookup_value_regex = r"[a-z][a-z0-9-]*"
+
+    @extend_schema(request=ReleaseGateUpdateSerializer, responses={200: ReleaseGateSerializer})
+    def update(self, request, name=None):
+        """Turn the gate on or off (recorded in the change log)."""
+        data = validated(ReleaseGateUpdateSerializer, request)
+        environment = self.get_object()
+        releases.set_four_eyes(environment, four_eyes=data["four_eyes"], by=request.user)
+        return Response(self.rendered(environment))

@@ -88,6 +88,10 @@ class ImpactPreviewSerializer(serializers.ModelSerializer):
 
 class PublishPreviewSerializer(serializers.Serializer):
     message = serializers.CharField(max_length=300, required=False, default="", allow_blank=True)
+    log_only = serializers.BooleanField(
+        required=False, default=False,
+        help_text="Roll the revision out log-only: its new organisation rules are logged, not enforced.",
+    )
 
 
 class LogOnlyEffectsSerializer(serializers.Serializer):

@@ -108,11 +108,24 @@ class EnvironmentUpdateSerializer(EnvironmentSerializer):
         return full.validated_data
 
 
-class PublishSerializer(serializers.Serializer):
+class RollbackSerializer(serializers.Serializer):
     message = serializers.CharField(max_length=500, required=False, allow_blank=True, default="")
 
 
-class PromoteSerializer(PublishSerializer):
+class PublishSerializer(RollbackSerializer):
+    impact_preview = serializers.UUIDField(required=False, allow_null=True, default=None,
+                                           help_text="A finished impact preview of exactly the policies to publish.")
+    override_reason = serializers.CharField(
+        max_length=300, required=False, allow_blank=True, default="",
+        help_text="Why this publish goes without an impact preview; kept in the change log.",
+    )
+    log_only = serializers.BooleanField(
+        required=False, default=False,
+        help_text="Roll the revision out log-only: its new organisation rules are logged, not enforced.",
+    )
+
+
+class PromoteSerializer(RollbackSerializer):
     to = serializers.SlugRelatedField(slug_field="name", queryset=Environment.objects.all())
 
 

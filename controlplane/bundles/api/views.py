@@ -8,7 +8,9 @@ from rest_framework.response import Response
 
 from controlplane.accounts.roles import Role
 from controlplane.approvals.api.serializers import ApprovalRequestSerializer
+from controlplane.approvals.models import ApprovalRequest
 from controlplane.approvals.releases import held_release
+from controlplane.authoring.previews import publish_with_preview_or_override
 from controlplane.bundles import services
 from controlplane.bundles.api.serializers import (
     ActivationSerializer,
@@ -20,6 +22,7 @@ from controlplane.bundles.api.serializers import (
     EnvironmentUpdateSerializer,
     PromoteSerializer,
     PublishSerializer,
+    RollbackSerializer,
     SigningKeySerializer,
 )
 from controlplane.bundles.models import Bundle, Environment, EnvironmentToken, SigningKey
@@ -57,14 +60,13 @@ class EnvironmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Warde
     @action(detail=True, methods=["post"])
     def publish(self, request, name=None):
         """Run the policy tests, build a bundle of the current policies and activate it here.
+        Needs `impact_preview` (a finished preview of these policies) or `override_reason`.
         In a four-eyes environment (prod by default): 202 with the approval request instead."""
         data = validated(PublishSerializer, request)
-        environment = self.get_object()
-        held = held_release(environment, by=request.user, operation="publish", message=data.get("message", ""))
-        if held is not None:
-            return Response(ApprovalRequestSerializer(held, context={"request": request}).data, status=202)
-        bundle = services.publish_policies(environment, by=request.user, **data)
-        return Response(BundleSerializer(bundle).data)
+        published = publish_with_preview_or_override(self.get_object(), by=request.user, **data)
+        if isinstance(published, ApprovalRequest):
+            return Response(ApprovalRequestSerializer(published, context={"request": request}).data, status=202)
+        return Response(BundleSerializer(published).data)
 
     @extend_schema(request=PromoteSerializer, responses={200: BundleSerializer, 202: ApprovalRequestSerializer})
     @action(detail=True, methods=["post"])
@@ -81,11 +83,11 @@ class EnvironmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Warde
         bundle = services.promote_bundle(source, by=request.user, **data)
         return Response(BundleSerializer(bundle).data)
 
-    @extend_schema(request=PublishSerializer, responses={200: BundleSerializer})
+    @extend_schema(request=RollbackSerializer, responses={200: BundleSerializer})
     @action(detail=True, methods=["post"])
     def rollback(self, request, name=None):
         """Go back to the policies active before the latest activation (registry data stays current)."""
-        data = validated(PublishSerializer, request)
+        data = validated(RollbackSerializer, request)
         bundle = services.rollback_bundle(self.get_object(), by=request.user, **data)
         return Response(BundleSerializer(bundle).data)
 

@@ -15,7 +15,7 @@ from rest_framework.views import APIView
 
 from controlplane.accounts.roles import Role
 from controlplane.bundles.models import Environment
-from controlplane.compliance import attestations, package, scoping, selectors, services
+from controlplane.compliance import attestations, oscal, package, scoping, selectors, services
 from controlplane.compliance.api.filters import AttestationFilter, GapReportFilter
 from controlplane.compliance.api.serializers import (
     AgentClassificationSerializer,
@@ -182,6 +182,16 @@ class GapReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
                                         sample_size=package.DEFAULT_SAMPLE_SIZE if size is None else size)
         response = HttpResponse(content, content_type="application/zip")
         response["Content-Disposition"] = f'attachment; filename="{self._filename(report, "-evidence.zip")}"'
+        return response
+
+    @extend_schema(responses={200: OpenApiTypes.OBJECT})
+    @action(detail=True, methods=["get"])
+    def oscal(self, request, pk=None):
+        """The finished report as an OSCAL 1.1.2 Assessment Results document (JSON): one finding
+        per assessed control, one observation per evidence item; only "met" is satisfied."""
+        report = get_object_or_404(selectors.reports(), pk=pk)
+        response = Response(oscal.assessment_results(report))
+        response["Content-Disposition"] = f'attachment; filename="{self._filename(report, "-oscal-ar.json")}"'
         return response
 
     @extend_schema(request=SignOffRequestSerializer, responses={201: SignOffSerializer})

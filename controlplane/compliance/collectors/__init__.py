@@ -8,31 +8,10 @@ stays within seconds.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-from controlplane.compliance.evidence import Evidence
-
-COLLECTORS: dict[str, Callable] = {}
-
-
-def collector(kind: str):
-    def register(func):
-        COLLECTORS[kind] = func
-        return func
-
-    return register
-
-
-def collect(kind: str, context) -> Evidence:
-    """Run one collector and stamp the evidence with the time it was collected."""
-    from django.utils import timezone
-
-    evidence = COLLECTORS[kind](context)
-    evidence.collected_at = timezone.now().isoformat()
-    return evidence
-
-
 # Importing the modules registers their collectors.
-from controlplane.compliance.collectors import access, logs, platform, policy  # noqa: F401,E402
+from controlplane.compliance.collectors import access, logs, platform, policy, transparency  # noqa: F401
+from controlplane.compliance.collectors.registry import COLLECTORS, collect, collector
+
+__all__ = ["COLLECTORS", "EVIDENCE_KINDS", "collect", "collector"]
 
 EVIDENCE_KINDS = frozenset(COLLECTORS) | {"manual"}

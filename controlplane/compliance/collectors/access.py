@@ -8,7 +8,7 @@ from __future__ import annotations
 from django.db.models import Q
 
 from controlplane.changelog.models import ObjectChange
-from controlplane.compliance.collectors import collector
+from controlplane.compliance.collectors.registry import collector
 from controlplane.compliance.collectors.policy import _bundle_ref, _no_bundle
 from controlplane.compliance.collectors.probes import NETWORK_TOOL, PROBE_HOST, SHELL_TOOL
 from controlplane.compliance.evidence import GAP, MET, NOT_TESTED, PARTIAL, Evidence, ObjectRef, ref

@@ -16,7 +16,7 @@ from controlplane.audit import conf as audit_conf
 from controlplane.audit.merkle import leaf_hash, merkle_root, unpack_entries
 from controlplane.audit.models import AuditEvent, Checkpoint, CheckpointKind, RetentionPolicy
 from controlplane.audit.selectors import retention_days_by_agent
-from controlplane.compliance.collectors import collector
+from controlplane.compliance.collectors.registry import collector
 from controlplane.compliance.evidence import GAP, MET, NOT_TESTED, PARTIAL, Evidence, ObjectRef, ref
 from controlplane.opa.models import DecisionLog, OPAInstance
 from controlplane.policies.models import PolicyModule, PolicyRevision

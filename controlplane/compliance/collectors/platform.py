@@ -11,7 +11,7 @@ from django.contrib.auth import get_user_model
 from django.db.models import Count, Q
 
 from controlplane.accounts.roles import ALL_ROLES, Role
-from controlplane.compliance.collectors import collector
+from controlplane.compliance.collectors.registry import collector
 from controlplane.compliance.evidence import GAP, MANUAL, MET, NOT_TESTED, PARTIAL, Evidence, ObjectRef, ref
 
 

@@ -12,7 +12,8 @@ from django.db.models import Q
 
 from controlplane.bundles.models import BundleActivation
 from controlplane.changelog.models import ObjectChange
-from controlplane.compliance.collectors import collector
+import controlplane.compliance.collectors.drill as drill
+from controlplane.compliance.collectors.registry import collector
 from controlplane.compliance.collectors.probes import NOOP_TOOL, SCOPED_TOOL, SUSPENDED_PROBE_AGENT, rule_ids
 from controlplane.compliance.evidence import GAP, MET, NOT_TESTED, PARTIAL, Evidence, ObjectRef, ref
 from controlplane.policies.models import PolicyRevision
@@ -243,7 +244,12 @@ def kill_switch(context) -> Evidence:
     ]
     figures = {"denies_suspended_agents": enforced, "uses_in_period": len(uses),
                "suspended_agents": sum(1 for a in context.agents if a.status == "suspended")}
-    kw = {"population": population, "population_size": len(uses), "probes": [trial]}
+    # Drill time-to-deny, from the engines' decision logs (not only the probe's word).
+    drills = drill.time_to_deny(context.environment, [u for u in uses if u.action == "suspend"],
+                                {str(a.pk): a for a in context.agents}, context.period_end)
+    figures["time_to_deny"] = {k: drills[k] for k in ("measured", "median_s", "max_s", "drills")}
+    kw = {"population": population, "population_size": len(uses), "probes": [trial],
+          "contradictions": drills["allowed_after_suspension"]}
     if not enforced:
         return Evidence(kind, GAP, "The active bundle does not deny a suspended agent.", objects,
                         ["policy denying suspended and revoked agents"],
@@ -257,8 +263,18 @@ def kill_switch(context) -> Evidence:
                         "agents was suspended in the period.", objects, ["a use of the kill switch in the period"],
                         "Run a drill: suspend one of the environment's agents (POST /api/v1/agents/{name}/suspend/), "
                         "check it is denied, then resume it.", figures, **kw)
+    measured = (f" Engines denied the suspended agent after a median {drills['median_s']} s (max {drills['max_s']} s) "
+                f"in {drills['measured']} drill(s) measured from decision logs." if drills["measured"] else
+                " No engine decision on a suspended agent followed a suspension: time-to-deny not measured.")
+    if drills["allowed_after_suspension"]:
+        return Evidence(kind, PARTIAL, f"Suspended agents are denied by the bundle, but an engine allowed a suspended "
+                        f"agent after the switch was pulled.{measured}", objects,
+                        ["every engine denying a suspended agent from its next decision"],
+                        "Check the engines that allowed it run the environment's latest bundle (GET "
+                        "/api/v1/environments/{name}/ engines) and shorten their bundle polling.", figures, **kw)
     return Evidence(kind, MET, f"Suspended agents are denied ({', '.join(trial['rules'])}); the switch was used "
-                    f"{len(uses)} time(s) on the environment's agents in the period.", objects, figures=figures, **kw)
+                    f"{len(uses)} time(s) on the environment's agents in the period.{measured}", objects,
+                    figures=figures, **kw)
 
 
 @collector("masking")

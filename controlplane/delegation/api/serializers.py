@@ -10,12 +10,17 @@ class DelegationRuleSerializer(serializers.ModelSerializer):
     agent = serializers.SlugRelatedField(slug_field="name", read_only=True)
     may_delegate_to = serializers.ListField(child=serializers.RegexField(NAME_OR_ANY, max_length=64), max_length=500)
     max_depth = serializers.IntegerField(min_value=1, max_value=8, allow_null=True, required=False)
+    may_act_for = serializers.ListField(
+        child=serializers.CharField(max_length=255), max_length=500, required=False,
+        help_text='People whose grants the agent accepts: e-mail addresses, "@domain", or "*".',
+    )
     max_lifetime_seconds = serializers.IntegerField(min_value=1, max_value=7 * 24 * 3600, allow_null=True, required=False)
     updated_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
 
     class Meta:
         model = DelegationRule
-        fields = ["agent", "may_delegate_to", "max_depth", "max_lifetime_seconds", "updated_at", "updated_by"]
+        fields = ["agent", "may_delegate_to", "may_act_for", "max_depth", "max_lifetime_seconds", "updated_at",
+                  "updated_by"]
         read_only_fields = ["updated_at"]
 
 

@@ -197,7 +197,7 @@ class ResponsePolicySerializer(serializers.ModelSerializer):
         model = ResponsePolicy
         fields = ["id", "environment", "enabled", "risk_tiers", "min_severity", "action", "open_incident",
                   "hipaa_role", "updated_at"]
-        read_only_fields = ["id", "action", "updated_at"]
+        read_only_fields = ["id", "updated_at"]
 
 
 class BaselineSerializer(serializers.ModelSerializer):

@@ -156,8 +156,10 @@ class IncidentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
 
 
 class ResponsePolicyViewSet(viewsets.ModelViewSet):
-    """Automatic response, opt-in per environment: suspend agents of the listed risk tiers
-    on an alert of at least `min_severity`, through the kill switch, as `warden-detector`."""
+    """Automatic response, opt-in per environment: on an alert of at least `min_severity`,
+    suspend agents of the listed risk tiers through the kill switch (`action: suspend`) or
+    hold every action of theirs for approval until the alert is closed
+    (`action: require_approval`), as `warden-detector`."""
 
     queryset = ResponsePolicy.objects.all()
     serializer_class = ResponsePolicySerializer

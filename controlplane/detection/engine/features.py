@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-# Top-level argument names that say where a call sends something.
+# Argument names (at any depth) that say where a call sends something.
 URL_KEYS = ("url", "uri", "endpoint", "href", "webhook")
 HOST_KEYS = ("host", "hostname", "domain")
 EMAIL_KEYS = ("to", "cc", "bcc", "recipient", "recipients", "email")
@@ -33,6 +33,7 @@ SENSITIVE_MARKERS = re.compile(
 MAX_WALK_ITEMS = 2000
 MAX_WALK_DEPTH = 8
 MAX_DESTINATION_LENGTH = 200
+MAX_DESTINATIONS = 20
 
 
 @dataclass(slots=True)
@@ -83,30 +84,72 @@ def observation_of(
 
 
 def destinations_of(args: dict) -> list[str]:
-    """Where a call sends, as `host:…`, `email:…` or `repo:…` (top-level arguments only)."""
-    found: list[str] = []
-    for key, value in args.items():
-        if not isinstance(key, str):
-            continue
-        name = key.lower()
-        for text in _strings(value):
-            if name in URL_KEYS:
-                host = _host_of_url(text)
-                if host:
-                    found.append("host:" + host)
-            elif name in HOST_KEYS:
-                host = _clean_host(text)
-                if host:
-                    found.append("host:" + host)
-            elif name in EMAIL_KEYS and "@" in text:
-                domain = _clean_host(text.rsplit("@", 1)[1])
-                if domain:
-                    found.append("email:" + domain)
-            elif name in REPO_KEYS:
-                repo = text.strip().lower()[:MAX_DESTINATION_LENGTH]
-                if repo and repo.isprintable():
-                    found.append("repo:" + repo)
-    return list(dict.fromkeys(found))[:20]
+    """Where a call sends, as `host:…`, `email:…` or `repo:…`, at any depth of the arguments
+    (``{"message": {"to": [{"address": "eve@x.example"}]}}``), within MAX_WALK_DEPTH levels and
+    MAX_WALK_ITEMS values; at most MAX_DESTINATIONS, first found first."""
+    found: dict[str, None] = {}
+    _walk_destinations(args, None, False, 0, [MAX_WALK_ITEMS], found)
+    return list(found)[:MAX_DESTINATIONS]
+
+
+def _kind_of(key: str) -> str | None:
+    name = key.lower()
+    if name in URL_KEYS:
+        return "url"
+    if name in HOST_KEYS:
+        return "host"
+    if name in EMAIL_KEYS:
+        return "email"
+    if name in REPO_KEYS:
+        return "repo"
+    return None
+
+
+def _walk_destinations(value: Any, kind: str | None, inherited: bool, depth: int, budget: list[int],
+                       found: dict[str, None]) -> None:
+    """``kind`` is what the nearest destination-named key above ``value`` says it holds;
+    ``inherited`` when a key in between had another name (``{"to": {"address": …}}``)."""
+    budget[0] -= 1
+    if budget[0] < 0 or depth > MAX_WALK_DEPTH or len(found) >= MAX_DESTINATIONS:
+        return
+    if isinstance(value, str):
+        if kind is not None:
+            destination = _destination(kind, value, inherited)
+            if destination:
+                found.setdefault(destination, None)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                continue
+            own = _kind_of(key)
+            _walk_destinations(item, own or kind, own is None and kind is not None, depth + 1, budget, found)
+            if budget[0] < 0:
+                return
+    elif isinstance(value, list):
+        for item in value:
+            _walk_destinations(item, kind, inherited, depth + 1, budget, found)
+            if budget[0] < 0:
+                return
+
+
+def _destination(kind: str, text: str, inherited: bool) -> str:
+    # Under a key of another name ({"webhook": {"method": "POST"}}), only what looks like a
+    # destination counts: a URL with a scheme, a dotted host name.
+    if kind == "url":
+        if inherited and "://" not in text:
+            return ""
+        host = _host_of_url(text)
+        return "host:" + host if host else ""
+    if kind == "host":
+        host = _clean_host(text)
+        return "host:" + host if host and (not inherited or "." in host) else ""
+    if kind == "email":
+        if "@" not in text:
+            return ""
+        domain = _clean_host(text.rsplit("@", 1)[1])
+        return "email:" + domain if domain else ""
+    repo = text.strip().lower()[:MAX_DESTINATION_LENGTH]
+    return "repo:" + repo if repo and repo.isprintable() and (not inherited or "/" in repo) else ""
 
 
 def bytes_out_of(args: dict) -> int:
@@ -155,14 +198,6 @@ def _size(value: Any, depth: int = 0) -> int:
     if isinstance(value, list):
         return sum(_size(v, depth + 1) for v in value[:MAX_WALK_ITEMS])
     return 0
-
-
-def _strings(value: Any) -> list[str]:
-    if isinstance(value, str):
-        return [value]
-    if isinstance(value, list):
-        return [v for v in value[:50] if isinstance(v, str)]
-    return []
 
 
 def _host_of_url(text: str) -> str:

@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from controlplane.detection.engine import stats
+import controlplane.detection.engine.stats as stats
 from controlplane.detection.engine.features import Observation
 
 SEVERITIES = ("low", "medium", "high", "critical")

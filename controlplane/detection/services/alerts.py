@@ -15,7 +15,7 @@ from controlplane.core.tasks import enqueue
 from controlplane.detection import conf
 from controlplane.detection.engine import AgentProfile, Finding
 from controlplane.detection.services.actors import detector_user
-from controlplane.detection.services.response import respond_to_alert
+from controlplane.detection.services.response import announce_hold_change, respond_to_alert
 from controlplane.detection.models import (
     OPEN_STATES,
     SEVERITY_RANK,
@@ -105,6 +105,8 @@ def _transition(alert: Alert, *, to: str, allowed_from: tuple[str, ...], by, not
     alert.save()
     record_change(alert, action=ChangeAction.UPDATE, by=by, before=before, after=snapshot(alert),
                   message=f"{to}: {note}" if note else to)
+    if alert.state not in OPEN_STATES and alert.response.get("action") == "require_approval":
+        announce_hold_change(alert, "no longer held: the alert is closed")
     return alert
 
 

@@ -77,7 +77,7 @@ class ToolSerializer(serializers.ModelSerializer):
         model = Tool
         fields = [
             "id", "name", "description", "scopes", "category", "irreversible", "calls_per_minute", "calls_per_hour",
-            "created_at", "updated_at",
+            "sandbox_required", "sandbox_profile", "args_schema", "created_at", "updated_at",
         ]
         read_only_fields = ["id", "created_at", "updated_at"]
 

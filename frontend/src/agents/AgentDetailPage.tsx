@@ -9,6 +9,14 @@ import { useSession } from "../auth/session";
 import { Empty, NonFieldError, QueryState } from "../components/states";
 import { RoleButton, StatusBadge, when } from "../components/widgets";
 import { KillSwitch } from "./KillSwitch";
+import { formFromProfile } from "./sandboxProfile";
+
+function sandboxSummary(profile: unknown): string {
+  const form = formFromProfile(profile);
+  if (!form.enabled) return "No sandbox: the agent's code and shell tools are refused.";
+  const limits = Object.entries(form.limits).map(([name, value]) => `${name} ${value}`).join(", ");
+  return `Reads ${form.file_read.join(", ") || "nothing"}; writes ${form.file_write.join(", ") || "nothing"}; limits ${limits || "defaults"}.`;
+}
 
 export function AgentDetailPage() {
   const { name = "" } = useParams();
@@ -40,6 +48,20 @@ export function AgentDetailPage() {
             </Card>
             <AllowlistForm agent={data} />
           </SimpleGrid>
+          <Card withBorder>
+            <Group justify="space-between">
+              <Title order={2} size="h4">Sandbox</Title>
+              <Anchor component={Link} to={`/agents/${data.name}/sandbox`}>Edit the sandbox profile</Anchor>
+            </Group>
+            <Text size="sm" data-testid="sandbox-summary">{sandboxSummary(data.sandbox_profile)}</Text>
+          </Card>
+          <Card withBorder>
+            <Group justify="space-between">
+              <Title order={2} size="h4">Delegation</Title>
+              <Anchor component={Link} to={`/agents/${data.name}/delegation`}>Edit the delegation rule</Anchor>
+            </Group>
+            <Text size="sm">Which agents it may instruct through signed grants, and the people it may act for.</Text>
+          </Card>
           <Keys agent={data} />
           <RecentActivity agent={data} />
         </Stack>

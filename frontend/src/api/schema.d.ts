@@ -1217,6 +1217,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/compliance/reports/{id}/oscal/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * @description The finished report as an OSCAL 1.1.2 Assessment Results document (JSON): one finding
+         *     per assessed control, one observation per evidence item; only "met" is satisfied.
+         */
+        get: operations["compliance_reports_oscal_retrieve"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/compliance/reports/{id}/package/": {
         parameters: {
             query?: never;
@@ -1789,14 +1809,18 @@ export interface paths {
             cookie?: never;
         };
         /**
-         * @description Automatic response, opt-in per environment: suspend agents of the listed risk tiers
-         *     on an alert of at least `min_severity`, through the kill switch, as `warden-detector`.
+         * @description Automatic response, opt-in per environment: on an alert of at least `min_severity`,
+         *     suspend agents of the listed risk tiers through the kill switch (`action: suspend`) or
+         *     hold every action of theirs for approval until the alert is closed
+         *     (`action: require_approval`), as `warden-detector`.
          */
         get: operations["detection_response_policies_list"];
         put?: never;
         /**
-         * @description Automatic response, opt-in per environment: suspend agents of the listed risk tiers
-         *     on an alert of at least `min_severity`, through the kill switch, as `warden-detector`.
+         * @description Automatic response, opt-in per environment: on an alert of at least `min_severity`,
+         *     suspend agents of the listed risk tiers through the kill switch (`action: suspend`) or
+         *     hold every action of theirs for approval until the alert is closed
+         *     (`action: require_approval`), as `warden-detector`.
          */
         post: operations["detection_response_policies_create"];
         delete?: never;
@@ -1813,19 +1837,25 @@ export interface paths {
             cookie?: never;
         };
         /**
-         * @description Automatic response, opt-in per environment: suspend agents of the listed risk tiers
-         *     on an alert of at least `min_severity`, through the kill switch, as `warden-detector`.
+         * @description Automatic response, opt-in per environment: on an alert of at least `min_severity`,
+         *     suspend agents of the listed risk tiers through the kill switch (`action: suspend`) or
+         *     hold every action of theirs for approval until the alert is closed
+         *     (`action: require_approval`), as `warden-detector`.
          */
         get: operations["detection_response_policies_retrieve"];
         /**
-         * @description Automatic response, opt-in per environment: suspend agents of the listed risk tiers
-         *     on an alert of at least `min_severity`, through the kill switch, as `warden-detector`.
+         * @description Automatic response, opt-in per environment: on an alert of at least `min_severity`,
+         *     suspend agents of the listed risk tiers through the kill switch (`action: suspend`) or
+         *     hold every action of theirs for approval until the alert is closed
+         *     (`action: require_approval`), as `warden-detector`.
          */
         put: operations["detection_response_policies_update"];
         post?: never;
         /**
-         * @description Automatic response, opt-in per environment: suspend agents of the listed risk tiers
-         *     on an alert of at least `min_severity`, through the kill switch, as `warden-detector`.
+         * @description Automatic response, opt-in per environment: on an alert of at least `min_severity`,
+         *     suspend agents of the listed risk tiers through the kill switch (`action: suspend`) or
+         *     hold every action of theirs for approval until the alert is closed
+         *     (`action: require_approval`), as `warden-detector`.
          */
         delete: operations["detection_response_policies_destroy"];
         options?: never;
@@ -1974,6 +2004,7 @@ export interface paths {
         put?: never;
         /**
          * @description Run the policy tests, build a bundle of the current policies and activate it here.
+         *     Needs `impact_preview` (a finished preview of these policies) or `override_reason`.
          *     In a four-eyes environment (prod by default): 202 with the approval request instead.
          */
         post: operations["environments_publish_create"];
@@ -2156,6 +2187,49 @@ export interface paths {
         put?: never;
         /** @description Run the library's and the organisation's policy tests (test_ rules in *_test.rego). */
         post: operations["policies_test_create"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/release-gates/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * @description Four-eyes releases per environment: whether publishing or promoting to it waits for a
+         *     second person (on by default for prod), and how many releases wait now. Admins change
+         *     it; the waiting releases are in /approvals/?kind=release&state=pending.
+         */
+        get: operations["release_gates_list"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/release-gates/{name}/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * @description Four-eyes releases per environment: whether publishing or promoting to it waits for a
+         *     second person (on by default for prod), and how many releases wait now. Admins change
+         *     it; the waiting releases are in /approvals/?kind=release&state=pending.
+         */
+        get: operations["release_gates_retrieve"];
+        /** @description Turn the gate on or off (recorded in the change log). */
+        put: operations["release_gates_update"];
+        post?: never;
         delete?: never;
         options?: never;
         head?: never;
@@ -3188,6 +3262,8 @@ export interface components {
             /** @description Stable identifier used in policies and URLs: lowercase slug. */
             readonly agent: string;
             may_delegate_to: string[];
+            /** @description People whose grants the agent accepts: e-mail addresses, "@domain", or "*". */
+            may_act_for?: string[];
             max_depth?: number | null;
             max_lifetime_seconds?: number | null;
             /** Format: date-time */
@@ -3197,6 +3273,8 @@ export interface components {
         };
         DelegationRuleRequest: {
             may_delegate_to: string[];
+            /** @description People whose grants the agent accepts: e-mail addresses, "@domain", or "*". */
+            may_act_for?: string[];
             max_depth?: number | null;
             max_lifetime_seconds?: number | null;
         };
@@ -4265,6 +4343,21 @@ export interface components {
             previous?: string | null;
             results: components["schemas"]["QuarantinedRecord"][];
         };
+        PaginatedReleaseGateList: {
+            /** @example 123 */
+            count: number;
+            /**
+             * Format: uri
+             * @example http://api.example.org/accounts/?offset=400&limit=100
+             */
+            next?: string | null;
+            /**
+             * Format: uri
+             * @example http://api.example.org/accounts/?offset=200&limit=100
+             */
+            previous?: string | null;
+            results: components["schemas"]["ReleaseGate"][];
+        };
         PaginatedResponsePolicyList: {
             /** @example 123 */
             count: number;
@@ -4470,6 +4563,12 @@ export interface components {
             irreversible?: boolean;
             calls_per_minute?: number | null;
             calls_per_hour?: number | null;
+            /** @description Calls run only in the sandbox; any other call is denied. */
+            sandbox_required?: boolean;
+            /** @description The tool's own sandbox files and limits ({"file_read": [...], "file_write": [...], "limits": {...}}); empty: the calling agent's registry profile. */
+            sandbox_profile?: unknown;
+            /** @description JSON Schema of the tool's arguments, in the subset the policy pack enforces (docs/rego-engine.md). */
+            args_schema?: unknown;
         };
         PatchedUserUpdateRequest: {
             email?: string;
@@ -4616,10 +4715,30 @@ export interface components {
         PublishPreviewRequest: {
             /** @default  */
             message: string;
+            /**
+             * @description Roll the revision out log-only: its new organisation rules are logged, not enforced.
+             * @default false
+             */
+            log_only: boolean;
         };
         PublishRequest: {
             /** @default  */
             message: string;
+            /**
+             * Format: uuid
+             * @description A finished impact preview of exactly the policies to publish.
+             */
+            impact_preview?: string | null;
+            /**
+             * @description Why this publish goes without an impact preview; kept in the change log.
+             * @default
+             */
+            override_reason: string;
+            /**
+             * @description Roll the revision out log-only: its new organisation rules are logged, not enforced.
+             * @default false
+             */
+            log_only: boolean;
         };
         QuarantinedRecord: {
             readonly id: number;
@@ -4679,6 +4798,18 @@ export interface components {
          * @enum {string}
          */
         RegimeEnum: "eu_ai_act_art73" | "hipaa_164_404" | "hipaa_164_410";
+        /** @description An environment's four-eyes gate: whether a release to it waits for a second person. */
+        ReleaseGate: {
+            readonly environment: string;
+            readonly four_eyes: boolean;
+            /** @description False: no gate set, the default applies (on for prod). */
+            readonly configured: boolean;
+            /** @description Releases to it waiting for a second person. */
+            readonly pending_releases: number;
+        };
+        ReleaseGateUpdateRequest: {
+            four_eyes: boolean;
+        };
         ResponsePolicy: {
             readonly id: number;
             environment: string;
@@ -4686,7 +4817,7 @@ export interface components {
             risk_tiers: components["schemas"]["RiskTierEnum"][];
             /** @default critical */
             min_severity: components["schemas"]["SeverityEnum"];
-            readonly action: components["schemas"]["ResponsePolicyActionEnum"];
+            action?: components["schemas"]["ResponsePolicyActionEnum"];
             /** @description Open an incident for the alert as well. */
             open_incident?: boolean;
             /** @default none */
@@ -4696,15 +4827,17 @@ export interface components {
         };
         /**
          * @description * `suspend` - Suspend the agent (kill switch)
+         *     * `require_approval` - Hold every action of the agent for approval until the alert is closed
          * @enum {string}
          */
-        ResponsePolicyActionEnum: "suspend";
+        ResponsePolicyActionEnum: "suspend" | "require_approval";
         ResponsePolicyRequest: {
             environment: string;
             enabled?: boolean;
             risk_tiers: components["schemas"]["RiskTierEnum"][];
             /** @default critical */
             min_severity: components["schemas"]["SeverityEnum"];
+            action?: components["schemas"]["ResponsePolicyActionEnum"];
             /** @description Open an incident for the alert as well. */
             open_incident?: boolean;
             /** @default none */
@@ -4775,6 +4908,10 @@ export interface components {
          * @enum {string}
          */
         RolesEnum: "admin" | "policy_author" | "approver" | "auditor";
+        RollbackRequest: {
+            /** @default  */
+            message: string;
+        };
         Session: {
             authenticated: boolean;
             user: components["schemas"]["User"] | null;
@@ -4896,6 +5033,12 @@ export interface components {
             irreversible?: boolean;
             calls_per_minute?: number | null;
             calls_per_hour?: number | null;
+            /** @description Calls run only in the sandbox; any other call is denied. */
+            sandbox_required?: boolean;
+            /** @description The tool's own sandbox files and limits ({"file_read": [...], "file_write": [...], "limits": {...}}); empty: the calling agent's registry profile. */
+            sandbox_profile?: unknown;
+            /** @description JSON Schema of the tool's arguments, in the subset the policy pack enforces (docs/rego-engine.md). */
+            args_schema?: unknown;
             /** Format: date-time */
             readonly created_at: string;
             /** Format: date-time */
@@ -4910,6 +5053,12 @@ export interface components {
             irreversible?: boolean;
             calls_per_minute?: number | null;
             calls_per_hour?: number | null;
+            /** @description Calls run only in the sandbox; any other call is denied. */
+            sandbox_required?: boolean;
+            /** @description The tool's own sandbox files and limits ({"file_read": [...], "file_write": [...], "limits": {...}}); empty: the calling agent's registry profile. */
+            sandbox_profile?: unknown;
+            /** @description JSON Schema of the tool's arguments, in the subset the policy pack enforces (docs/rego-engine.md). */
+            args_schema?: unknown;
         };
         /**
          * @description * `manual` - Requested through the API
@@ -7161,6 +7310,30 @@ export interface operations {
             };
         };
     };
+    compliance_reports_oscal_retrieve: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description A UUID string identifying this gap report. */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+        };
+    };
     compliance_reports_package_retrieve: {
         parameters: {
             query?: {
@@ -8545,7 +8718,7 @@ export interface operations {
         };
         requestBody?: {
             content: {
-                "application/json": components["schemas"]["PublishRequest"];
+                "application/json": components["schemas"]["RollbackRequest"];
             };
         };
         responses: {
@@ -8846,6 +9019,80 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["PolicyTestReport"];
+                };
+            };
+        };
+    };
+    release_gates_list: {
+        parameters: {
+            query?: {
+                /** @description Number of results to return per page. */
+                limit?: number;
+                /** @description The initial index from which to return the results. */
+                offset?: number;
+                /** @description Which field to use when ordering the results. */
+                ordering?: string;
+                /** @description A search term. */
+                search?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PaginatedReleaseGateList"];
+                };
+            };
+        };
+    };
+    release_gates_retrieve: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ReleaseGate"];
+                };
+            };
+        };
+    };
+    release_gates_update: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ReleaseGateUpdateRequest"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ReleaseGate"];
                 };
             };
         };

@@ -2,9 +2,11 @@
 import type { Schemas } from "./client";
 
 export type Agent = Schemas["Agent"];
+export type DelegationRule = Schemas["DelegationRule"];
 export type ApprovalRequest = Schemas["ApprovalRequest"];
 export type DetectionAlert = Schemas["Alert"];
 export type AlertInbox = Schemas["Inbox"];
+export type IncidentDetail = Schemas["IncidentDetail"];
 export type AgentKey = Schemas["AgentKey"];
 export type AuditEvent = Schemas["AuditEvent"];
 export type Activation = Schemas["Activation"];
@@ -29,6 +31,10 @@ export type APIToken = Schemas["APIToken"];
 export type APITokenCreated = Schemas["APITokenCreated"];
 export type VerificationReport = Schemas["VerificationReport"];
 export type Framework = Schemas["Framework"];
+export type ComplianceScope = Schemas["ComplianceScope"];
+export type AgentClassification = Schemas["AgentClassification"];
+export type Attestation = Schemas["Attestation"];
+export type SignOff = Schemas["SignOff"];
 export type TimelineEntry = Schemas["TimelineEntry"];
 export type Role = User["roles"][number];
 

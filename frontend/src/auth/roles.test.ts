@@ -14,6 +14,13 @@ describe("role capabilities mirror the API's permission classes", () => {
     expect(can(["auditor"], "request_reports")).toBe(true);
     expect(can(["approver"], "request_reports")).toBe(false);
   });
+  it("lets auditors sign reports off but not edit scope or approve exceptions", () => {
+    expect(can(["auditor"], "sign_off_reports")).toBe(true);
+    expect(can(["policy_author"], "sign_off_reports")).toBe(false);
+    expect(can(["approver"], "approve_exceptions")).toBe(true);
+    expect(can(["auditor"], "approve_exceptions")).toBe(false);
+    expect(can(["approver"], "manage_compliance")).toBe(false);
+  });
   it("gives nothing to a user without roles", () => {
     expect(can([], "export_audit")).toBe(false);
     expect(whyNot([], "manage_users")).toBe("Needs the admin role; you are no role.");

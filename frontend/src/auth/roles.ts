@@ -9,6 +9,9 @@ export type Capability =
   | "release_bundles"
   | "manage_environments"
   | "request_reports"
+  | "manage_compliance"
+  | "sign_off_reports"
+  | "approve_exceptions"
   | "export_audit"
   | "manage_users"
   | "triage_alerts";
@@ -20,6 +23,9 @@ const ALLOWED: Record<Capability, readonly Role[]> = {
   release_bundles: ["admin", "policy_author"],
   manage_environments: ["admin"],
   request_reports: ["admin", "auditor"],
+  manage_compliance: ["admin"],
+  sign_off_reports: ["admin", "approver", "auditor"],
+  approve_exceptions: ["admin", "approver"],
   export_audit: ["admin", "auditor"],
   manage_users: ["admin"],
   triage_alerts: ["admin", "approver"],

@@ -1,6 +1,6 @@
 // The publish dialog with the impact preview: replay recorded traffic against the policies
 // that would be published, show what changes, and ask a second person for relaxations.
-import { Alert, Badge, Button, Code, Group, Modal, NativeSelect, Progress, Stack, Table, Text } from "@mantine/core";
+import { Alert, Badge, Button, Checkbox, Code, Group, Modal, NativeSelect, Progress, Stack, Table, Text } from "@mantine/core";
 import { useMutation, useQuery } from "@tanstack/react-query";
 import { useState } from "react";
 import { api, V1, type Page } from "../api/client";
@@ -53,6 +53,7 @@ export function PublishDialog({ onClose }: { onClose: () => void }) {
   const [env, setEnv] = useState("");
   const [previewId, setPreviewId] = useState<string | null>(null);
   const [done, setDone] = useState<string | null>(null);
+  const [logOnly, setLogOnly] = useState(false);
   const start = useMutation({ mutationFn: () => api.post<ImpactPreview>(`${V1}/authoring/previews/`, { environment: env }), onSuccess: (p) => setPreviewId(p.id) });
   const preview = useQuery({
     queryKey: ["impact-preview", previewId],
@@ -62,8 +63,10 @@ export function PublishDialog({ onClose }: { onClose: () => void }) {
   });
   const release = useMutation({ mutationFn: () => api.post<ImpactPreview>(`${V1}/authoring/previews/${previewId}/release/`), onSuccess: () => void preview.refetch() });
   const publish = useMutation({
-    mutationFn: () => api.post<{ revision?: string; id?: string; state?: string }>(`${V1}/authoring/previews/${previewId}/publish/`, {}),
-    onSuccess: (answer) => setDone(answer.revision ? `Published: ${env} now runs revision ${answer.revision.slice(0, 12)}.` : `Publishing to ${env} waits for an approver (four eyes).`),
+    mutationFn: () => api.post<{ revision?: string; id?: string; state?: string }>(`${V1}/authoring/previews/${previewId}/publish/`, { log_only: logOnly }),
+    onSuccess: (answer) => setDone(answer.revision
+      ? `Published${logOnly ? " log-only (new rules are logged, not enforced)" : ""}: ${env} now runs revision ${answer.revision.slice(0, 12)}.`
+      : `Publishing to ${env} waits for an approver (four eyes).`),
   });
   const data = preview.data;
   return (
@@ -76,7 +79,11 @@ export function PublishDialog({ onClose }: { onClose: () => void }) {
         {data?.needs_second_person && <Button color="orange" variant="light" onClick={() => release.mutate()}>Release relaxations (second person)</Button>}
         <NonFieldError error={release.error} />
         {done ? <Alert color="green" data-testid="publish-result">{done}</Alert> : (
-          <Group><Button onClick={() => publish.mutate()} disabled={data?.status !== "done" || data.needs_second_person} loading={publish.isPending}>Publish</Button></Group>
+          <Group>
+            <Checkbox label="Log-only rollout: new rules are evaluated and logged, not enforced (publish again without it to enforce)"
+              checked={logOnly} onChange={(e) => setLogOnly(e.currentTarget.checked)} />
+            <Button onClick={() => publish.mutate()} disabled={data?.status !== "done" || data.needs_second_person} loading={publish.isPending}>Publish</Button>
+          </Group>
         )}
         <NonFieldError error={publish.error} />
       </Stack>

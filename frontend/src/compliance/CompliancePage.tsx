@@ -6,11 +6,16 @@ import { api, ApiError, V1, type Page } from "../api/client";
 import type { ControlResult, Environment, Framework, GapReport, GapReportDetail } from "../api/types";
 import { Empty, NonFieldError, QueryState } from "../components/states";
 import { RoleButton, StatusBadge, when } from "../components/widgets";
+import { AttestationsPage } from "./AttestationsPage";
+import { ScopePage } from "./ScopePage";
+import { SignOffCard } from "./SignOffCard";
 
 export function CompliancePage() {
   return (
     <Routes>
       <Route index element={<Reports />} />
+      <Route path="scope" element={<ScopePage />} />
+      <Route path="attestations" element={<AttestationsPage />} />
       <Route path=":id" element={<ReportDetail />} />
     </Routes>
   );
@@ -40,7 +45,10 @@ function Reports() {
   const frameworkList = Array.isArray(frameworks.data) ? frameworks.data : frameworks.data?.results ?? [];
   return (
     <Stack>
-      <Title order={1} size="h2">Compliance</Title>
+      <Group justify="space-between">
+        <Title order={1} size="h2">Compliance</Title>
+        <Group><Anchor component={Link} to="/compliance/scope">Scope and classifications</Anchor><Anchor component={Link} to="/compliance/attestations">Attestations and exceptions</Anchor></Group>
+      </Group>
       <Card withBorder component="form" onSubmit={(e) => { e.preventDefault(); request.mutate(); }}>
         <Title order={2} size="h4" mb="xs">Gap reports</Title>
         <Text size="sm" c="dimmed" mb="xs">Choose a framework and environment to filter the list, or request a new report for them.</Text>
@@ -78,7 +86,8 @@ function Reports() {
 }
 
 interface DiffEntry { control_id: string; from: string; to: string }
-interface ReportDiff { previous_report?: string | null; score_change?: number | null; improved?: DiffEntry[]; regressed?: DiffEntry[]; changed?: DiffEntry[]; unchanged?: number; added?: string[]; removed?: string[] }
+interface Notice { kind: string; control_id: string; message: string }
+interface ReportDiff { notices?: Notice[]; previous_report?: string | null; score_change?: number | null; improved?: DiffEntry[]; regressed?: DiffEntry[]; changed?: DiffEntry[]; unchanged?: number; added?: string[]; removed?: string[] }
 
 function ReportDetail() {
   const { id = "" } = useParams();
@@ -118,8 +127,16 @@ function ReportDetail() {
                     <Card withBorder key={key}><Text size="sm">{key.replaceAll("_", " ")}</Text><Text fw={700} size="xl">{value}</Text></Card>
                   ))}
                   {data.pdf_url && <Button component="a" href={data.pdf_url} download data-testid="pdf-download">Download PDF</Button>}
+                  {data.package_url && <Button component="a" variant="default" href={data.package_url} download>Evidence package (zip)</Button>}
+                  <Button component="a" variant="default" href={`${V1}/compliance/reports/${data.id}/oscal/`} download>OSCAL results (JSON)</Button>
                 </Group>
+                {diff?.notices && diff.notices.length > 0 && (
+                  <Alert color="orange" title="Monitoring notices" data-testid="notices">
+                    {diff.notices.map((notice, i) => <Text size="sm" key={i}>{notice.kind === "regression" ? "Regression: " : "Expiring: "}{notice.message}</Text>)}
+                  </Alert>
+                )}
                 {diff && <DiffCard diff={diff} />}
+                <SignOffCard report={data} />
                 <ControlTable results={data.results} />
               </>
             )}

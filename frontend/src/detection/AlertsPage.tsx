@@ -1,15 +1,16 @@
 // The alert inbox: what broke an agent's baseline, most severe first, each with its
 // one-sentence explanation and the numbers; acknowledge, resolve or mark a false positive
-// with a comment. The API enforces who may triage and the state machine; this page asks.
-import { Alert, Anchor, Badge, Card, Code, Group, SegmentedControl, Stack, Text, Textarea, Title } from "@mantine/core";
+// with a comment, or open an incident from it (its regulatory clocks start then). The API
+// enforces who may triage and the state machine; this page asks.
+import { Alert, Anchor, Badge, Card, Code, Group, SegmentedControl, Select, Stack, Text, Textarea, Title } from "@mantine/core";
 import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
 import { useState } from "react";
 import { Link } from "react-router";
 import { api, V1, type Page } from "../api/client";
-import type { AlertInbox, DetectionAlert } from "../api/types";
+import type { AlertInbox, DetectionAlert, IncidentDetail } from "../api/types";
 import { Empty, NonFieldError, QueryState } from "../components/states";
 import { RoleButton, StatusBadge, when } from "../components/widgets";
-import { allowedTransitions, inboxLabel, SEVERITY_COLORS, TRANSITIONS, triageOrder, type Transition } from "./inbox";
+import { allowedTransitions, inboxLabel, incidentOpenedLabel, SEVERITY_COLORS, TRANSITIONS, triageOrder, type Transition } from "./inbox";
 
 const ALERTS_KEY = ["detection-alerts"] as const;
 const VIEWS: Record<string, string[]> = {
@@ -109,7 +110,38 @@ function AlertCard({ alert }: { alert: DetectionAlert }) {
           </>
         )}
         {move.isSuccess && <Alert color="green" role="status">Alert {move.data.state.replaceAll("_", " ")}.</Alert>}
+        <OpenIncident alert={alert} />
       </Stack>
     </Card>
+  );
+}
+
+const HIPAA_ROLES = [
+  { value: "none", label: "No HIPAA clock" },
+  { value: "covered_entity", label: "HIPAA covered entity (164.404)" },
+  { value: "business_associate", label: "HIPAA business associate (164.410)" },
+];
+
+/** Opens an incident from the alert (or returns the open one that already holds it); the
+ * API starts the regulatory clocks from the alert's awareness time. */
+function OpenIncident({ alert }: { alert: DetectionAlert }) {
+  const [hipaaRole, setHipaaRole] = useState("none");
+  const open = useMutation({
+    mutationFn: () => api.post<IncidentDetail>(`${V1}/detection/alerts/${alert.id}/incident/`, { hipaa_role: hipaaRole }),
+  });
+  // response is the detector's record ({"action", "incident", ...}); typed unknown by the schema.
+  const response = alert.response as { incident?: unknown } | null;
+  const existing = typeof response?.incident === "number" ? response.incident : null;
+  return (
+    <Group gap="xs" align="flex-end">
+      <Select label="HIPAA clock" data={HIPAA_ROLES} value={hipaaRole} allowDeselect={false}
+        onChange={(value) => setHipaaRole(value ?? "none")} w={280} size="xs" />
+      <RoleButton capability="triage_alerts" variant="outline" color="red" size="xs" loading={open.isPending}
+        onClick={() => open.mutate()}>
+        {existing === null ? "Open incident" : `Incident ${existing}: show clocks`}
+      </RoleButton>
+      <NonFieldError error={open.error} />
+      {open.isSuccess && <Text role="status" size="sm" data-testid="incident-opened">{incidentOpenedLabel(open.data)}</Text>}
+    </Group>
   );
 }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { allowedTransitions, inboxLabel, triageOrder } from "./inbox";
+import { allowedTransitions, inboxLabel, incidentOpenedLabel, triageOrder } from "./inbox";
 
 describe("allowedTransitions", () => {
   it("follows the API's state machine", () => {
@@ -37,5 +37,23 @@ describe("inboxLabel", () => {
     expect(inboxLabel({ open: 1, acknowledged: 0, by_severity: { low: 1 } })).toBe("1 alert to handle");
     expect(inboxLabel({ open: 0, acknowledged: 1, by_severity: { high: 1 } })).toBe("1 alert to handle");
     expect(inboxLabel({ open: 2, acknowledged: 1, by_severity: { critical: 2, low: 1 } })).toBe("3 alerts to handle, 2 critical");
+  });
+});
+
+describe("incidentOpenedLabel", () => {
+  const clock = (regime: string, remaining: number | null, met_at: string | null = null) => ({
+    regime, due_at: "2026-12-15T08:00:00Z", met_at, remaining_seconds: remaining,
+  });
+  it("names the running clocks, soonest first, and leaves met ones out", () => {
+    const incident = { id: 4, clocks: [clock("hipaa_164_404", 60 * 86400), clock("eu_ai_act_art73", 2 * 86400 + 5), clock("x", null, "2026-12-01T00:00:00Z")] };
+    expect(incidentOpenedLabel(incident)).toBe(
+      "Incident 4 opened · EU AI Act Art. 73 due in 2 days (2026-12-15) · HIPAA 164.404 due in 60 days (2026-12-15)",
+    );
+  });
+  it("says hours under a day and overdue past the deadline", () => {
+    expect(incidentOpenedLabel({ id: 1, clocks: [clock("hipaa_164_410", 7200), clock("eu_ai_act_art73", -5)] })).toBe(
+      "Incident 1 opened · EU AI Act Art. 73 overdue (2026-12-15) · HIPAA 164.410 due in 2 h (2026-12-15)",
+    );
+    expect(incidentOpenedLabel({ id: 2, clocks: [] })).toBe("Incident 2 opened");
   });
 });

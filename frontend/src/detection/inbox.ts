@@ -39,3 +39,26 @@ export function inboxLabel(inbox: { open: number; acknowledged: number; by_sever
   const noun = total === 1 ? "alert to handle" : "alerts to handle";
   return critical > 0 ? `${total} ${noun}, ${critical} critical` : `${total} ${noun}`;
 }
+
+const REGIMES: Record<string, string> = {
+  eu_ai_act_art73: "EU AI Act Art. 73",
+  hipaa_164_404: "HIPAA 164.404",
+  hipaa_164_410: "HIPAA 164.410",
+};
+
+/** "Incident 4 opened · EU AI Act Art. 73 due in 2 days (15 Dec)": the clocks the API
+ * started when the incident was opened from an alert, soonest first; met clocks left out. */
+export function incidentOpenedLabel(
+  incident: { id: number; clocks: readonly { regime: string; due_at: string; met_at: string | null; remaining_seconds: number | null }[] },
+): string {
+  const running = incident.clocks
+    .filter((c) => c.met_at === null && c.remaining_seconds !== null)
+    .sort((a, b) => (a.remaining_seconds ?? 0) - (b.remaining_seconds ?? 0));
+  const parts = running.map((c) => {
+    const seconds = c.remaining_seconds ?? 0;
+    const days = Math.floor(seconds / 86400);
+    const left = seconds < 0 ? "overdue" : days >= 1 ? `due in ${days} day${days === 1 ? "" : "s"}` : `due in ${Math.max(1, Math.floor(seconds / 3600))} h`;
+    return `${REGIMES[c.regime] ?? c.regime} ${left} (${c.due_at.slice(0, 10)})`;
+  });
+  return [`Incident ${incident.id} opened`, ...parts].join(" · ");
+}

@@ -1,6 +1,7 @@
-import { Alert, Button, Group, List, Modal, Stack, Table, Text, TextInput } from "@mantine/core";
+import { Alert, Anchor, Button, Group, List, Modal, Stack, Table, Text, TextInput } from "@mantine/core";
 import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
 import { useState } from "react";
+import { Link } from "react-router";
 import { api, ApiError, V1, type Page } from "../api/client";
 import type { Activation, Bundle, Environment, PolicyModule } from "../api/types";
 import { Empty, Loading, NonFieldError, QueryState } from "../components/states";
@@ -66,10 +67,13 @@ function title(release: Release): string {
 function ConfirmRelease({ release, onClose, onDone }: { release: Release; onClose: () => void; onDone: (text: string) => void }) {
   const client = useQueryClient();
   const [message, setMessage] = useState("");
+  // The plain publish needs an impact preview or a reason to go without one (docs/authoring.md).
+  const [overrideReason, setOverrideReason] = useState("");
   const changes = useQuery({ queryKey: ["release-changes", release.kind, release.env.name, release.kind === "promote" ? release.to.name : ""], queryFn: () => whatChanges(release) });
   const run = useMutation({
     mutationFn: () =>
-      api.post<Bundle>(`${V1}/environments/${release.env.name}/${release.kind}/`, release.kind === "promote" ? { to: release.to.name, message } : { message }),
+      api.post<Bundle>(`${V1}/environments/${release.env.name}/${release.kind}/`, release.kind === "promote" ? { to: release.to.name, message }
+        : release.kind === "publish" ? { message, override_reason: overrideReason } : { message }),
     onSuccess: (bundle) => {
       void client.invalidateQueries({ queryKey: ["environments"] });
       void client.invalidateQueries({ queryKey: ["activations"] });
@@ -84,6 +88,13 @@ function ConfirmRelease({ release, onClose, onDone }: { release: Release; onClos
         <Text fw={600} size="sm">What changes</Text>
         {changes.isPending ? <Loading what="the changes" /> : changes.error ? <NonFieldError error={changes.error} /> : <ChangeList changes={changes.data!} />}
         <TextInput label="Message (kept in the change log)" value={message} onChange={(e) => setMessage(e.currentTarget.value)} error={error?.field("message")} />
+        {release.kind === "publish" && (
+          <>
+            <Text size="sm">To see first what these policies would change on recorded traffic, use <Anchor component={Link} to="/authoring">Publish with impact preview</Anchor> on the Authoring page.</Text>
+            <TextInput label="Why publish without an impact preview? (kept in the change log)" required value={overrideReason}
+              onChange={(e) => setOverrideReason(e.currentTarget.value)} error={error?.field("override_reason") ?? error?.field("impact_preview")} />
+          </>
+        )}
         {error?.details.length ? (
           <Alert color="red" title="Policy tests failed; nothing was released" role="alert">
             <List size="sm">{error.details.map((detail, index) => <List.Item key={index}>{JSON.stringify(detail)}</List.Item>)}</List>
@@ -95,7 +106,8 @@ function ConfirmRelease({ release, onClose, onDone }: { release: Release; onClos
         )}
         <Group justify="flex-end">
           <Button variant="default" onClick={onClose}>Cancel</Button>
-          <Button onClick={() => run.mutate()} loading={run.isPending} color={release.kind === "rollback" ? "orange" : undefined}>Confirm {release.kind}</Button>
+          <Button onClick={() => run.mutate()} loading={run.isPending} color={release.kind === "rollback" ? "orange" : undefined}
+            disabled={release.kind === "publish" && !overrideReason.trim()}>Confirm {release.kind}</Button>
         </Group>
       </Stack>
     </Modal>

@@ -22,13 +22,18 @@ class Command(BaseCommand):
                  "Default: WARDEN_AUDIT_CHECKPOINT_PUBLIC_KEYS",
         )
         parser.add_argument("--witness", default=None, help="the witness file (default: WARDEN_AUDIT_WITNESS_PATH)")
+        parser.add_argument("--witness-url", default=None, metavar="URL",
+                            help="the HTTP witness collector's log, e.g. https://witness.example/logs/prod "
+                                 "(default: WARDEN_AUDIT_WITNESS_URL; '' for none)")
         parser.add_argument("--json", action="store_true", help="print the report as JSON")
 
     def handle(self, *args, **options):
         if options["checkpoint"]:
             checkpoints.create_checkpoints()
         try:
-            report = integrity.verify_log(public_keys=options["public_key"], witness_path=options["witness"])
+            report = integrity.verify_log(
+                public_keys=options["public_key"], witness_path=options["witness"], witness_url=options["witness_url"]
+            )
         except InvalidPublicKey as exc:
             raise CommandError(f"--public-key: {exc}") from exc
         if options["json"]:
