@@ -47,11 +47,13 @@ test: install
 	WARDEN_RECORD_BUNDLES=$(RECORDED_BUNDLES) $(MAKE) --no-print-directory test-opa-oracle
 	$(MAKE) --no-print-directory test-console
 
-## make lint: ruff on the Python code, mypy --strict on the SDK, a no-new-errors ratchet on the control plane
-lint: install
+## make lint: ruff on the Python code, mypy --strict on the SDK, a no-new-errors ratchet on the
+## control plane, tsc --strict (no emit) on the console
+lint: install console-node frontend/node_modules/.installed
 	$(VENV)/bin/ruff check agents_sdk controlplane tests
 	$(VENV)/bin/mypy
 	$(PY) .ci/mypy_ratchet.py
+	cd frontend && npm run typecheck
 
 ## make console: build the web console (frontend/ -> frontend/dist, served by Django as /static/console/)
 console-node:
@@ -71,11 +73,10 @@ console: console-node frontend/node_modules/.installed
 console-api-types: frontend/node_modules/.installed
 	cd frontend && npm run api-types
 
-# The console: API types match the schema, tsc --strict, vitest, the build (size budget) and
-# the Playwright suite in Debian's Chromium against a live server seeded with demo data.
+# The console: API types match the schema, vitest, the build (size budget) and the Playwright
+# suite in Debian's Chromium against a live server seeded with demo data (tsc runs in lint).
 test-console: install console-node frontend/node_modules/.installed
 	cd frontend && npm run api-types:check
-	cd frontend && npm run typecheck
 	cd frontend && npx vitest run
 	$(MAKE) --no-print-directory console
 	cd frontend && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 node scripts/run-e2e.mjs

@@ -79,3 +79,19 @@ def test_every_error_in_the_errors_tree_is_exported():
 def test_the_package_is_marked_typed():
     assert (REPO_ROOT / "agents_sdk" / "py.typed").is_file()
     assert 'agents_sdk = ["py.typed"]' in (REPO_ROOT / "agents_sdk" / "pyproject.toml").read_text()
+
+
+def test_the_distribution_ships_every_package_of_the_sdk():
+    """`pip install ./agents_sdk` installs only the packages pyproject.toml lists: a new
+    subpackage left out imports from the repo and fails for every user (as approvals did)."""
+    import tomllib
+    from pathlib import Path
+
+    root = Path(warden.__file__).parent
+    listed = set(tomllib.loads((root / "pyproject.toml").read_text("utf-8"))["tool"]["setuptools"]["packages"])
+    on_disk = {
+        ".".join(("agents_sdk", *init.parent.relative_to(root).parts)).rstrip(".")
+        for init in root.rglob("__init__.py")
+        if not {"tests", "build"} & set(init.relative_to(root).parts)
+    }
+    assert on_disk == listed
