@@ -21,6 +21,8 @@ the verified library alone (agents_sdk.engine.verified_library: modules whose ev
 builtin call is guarded by the input contract and checked against real OPA on a
 differential corpus) on input that keeps the contract (agents_sdk.engine.contract).
 Organisation modules, and input outside the contract, are decided by the interpreter.
+So is any policy using a construct the VM mis-evaluates (agents_sdk.engine.vm_safety:
+`x := <undefined>` that no later statement reads), decided from the parse tree at compile time.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from agents_sdk.engine.errors import (
     strip_backtrace,
 )
 from agents_sdk.engine.verified_library import digest, verified_digests
+from agents_sdk.engine.vm_safety import vm_hazards
 
 NAME = "regorus"
 
@@ -114,6 +117,18 @@ def _library_only(modules: dict[str, str]) -> bool:
     return True
 
 
+_hazards_by_modules: dict[tuple[tuple[str, str], ...], list[str]] = {}
+
+
+def _vm_hazards(modules: dict[str, str], engine: Any) -> list[str]:
+    """vm_safety's findings for these modules, read from the parse tree once per module set
+    (~40 ms for the library), not once per thread's session."""
+    key = tuple(sorted((path, digest(source)) for path, source in modules.items()))
+    if key not in _hazards_by_modules:
+        _hazards_by_modules[key] = vm_hazards(engine.get_ast_as_json())
+    return _hazards_by_modules[key]
+
+
 class Session:
     """One regorus Engine holding the modules and data, used by one thread only."""
 
@@ -137,6 +152,10 @@ class Session:
         self._data_json = None
         self._vms: dict[str, Any] = {}  # query path -> Rvm, or None when it does not compile
         self.use_vm = os.environ.get("REGORUS_NO_RVM", "") in ("", "0") and _library_only(modules)
+        # Constructs the VM mis-evaluates (agents_sdk.engine.vm_safety) keep the policy on
+        # the interpreter: decided from the modules once, never per input.
+        self.vm_hazards = _vm_hazards(modules, engine) if self.use_vm else []
+        self.use_vm = self.use_vm and not self.vm_hazards
         if self.use_vm:
             try:
                 self._data_json = json.dumps(data)

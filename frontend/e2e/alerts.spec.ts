@@ -74,7 +74,11 @@ test("alerts: the inbox lists open alerts by severity with their sentence; an ap
   await expect(page.getByTestId("alert-count")).toHaveCount(0);
   await page.locator("label").filter({ hasText: /^resolved$/ }).click();
   await expect(page.getByLabel(`Alert ${ids.critical}`, { exact: true })).toContainText("Comment: Host blocked; key rotated.");
-  await expect(page.getByLabel(`Alert ${ids.critical}`, { exact: true }).getByRole("button")).toHaveCount(0);
+  const resolved = page.getByLabel(`Alert ${ids.critical}`, { exact: true });
+  await expect(resolved.getByRole("button", { name: /^(Acknowledge|Resolve|Mark false positive)$/ })).toHaveCount(0);
+  // A closed alert can still open an incident (its clocks run from the alert's awareness time).
+  await resolved.getByRole("button", { name: "Open incident" }).click();
+  await expect(resolved.getByTestId("incident-opened")).toBeVisible();
   await page.locator("label").filter({ hasText: /^false positive$/ }).click();
   await expect(page.getByLabel(`Alert ${ids.medium}`, { exact: true })).toBeVisible();
 });

@@ -82,13 +82,20 @@ for (const mode of ["guard", "langchain", "mcp"] as const) {
         const page = await apiAs(request, "auditor", `/api/v1/audit/events/?session=${sessionId}&limit=200&ordering=seq`);
         kinds = page.results.map((e: { kind: string; effect: string; payload: { event?: string } }) =>
           e.kind === "approval" ? `approval:${e.payload.event}` : e.kind === "decision" ? `decision:${e.effect}` : e.kind);
-        return kinds.includes("approval:refused") && kinds.filter((k) => k === "result").length >= 1;
+        const replays = kinds.slice(kinds.indexOf("result") + 1);
+        return kinds.includes("result") && replays.filter((k) => k === "decision:deny").length >= 2;
       }, { timeout: 30_000 }).toBe(true);
       const held = kinds.indexOf("decision:require_approval");
       expect(kinds.slice(held - 1, held + 7)).toEqual([
         "intent", "decision:require_approval", "approval:requested", "approval:approved",
         "intent", "decision:allow", "approval:consumed", "result",
       ]);
+      // Both replays are refused and recorded, and nothing runs again. The same-host one is
+      // refused by the ledger (the engine still allowed it) or, when the bundle that marks the
+      // grant consumed has already arrived, by the engine itself: both are correct.
+      const replayed = kinds.slice(held + 7).join(",").split("intent,").filter(Boolean).map((s) => s.replace(/,$/, ""));
+      expect(replayed).toHaveLength(2);
+      for (const replay of replayed) expect(["decision:allow,approval:refused,decision:deny", "decision:deny"]).toContain(replay);
       const quarantined = await apiAs(request, "auditor", `/api/v1/audit/quarantine/?agent=${name}`);
       expect(quarantined.count).toBe(0);
       const decided = await apiAs(request, "auditor", `/api/v1/approvals/?state=approved&limit=50`);

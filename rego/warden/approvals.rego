@@ -162,6 +162,7 @@ mailbox_address(mailbox) := match[1] if {
 email_recipients contains lower(address) if {
 	some [_, mailbox] in mailboxes
 	address := mailbox_address(mailbox)
+	is_string(address) # a later use: see agents_sdk/engine/vm_safety.py
 }
 
 default internal_email_domains := []
@@ -229,6 +230,7 @@ pushed_ref(refspec) := trim_prefix(destination, "refs/heads/") if {
 	spec := trim_prefix(refspec, "+")
 	parts := split(spec, ":")
 	destination := parts[count(parts) - 1]
+	is_string(destination) # a later use: see agents_sdk/engine/vm_safety.py
 }
 
 pushed_refs contains pushed_ref(value) if {
@@ -313,7 +315,8 @@ approval_required contains {
 }
 
 # object.get, not registry.held_agents[agent_id]: regorus' VM mis-evaluated that reference
-# when the registry has no held_agents (a hold on every call that presented a grant).
+# when the registry has no held_agents (a hold on every call that presented a grant): an
+# undefined `:=` that no later statement reads (agents_sdk/engine/vm_safety.py).
 detector_hold := hold if {
 	hold := object.get(object.get(registry, "held_agents", {}), agent_id, null)
 	is_object(hold)

@@ -76,6 +76,7 @@ deny contains {
 } if {
 	some [name, url] in url_values
 	ambiguity := url_ambiguity(url)
+	is_string(ambiguity) # undefined when the URL is plain; see agents_sdk/engine/vm_safety.py
 }
 
 # METADATA

@@ -222,6 +222,7 @@ base64_decodings(text) := {decoded |
 	some spelling in base64_spellings(body)
 	regex.match(base64_ascii_pattern, spelling)
 	decoded := base64.decode(spelling)
+	is_string(decoded) # a later use: see agents_sdk/engine/vm_safety.py
 }
 
 # Where a run's 4-character groups may start: its first four characters, and where a marker
