@@ -85,3 +85,45 @@ test("suspend an agent with a reason and watch propagation complete", async ({ p
   await page.getByRole("dialog").getByRole("button", { name: "Resume agent" }).click();
   await expect(page.getByRole("button", { name: "Suspend" })).toBeVisible();
 });
+
+test("agent sandbox: a relative path is explained before saving; an admin saves the profile", async ({ page, request }) => {
+  await login(page, "admin");
+  await page.goto("/agents/code-assistant/sandbox");
+  await expect(page.getByRole("heading", { name: "Sandbox of code-assistant" })).toBeVisible();
+  const enabled = page.getByRole("switch", { name: /Sandboxed tools may run/ });
+  if (!(await enabled.isChecked())) await enabled.check({ force: true });
+  const writable = page.getByRole("textbox", { name: "Writable paths" });
+  await writable.fill("out/relative");
+  await writable.press("Enter");
+  await expect(page.getByTestId("sandbox-hints")).toContainText("'out/relative' must be absolute");
+  await expect(page.getByRole("button", { name: "Save sandbox" })).toBeDisabled();
+  await writable.press("Backspace");
+  await writable.fill("/srv/e2e-out");
+  await writable.press("Enter");
+  await expect(page.getByTestId("sandbox-hints")).toHaveCount(0);
+  await page.getByRole("button", { name: "Save sandbox" }).click();
+  await expect(page.getByText("Saved the sandbox of code-assistant")).toBeVisible();
+  const agent = await apiAs(request, "admin", "/api/v1/agents/code-assistant/");
+  expect(agent.sandbox_profile.file_write).toContain("/srv/e2e-out");
+  expect(agent.sandbox_profile.file_write).not.toContain("out/relative");
+});
+
+test("agent delegation: the rule reads as a sentence, bad entries are explained, an admin saves it", async ({ page, request }) => {
+  await login(page, "admin");
+  await page.goto("/agents/support-bot/delegation");
+  await expect(page.getByRole("heading", { name: "Delegation rule of support-bot" })).toBeVisible();
+  const actFor = page.getByRole("textbox", { name: "May act for" });
+  await actFor.fill("not an address");
+  await actFor.press("Enter");
+  await expect(page.getByTestId("delegation-hints")).toContainText("may_act_for");
+  await expect(page.getByRole("button", { name: "Save delegation rule" })).toBeDisabled();
+  await actFor.press("Backspace");
+  await actFor.fill("@example.com");
+  await actFor.press("Enter");
+  await expect(page.getByTestId("delegation-hints")).toHaveCount(0);
+  await expect(page.getByTestId("delegation-sentence")).toContainText("it accepts grants from everyone at example.com");
+  await page.getByRole("button", { name: "Save delegation rule" }).click();
+  await expect(page.getByText("Saved the delegation rule of support-bot")).toBeVisible();
+  const rule = await apiAs(request, "admin", "/api/v1/delegation/rules/support-bot/");
+  expect(rule.may_act_for).toEqual(["@example.com"]);
+});

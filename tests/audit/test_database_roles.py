@@ -30,6 +30,7 @@ from controlplane.audit.models import AuditEvent, Checkpoint, CheckpointKey
 from controlplane.changelog.models import ChangeAction, ObjectChange
 from controlplane.changelog.services import record_change, snapshot
 from controlplane.policies.models import PolicyModule, PolicyRevision
+from tests.audit.commands import verify
 from tests.audit.conftest import sign_session
 
 REPO = Path(__file__).resolve().parents[2]
@@ -86,15 +87,6 @@ def superuser_tampering(statement: str, params=()) -> None:
             cursor.execute(statement, params)
         finally:
             cursor.execute("SET session_replication_role = origin")
-
-
-def verify(*args: str) -> tuple[str, bool]:
-    out = StringIO()
-    try:
-        call_command("verify_audit", *args, stdout=out)
-        return out.getvalue(), True
-    except CommandError:
-        return out.getvalue(), False
 
 
 @pytest.fixture

@@ -31,6 +31,7 @@ from agents_sdk.keys import encode_public_key, key_fingerprint, raw_public_key
 from agents_sdk.records import canonical_json
 from controlplane.audit import checkpoints, witness, witness_http
 from controlplane.audit.models import AuditEvent, CheckpointKey
+from tests.audit.commands import verify
 from tests.audit.conftest import sign_session
 
 pytestmark = pytest.mark.django_db
@@ -92,15 +93,6 @@ def post_raw(url: str, entry: dict, token: str | None = TOKEN) -> int:
             return response.status
     except urllib.error.HTTPError as exc:
         return exc.code
-
-
-def verify(*args: str) -> tuple[str, bool]:
-    out = StringIO()
-    try:
-        call_command("verify_audit", *args, stdout=out)
-        return out.getvalue(), True
-    except CommandError:
-        return out.getvalue(), False
 
 
 def test_heads_and_batches_reach_the_collector_and_verify_audit_compares_them(

@@ -116,6 +116,10 @@ def file_functions(entered: list) -> list:
 
     return [file_delete, file_read]
 
+# What the model reads when a held call cannot be filed (the control plane is unreachable).
+UNREACHABLE = ("waiting for human approval (not filed yet: the control plane is unreachable; the request is spooled "
+               "and sent again): no-prod-deletes: Production file deletion requires human approval")
+
 
 def with_approvals(tmp_path, *, on_approval: str = "raise", grant: tuple[str, dict] | None = None) -> Guard:
     """support-bot with an ApprovalClient (agents_sdk.approvals) whose control plane is not

@@ -13,7 +13,14 @@ from haystack.tools import tool
 
 from agents_sdk.integrations import summarize_result
 from agents_sdk.integrations.haystack import warden_hooks
-from agents_sdk.integrations.tests.policy import file_functions, governed, kinds, signed_log, with_approvals
+from agents_sdk.integrations.tests.policy import (
+    UNREACHABLE,
+    file_functions,
+    governed,
+    kinds,
+    signed_log,
+    with_approvals,
+)
 
 
 @pytest.fixture
@@ -100,8 +107,6 @@ def test_the_documented_example_runs(monkeypatch, capsys):
 
 # Human approval (agents_sdk.approvals) through the hooks: the held call is filed, and runs
 # only under a grant, once.
-UNREACHABLE = ("waiting for human approval (not filed yet: the control plane is unreachable; the request is spooled "
-               "and sent again): no-prod-deletes: Production file deletion requires human approval")
 
 
 @pytest.mark.parametrize("on_approval", ["raise", "wait"])

@@ -13,7 +13,14 @@ from agents.testing import ScriptedModel, assistant_message, function_call
 
 from agents_sdk.integrations import summarize_result
 from agents_sdk.integrations.openai_agents import govern_function_tool, warden_guardrails
-from agents_sdk.integrations.tests.policy import file_functions, governed, kinds, signed_log, with_approvals
+from agents_sdk.integrations.tests.policy import (
+    UNREACHABLE,
+    file_functions,
+    governed,
+    kinds,
+    signed_log,
+    with_approvals,
+)
 
 set_tracing_disabled(True)  # no trace export: there is no network here
 
@@ -121,8 +128,6 @@ def test_the_documented_example_runs(monkeypatch, capsys):
 
 # Human approval (agents_sdk.approvals) through the guardrails: the held call is filed, and
 # runs only under a grant, once.
-UNREACHABLE = ("waiting for human approval (not filed yet: the control plane is unreachable; the request is spooled "
-               "and sent again): no-prod-deletes: Production file deletion requires human approval")
 
 
 @pytest.mark.parametrize("on_approval", ["raise", "wait"])
