@@ -1,6 +1,6 @@
 import { expect, test } from "@playwright/test";
 import { readFileSync } from "node:fs";
-import { checkA11y, login, shot } from "./fixtures";
+import { apiAs, checkA11y, login, shot } from "./fixtures";
 
 test("request a compliance report, watch it finish, read the controls and download the PDF", async ({ page }, info) => {
   // Without a broker the report is built inside the request (eager tasks): allow for it.
@@ -40,4 +40,19 @@ test("request a compliance report, watch it finish, read the controls and downlo
   await page.goto("/compliance/scope");
   await expect(page.getByTestId("scope-form")).toBeVisible();
   await checkA11y(page, "compliance-scope");
+});
+
+test("compliance scope: an admin declares what the reports of an environment assume", async ({ page, request }) => {
+  await login(page, "admin");
+  await page.goto("/compliance/scope");
+  const form = page.getByTestId("scope-form");
+  await expect(form.getByRole("heading", { name: /^Scope of / })).toBeVisible();
+  const environment = ((await form.getByRole("heading", { name: /^Scope of / }).textContent()) ?? "").replace("Scope of ", "").trim();
+  const note = "Batch analytics jobs run outside Warden and are not covered.";
+  await expect(form.getByRole("button", { name: "Save scope" })).toBeDisabled();
+  await form.getByRole("textbox", { name: "Out of scope" }).fill(note);
+  await form.getByRole("button", { name: "Save scope" }).click();
+  await expect(form).toContainText("by demo-admin");
+  const scope = await apiAs(request, "admin", `/api/v1/compliance/scopes/${environment}/`);
+  expect(scope.out_of_scope).toBe(note);
 });
