@@ -72,6 +72,16 @@ def build_parser() -> argparse.ArgumentParser:
         "an identity's metadata (.json) or an identity's private key file. Repeat for several keys.",
     )
     verify.set_defaults(handler=_audit_verify)
+    recover = audit_commands.add_parser(
+        "recover",
+        help="sign the records a crashed agent left on its signer spool",
+        description="Sign, in order, the records dead background signers of an identity left unsigned in "
+        "a spool directory, appending them to each signer's JSONL log (docs/signed-records.md).",
+    )
+    recover.add_argument("spool_dir", type=Path, metavar="SPOOL_DIR", help="the signer's spool_dir")
+    recover.add_argument("--identity", required=True, type=Path, metavar="PATH", help="the agent's private key file")
+    recover.add_argument("--passphrase-env", metavar="VAR", help="environment variable holding the key's passphrase")
+    recover.set_defaults(handler=_audit_recover)
 
     identity = commands.add_parser("identity", help="create and inspect agent identities")
     identity_commands = identity.add_subparsers(dest="identity_command", required=True, metavar="COMMAND")
@@ -300,6 +310,21 @@ def _audit_verify(args: argparse.Namespace, out: TextIO) -> int:
         file=out,
     )
     return EXIT_FAILED
+
+
+def _audit_recover(args: argparse.Namespace, out: TextIO) -> int:
+    from agents_sdk.records.background import recover_spool
+
+    passphrase = os.environ.get(args.passphrase_env) if args.passphrase_env else None
+    identity = AgentIdentity.load(args.identity, passphrase=passphrase)
+    problems = 0
+    for item in recover_spool(args.spool_dir, identity):
+        if item.problem:
+            problems += 1
+            print(f"SKIPPED: {item.spool}: {item.problem}", file=out)
+        else:
+            print(f"RECOVERED: {item.log}: {item.recovered} records signed, {item.already_signed} were signed", file=out)
+    return EXIT_FAILED if problems else EXIT_OK
 
 
 def load_public_key(value: str) -> tuple[Ed25519PublicKey, str | None]:

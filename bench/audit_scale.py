@@ -1,26 +1,30 @@
 """Audit search and retention at 100 million generated events (issue #20).
 
-Uses a PostgreSQL database of its own (DATABASE_URL, e.g. .../h3big, migrated with
-`manage.py migrate` so the append-only trigger function exists) and the partitioned
-events table of controlplane/audit/partitions.py (`audit_events_partitioned`).
+Uses a PostgreSQL database of its own (DATABASE_URL, e.g. .../audit_scale, migrated with
+`manage.py migrate` so the append-only trigger function exists) and a table laid out as the
+live, partitioned `audit_auditevent` (controlplane/audit/partitions.py: same columns, keys,
+indexes, per-partition guarantees), named `audit_events_partitioned` (AUDIT_SCALE_TABLE).
 
-    .venv/bin/python bench/audit_scale.py generate --rows 100000000 --months 24 [--until 05:55]
-    .venv/bin/python bench/audit_scale.py measure [--repeat 200]
+    .venv/bin/python bench/audit_scale.py generate --rows 100000000 --months 24 --workers 3 [--until 05:55]
+    .venv/bin/python bench/audit_scale.py measure --repeat 200 [--count]
     .venv/bin/python bench/audit_scale.py retention
 
-`generate` loads month by month, resumable: each month is filled with generate_series into
-a plain table, indexed, then attached as a partition (faster than maintaining indexes row
-by row), and gets the per-partition guarantees. Events: 10,000 agents, sessions of 20
-records, 20 tools, 90 % allow / 8 % deny / 2 % ask, deny reasons in rule_ids.
+`generate` loads month by month, resumable, `--workers` months at once: each month is
+filled with generate_series into a table without indexes, indexed, then attached as a
+partition. Lean rows, realistic cardinalities: 5,000 agents, sessions of 20 records, 1,000
+tools and 2,000 rule ids (both skewed), 90 % allow / 8 % deny / 2 % require_approval.
 
-`measure` times the console's searches (random parameters, each run `--repeat` times) and
-prints p50/p99/max in ms. `retention` times dropping the oldest month beside a DELETE of
-one day of it (rolled back). Prints; asserts nothing. The machine is shared: noisy.
+`measure` times the console's searches (random parameters in loaded months, each run
+`--repeat` times; by time and in the console's order, -id) and prints p50/p99/max in ms.
+`retention` times dropping the oldest month beside a DELETE of one day of it (rolled back).
+Prints; asserts nothing. The machine is shared: noisy.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import multiprocessing
 import os
 import random
 import statistics
@@ -36,33 +40,31 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from controlplane.audit import partitions  # noqa: E402  (plain SQL, no Django needed)
 
-TABLE = "audit_events_partitioned"
+TABLE = os.environ.get("AUDIT_SCALE_TABLE", "audit_events_partitioned")
 FIRST_MONTH = datetime(2024, 11, 1, tzinfo=UTC)
-AGENTS = 10_000
-TOOLS = [f"tool_{i:02d}" for i in range(20)]
+AGENTS = 5_000
+TOOLS = 1_000
+RULES = 2_000
+SESSION_LENGTH = 20
 
+# Lean rows (a short payload, a one-byte sealed record) with realistic cardinalities:
+# 5,000 agents, sessions of 20 records (5 million sessions at 100 M), 1,000 tools and
+# 2,000 rule ids, both skewed (a few are common, most rare), 90 % allow / 8 % deny /
+# 2 % ask, rule ids on denies and asks. Column order as in partitions.columns_sql().
 FILL = """
 INSERT INTO {stage} (id, record_id, agent_id, key_id, session_id, seq, kind, time, tool, effect, rule_ids, payload,
     masked_paths, prev_hash, record_hash, sealed_record, batch_id, stored_at)
-SELECT {offset} + g,
-    md5('r' || ({offset} + g))::uuid,
-    md5('a' || (g % {agents}))::uuid,
-    'k',
-    's-' || (({offset} + g) / 20),
-    g % 20,
-    'decision',
-    timestamptz '{start}' + ((g - 1)::double precision / {rows}) * (timestamptz '{end}' - timestamptz '{start}'),
-    'tool_' || lpad(((g * 7) % 20)::text, 2, '0'),
-    CASE WHEN g % 50 < 45 THEN 'allow' WHEN g % 50 < 49 THEN 'deny' ELSE 'ask' END,
-    CASE WHEN g % 50 BETWEEN 45 AND 48 THEN jsonb_build_array('rule-' || (g % 40)) ELSE '[]'::jsonb END,
-    '{{"args":{{"id":1}}}}'::jsonb,
-    '[]'::jsonb,
-    '',
-    md5(g::text) || md5((g + 1)::text),
-    '\\x00'::bytea,
-    ({offset} + g) / 1000,
-    now()
-FROM generate_series(1, {rows}) AS g;
+SELECT n, md5('r' || n)::uuid, md5('a' || ((n / {session}) % {agents}))::uuid, 'k', 's' || (n / {session}),
+    n % {session}, 'decision', t, 't' || floor({tools} * power(random(), 3))::int,
+    CASE WHEN n % 50 < 45 THEN 'allow' WHEN n % 50 < 49 THEN 'deny' ELSE 'require_approval' END,
+    CASE WHEN n % 50 >= 45 THEN jsonb_build_array('rule-' || floor({rules} * power(random(), 2))::int)
+         ELSE '[]'::jsonb END,
+    '{{}}'::jsonb, '[]'::jsonb, '', repeat(md5(n::text), 2), '\\x00'::bytea, n / 1000,
+    t + interval '1 second'
+FROM (SELECT {offset} + g AS n,
+             timestamptz '{start}' + ((g - 1)::double precision / {rows}) * (timestamptz '{end}' - timestamptz '{start}')
+             AS t
+      FROM generate_series(1, {rows}) AS g) AS s;
 """
 
 
@@ -82,6 +84,29 @@ def months(count: int) -> list[datetime]:
 
 
 def generate(args) -> None:
+    """Create the partitioned table, then load the months, `--workers` at a time."""
+    with connect() as conn, conn.cursor() as cur:
+        partitions.create_table(cur, TABLE)
+    todo = list(enumerate(months(args.months)))
+    if args.reverse:  # a second loader beside a running one meets it in the middle
+        todo.reverse()
+    if args.workers <= 1:
+        _load_months(args, todo)
+    else:
+        with multiprocessing.Pool(args.workers) as pool:
+            pool.starmap(_load_months, [(args, todo[w::args.workers]) for w in range(args.workers)])
+    with connect() as conn, conn.cursor() as cur:
+        cur.execute("SELECT count(*), pg_size_pretty(pg_database_size(current_database())) FROM pg_inherits "
+                    f"WHERE inhparent = '{TABLE}'::regclass")
+        print("partitions: {}, database size {}".format(*cur.fetchone()), flush=True)
+
+
+def _load_months(args, todo: list[tuple[int, datetime]]) -> None:
+    """Each month: filled by generate_series into an unlogged table with no index, indexed
+    (a sort per index, faster than maintaining them row by row), attached as a partition
+    (the parent's indexes adopt the matching ones), given the per-partition guarantees.
+    The partitions stay unlogged unless --logged: no WAL for 40 GB of generated rows (a
+    bench database is not kept across a crash); the searches read the same pages."""
     until = None
     if args.until:
         hour, minute = (int(x) for x in args.until.split(":"))
@@ -89,9 +114,9 @@ def generate(args) -> None:
     per_month = args.rows // args.months
     with connect() as conn, conn.cursor() as cur:
         cur.execute("SET synchronous_commit = off")
-        cur.execute("SET maintenance_work_mem = '256MB'")
-        partitions.create_table(cur, TABLE)
-        for index, start in enumerate(months(args.months)):
+        cur.execute("SET maintenance_work_mem = '512MB'")
+        cur.execute("SET max_parallel_maintenance_workers = 0")  # the workers are the parallelism
+        for index, start in todo:
             name = partitions.partition_name(TABLE, start)
             cur.execute("SELECT to_regclass(%s)", [name])
             if cur.fetchone()[0] is not None:
@@ -99,34 +124,38 @@ def generate(args) -> None:
             if until and datetime.now(UTC) >= until:
                 print(f"stopped at the deadline before {name}", flush=True)
                 break
+            cur.execute("SELECT pg_database_size(current_database())")
+            if cur.fetchone()[0] > args.max_gb * 2**30:
+                print(f"stopped before {name}: the database is past {args.max_gb} GB", flush=True)
+                break
             began = time.time()
             end = partitions.next_month(start)
             stage = f"{name}_stage"
+            cur.execute("SELECT to_regclass(%s)", [stage])
+            if cur.fetchone()[0] is not None and args.reverse:
+                continue  # another loader is on it (drop a stage a crashed run left before loading again)
             cur.execute(f"DROP TABLE IF EXISTS {stage}")
             cur.execute(f"CREATE UNLOGGED TABLE {stage} (LIKE {TABLE} INCLUDING DEFAULTS)")
             cur.execute(FILL.format(stage=stage, offset=index * per_month, agents=AGENTS, rows=per_month,
+                                    session=SESSION_LENGTH, tools=TOOLS, rules=RULES,
                                     start=start.isoformat(), end=end.isoformat()))
             filled = time.time()
-            cur.execute(f"ALTER TABLE {stage} SET LOGGED")
+            if args.logged:
+                cur.execute(f"ALTER TABLE {stage} SET LOGGED")
             cur.execute(f"ALTER TABLE {stage} ADD CONSTRAINT {stage}_range CHECK (time >= '{start.isoformat()}' "
                         f"AND time < '{end.isoformat()}')")
-            cur.execute(f"ALTER TABLE {stage} ADD PRIMARY KEY (id, time)")
-            cur.execute(f"ALTER TABLE {stage} ADD UNIQUE (agent_id, record_id, time)")
-            for suffix, columns in (("session", "(agent_id, session_id, seq)"), ("agent_time", "(agent_id, time DESC)"),
-                                    ("time", "(time DESC)"), ("tool", "(tool, time DESC)"),
-                                    ("effect", "(effect, time DESC)"), ("rules", "USING gin (rule_ids jsonb_path_ops)"),
-                                    ("hash", "(record_hash)")):
-                cur.execute(f"CREATE INDEX {stage}_{suffix} ON {stage} {columns}")
+            cur.execute(f"ALTER TABLE {stage} ADD PRIMARY KEY (id, time){partitions.PACKED}")
+            cur.execute(f"ALTER TABLE {stage} ADD UNIQUE (agent_id, record_id, time){partitions.PACKED}")
+            cur.execute(partitions.index_sql(stage, stage))
             cur.execute(f"ALTER TABLE {stage} RENAME TO {name}")
             cur.execute(f"ALTER TABLE {TABLE} ATTACH PARTITION {name} FOR VALUES FROM ('{start.isoformat()}') "
                         f"TO ('{end.isoformat()}')")
             cur.execute(f"ALTER TABLE {name} DROP CONSTRAINT {stage}_range")
             cur.execute(partitions.partition_sql(TABLE, start))  # the per-partition guarantees
-            cur.execute(f"ANALYZE {name}")
+            cur.execute(f"VACUUM ANALYZE {name}")
+            cur.execute("SELECT pg_size_pretty(pg_database_size(current_database()))")
             print(f"{name}: {per_month:,} rows, fill {filled - began:.0f} s, index+attach {time.time() - filled:.0f} s, "
-                  f"total loaded {(index + 1) * per_month:,}", flush=True)
-        cur.execute(f"SELECT count(*) FROM pg_inherits WHERE inhparent = '{TABLE}'::regclass")
-        print(f"partitions: {cur.fetchone()[0]}", flush=True)
+                  f"database {cur.fetchone()[0]}", flush=True)
 
 
 def _timed(cur, sql: str, params_of, repeat: int) -> tuple[list[float], int]:
@@ -142,31 +171,44 @@ def _timed(cur, sql: str, params_of, repeat: int) -> tuple[list[float], int]:
 
 def measure(args) -> None:
     with connect() as conn, conn.cursor() as cur:
-        cur.execute(f"SELECT count(*), min(time), max(time) FROM {TABLE}")
-        total, first, last = cur.fetchone()
-        cur.execute(f"SELECT pg_size_pretty(pg_total_relation_size(c.oid)) FROM pg_class c WHERE relname = '{TABLE}'")
-        cur.execute(f"SELECT pg_size_pretty(sum(pg_total_relation_size(inhrelid))) FROM pg_inherits "
-                    f"WHERE inhparent = '{TABLE}'::regclass")
-        size = cur.fetchone()[0]
-        span = (last - first).total_seconds()
+        # Estimates (counting 100 M rows would take longer than every search together).
+        cur.execute("SELECT sum(c.reltuples)::bigint, pg_size_pretty(sum(pg_total_relation_size(c.oid))), count(*) "
+                    f"FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = '{TABLE}'::regclass")
+        total, size, parts = cur.fetchone()
+        cur.execute(f"SELECT min(time), max(time), max(id) FROM {TABLE}")
+        first, last, top = cur.fetchone()
+        loaded = [(lower, upper) for _, lower, upper in partitions.monthly_partitions(cur, TABLE)]
+        per_month = round(total / len(loaded))
 
-        def moment(days_back_max: float = 0) -> datetime:
-            return first + timedelta(seconds=random.uniform(0, span))
+        def moment() -> datetime:
+            """A moment in a loaded month (a range in a month not loaded would find nothing, fast)."""
+            lower, upper = random.choice(loaded)
+            return lower + timedelta(seconds=random.uniform(0, (upper - lower).total_seconds()))
 
         def agent() -> uuid.UUID:
-            import hashlib
+            return _uuid(f"a{random.randrange(AGENTS)}")
 
-            return uuid.UUID(hashlib.md5(f"a{random.randrange(AGENTS)}".encode()).hexdigest())
+        def rule() -> str:
+            return f'["rule-{int(RULES * random.random() ** 2)}"]'  # as generated: common rules more often
 
+        def tool() -> str:
+            return f"t{int(TOOLS * random.random() ** 3)}"
+
+        # The console lists newest first by id (ordering=-id); the time-ordered forms are the
+        # same searches for a client that sorts by time.
         searches = {
             "latest 50 of one agent in a 7-day window": (
                 f"SELECT id, time, tool, effect FROM {TABLE} WHERE agent_id = %s AND time >= %s AND time < %s "
                 "ORDER BY time DESC LIMIT 50",
                 lambda: (agent(), (m := moment()), m + timedelta(days=7))),
+            "  agent: the console's order (-id)": (
+                f"SELECT id, time, tool, effect FROM {TABLE} WHERE agent_id = %s AND time >= %s AND time < %s "
+                "ORDER BY id DESC LIMIT 50",
+                lambda: (agent(), (m := moment()), m + timedelta(days=7))),
             "session timeline (agent, session), by seq": (
                 f"SELECT id, seq, time, tool, effect FROM {TABLE} WHERE agent_id = %s AND session_id = %s ORDER BY seq "
-                "LIMIT 500",
-                lambda: (*_session_of(cur), )),
+                "LIMIT 1000",
+                lambda: _session_of(_loaded_row(moment(), per_month))),
             "latest 50 denies in a 24-hour window": (
                 f"SELECT id, time, agent_id, tool FROM {TABLE} WHERE effect = 'deny' AND time >= %s AND time < %s "
                 "ORDER BY time DESC LIMIT 50",
@@ -174,20 +216,35 @@ def measure(args) -> None:
             "latest 50 calls of a tool in a 24-hour window": (
                 f"SELECT id, time, agent_id, effect FROM {TABLE} WHERE tool = %s AND time >= %s AND time < %s "
                 "ORDER BY time DESC LIMIT 50",
-                lambda: (random.choice(TOOLS), (m := moment()), m + timedelta(days=1))),
+                lambda: (tool(), (m := moment()), m + timedelta(days=1))),
+            "  tool: the console's order (-id)": (
+                f"SELECT id, time, agent_id, effect FROM {TABLE} WHERE tool = %s AND time >= %s AND time < %s "
+                "ORDER BY id DESC LIMIT 50",
+                lambda: (tool(), (m := moment()), m + timedelta(days=1))),
             "latest 50 naming a rule in a 7-day window": (
-                f"SELECT id, time, agent_id FROM {TABLE} WHERE rule_ids @> %s::jsonb AND time >= %s AND time < %s "
-                "ORDER BY time DESC LIMIT 50",
-                lambda: (f'["rule-{random.randrange(40)}"]', (m := moment()), m + timedelta(days=7))),
+                f"SELECT id, time, agent_id FROM {TABLE} WHERE rule_ids @> %s::jsonb AND rule_ids <> '[]' "
+                f"AND time >= %s AND time < %s AND {DAY} >= %s AND {DAY} <= %s ORDER BY time DESC LIMIT 50",
+                lambda: _rule_window(rule(), moment())),
+            "  rule: the console's order (-id)": (
+                f"SELECT id, time, agent_id FROM {TABLE} WHERE rule_ids @> %s::jsonb AND rule_ids <> '[]' "
+                f"AND time >= %s AND time < %s AND {DAY} >= %s AND {DAY} <= %s ORDER BY id DESC LIMIT 50",
+                lambda: _rule_window(rule(), moment())),
             "a record by hash (no time range: every partition)": (
                 f"SELECT id FROM {TABLE} WHERE record_hash = %s",
-                lambda: (_hash_of(random.randrange(1, max(2, total // 24))),)),
+                lambda: (_hash_of(_loaded_row(moment(), per_month)),)),
+            "a record id of an agent (no time: every partition)": (
+                f"SELECT id FROM {TABLE} WHERE agent_id = %s AND record_id = %s",
+                lambda: _record_of(_loaded_row(moment(), per_month))),
             "page 1 of everything, newest first": (
                 f"SELECT id, time, agent_id, tool, effect FROM {TABLE} ORDER BY time DESC LIMIT 50",
                 lambda: ()),
+            "  everything: the console's order (-id)": (
+                f"SELECT id, time, agent_id, tool, effect FROM {TABLE} ORDER BY id DESC LIMIT 50",
+                lambda: ()),
         }
-        print(f"\nAudit search: {total:,} events in {TABLE} ({size}), {first:%Y-%m-%d} .. {last:%Y-%m-%d}, "
-              f"PostgreSQL, {os.cpu_count()} CPUs (shared), {args.repeat} runs each\n")
+        print(f"\nAudit search: ~{total:,} events in {TABLE} ({parts} partitions, {size}), "
+              f"{first:%Y-%m-%d} .. {last:%Y-%m-%d}, PostgreSQL, {os.cpu_count()} CPUs (shared), load "
+              f"{os.getloadavg()[0]:.1f}, {args.repeat} runs each (random parameters)\n")
         print(f"{'search':<52} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'rows/run':>9}")
         for name, (sql, params_of) in searches.items():
             latencies, rows = _timed(cur, sql, params_of, args.repeat)
@@ -195,19 +252,45 @@ def measure(args) -> None:
             p99 = latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))]
             print(f"{name:<52} {statistics.median(latencies):>8.1f} {p99:>8.1f} {latencies[-1]:>8.1f} "
                   f"{rows / args.repeat:>9.1f}", flush=True)
+        if args.count:
+            # The console's page header counts the matches (LimitOffsetPagination): unfiltered, every row.
+            latencies, _ = _timed(cur, f"SELECT count(*) FROM {TABLE}", lambda: (), 3)
+            print(f"{'count(*) of everything (3 runs)':<52} {statistics.median(latencies):>8.1f} "
+                  f"{max(latencies):>8.1f} {max(latencies):>8.1f} {1:>9.1f}", flush=True)
 
 
-def _session_of(cur) -> tuple[uuid.UUID, str]:
-    import hashlib
-
-    g = random.randrange(1, 10_000_000)
-    return uuid.UUID(hashlib.md5(f"a{g % AGENTS}".encode()).hexdigest()), f"s-{g // 20}"
+DAY = "(time AT TIME ZONE 'UTC')::date"  # as the API's rule filter adds it beside the exact range
 
 
-def _hash_of(g: int) -> str:
-    import hashlib
+def _rule_window(rule: str, start: datetime) -> tuple:
+    end = start + timedelta(days=7)
+    return rule, start, end, start.astimezone(UTC).date(), end.astimezone(UTC).date()
 
-    return hashlib.md5(str(g).encode()).hexdigest() + hashlib.md5(str(g + 1).encode()).hexdigest()
+
+def _loaded_row(moment: datetime, per_month: int) -> int:
+    """The generated row signed at about `moment` (FILL spreads each month's rows evenly)."""
+    start, index = FIRST_MONTH, 0
+    while partitions.next_month(start) <= moment:
+        start, index = partitions.next_month(start), index + 1
+    share = (moment - start) / (partitions.next_month(start) - start)
+    return index * per_month + max(1, int(share * per_month))
+
+
+def _uuid(text: str) -> uuid.UUID:
+    return uuid.UUID(hashlib.md5(text.encode()).hexdigest())
+
+
+def _session_of(n: int) -> tuple[uuid.UUID, str]:
+    """The agent and session of generated row n (as FILL makes them)."""
+    return _uuid(f"a{(n // SESSION_LENGTH) % AGENTS}"), f"s{n // SESSION_LENGTH}"
+
+
+def _record_of(n: int) -> tuple[uuid.UUID, uuid.UUID]:
+    return _uuid(f"a{(n // SESSION_LENGTH) % AGENTS}"), _uuid(f"r{n}")
+
+
+def _hash_of(n: int) -> str:
+    return hashlib.md5(str(n).encode()).hexdigest() * 2
 
 
 def retention(args) -> None:
@@ -240,8 +323,14 @@ def main() -> None:
     gen.add_argument("--rows", type=int, default=100_000_000)
     gen.add_argument("--months", type=int, default=24)
     gen.add_argument("--until", help="HH:MM UTC: start no new month after this")
+    gen.add_argument("--logged", action="store_true",
+                     help="WAL-log the partitions (crash-safe; slower to load; searches are the same)")
+    gen.add_argument("--reverse", action="store_true", help="load the newest months first")
+    gen.add_argument("--max-gb", type=float, default=44, help="start no new month past this database size")
+    gen.add_argument("--workers", type=int, default=2, help="months loaded at once (one connection each)")
     meas = sub.add_parser("measure")
     meas.add_argument("--repeat", type=int, default=200)
+    meas.add_argument("--count", action="store_true", help="also time the unfiltered count(*) (slow at 100 M)")
     sub.add_parser("retention")
     args = parser.parse_args()
     {"generate": generate, "measure": measure, "retention": retention}[args.command](args)

@@ -14,6 +14,13 @@ from other processes hits every path alike. Rows:
 - Warden ``Guard.check``: decision + signed, chained intent and decision records;
 - Warden ``@guard.tool``: decision + intent, decision and result records.
 
+Warden's records are spooled by the call and signed by a background thread (``ActionSigner(spool_dir=...)``,
+docs/signed-records.md); ``--signing sync`` signs them in the call instead. Calls run back to back, so after
+``max_pending`` records the signer's rate (three Ed25519 signatures per call, one core) paces the calls;
+``--burst 30`` pauses (untimed) after every 30 calls until signing caught up, as an agent chaining tools
+waits for its model. With background signing callgrind counts the signer thread separately
+(``--separate-threads=yes``): the calling thread's count is the hot path.
+
 Prints p50/p99 per path and its ratio to AGT (the target, DESIGN.md: the governed call's
 p50 at most half of AGT's and its p99 below AGT's). Without AGT installed it prints the
 Warden rows only. ``--profile`` prints a cProfile of one path instead. ``--only PATH`` just runs one path
@@ -31,6 +38,7 @@ import argparse
 import cProfile
 import pstats
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -40,6 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from agents_sdk.errors import ApprovalRequired, PolicyViolationError  # noqa: E402
 from agents_sdk.integrations.tests.policy import governed  # noqa: E402
+from agents_sdk.records import ActionSigner  # noqa: E402
 
 CASES = [("file_delete", "/prod/x"), ("file_delete", "/tmp/x"), ("file_read", "/prod/x")]
 
@@ -55,10 +64,14 @@ rules:
 """
 
 
-def warden_paths() -> dict[str, Callable[[int], Any]]:
+def warden_paths(signing: str = "background", spool_dir: str | None = None) -> dict[str, Callable[[int], Any]]:
     guard = governed("support-bot")
     assert guard.signer is not None
-    guard.signer._keep_log = False  # a long run would otherwise keep every record in memory
+    if signing == "background":
+        # The hot path spools each record (one os.write per call stage); a thread signs it.
+        guard.signer = ActionSigner(guard.identity, keep_log=False, spool_dir=spool_dir)
+    else:
+        guard.signer._keep_log = False  # a long run would otherwise keep every record in memory
     inputs = [guard.build_input(tool, {"path": path}) for tool, path in CASES]
 
     def file_delete(path: str) -> str:
@@ -83,7 +96,8 @@ def warden_paths() -> dict[str, Callable[[int], Any]]:
         except (ApprovalRequired, PolicyViolationError) as exc:
             return exc
 
-    return {"Warden EmbeddedBackend.decide": decide, "Warden Guard.check": check, "Warden @guard.tool": tool_call}
+    return {"Warden EmbeddedBackend.decide": decide, "Warden Guard.check": check, "Warden @guard.tool": tool_call,
+            "flush": guard.signer.flush, "close": guard.signer.close}
 
 
 def agt_path() -> tuple[str, Callable[[int], Any]] | None:
@@ -112,10 +126,19 @@ def agt_path() -> tuple[str, Callable[[int], Any]] | None:
     return f"AGT {version('agent-governance-toolkit')} govern()", call
 
 
+class Pacing:
+    """--burst: calls between pauses in which background signing catches up (0: none)."""
+
+    burst = 0
+    pause: Callable[[], Any] | None = None
+
+
 def timed(call: Callable[[int], Any], calls: int) -> list[int]:
     clock = time.perf_counter_ns
     timings = [0] * calls
     for i in range(calls):
+        if Pacing.burst and i % Pacing.burst == 0 and Pacing.pause is not None:
+            Pacing.pause()  # untimed: the agent's think time between chains of tool calls
         started = clock()
         call(i)
         timings[i] = clock() - started
@@ -133,7 +156,13 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=2000)
     parser.add_argument("--profile", choices=["check", "tool"], help="print a cProfile of one path instead")
     parser.add_argument("--only", choices=["agt", "decide", "check", "tool"], help="run one path --calls times, print nothing")
+    parser.add_argument("--signing", choices=["background", "sync"], default="background",
+                        help="Warden's records: spooled and signed by a background thread (default), or signed in the call")
+    parser.add_argument("--burst", type=int, default=0, metavar="N",
+                        help="after every N calls, wait (untimed) until background signing caught up, as an agent "
+                        "waits for its model between chains of tool calls; 0 (default): calls back to back")
     options = parser.parse_args()
+    Pacing.burst = options.burst
 
     if options.only == "agt":
         peer = agt_path()
@@ -142,23 +171,38 @@ def main() -> int:
         timed(peer[1], 30)
         timed(peer[1], options.calls)
         return 0
-    paths = warden_paths()
+    spool = tempfile.TemporaryDirectory(prefix="warden-bench-spool-")
+    paths = warden_paths(options.signing, spool.name)
+    Pacing.pause = paths.pop("flush")
+    close = paths.pop("close")
+    try:
+        if options.only or options.profile:
+            profile_or_count(paths, options)
+            return 0
+        run_side_by_side(paths, options)
+    finally:
+        close()  # waits for the records still being signed
+        spool.cleanup()
+    return 0
+
+
+def profile_or_count(paths: dict[str, Callable[[int], Any]], options: argparse.Namespace) -> None:
     if options.only:
         call = paths[{"decide": "Warden EmbeddedBackend.decide", "check": "Warden Guard.check",
                       "tool": "Warden @guard.tool"}[options.only]]
         timed(call, 30)  # first-call costs (the VM's compile) out of the difference
         timed(call, options.calls)
-        return 0
-    if options.profile:
-        call = paths["Warden Guard.check" if options.profile == "check" else "Warden @guard.tool"]
-        timed(call, options.warmup)
-        profiler = cProfile.Profile()
-        profiler.enable()
-        timed(call, options.calls)
-        profiler.disable()
-        pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
-        return 0
+        return
+    call = paths["Warden Guard.check" if options.profile == "check" else "Warden @guard.tool"]
+    timed(call, options.warmup)
+    profiler = cProfile.Profile()
+    profiler.enable()
+    timed(call, options.calls)
+    profiler.disable()
+    pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
 
+
+def run_side_by_side(paths: dict[str, Callable[[int], Any]], options: argparse.Namespace) -> None:
     peer = agt_path()
     if peer is not None:
         paths = {peer[0]: peer[1], **paths}
@@ -173,7 +217,8 @@ def main() -> int:
             merged[label].extend(timings)
 
     print(f"{options.rounds} interleaved rounds x {options.calls} calls per path after {options.warmup} warm-up; "
-          f"cases cycled: {', '.join(f'{t} {p}' for t, p in CASES)}\n")
+          f"cases cycled: {', '.join(f'{t} {p}' for t, p in CASES)}; records signed: {options.signing}"
+          f"{f', pause every {options.burst} calls' if options.burst else ', calls back to back'}\n")
     print(f"{'path':34} {'p50 µs':>8} {'p99 µs':>8} {'p50/AGT':>8} {'p99/AGT':>8}   per round p50 / p99")
     reference = None
     for label, timings in merged.items():
@@ -187,7 +232,6 @@ def main() -> int:
     if reference is None:
         print("\n(AGT not installed here: run the nox session bench-governed-call for the side-by-side)")
     print("\ntarget: @guard.tool p50 <= 0.5 x AGT p50 and p99 < AGT p99 (DESIGN.md); noisy on a shared machine")
-    return 0
 
 
 if __name__ == "__main__":

@@ -10,13 +10,19 @@ shipped policy pack, then for each size:
      bundles up to date (the untimed "cold" rebuild);
   2. starts two long-polling engines: the SDK's (BundleClient + EmbeddedBackend, what
      `warden sidecar` runs) and a stock-OPA-protocol poller (raw HTTP as OPA sends it,
-     verified with tests/opa/opa_client.py, then compiled with the engine; for the split
-     layout it polls the registry bundle, as an OPA configured by discovery does);
+     verified with tests/opa/opa_client.py; for the split layout it polls the registry
+     bundle, as an OPA configured by discovery does, and sets the new data in the policy it
+     compiled beforehand, as OPA keeps its compiled policy when only data changes; the
+     single layout compiles);
   3. suspends one agent through the agents API (the click) and times: the API call, the
      first decision that denies it in each engine; and the bytes each engine downloaded;
   4. reads the server's RSS (VmRSS now, VmHWM = the peak since start).
 
-    .venv/bin/python bench/scale.py [--sizes 1000,10000,100000]
+    .venv/bin/python bench/scale.py [--sizes 1000,10000,100000] [--state /tmp/scale-seed.json]
+
+With --state, the seeded environment (its tag, tokens, how many agents it holds) is kept
+in that file and reused by the next run against the same database: seeding 100,000 agents
+is done once. A state file from another database is refused by the first query.
 
 Prints a table; asserts nothing. The machine is shared: figures are noisy.
 """
@@ -156,8 +162,13 @@ async def opa_protocol_engine(port: int, seed: dict, resource: str, etag: str, c
     verified = verify_bundle(body, public_key_pem=seed["public_pem"], keyid=seed["kid"])
     data = verified.data
     modules = {n: c.decode() for n, c in verified.files.items() if n.endswith(".rego")} or result["modules"]
-    policy = await asyncio.to_thread(RegoEngine().compile, modules, data)
-    decision = policy.decide(decision_input(result["agent"], seed["env"]))
+    policy = result.get("policy")
+    if policy is not None and policy.modules == modules:
+        # As OPA does for a bundle of data alone: the new data, no recompile (EmbeddedBackend does the same).
+        policy.set_data(data, copied=False)
+    else:
+        policy = await asyncio.to_thread(RegoEngine().compile, modules, data)
+    decision = await asyncio.to_thread(policy.decide, decision_input(result["agent"], seed["env"]))
     result["denied_after"] = time.time() - clicked[0]
     result["denied"] = suspended_in(decision)
 
@@ -191,6 +202,12 @@ async def one_size(port: int, server_pid: int, seed: dict, size: int, layout: st
     # The OPA-protocol engine needs the current ETag and, for the split layout, the policy modules.
     client = sdk.clients[-1]
     opa_result: dict = {"agent": victim, "modules": sdk.clients[0].active.modules}
+    if layout == "split":  # the OPA-protocol engine holds the policy compiled with the current data (untimed)
+        from agents_sdk.engine import RegoEngine
+
+        held = sdk.backend.bundles.active
+        opa_result["policy"] = await asyncio.to_thread(RegoEngine().compile, held.modules, held.data)
+        await asyncio.to_thread(opa_result["policy"].decide, probe)  # its session built, as a running OPA's is
     clicked: list[float] = [0.0]
     downloaded_before = sdk.downloaded
     poller = asyncio.create_task(opa_protocol_engine(port, seed, opa_resource, client.etag, clicked, opa_result))
@@ -241,18 +258,33 @@ def main() -> None:
     parser.add_argument("--sizes", default="1000,10000,100000")
     parser.add_argument("--layout", choices=["single", "split"], default="split",
                         help="single: one bundle per environment (the layout before #20); split: policy + registry")
+    parser.add_argument("--state", help="a JSON file keeping the seeded environment between runs (reuse it)")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     env = bench_env()
-    seed = migrate_and_seed(env, SEED)
+    state = Path(args.state) if args.state else None
+    if state is not None and state.exists():
+        seed = json.loads(state.read_text())
+    else:
+        seed = migrate_and_seed(env, SEED)
+        seed["have"] = 0
+        if state is not None:
+            state.write_text(json.dumps(seed))
     rows = []
     with serving(env) as (port, server):
         asyncio.run(wait_up(port, server))
-        have = 0
         for size in sizes:
             started = time.time()
-            psql(env["DATABASE_URL"], TOP_UP.format(tag=seed["tag"], env=seed["env"], start=have + 1, stop=size))
-            have = size
+            if size > seed.get("have", 0):
+                psql(env["DATABASE_URL"], TOP_UP.format(tag=seed["tag"], env=seed["env"], start=seed["have"] + 1, stop=size))
+                seed["have"] = size
+                if state is not None:
+                    state.write_text(json.dumps(seed))
+            elif size < seed["have"]:
+                raise SystemExit(f"the saved environment already holds {seed['have']:,} agents: ask for sizes >= that")
+            # A reused environment: the agents an earlier run suspended are active again.
+            psql(env["DATABASE_URL"], f"UPDATE identity_agent SET status = 'active' WHERE name LIKE 'scale-{seed['tag']}-%' "
+                 "AND status = 'suspended'")
             seeded_at = time.time()
             subprocess.run([PYTHON, "-c", RECONCILE], cwd=ROOT, env=env, check=True, timeout=900)
             print(f"{size}: inserted in {seeded_at - started:.1f} s, cold rebuild (separate process) "

@@ -18,11 +18,15 @@ import controlplane.metrics.worker  # noqa: E402,F401
 app.conf.beat_schedule = {
     # Repairs any bundle a crash kept from following a registry change.
     "reconcile-bundles": {"task": "bundles.reconcile", "schedule": 60.0},
+    # Stores queued OPA status reports and decision logs whose drain was not started (broker down).
+    "opa-ingest-uploads": {"task": "opa.ingest_uploads", "schedule": 30.0},
     "approvals-expire-due": {"task": "approvals.expire_due", "schedule": 30.0},
     # Signs a Merkle checkpoint over the audit events stored since the last one.
     "audit-checkpoint": {"task": "audit.checkpoint", "schedule": 60.0},
     # Deletes events past their retention and records what it removed in a signed checkpoint.
     "audit-retention": {"task": "audit.retention", "schedule": 86400.0},
+    # Creates the audit events' monthly partitions three months ahead, before their rows arrive.
+    "audit-create-partitions": {"task": "audit.create_partitions", "schedule": 86400.0},
     # Re-queues batches whose verification was lost with a dead worker.
     "audit-requeue-stale-batches": {"task": "audit.requeue_stale_batches", "schedule": 60.0},
     # A gap report per framework and environment every Monday morning (UTC).

@@ -113,7 +113,9 @@ def _json_object(raw: bytes, what: str) -> dict[str, Any]:
     return value
 
 
-def verify_signatures(files: Mapping[str, bytes], config: VerificationConfig) -> str | None:
+def verify_signatures(
+    files: Mapping[str, bytes], config: VerificationConfig, *, parsed: dict[str, dict[str, Any]] | None = None
+) -> str | None:
     """Check ``.signatures.json`` against the bundle's files; return the key id used
     (``None`` for an unsigned bundle OPA would accept).
 
@@ -199,7 +201,10 @@ def verify_signatures(files: Mapping[str, bytes], config: VerificationConfig) ->
             raise BundleVerificationError(f"file {name} not included in bundle signature", file=name)
         want, algorithm = expected.pop(name)
         try:
-            got = file_digest(name, files[name], algorithm)
+            decoded: dict[str, Any] = {}
+            got = file_digest(name, files[name], algorithm, parsed=decoded)
+            if parsed is not None and "value" in decoded:
+                parsed[name] = decoded  # the file's JSON value, decoded once for hashing and loading
         except ValueError as exc:
             raise BundleVerificationError(f"{name}: cannot hash: {exc}", file=name) from exc
         if not hmac.compare_digest(got, want):
@@ -249,8 +254,9 @@ def parse_bundle(
     """
     files = read_archive(archive, max_file_bytes=max_file_bytes)
     signed_by = None
+    decoded: dict[str, dict[str, Any]] = {}
     if verification is not None:
-        signed_by = verify_signatures(files, verification)
+        signed_by = verify_signatures(files, verification, parsed=decoded)
     elif SIGNATURES_FILE in files:
         # OPA: a signed bundle with no verification configured is refused.
         raise BundleVerificationError("verification key not provided", file=SIGNATURES_FILE)
@@ -299,7 +305,8 @@ def parse_bundle(
             modules[name] = source
         elif base == "data.json":
             try:
-                value = json.loads(content.decode("utf-8-sig"), parse_constant=_reject_constant)
+                value = decoded[name]["value"] if name in decoded else json.loads(
+                    content.decode("utf-8-sig"), parse_constant=_reject_constant)
             except (UnicodeDecodeError, ValueError) as exc:
                 raise BundleError(f"{name}: not valid JSON: {exc}") from exc
             directory = [part for part in name.rsplit("/", 1)[0].split("/") if part] if "/" in name else []

@@ -134,18 +134,25 @@ def canonical_json(value: Any) -> bytes:
     return text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029").encode("utf-8")
 
 
-def canonical_file_bytes(content: bytes) -> bytes:
+def canonical_file_bytes(content: bytes, *, parsed: dict[str, Any] | None = None) -> bytes:
     """The bytes OPA hashes for a structured (JSON) bundle file: compact, keys sorted,
-    no HTML escaping, numbers exactly as written. Raises ValueError if it isn't JSON."""
+    no HTML escaping, numbers exactly as written. Raises ValueError if it isn't JSON.
+
+    When the file is already canonical and `parsed` is given, its decoded value is left in
+    parsed["value"], so a caller loading the file need not decode it again (tens of MB for a
+    large registry)."""
     text = content.decode("utf-8", errors="replace").removeprefix("\ufeff")
     # Fast path, in C: a file already in canonical form (every bundle Warden writes) is
     # re-encoded to the same bytes by json; then no number literal was rewritten either, so
     # the literal-keeping walk below would give these bytes too. Anything else takes the walk.
     try:
-        fast = canonical_json(json.loads(text, parse_constant=_reject_constant))
+        value = json.loads(text, parse_constant=_reject_constant)
+        fast = canonical_json(value)
     except (ValueError, RecursionError):
         fast = b""
     if fast and fast == content.removeprefix(b"\xef\xbb\xbf"):
+        if parsed is not None:
+            parsed["value"] = value
         return fast
     value = json.loads(text, parse_int=_NumberLiteral, parse_float=_NumberLiteral, parse_constant=_reject_constant)
     out: list[str] = []
@@ -153,15 +160,15 @@ def canonical_file_bytes(content: bytes) -> bytes:
     return "".join(out).encode("utf-8")
 
 
-def file_digest(name: str, content: bytes, algorithm: str = "SHA-256") -> str:
+def file_digest(name: str, content: bytes, algorithm: str = "SHA-256", *, parsed: dict[str, Any] | None = None) -> str:
     """Hex digest of a bundle file as OPA verifies it. Raises ValueError for an unknown
-    algorithm or a structured file that isn't JSON."""
+    algorithm or a structured file that isn't JSON. `parsed`: see canonical_file_bytes."""
     try:
         hasher = HASH_ALGORITHMS[algorithm]()
     except KeyError:
         raise ValueError(f"unsupported hashing algorithm: {algorithm}") from None
     if name.rsplit("/", 1)[-1] in STRUCTURED_BASENAMES:
-        content = canonical_file_bytes(content)
+        content = canonical_file_bytes(content, parsed=parsed)
     hasher.update(content)
     return hasher.hexdigest()
 

@@ -23,6 +23,9 @@ differential corpus) on input that keeps the contract (agents_sdk.engine.contrac
 Organisation modules, and input outside the contract, are decided by the interpreter.
 So is any policy using a construct the VM mis-evaluates (agents_sdk.engine.vm_safety:
 `x := <undefined>` that no later statement reads), decided from the parse tree at compile time.
+
+Repeated decisions of the verified library are answered from each session's cache
+(agents_sdk.engine.decision_cache), emptied whenever the data changes.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from typing import Any
 import regorus
 
 from agents_sdk.bundles.format import package_of
+from agents_sdk.engine.decision_cache import DecisionCache, cache_enabled, cache_key, decision_cache_sound
 from agents_sdk.engine.errors import (
     RegoCompileError,
     RegoEvaluationError,
@@ -50,6 +54,9 @@ NAME = "regorus"
 # Query paths evaluated on the compiled VM. Only rules whose value is an object or scalar:
 # the VM returns sets as JSON arrays, so set-valued rules stay on the interpreter.
 VM_QUERIES = frozenset({"data.warden.decision"})
+
+# The VM's input text (json.dumps with options would build an encoder per call).
+_INPUT_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False)
 
 # What Rvm.execute answers for an undefined result (and for run-time errors).
 _VM_UNDEFINED = '"<undefined>"'
@@ -76,7 +83,7 @@ def _input_json(value: Any) -> str | None:
     input no engine may see: a lone surrogate crashes regorus' interpreter (a segmentation
     fault, not an exception), and NaN or infinities are not JSON."""
     try:
-        text = json.dumps(value, ensure_ascii=False, allow_nan=False)
+        text = _INPUT_ENCODER.encode(value)
         text.encode("utf-8")
         return text
     except TypeError:
@@ -161,6 +168,9 @@ class Session:
                 self._data_json = json.dumps(data)
             except (TypeError, ValueError):
                 self.use_vm = False
+        # Repeated inputs are answered from this session's cache (agents_sdk.engine.decision_cache):
+        # VM answers of the verified library only, emptied with every data change.
+        self.cache = DecisionCache() if self.use_vm and cache_enabled() and decision_cache_sound(modules) else None
 
     def _vm(self, query_path: str):
         """The compiled VM for `query_path`, or None (not a VM query, or it does not compile)."""
@@ -202,6 +212,8 @@ class Session:
         self._data = data
         self.generation = generation
         self._vms = {}
+        if self.cache is not None:
+            self.cache.clear()  # the answers were the old data's (a suspension must not be served stale)
         if self.use_vm:
             try:
                 self._data_json = json.dumps(data)
@@ -209,6 +221,13 @@ class Session:
                 self.use_vm = False
 
     def evaluate(self, query_path: str, input: Any) -> Any:
+        key = None
+        if self.cache is not None and self.use_vm and query_path in VM_QUERIES:
+            key = cache_key(input)
+            if key is not None:
+                cached = self.cache.get(key)
+                if cached is not None:
+                    return cached
         text = _input_json(input)
         vm = self._vms.get(query_path, False)
         if vm is False:
@@ -226,6 +245,8 @@ class Session:
             if text != _VM_UNDEFINED:
                 result = json.loads(text)
                 if _consistent(result):
+                    if key is not None and self.cache is not None:
+                        self.cache.put(key, result)
                     return result
         return self._evaluate_interpreted(query_path, input)
 

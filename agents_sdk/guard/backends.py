@@ -87,8 +87,18 @@ class EmbeddedBackend:
         return self._policy
 
     def activate(self, bundle: Bundle) -> None:
-        """Compile ``bundle`` and make it the policy. Raises RegoCompileError if it does not
-        compile (the previous policy stays)."""
+        """Compile ``bundle`` and make it the policy; a bundle with the active policy's modules
+        only replaces its data (no recompile). Raises RegoCompileError if it does not compile
+        (the previous policy stays)."""
+        current = self._policy
+        if current is not None and current.modules == bundle.modules:
+            # Only the data changed (a registry bundle of the split layout, a suspension):
+            # nothing to recompile; each deciding thread loads the new data before its next
+            # decision, so no decision is made with the old data after this returns.
+            current.set_data(bundle.data, copied=False)  # a parsed bundle's data: never changed after
+            with self._lock:
+                self._revision, self._data = bundle.revision, bundle.data
+            return
         policy = self.engine.compile(bundle.modules, bundle.data)
         with self._lock:
             self._policy, self._revision, self._data = policy, bundle.revision, bundle.data

@@ -189,8 +189,8 @@ class Guard:
             else:
                 # The arguments cannot be signed as they are: record that a call was refused.
                 intent = {"tool": _tool_name_of(input), "args": {}}
-            self.signer.sign_record(session_id, "intent", intent)
-            self.signer.sign_record(session_id, "decision", decision_payload(decision))
+            # One spool write for both when the signer signs in the background; before any tool runs.
+            self.signer.append_many(session_id, (("intent", intent), ("decision", decision_payload(decision))))
         return decision
 
     def session_of(self, input: Mapping[str, Any]) -> str:
@@ -253,7 +253,7 @@ class Guard:
     def record_result(self, session_id: str, tool: str, summary: str) -> None:
         """Sign the ``result`` record of a call (does nothing without a signer)."""
         if self.signer is not None:
-            self.signer.sign_record(session_id, "result", result_payload(tool, summary))
+            self.signer.append(session_id, "result", result_payload(tool, summary))
 
     # -- the decorator ----------------------------------------------------------------
 
@@ -371,8 +371,11 @@ class Guard:
         return decorate
 
     def close(self) -> None:
-        """Release the backend (stop the bundle refresher, close connections)."""
+        """Release the backend (stop the bundle refresher, close connections) and wait for the
+        signer's background signing, if any, to catch up."""
         self.backend.close()
+        if self.signer is not None:
+            self.signer.flush()
 
 
 def _as_list(value: Any) -> Any:

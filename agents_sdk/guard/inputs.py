@@ -68,7 +68,22 @@ def input_problem(
     while stack:
         node, at, depth = stack.pop()
         kind = type(node)
-        if kind is str:
+        if kind is dict:
+            if depth >= max_depth:
+                return f"{_shown(at)} is nested more than {max_depth} levels deep; flatten the arguments"
+            size += 2
+            for key, item in node.items():
+                if type(key) is not str or not key.isascii() or "\x00" in key:
+                    problem = _key_problem(key)
+                    if problem is not None:
+                        return f"{_shown(at)} {problem}"
+                size += len(key) + 4
+                # Plain ASCII strings, the usual member, are judged here rather than pushed.
+                if type(item) is str and item.isascii() and "\x00" not in item:
+                    size += len(item) + 2
+                else:
+                    stack.append((item, (at, key), depth + 1))
+        elif kind is str:
             if not node.isascii():
                 problem = _string_problem(node)
                 if problem is not None:
@@ -88,25 +103,25 @@ def input_problem(
             if node != node or node in (_INF, -_INF):
                 return f"{_shown(at)} is {node!r}, which is not a JSON number (1e400 parses as inf); send a finite number"
             size += 24
-        elif isinstance(node, dict):
+        elif isinstance(node, dict):  # a dict subclass: the same checks, on the slower path
             if depth >= max_depth:
                 return f"{_shown(at)} is nested more than {max_depth} levels deep; flatten the arguments"
             size += 2
             for key, item in node.items():
-                if type(key) is not str:
-                    if not isinstance(key, str):
-                        return f"{_shown(at)} has a key of type {type(key).__name__}; object keys must be strings"
-                if not key.isascii() or "\x00" in key:
-                    problem = _string_problem(key)
-                    if problem is not None:
-                        return f"{_shown(at)} has a key that {problem}"
+                problem = _key_problem(key)
+                if problem is not None:
+                    return f"{_shown(at)} {problem}"
                 size += len(key) + 4
                 stack.append((item, (at, key), depth + 1))
         elif isinstance(node, list | tuple):
             if depth >= max_depth:
                 return f"{_shown(at)} is nested more than {max_depth} levels deep; flatten the arguments"
             size += 2 + len(node)
-            stack.extend((item, (at, index), depth + 1) for index, item in enumerate(node))
+            for index, item in enumerate(node):
+                if type(item) is str and item.isascii() and "\x00" not in item:
+                    size += len(item) + 2
+                else:
+                    stack.append((item, (at, index), depth + 1))
         elif isinstance(node, str):  # a str subclass
             problem = _string_problem(node)
             if problem is not None:
@@ -116,6 +131,17 @@ def input_problem(
             return f"{_shown(at)} is a {type(node).__name__}, not a JSON value; pass strings, numbers, lists or objects"
         if size > max_bytes:
             return f"the input is larger than {max_bytes} bytes of JSON; send less (or a reference to it)"
+    return None
+
+
+def _key_problem(key: Any) -> str | None:
+    """Why ``key`` cannot be an object key, or None."""
+    if not isinstance(key, str):
+        return f"has a key of type {type(key).__name__}; object keys must be strings"
+    if not key.isascii() or "\x00" in key:
+        problem = _string_problem(key)
+        if problem is not None:
+            return f"has a key that {problem}"
     return None
 
 

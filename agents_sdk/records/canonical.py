@@ -11,10 +11,13 @@ cost a walk and ordinary ones never do.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
+import json.encoder
+import json.scanner
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,8 +25,40 @@ from agents_sdk.errors import CanonicalJSONError, SigningError
 from agents_sdk.records.form import MAX_PAYLOAD_DEPTH, MAX_STRING_LENGTH, value_problem
 
 # Built once: json.dumps builds an encoder per call with these options.
-_ENCODE = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
+_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+_ENCODE = _ENCODER.encode
 _DECODE = json.JSONDecoder().decode
+
+
+def _no_default(value: Any) -> Any:
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+# The C encoder and scanner that JSONEncoder.encode and JSONDecoder.decode call, made once
+# (encode builds the encoder on every call): the same bytes, without the Python frames.
+# No circular-reference marker: a cycle ends in RecursionError, which callers handle as before.
+_C_ITERENCODE: Any = None
+_C_SCAN: Any = None
+if json.encoder.c_make_encoder is not None and json.scanner.c_make_scanner is not None:  # type: ignore[attr-defined]
+    _C_ITERENCODE = json.encoder.c_make_encoder(  # type: ignore[attr-defined]
+        None, _no_default, json.encoder.encode_basestring, None, ":", ",", True, False, False
+    )
+    _C_SCAN = json.scanner.c_make_scanner(json.JSONDecoder())  # type: ignore[attr-defined]
+
+
+def _encode_fast(value: Any) -> str:
+    if _C_ITERENCODE is None:  # an interpreter without the C accelerators
+        return _ENCODE(value)
+    return "".join(_C_ITERENCODE(value, 0))
+
+
+def _decode_fast(text: str) -> Any:
+    if _C_SCAN is None:
+        return _DECODE(text)
+    value, end = _C_SCAN(text, 0)
+    if end != len(text):
+        raise ValueError("extra data after the JSON value")
+    return value
 _NUL = b"\\u0000"
 
 
@@ -56,12 +91,12 @@ def signable_payload(payload: Any) -> tuple[bytes, Any]:
     store cannot hold (U+0000, too deep, too long).
     """
     try:
-        encoded = _ENCODE(payload).encode("utf-8")
+        encoded = _encode_fast(payload).encode("utf-8")
         # Under these bounds no string, total or nesting limit can be exceeded; U+0000 is
         # escaped by the encoder, so its absence shows as the absence of its escape.
         if (len(encoded) <= MAX_STRING_LENGTH and _NUL not in encoded
                 and encoded.count(b"[") + encoded.count(b"{") <= MAX_PAYLOAD_DEPTH):
-            copy = _DECODE(encoded.decode("utf-8"))
+            copy = _decode_fast(encoded.decode("utf-8"))
             if copy == payload:
                 return encoded, copy
     except (TypeError, ValueError, RecursionError):
@@ -100,6 +135,37 @@ def _check_json_value(value: Any, where: str) -> None:
             _check_json_value(item, f"{where}[{index}]")
         return
     raise CanonicalJSONError(f"{where}: a {type(value).__name__} is not a JSON value; convert it first")
+
+
+def json_string(text: str) -> bytes:
+    """A string as canonical JSON (non-ASCII as UTF-8)."""
+    return json.dumps(text, ensure_ascii=False).encode("utf-8")
+
+
+def record_head(agent: str, key_id: str) -> bytes:
+    """The first bytes of every record of ``agent`` signed with ``key_id`` (up to ``kind``'s value)."""
+    return b'{"agent":' + json_string(agent) + b',"key_id":"' + key_id.encode("ascii") + b'","kind":"'
+
+
+def seal(sign: Callable[[bytes], bytes], head: bytes, kind: str, payload_json: bytes, prev_hash: str,
+         record_id: str, seq: int, session_json: bytes, time: str) -> tuple[bytes, str]:
+    """Sign one record assembled from its parts; return its canonical bytes (signature
+    included) and the signature (base64).
+
+    ``head`` is ``record_head``'s, ``payload_json`` canonical, ``session_json`` ``json_string``'s.
+    The same inputs give the same bytes: Ed25519 (RFC 8032) is deterministic, which is what
+    lets a spool be signed again after a crash with byte-identical results.
+    """
+    # Sorted keys: agent, key_id, kind, payload, prev_hash, record_id, seq, session_id,
+    # [signature], time. Every header value is ASCII or JSON-escaped already.
+    body = b"".join((
+        head, kind.encode("ascii"), b'","payload":', payload_json, b',"prev_hash":"',
+        prev_hash.encode("ascii"), b'","record_id":"', record_id.encode("ascii"), b'","seq":',
+        str(seq).encode("ascii"), b',"session_id":', session_json, b","
+    ))
+    tail = b'"time":"' + time.encode("ascii") + b'"}'
+    signature = base64.b64encode(sign(body + tail))
+    return b"".join((body, b'"signature":"', signature, b'",', tail)), signature.decode("ascii")
 
 
 def record_hash(record: Mapping[str, Any]) -> str:

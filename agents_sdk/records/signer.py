@@ -10,25 +10,25 @@ signed bytes, so it shares nothing with the caller.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
+import os
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from agents_sdk.errors import SigningError
 from agents_sdk.identity import AgentIdentity
-from agents_sdk.records.canonical import signable_payload, utc_timestamp
+from agents_sdk.records.canonical import json_string, record_head, seal, signable_payload, utc_timestamp
 from agents_sdk.records.form import GENESIS_HASH, MAX_SESSION_ID_LENGTH, payload_problem, text_problem
 
+if TYPE_CHECKING:  # the background signer needs POSIX file locks: imported only when used
+    from agents_sdk.records.background import BackgroundSigning, RecoveredSpool
+
 _DECODE = json.JSONDecoder().decode
-
-
-def _json_string(text: str) -> bytes:
-    return json.dumps(text, ensure_ascii=False).encode("utf-8")
 
 
 class _ChainState:
@@ -37,7 +37,7 @@ class _ChainState:
     def __init__(self, session_id: str) -> None:
         self.next_seq = 0
         self.prev_hash = GENESIS_HASH
-        self.session_json = _json_string(session_id)
+        self.session_json = json_string(session_id)
 
 
 class ActionSigner:
@@ -50,6 +50,18 @@ class ActionSigner:
     With ``keep_log=False`` the signer does not keep records in memory (for long-running
     agents that rely on the sink), and ``session_log`` returns an empty list.
 
+    With ``spool_dir`` the signer signs in the background (``agents_sdk.records.background``,
+    docs/signed-records.md): ``append`` puts a record on a crash-safe spool file with one
+    ``os.write`` and returns; a thread signs and chains it, writes it to the signer's log
+    (``log_path``) and calls the sink from that thread, in signing order (a sink's exception
+    is logged, and stops the signer). ``sign_record`` and ``SignedSession.record`` still
+    return the signed record (they wait for it); ``session_log`` and ``flush`` wait for
+    everything appended so far. Opening a signer on a directory first signs what dead
+    signers of the same key left there (delivered to this signer's log and sink).
+    ``fsync=True`` also fsyncs the spool on every append (survives a power cut);
+    ``max_pending`` unsigned records (default 10,000) make ``append`` wait (backpressure, never a drop).
+    Call ``close()`` when done (it also runs at interpreter exit).
+
     Safe to use from several threads: each session's sequence numbers and chain stay
     consistent.
     """
@@ -60,6 +72,9 @@ class ActionSigner:
         *,
         sink: Callable[[dict[str, Any]], None] | None = None,
         keep_log: bool = True,
+        spool_dir: str | os.PathLike[str] | None = None,
+        fsync: bool = False,
+        max_pending: int | None = None,
     ) -> None:
         self.identity = identity
         self._sink = sink
@@ -71,7 +86,77 @@ class ActionSigner:
         # Cached: key_id hashes the public key on every access.
         self._agent = identity.name
         self._key_id = identity.key_id
-        self._head = b'{"agent":' + _json_string(self._agent) + b',"key_id":"' + self._key_id.encode("ascii") + b'","kind":"'
+        self._head = record_head(self._agent, self._key_id)
+        self._background: BackgroundSigning | None = None
+        self._sessions: dict[str, bytes] = {}  # background mode: checked session ids, JSON-encoded
+        self.recovered: list[RecoveredSpool] = []
+        if spool_dir is not None:
+            from agents_sdk.records.background import DEFAULT_MAX_PENDING, BackgroundSigning, recover_spool
+
+            self.recovered = recover_spool(spool_dir, identity, self._deliver)
+            self._background = BackgroundSigning(identity, spool_dir, self._deliver, fsync=fsync,
+                                                 max_pending=max_pending or DEFAULT_MAX_PENDING)
+
+    @property
+    def background(self) -> bool:
+        """True when records are signed off the caller's thread (``spool_dir`` was given)."""
+        return self._background is not None
+
+    @property
+    def log_path(self) -> Path | None:
+        """The JSONL log the background signer writes (None when signing synchronously)."""
+        return self._background.log_path if self._background is not None else None
+
+    def append(self, session_id: str, kind: str, payload: Mapping[str, Any]) -> None:
+        """Record ``payload`` of ``kind`` in ``session_id``: on the spool when this returns,
+        signed later (background mode), or signed now.
+
+        Raises SigningError / CanonicalJSONError as ``sign_record`` does (before anything is
+        written), SigningError if the spool cannot be written.
+        """
+        self.append_many(session_id, ((kind, payload),))
+
+    def append_many(self, session_id: str, records: Iterable[tuple[str, Mapping[str, Any]]]) -> None:
+        """``append`` several records of one session, in order, with one spool write."""
+        background = self._background
+        if background is None:
+            for kind, payload in records:
+                self.sign_record(session_id, kind, payload)
+            return
+        encoded = []
+        for kind, payload in records:
+            problem = payload_problem(kind, payload)
+            if problem:
+                raise SigningError(problem)
+            encoded.append((kind, signable_payload(payload if type(payload) is dict else dict(payload))[0]))
+        background.append(session_id, self._session_json(session_id), encoded)
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every record appended so far is signed and delivered (True), or
+        ``timeout`` seconds passed (False). Raises SigningError if background signing failed."""
+        return self._background.flush(timeout) if self._background is not None else True
+
+    def close(self) -> None:
+        """Flush and stop background signing (its spool is removed; its log stays)."""
+        if self._background is not None:
+            self._background.close()
+
+    def _session_json(self, session_id: str) -> bytes:
+        session_json = self._sessions.get(session_id)
+        if session_json is None:
+            problem = text_problem(session_id, "session_id", max_length=MAX_SESSION_ID_LENGTH)
+            if problem:
+                raise SigningError(problem)
+            session_json = self._sessions[session_id] = json_string(session_id)
+        return session_json
+
+    def _deliver(self, session_id: str, line: bytes) -> None:
+        """The background signer's hand-off of one signed record."""
+        if self._keep_log:
+            with self._lock:
+                self._log.append((session_id, line))
+        if self._sink is not None:
+            self._sink(_DECODE(line.decode("utf-8")))
 
     @contextmanager
     def session(self, session_id: str | None = None) -> Iterator[SignedSession]:
@@ -94,8 +179,10 @@ class ActionSigner:
     def session_log(self, session_id: str | None = None) -> list[dict[str, Any]]:
         """Return copies of the records signed so far, in signing order.
 
-        All sessions by default, or only those of ``session_id``.
+        All sessions by default, or only those of ``session_id``. In background mode it
+        waits for the records appended so far first.
         """
+        self.flush()
         with self._lock:
             lines = [line for sid, line in self._log if session_id is None or sid == session_id]
         return [_DECODE(line.decode("utf-8")) for line in lines]
@@ -111,6 +198,8 @@ class ActionSigner:
             raise SigningError(problem)
         # The control plane refuses what it cannot store; a record signed here always passes.
         payload_json, payload_copy = signable_payload(payload if type(payload) is dict else dict(payload))
+        if self._background is not None:
+            return self._sign_in_background(session_id, kind, payload_json)
         record_id = str(uuid.uuid4())
         time = utc_timestamp()
         with self._lock:
@@ -123,16 +212,8 @@ class ActionSigner:
                 chain = self._chains[session_id] = _ChainState(session_id)
             seq = chain.next_seq
             prev_hash = chain.prev_hash
-            # Sorted keys: agent, key_id, kind, payload, prev_hash, record_id, seq, session_id,
-            # [signature], time. Every header value is ASCII or JSON-escaped already.
-            body = b"".join((
-                self._head, kind.encode("ascii"), b'","payload":', payload_json, b',"prev_hash":"',
-                prev_hash.encode("ascii"), b'","record_id":"', record_id.encode("ascii"), b'","seq":',
-                str(seq).encode("ascii"), b',"session_id":', chain.session_json, b","
-            ))
-            tail = b'"time":"' + time.encode("ascii") + b'"}'
-            signature = base64.b64encode(self.identity.sign(body + tail))
-            line = b"".join((body, b'"signature":"', signature, b'",', tail))
+            line, signature = seal(self.identity.sign, self._head, kind, payload_json, prev_hash, record_id, seq,
+                                   chain.session_json, time)
             chain.prev_hash = hashlib.sha256(line).hexdigest()
             chain.next_seq = seq + 1
             record: dict[str, Any] = {
@@ -145,7 +226,7 @@ class ActionSigner:
                 "time": time,
                 "payload": payload_copy,
                 "prev_hash": prev_hash,
-                "signature": signature.decode("ascii"),
+                "signature": signature,
             }
             if self._keep_log:
                 self._log.append((session_id, line))
@@ -153,6 +234,15 @@ class ActionSigner:
             if self._sink is not None:
                 self._sink(dict(record, payload=_DECODE(payload_json.decode("utf-8"))))
             return record
+
+
+    def _sign_in_background(self, session_id: str, kind: str, payload_json: bytes) -> dict[str, Any]:
+        assert self._background is not None
+        background = self._background
+        session_json = self._session_json(session_id)
+        index = background.append(session_id, session_json, ((kind, payload_json),), keep_signed=True)
+        record: dict[str, Any] = _DECODE(background.signed_line(index).decode("utf-8"))
+        return record
 
 
 class SignedSession:

@@ -15,9 +15,12 @@ Each decision is shipped to ``<decision_logs service>/logs`` in OPA's decision-l
 to ``<status service>/status`` as OPA does. Where a real OPA runs, it replaces the
 sidecar with no change for the agents.
 
-The server is asyncio with a small HTTP/1.1 reader (keep-alive, Content-Length and
-chunked bodies): decisions are evaluated on the event loop's thread, which owns the
-engine, so a request costs one parse, one evaluation and one write.
+HTTP is served by uvicorn on httptools (llhttp), with limits on head and body size and on
+the time a request may take to arrive (``agents_sdk.sidecar.serving``); decisions are
+evaluated on the event loop's thread, which owns the engine, so a request costs one parse,
+one evaluation and one write. Decision logs are encoded per event at decision time and
+uploaded by their own thread (``agents_sdk.sidecar.uploads``): no upload waits on a decision,
+and none holds one up.
 """
 
 from agents_sdk.sidecar.config import DEFAULT_ADDR, ConfigError, SidecarConfig, load_config, parse_config

@@ -22,6 +22,8 @@ VERSION_LABEL = f"warden-sidecar-{__version__}"
 DEFAULT_ADDR = "127.0.0.1:8181"
 MAX_REQUEST_BODY = 8 * 1024 * 1024
 MAX_HEADER_BYTES = 64 * 1024
+READ_TIMEOUT = 10.0
+"""Seconds a request may take to arrive, from its first byte to its last (agents_sdk.sidecar.serving)."""
 PATH_SEGMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 

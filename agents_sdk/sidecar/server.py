@@ -19,12 +19,11 @@ import concurrent.futures
 import json
 import logging
 import signal
+import sys
 import threading
 import time
 import traceback
-import urllib.error
 import urllib.parse
-import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any
@@ -46,15 +45,18 @@ from agents_sdk.pointers import masked
 from agents_sdk.sidecar.config import (
     DEFAULT_ADDR,
     PATH_SEGMENT,
+    READ_TIMEOUT,
     VERSION_LABEL,
     BundleConfig,
+    ConfigError,
     SidecarConfig,
     load_config,
 )
-from agents_sdk.sidecar.http import BadRequest, http_response, keep_alive, parse_head, read_body
 from agents_sdk.sidecar.uploads import DecisionLogShipper, StatusReporter, rfc3339
 
 logger = logging.getLogger(__name__)
+
+GIL_SWITCH_INTERVAL = 0.001
 
 # -- the sidecar ------------------------------------------------------------------------
 
@@ -62,12 +64,13 @@ logger = logging.getLogger(__name__)
 class Sidecar:
     """The decision server, its bundle client, decision-log shipper and status reporter.
 
-    ``start()`` runs everything in background threads (the HTTP server on its own event
-    loop) and returns once the socket listens; ``stop()`` flushes decision logs and
+    ``start()`` runs everything in background threads (the HTTP server, uvicorn, on its own
+    event loop) and returns once the socket listens; ``stop()`` flushes decision logs and
     stops. ``address`` is the (host, port) it listens on (port 0 picks a free one).
+    ``read_timeout``: seconds a request may take to arrive (agents_sdk.sidecar.serving).
     """
 
-    def __init__(self, config: SidecarConfig, *, addr: str = DEFAULT_ADDR):
+    def __init__(self, config: SidecarConfig, *, addr: str = DEFAULT_ADDR, read_timeout: float = READ_TIMEOUT):
         self.config = config
         host, _, port = addr.rpartition(":")
         self._bind = (host or "127.0.0.1", int(port))
@@ -90,7 +93,14 @@ class Sidecar:
             else None
         )
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._server: asyncio.base_events.Server | None = None
+        # Imported here: uvicorn and httptools are the `sidecar` extra, and this module is also
+        # imported for as_json by code that never serves.
+        try:
+            import agents_sdk.sidecar.serving as serving
+        except ImportError as exc:  # pragma: no cover - depends on the installed extras
+            raise ConfigError("warden sidecar needs uvicorn and httptools: pip install 'warden-agents-sdk[sidecar]'") from exc
+        self._serving = serving
+        self._server = serving.server(self._answer, read_timeout=read_timeout)
         self._thread: threading.Thread | None = None
         self._started = threading.Event()
         self._start_error: BaseException | None = None
@@ -134,9 +144,7 @@ class Sidecar:
 
     def stop(self) -> None:
         """Stop serving, stop refreshing the bundle, flush decision logs, send a last status."""
-        if self._loop is not None and self._server is not None and not self._loop.is_closed():  # stop() twice is fine
-            self._loop.call_soon_threadsafe(self._server.close)
-            self._loop.call_soon_threadsafe(self._loop.stop)
+        self._server.should_exit = True  # uvicorn checks it every 0.1 s; stop() twice is fine
         if self._thread is not None:
             self._thread.join(5)
         self.bundles.stop(timeout=0.5)
@@ -165,25 +173,21 @@ class Sidecar:
         self._loop = loop
         asyncio.set_event_loop(loop)
         try:
-            self._server = loop.run_until_complete(
-                asyncio.start_server(self._connection, self._bind[0], self._bind[1], reuse_address=True)
-            )
+            sock = self._serving.listening_socket(*self._bind)
         except BaseException as exc:  # noqa: BLE001 - re-raised by start() in the caller's thread
             self._start_error = exc
             self._started.set()
+            loop.close()
             return
-        self.address = self._server.sockets[0].getsockname()[:2]
-        self._started.set()
+        self.address = sock.getsockname()[:2]
+        # Set once the loop runs, so a bundle activated from now on is compiled on this thread.
+        # The socket already listens: connections queue until uvicorn accepts them.
+        loop.call_soon(self._started.set)
         try:
-            loop.run_forever()
+            loop.run_until_complete(self._server.serve(sockets=[sock]))
         finally:
-            self._server.close()
-            # Close kept-alive connections while the loop can still run their cleanup.
-            pending = asyncio.all_tasks(loop)
-            for task in pending:
-                task.cancel()
-            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
-            loop.run_until_complete(self._server.wait_closed())
+            sock.close()
+            loop.run_until_complete(loop.shutdown_asyncgens())
             loop.close()
 
     # -- status ---------------------------------------------------------------------------
@@ -239,47 +243,13 @@ class Sidecar:
 
     # -- HTTP -----------------------------------------------------------------------------
 
-    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        peer = writer.get_extra_info("peername")
-        requested_by = f"{peer[0]}:{peer[1]}" if peer else ""
-        sock = writer.get_extra_info("socket")
-        if sock is not None:
-            import socket
-
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    def _answer(self, method: str, target: str, body: bytes, requested_by: str) -> tuple[int, Any]:
         try:
-            while True:
-                try:
-                    head = await reader.readuntil(b"\r\n\r\n")
-                except asyncio.IncompleteReadError:
-                    return
-                except asyncio.LimitOverrunError:
-                    writer.write(http_response(431, {"code": "invalid_parameter", "message": "request headers too large"}, False))
-                    return
-                try:
-                    method, target, version, headers = parse_head(head)
-                    body = await read_body(reader, headers)
-                except BadRequest as exc:
-                    writer.write(http_response(exc.status, {"code": "invalid_parameter", "message": exc.message}, False))
-                    await writer.drain()
-                    return
-                except (asyncio.IncompleteReadError, asyncio.LimitOverrunError):
-                    return  # the client went away mid-request, or sent a chunk line that never ends
-                persistent = keep_alive(version, headers)
-                try:
-                    response = http_response(*self._handle(method, target, body, requested_by), persistent)
-                except Exception as exc:  # noqa: BLE001 - a bug here must not cost the agent its answer
-                    logger.exception("sidecar request %s %.200s failed", method, target)
-                    traceback.clear_frames(exc.__traceback__)  # a kept record must not hold this thread's engine
-                    response = http_response(*self._unexpected(target, exc), persistent)
-                writer.write(response)
-                await writer.drain()
-                if not persistent:
-                    return
-        except (ConnectionError, asyncio.CancelledError):
-            return
-        finally:
-            writer.close()
+            return self._handle(method, target, body, requested_by)
+        except Exception as exc:  # noqa: BLE001 - a bug here must not cost the agent its answer
+            logger.exception("sidecar request %s %.200s failed", method, target)
+            traceback.clear_frames(exc.__traceback__)  # a kept record must not hold this thread's engine
+            return self._unexpected(target, exc)
 
     def _handle(self, method: str, target: str, body: bytes, requested_by: str) -> tuple[int, Any]:
         path, _, query = target.partition("?")
@@ -449,6 +419,10 @@ def _short(exc: BaseException) -> str:
 def run(config_path: str, addr: str = DEFAULT_ADDR) -> int:
     """Entry point of ``warden sidecar``: serve until interrupted. Raises ConfigError."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Decisions run on the event loop's thread; the upload and bundle threads run Python
+    # between their I/O. A decision waits for the GIL at most one switch interval (5 ms by
+    # default, the whole p99 budget): this process holds it to 1 ms.
+    sys.setswitchinterval(GIL_SWITCH_INTERVAL)
     sidecar = Sidecar(load_config(config_path), addr=addr)
     sidecar.serve_forever()
     return 0

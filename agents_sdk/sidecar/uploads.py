@@ -8,13 +8,12 @@ import json
 import logging
 import random
 import threading
-import urllib.error
-import urllib.parse
-import urllib.request
 from collections import deque
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
+
+import urllib3
 
 from agents_sdk.bundles import (
     backoff_delay,
@@ -35,21 +34,30 @@ class UploadError(WardenError):
         self.http_code = http_code
 
 
-def _post(service: Service, resource: str, body: bytes, headers: Mapping[str, str], timeout: float) -> None:
-    request = urllib.request.Request(service.endpoint(resource), data=body, method="POST")
-    for key, value in {**service.headers, **headers}.items():
-        request.add_header(key, value)
+def _pool(timeout: float) -> urllib3.PoolManager:
+    # One kept-alive connection per uploading thread; redirects are not followed (the bearer
+    # token must not travel to another host), and only a failed connect is retried at once:
+    # a failed upload waits for the next round, with backoff.
+    return urllib3.PoolManager(
+        num_pools=2,
+        maxsize=1,
+        retries=urllib3.Retry(total=1, connect=1, read=0, status=0, other=0, redirect=False, raise_on_redirect=False),
+        timeout=urllib3.Timeout(connect=timeout, read=timeout),
+    )
+
+
+def _post(pool: urllib3.PoolManager, service: Service, resource: str, body: bytes, headers: Mapping[str, str]) -> None:
+    url = service.endpoint(resource)
+    sent = {**service.headers, **headers, "User-Agent": f"warden-sidecar/{__version__}"}
     authorization = service.authorization()
     if authorization:
-        request.add_header("Authorization", authorization)
-    request.add_header("User-Agent", f"warden-sidecar/{__version__}")
+        sent["Authorization"] = authorization
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            response.read()
-    except urllib.error.HTTPError as exc:
-        raise UploadError(f"server replied with HTTP {exc.code} {exc.reason}", exc.code) from exc
-    except (urllib.error.URLError, OSError) as exc:
-        raise UploadError(f"cannot reach {service.endpoint(resource)}: {getattr(exc, 'reason', exc)}") from exc
+        response = pool.request("POST", url, body=body, headers=sent)
+    except (urllib3.exceptions.HTTPError, OSError) as exc:
+        raise UploadError(f"cannot reach {url}: {exc}") from exc
+    if response.status >= 300:
+        raise UploadError(f"server replied with HTTP {response.status} {response.reason}", response.status)
 
 
 def rfc3339(moment: float | None = None) -> str:
@@ -60,24 +68,32 @@ def rfc3339(moment: float | None = None) -> str:
 class DecisionLogShipper:
     """Batches decision-log events and uploads them as OPA does: ``POST <service>/logs``, a
     gzip JSON array per chunk (≤ ``upload_size_limit_bytes``), every ``min..max_delay``
-    seconds; a failed chunk goes back to the queue and the next try backs off. The queue
-    holds at most ``buffer_size_limit_events``; when full the oldest events are dropped
-    and counted in ``dropped``.
+    seconds; a failed chunk goes back to the queue and the next try backs off.
+
+    Drop policy: the queue holds at most ``buffer_size_limit_events``; when it is full (the
+    control plane unreachable for that long) the oldest event is dropped for each new one,
+    as OPA does. Every drop is counted in ``dropped`` (the status report's
+    ``counter_decision_logs_dropped``) and logged as a warning by the upload thread, so no
+    decision log is lost silently; an event with no JSON form, or larger than an upload may
+    be, is dropped and counted the same way.
 
     Each event is encoded when it is logged, on the deciding thread (tens of µs, the same for
-    every decision), and the queue holds bytes: the upload thread only joins and gzips them
-    (zlib releases the GIL), so an upload never holds up a decision with a second's worth of
-    JSON encoding, and a queued event cannot change after its decision."""
+    every decision), and the queue holds bytes: taking a batch is a swap of the queue under
+    the lock, and the upload thread only joins, gzips (zlib releases the GIL) and posts them,
+    so no upload ever holds up a decision, and a queued event cannot change after its
+    decision."""
 
     def __init__(self, service: Service, config: DecisionLogConfig):
         self.service = service
         self.config = config
         self._queue: deque[bytes] = deque()
+        self._http = _pool(service.response_header_timeout)
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.dropped = 0
+        self._dropped_reported = 0
         self.uploaded = 0
         self.last_error: UploadError | None = None
 
@@ -114,20 +130,14 @@ class DecisionLogShipper:
         """Upload everything queued now; True if the queue was emptied."""
         while True:
             with self._lock:
-                events = list(self._queue)
-                self._queue.clear()
+                events, self._queue = self._queue, deque()
             if not events:
                 return True
             chunks = self._chunks(events)
             for index, (body, sent) in enumerate(chunks):
                 try:
-                    _post(
-                        self.service,
-                        self.config.resource,
-                        body,
-                        {"Content-Type": "application/json", "Content-Encoding": "gzip"},
-                        self.service.response_header_timeout,
-                    )
+                    _post(self._http, self.service, self.config.resource, body,
+                          {"Content-Type": "application/json", "Content-Encoding": "gzip"})
                 except UploadError as exc:
                     self.last_error = exc
                     # Put back this chunk and every later one, oldest first, within the bound.
@@ -141,18 +151,19 @@ class DecisionLogShipper:
                 self.uploaded += len(sent)
                 self.last_error = None
 
-    def _chunks(self, events: list[bytes]) -> list[tuple[bytes, list[bytes]]]:
-        encoded = events
+    def _chunks(self, events: deque[bytes]) -> list[tuple[bytes, list[bytes]]]:
+        encoded = list(events)
         chunks: list[tuple[bytes, list[bytes]]] = []
 
         def split(start: int, end: int) -> None:
             body = gzip.compress(b"[" + b",".join(encoded[start:end]) + b"]", compresslevel=6)
             if len(body) <= self.config.upload_size_limit_bytes or end - start == 1:
                 if len(body) > self.config.upload_size_limit_bytes:
-                    self.dropped += 1  # one event larger than an upload may be: OPA drops it too
-                    logger.warning("decision %s is larger than the upload limit; dropped", _decision_id(events[start]))
+                    with self._lock:
+                        self.dropped += 1  # one event larger than an upload may be: OPA drops it too
+                    logger.warning("decision %s is larger than the upload limit; dropped", _decision_id(encoded[start]))
                     return
-                chunks.append((body, events[start:end]))
+                chunks.append((body, encoded[start:end]))
                 return
             middle = (start + end) // 2
             split(start, middle)
@@ -182,7 +193,17 @@ class DecisionLogShipper:
             if self._stop.is_set():
                 break
             retry = 0 if self.flush() else retry + 1
+            self._report_drops()
         self.flush()
+        self._report_drops()
+
+    def _report_drops(self) -> None:
+        dropped = self.dropped
+        if dropped > self._dropped_reported:
+            logger.warning("%d decision-log events dropped (%d in all): the upload buffer of %d events was full%s",
+                           dropped - self._dropped_reported, dropped, self.config.buffer_size_limit_events,
+                           f"; last upload error: {self.last_error.message}" if self.last_error else "")
+            self._dropped_reported = dropped
 
 
 # Built once (json.dumps builds an encoder per call with non-default options).
@@ -204,6 +225,7 @@ class StatusReporter:
         self.service = service
         self.resource = f"status/{partition}" if partition else "status"
         self._snapshot = snapshot
+        self._http = _pool(service.response_header_timeout)
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -226,8 +248,7 @@ class StatusReporter:
     def send(self) -> None:
         body = (json.dumps(self._snapshot(), separators=(",", ":")) + "\n").encode("utf-8")
         try:
-            _post(self.service, self.resource, body, {"Content-Type": "application/json"},
-                  self.service.response_header_timeout)
+            _post(self._http, self.service, self.resource, body, {"Content-Type": "application/json"})
             self.sent += 1
             self.last_error = None
         except UploadError as exc:

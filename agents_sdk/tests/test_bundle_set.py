@@ -10,7 +10,14 @@ import pytest
 
 from agents_sdk.bundles import BundleClient, VerificationConfig, VerificationKey
 from agents_sdk.bundles.archive import parse_bundle
-from agents_sdk.bundles.format import BundleError, _canonical, _NumberLiteral, _reject_constant, canonical_file_bytes
+from agents_sdk.bundles.format import (
+    BundleError,
+    _canonical,
+    _NumberLiteral,
+    _reject_constant,
+    canonical_file_bytes,
+    canonical_json,
+)
 from agents_sdk.bundles.multi import BundleSet, merge_bundles
 from agents_sdk.guard.backends import EmbeddedBackend
 from agents_sdk.tests.signed_bundles import BundleServer, RSASigner, build_bundle, registry
@@ -63,6 +70,46 @@ def test_a_suspension_in_the_registry_bundle_reaches_decisions_and_the_policy_bu
             # The policy bundle was not downloaded again: its polls only got 304s (or are held).
             assert bundles.clients[0].active.revision == "p1"
             assert len(policy_server.state.requests) - policy_requests <= 2
+        finally:
+            backend.close()
+
+
+def test_a_registry_bundle_replaces_the_data_without_recompiling_the_policy():
+    with BundleServer() as policy_server, BundleServer() as registry_server:
+        policy_server.state.publish(_policy())
+        registry_server.state.publish(_registry(**{"ops-bot": "active"}))
+        bundles = BundleSet([_client(policy_server, "policy"), _client(registry_server, "registry")])
+        backend = EmbeddedBackend(bundles, start=False)
+        compiled: list[dict] = []
+        compile_modules = backend.engine.compile
+
+        def counting_compile(modules, data=None):
+            compiled.append(modules)
+            return compile_modules(modules, data)
+
+        backend.engine.compile = counting_compile  # type: ignore[method-assign]
+        bundles.start()
+        try:
+            assert backend.wait_until_ready(20)
+            policy = backend.policy
+            assert len(compiled) == 1 and "agent-not-active" not in _rules(backend.decide(_request("ops-bot"))[0])
+            registry_server.state.publish(_registry("r2", **{"ops-bot": "suspended"}))
+            deadline = time.monotonic() + 20
+            while backend.revision != "p1+r2":
+                assert time.monotonic() < deadline, "the registry bundle was never activated"
+                time.sleep(0.02)
+            # The new data is in force at once, in the same compiled policy: no recompile.
+            assert "agent-not-active" in _rules(backend.decide(_request("ops-bot"))[0])
+            assert backend.policy is policy and len(compiled) == 1
+            assert backend.data is not None and backend.data["warden_registry"]["agents"]["ops-bot"]["status"] == "suspended"
+            # A policy change still compiles.
+            extra = {"extra/x.rego": "package warden.extra\n\nx := 1\n"}
+            policy_server.state.publish(_policy("p2", modules=extra | policy.modules))
+            while backend.revision != "p2+r2":
+                assert time.monotonic() < deadline, "the policy bundle was never activated"
+                time.sleep(0.02)
+            assert len(compiled) == 2 and backend.policy is not policy
+            assert "agent-not-active" in _rules(backend.decide(_request("ops-bot"))[0])
         finally:
             backend.close()
 
@@ -180,3 +227,24 @@ def test_warden_sidecar_runs_the_split_layout_from_an_opa_config(tmp_path):
             assert sidecar.status()["bundles"]["prod-registry"]["active_revision"] == "r2"
         finally:
             sidecar.stop()
+
+
+def test_a_verified_registry_is_decoded_once(monkeypatch):
+    """Verifying data.json (its canonical hash) and loading it share one JSON decode: tens of
+    MB at 100,000 agents."""
+    data = registry(**{f"bot-{i:04d}": "active" for i in range(300)})
+    # As Warden writes it: canonical JSON (the signed hash is of the canonical form either way).
+    bundle = build_bundle(SIGNER, modules={}, data=data, roots=("warden_registry",), revision="r1",
+                          tamper={"data.json": canonical_json(data)})
+    decoded: list[int] = []
+    real_loads = json.loads
+
+    def counting_loads(text, *args, **kwargs):
+        if len(text) > 20_000:
+            decoded.append(len(text))
+        return real_loads(text, *args, **kwargs)
+
+    monkeypatch.setattr(json, "loads", counting_loads)
+    parsed = parse_bundle(bundle.archive, verification=VERIFY)
+    assert parsed.data["warden_registry"]["agents"]["bot-0007"]["status"] == "active"
+    assert len(decoded) == 1, decoded

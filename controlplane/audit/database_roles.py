@@ -9,7 +9,10 @@ Four roles (docs/audit.md, "Database roles"):
   trigger (only the columns a protected row may still change are granted);
 - the retention role is the app role plus EXECUTE on `warden_audit_retention_delete`;
 - `warden_audit_deleter` (NOLOGIN) owns that SECURITY DEFINER function: the only way
-  rows leave the audit tables.
+  rows leave the audit tables; whole months of events leave only through the owner's
+  `warden_audit_drop_partitions`, which only the retention role may call;
+- nobody but the owner holds a privilege on an events partition (rows go through the
+  partitioned parent), so no one else can write, truncate, detach or drop one.
 
 `setup_roles` is idempotent; run it again after migrations that add tables.
 """
@@ -25,6 +28,13 @@ from controlplane.settings.registry import setting
 
 DELETER = "warden_audit_deleter"
 RETENTION_FUNCTION = "warden_audit_retention_delete(bigint[], bigint[], bigint[])"
+# Audit events partitioned by month (migration 0008): the owner's SECURITY DEFINER functions
+# that drop expired months (retention role only) and create months ahead (app role).
+EVENTS_TABLE = "audit_auditevent"
+DROP_PARTITIONS = "warden_audit_drop_partitions(regclass, timestamptz)"
+CREATE_PARTITIONS = "warden_audit_create_partitions(regclass, timestamptz, integer)"
+PARTITION_FUNCTIONS = (DROP_PARTITIONS, CREATE_PARTITIONS, "warden_audit_protect_partition(regclass)",
+                       "warden_refuse_truncate()")
 
 # Append-only tables, and the columns of each the app may still UPDATE.
 APPEND_ONLY: dict[str, tuple[str, ...]] = {
@@ -89,7 +99,10 @@ def setup_roles(names: RoleNames = RoleNames()) -> list[str]:
         tables = [row[0] for row in cursor.fetchall()]
         for table in tables:
             cursor.execute(sql.SQL("ALTER TABLE {} OWNER TO {}").format(ident(table), owner))
-        for function in ("warden_append_only()", "warden_audit_batch_guard()", "warden_key_history()"):
+        cursor.execute("SELECT to_regprocedure(%s) IS NOT NULL", [DROP_PARTITIONS])
+        partitioned = cursor.fetchone()[0]
+        functions = ("warden_append_only()", "warden_audit_batch_guard()", "warden_key_history()")
+        for function in functions + (PARTITION_FUNCTIONS if partitioned else ()):
             cursor.execute(sql.SQL("ALTER FUNCTION {} OWNER TO {}").format(sql.SQL(function), owner))
         done.append(f"{len(tables)} tables owned by {names.owner}")
 
@@ -109,6 +122,8 @@ def setup_roles(names: RoleNames = RoleNames()) -> list[str]:
                 cursor.execute(sql.SQL("GRANT UPDATE ({}) ON {} TO {}").format(
                     sql.SQL(", ").join(ident(c) for c in columns), ident(table), app))
         done.append(f"{names.app}: rows of every table; no UPDATE/DELETE/TRUNCATE on {', '.join(APPEND_ONLY)}")
+        if partitioned:
+            done.append(_partitions(cursor, names))
 
         cursor.execute(sql.SQL("GRANT {} TO {}").format(app, retention))
         cursor.execute(sql.SQL("GRANT SELECT, DELETE ON audit_auditevent, audit_quarantinedrecord, audit_batch TO {}")
@@ -128,3 +143,26 @@ def setup_roles(names: RoleNames = RoleNames()) -> list[str]:
         cursor.execute(sql.SQL("GRANT EXECUTE ON FUNCTION {} TO {}").format(sql.SQL(RETENTION_FUNCTION), retention))
         done.append(f"{names.retention}: {names.app}'s privileges and EXECUTE on {RETENTION_FUNCTION}, owned by {DELETER}")
     return done
+
+
+def _partitions(cursor, names: RoleNames) -> str:
+    """The events' partitions: no privilege for anyone but the owner (rows go through the
+    parent); dropping months is the retention role's, creating months ahead the app's."""
+    cursor.execute("SELECT warden_audit_protect_partition(inhrelid::regclass) FROM pg_inherits "
+                   "WHERE inhparent = %s::regclass", [EVENTS_TABLE])
+    count = len(cursor.fetchall())
+    for function, role in ((DROP_PARTITIONS, names.retention), (CREATE_PARTITIONS, names.app)):
+        cursor.execute(sql.SQL("REVOKE ALL ON FUNCTION {} FROM PUBLIC").format(sql.SQL(function)))
+        cursor.execute(
+            "SELECT grantee.rolname FROM pg_proc p, aclexplode(p.proacl) a JOIN pg_roles grantee "
+            "ON grantee.oid = a.grantee WHERE p.oid = %s::regprocedure AND a.privilege_type = 'EXECUTE' "
+            "AND a.grantee <> p.proowner",
+            [function],
+        )
+        for (grantee,) in cursor.fetchall():
+            if grantee != role:
+                cursor.execute(sql.SQL("REVOKE EXECUTE ON FUNCTION {} FROM {}").format(
+                    sql.SQL(function), sql.Identifier(grantee)))
+        cursor.execute(sql.SQL("GRANT EXECUTE ON FUNCTION {} TO {}").format(sql.SQL(function), sql.Identifier(role)))
+    return (f"{count} partitions of {EVENTS_TABLE}: no privilege but the owner's; {names.retention} drops "
+            f"expired months, {names.app} creates months ahead")

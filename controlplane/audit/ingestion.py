@@ -23,8 +23,9 @@ def ingest_batch(*, agent: Agent, key_id: str, body: bytes, content_encoding: st
     records.BatchTooLarge): a body that is not a batch, and any record whose form breaks
     the rules the SDK's signer follows (`agents_sdk.records.record_form_problem`), so no
     record the store cannot hold ever reaches the worker. Signatures, keys and chains are
-    judged later by the worker, record by record. The body is stored encrypted: it holds
-    the values the API shows masked.
+    judged later by the worker, record by record. The body is stored encrypted (it holds
+    the values the API shows masked) with the mark that its form was checked, so the
+    worker does not check it again (`records.seal_checked_batch`).
     """
     data = records.inflate(body, content_encoding, limit=conf.max_batch_bytes())
     parsed = records.parse_batch(data)
@@ -36,7 +37,7 @@ def ingest_batch(*, agent: Agent, key_id: str, body: bytes, content_encoding: st
         )
     with transaction.atomic():
         batch = Batch.objects.create(
-            agent=agent, key_id=key_id, body=records.seal(data), record_count=len(parsed), byte_count=len(data)
+            agent=agent, key_id=key_id, body=records.seal_checked_batch(data), record_count=len(parsed), byte_count=len(data)
         )
         enqueue(VERIFY_TASK, batch.pk, queue=conf.verify_queue())
     return batch

@@ -2,8 +2,9 @@
 records that failed (quarantine), and signed checkpoints over the stored log.
 
 `Batch`, `AuditEvent`, `QuarantinedRecord` and `Checkpoint` are append-only at the
-database level (a PostgreSQL trigger, see migration 0002): only the retention job may
-delete rows, and only a batch's processing columns may change.
+database level (PostgreSQL triggers and privileges, migrations 0004 and 0008): only the
+retention job may delete rows or drop a month of events, and only a batch's processing
+columns may change. Audit events are partitioned by month on PostgreSQL (0008).
 """
 
 from __future__ import annotations
@@ -58,7 +59,9 @@ class AuditEvent(models.Model):
     """
 
     id = models.BigAutoField(primary_key=True)
-    # Unique per agent (see Meta): another agent reusing an id must not squat a record.
+    # Unique per agent (see Meta): another agent reusing an id must not squat a record. On
+    # PostgreSQL the key includes `time`, the partition key (verification refuses an id
+    # reused with another time: it looks ids up in every partition).
     record_id = models.UUIDField()
     agent = models.ForeignKey(Agent, on_delete=models.PROTECT, related_name="audit_events")
     key_id = models.CharField(max_length=64)
@@ -79,14 +82,19 @@ class AuditEvent(models.Model):
 
     class Meta:
         ordering = ["id"]
-        constraints = [models.UniqueConstraint(fields=["agent", "record_id"], name="audit_event_record_id_per_agent")]
+        # On PostgreSQL the table is partitioned by month of `time` (migration 0008): its keys,
+        # indexes (some partial, a hash, a GIN) and partitions are controlplane/audit/partitions.py's;
+        # these declarations name them for Django and build SQLite's single table.
+        constraints = [
+            models.UniqueConstraint(fields=["agent", "record_id", "time"], name="audit_event_record_id_per_agent")
+        ]
         indexes = [
             models.Index(fields=["agent", "session_id", "seq"], name="audit_event_session"),
             models.Index(fields=["time"], name="audit_event_time"),
             models.Index(fields=["tool", "time"], name="audit_event_tool"),
             models.Index(fields=["effect", "time"], name="audit_event_effect"),
             models.Index(fields=["record_hash"], name="audit_event_hash"),
-            models.Index(fields=["stored_at"], name="audit_event_stored"),
+            models.Index(fields=["agent", "time"], name="audit_event_agent_time"),
         ]
 
     def __str__(self) -> str:

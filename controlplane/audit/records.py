@@ -8,7 +8,9 @@ from `agents_sdk.records` so the control plane and the offline verifier cannot d
 from __future__ import annotations
 
 import json
+import re
 import zlib
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -72,6 +74,30 @@ def parse_batch(data: bytes, *, max_records: int | None = None) -> list[Any]:
     return records
 
 
+# The first line of a stored body the API checked (strict parse, every record's form) before
+# its 202: the worker then parses it once with the C scanner and trusts each record's form.
+# Bump the number when the form rules change, so bodies checked by older rules are checked again.
+FORM_CHECKED = b"warden-batch form-checked 1\n"
+
+
+def seal_checked_batch(data: bytes, fernet: Fernet | None = None) -> bytes:
+    """A batch body whose records passed `parse_batch` and `batch_problems`, sealed with that
+    fact: Fernet authenticates it, so only this control plane can have written the mark."""
+    return seal(FORM_CHECKED + data, fernet)
+
+
+def unseal_batch(token: bytes, fernet: Fernet | None = None) -> tuple[list[Any], bool]:
+    """(the records of a stored batch body, whether the API checked their form already).
+
+    A body without the mark (stored before it, or by older form rules) is parsed strictly,
+    and its records must each be checked by the caller.
+    """
+    data = unseal(token, fernet)
+    if data.startswith(FORM_CHECKED):
+        return json.loads(data[len(FORM_CHECKED):])["records"], True
+    return parse_batch(data, max_records=2**31), False
+
+
 # -- canonical encoding -----------------------------------------------------------------
 
 # The encoder `agents_sdk.records.canonical_json` uses, built once (json.dumps builds one per call).
@@ -93,7 +119,13 @@ def canonical_bytes(value: Any) -> bytes:
 
 
 # JSON columns are written as text for PostgreSQL to parse (jsonb keeps no key order or spacing).
-json_text = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
+_json_text = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
+
+
+def json_text(value: Any) -> str:
+    """`value` as compact JSON text; most events' `rule_ids` and `masked_paths` are empty lists,
+    written without building an encoder for them."""
+    return "[]" if value == [] else _json_text(value)
 
 
 def signed_encodings(record: dict[str, Any]) -> tuple[bytes, bytes]:
@@ -203,6 +235,27 @@ def mask_payload(payload: Any, pointers: list[str], sensitive: frozenset[str]) -
                     masked.append(candidate)
     result = _mask_keys(result, sensitive, "", masked)
     return result, sorted(set(masked))
+
+
+def sensitive_key_test(sensitive: frozenset[str]) -> Callable[[bytes], bool]:
+    """A test of a record's canonical JSON: False only when no object key in it can be one of
+    `sensitive` (lowercase), so masking by key would find nothing and may skip its walk.
+
+    Canonical JSON writes a key as `"key":` with only `"`, `\\` and control characters
+    escaped, and a key matches when `key.lower()` is a sensitive name: that name then appears
+    in the lowercased text. For a name that is not plain printable ASCII the test always
+    answers True (the walk decides).
+    """
+    if not all(name.isascii() and name.isprintable() and '"' not in name and "\\" not in name for name in sensitive):
+        return lambda whole: True
+    if not sensitive:
+        return lambda whole: False
+    search = re.compile(b"|".join(re.escape(f'"{name}":'.encode()) for name in sorted(sensitive))).search
+
+    def names_sensitive_key(whole: bytes) -> bool:
+        return search(whole.lower() if whole.isascii() else whole.decode("utf-8").lower().encode("utf-8")) is not None
+
+    return names_sensitive_key
 
 
 def _mask_keys(value: Any, sensitive: frozenset[str], where: str, masked: list[str]) -> Any:

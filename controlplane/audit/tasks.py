@@ -39,6 +39,12 @@ def retention_job() -> list[int]:
     return [c.sequence for c in retention.apply_retention()]
 
 
+@shared_task(name="audit.create_partitions", acks_late=True, autoretry_for=(OperationalError,), max_retries=3)
+def create_partitions() -> list[str]:
+    """Create the events' monthly partitions ahead of the current month (PostgreSQL)."""
+    return retention.create_partitions_ahead()
+
+
 @shared_task(name="audit.requeue_stale_batches", acks_late=True)
 def requeue_stale_batches() -> list[int]:
     """Enqueue again batches a lost task or a killed worker left pending."""

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import functools
-import gzip
 import hashlib
 import io
 import tarfile
@@ -22,6 +21,7 @@ from agents_sdk.bundles.format import MANIFEST_FILE as MANIFEST
 from agents_sdk.bundles.format import SIGNATURES_FILE as SIGNATURES
 from agents_sdk.bundles.format import canonical_json, file_digest
 from agents_sdk.engine.recorded_bundles import record as record_bundle
+from controlplane.bundles import packing
 
 HASH_ALGORITHM = "SHA-256"  # spelled as OPA requires
 # Level 9 took seconds on a 100,000-agent registry for a few percent fewer bytes.
@@ -133,7 +133,13 @@ def build_archive(
 
 def pack_tar_gz(files: dict[str, bytes]) -> bytes:
     """A reproducible tar.gz: sorted entries, fixed times, owners and modes; names as OPA
-    writes them (leading slash)."""
+    writes them (leading slash). Compressed in gzip members, each large run once per
+    process (controlplane.bundles.packing), so a small change costs a small compression."""
+    return packing.pack_tar_gz(files, level=GZIP_LEVEL)
+
+
+def _pack_tar(files: dict[str, bytes]) -> bytes:
+    """The uncompressed tar as `tarfile` writes it (what packing reproduces; for tests)."""
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
         for name in sorted(files):
@@ -145,10 +151,7 @@ def pack_tar_gz(files: dict[str, bytes]) -> bytes:
             info.uid = info.gid = 0
             info.uname = info.gname = ""
             tar.addfile(info, io.BytesIO(content))
-    out = io.BytesIO()
-    with gzip.GzipFile(fileobj=out, mode="wb", mtime=0, compresslevel=GZIP_LEVEL, filename="") as gz:
-        gz.write(raw.getvalue())
-    return out.getvalue()
+    return raw.getvalue()
 
 
 def read_tar_gz(archive: bytes, *, max_bytes: int = 64 * 1024 * 1024) -> dict[str, bytes]:

@@ -23,13 +23,28 @@ CHANNEL_PREFIX = "warden:bundles:"
 DB_POLL_SECONDS = 1.0
 # A dead Redis must cost a publish (made after a commit, inside a request) at most this.
 REDIS_TIMEOUT_SECONDS = 1.0
+# The subscription is made off the request path: on a saturated host a connect takes seconds.
+SUBSCRIBE_TIMEOUT_SECONDS = 5.0
 
 _waiters: dict[str, set[tuple[asyncio.AbstractEventLoop, asyncio.Event]]] = defaultdict(set)
 _waiters_lock = threading.Lock()
+# Bumped at every activation seen by this process (per environment) and at every (re)subscription
+# (all environments: changes made while unsubscribed were missed), so a cached ETag can be
+# trusted until its generation moves (controlplane.opa.selectors).
+_generations: dict[str, int] = defaultdict(int)
+_epoch = 0
+
+
+def _prefix() -> str:
+    # Pub/sub ignores the database number: name it, so deployments (and test runs) that share
+    # a Redis server on different databases do not wake each other's long polls.
+    from redis.connection import parse_url
+
+    return f"{CHANNEL_PREFIX}{parse_url(settings.REDIS_URL).get('db', 0)}:"
 
 
 def channel(environment_name: str) -> str:
-    return CHANNEL_PREFIX + environment_name
+    return _prefix() + environment_name
 
 
 def publish(environment_name: str, etag: str) -> None:
@@ -50,15 +65,34 @@ def publish(environment_name: str, etag: str) -> None:
             logger.warning("could not publish bundle change for %s", environment_name, exc_info=True)
 
 
+def generation(environment_name: str) -> tuple[int, int]:
+    """Changes when `environment_name` may have a new active bundle as far as this process knows."""
+    with _waiters_lock:
+        return _epoch, _generations[environment_name]
+
+
+def changes_are_pushed() -> bool:
+    """True while every activation, made by any process, reaches this process as a wake-up:
+    a live Redis subscription. (Without Redis, a command run in another process is not seen.)"""
+    return bool(settings.REDIS_URL) and _fan_in.subscribed
+
+
+def _new_epoch() -> None:
+    global _epoch
+    with _waiters_lock:
+        _epoch += 1
+
+
 def _wake_local(environment_name: str) -> None:
     with _waiters_lock:
+        _generations[environment_name] += 1
         waiters = list(_waiters.get(environment_name, ()))
     for loop, event in waiters:
         loop.call_soon_threadsafe(event.set)
 
 
 class _RedisFanIn:
-    """One Redis subscription per process (pattern warden:bundles:*) that wakes the local
+    """One Redis subscription per process (pattern warden:bundles:<db>:*) that wakes the local
     waiters, so 500 long polls cost one Redis connection, not 500."""
 
     def __init__(self) -> None:
@@ -86,16 +120,18 @@ class _RedisFanIn:
 
         while True:
             client = aioredis.Redis.from_url(
-                settings.REDIS_URL, socket_connect_timeout=REDIS_TIMEOUT_SECONDS, health_check_interval=10
+                settings.REDIS_URL, socket_connect_timeout=SUBSCRIBE_TIMEOUT_SECONDS, health_check_interval=10
             )
             pubsub = client.pubsub()
             try:
-                await pubsub.psubscribe(CHANNEL_PREFIX + "*")
+                prefix = _prefix()
+                await pubsub.psubscribe(prefix + "*")
+                _new_epoch()
                 self.subscribed = True
                 ready.set()
                 async for message in pubsub.listen():
                     if message.get("type") == "pmessage":
-                        name = message["channel"].decode("utf-8").removeprefix(CHANNEL_PREFIX)
+                        name = message["channel"].decode("utf-8").removeprefix(prefix)
                         _wake_local(name)
             except asyncio.CancelledError:
                 raise
@@ -105,6 +141,7 @@ class _RedisFanIn:
                 await asyncio.sleep(1)
             finally:
                 self.subscribed = False
+                _new_epoch()
                 await pubsub.aclose()
                 await client.aclose()
 

@@ -19,6 +19,11 @@ def refresh_bundles(sender, reason: str, deliver: bool = False, agent=None, envi
     if environment is not None and not deliver:  # a change only that environment's data carries
         refresh_environment(environment, reason=reason)
         return None
+    if deliver and agent is not None:
+        # A kill switch changes the agent's status only: the registries of the environments
+        # it runs in are the only ones that change (the reconcile job covers the rest).
+        refresh_all_environments(reason=reason, raise_on_failure=True, only=list(agent.environments))
+        return delivery_report(agent)
     refresh_all_environments(reason=reason, raise_on_failure=deliver)
     if deliver:
         return delivery_report(agent)

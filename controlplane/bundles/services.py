@@ -16,6 +16,7 @@ from django.utils import timezone
 from agents_sdk.bundles.format import package_of
 from controlplane.accounts.services import issue_credential, revoke_credential
 from controlplane.bundles import archive, notify, parts
+from controlplane.bundles.packing import Chunked
 from controlplane.bundles.models import Bundle, BundleActivation, Environment, EnvironmentToken
 from controlplane.bundles.registry import registry_json
 from controlplane.bundles.selectors import built_at_of, policy_digest, previous_policy_bundle, registry_data
@@ -70,8 +71,9 @@ def bundle_data(environment: Environment) -> dict:
 
 
 def bundle_data_json(environment: Environment) -> bytes:
-    """canonical_json(bundle_data(environment)), encoded incrementally (bundles.registry)."""
-    return b'{"' + REGISTRY_ROOT.encode("ascii") + b'":' + registry_json(environment) + b"}"
+    """canonical_json(bundle_data(environment)), encoded incrementally (bundles.registry),
+    in runs the archive compresses once each (bundles.packing)."""
+    return Chunked([b'{"' + REGISTRY_ROOT.encode("ascii") + b'":', *registry_json(environment).pieces, b"}"])
 
 
 def check_compiles(policy_files: dict[str, str]) -> None:
@@ -338,9 +340,11 @@ def refresh_environment(name: str, *, reason: str) -> Bundle | None:
         return None
 
 
-def refresh_all_environments(*, reason: str, raise_on_failure: bool = False) -> list[Bundle]:
-    """Bring every environment's bundle up to date with the registry; returns the bundles
-    it activated. Safe to repeat.
+def refresh_all_environments(
+    *, reason: str, raise_on_failure: bool = False, only: list[str] | None = None
+) -> list[Bundle]:
+    """Bring every environment's bundle (or those named in `only`) up to date with the
+    registry; returns the bundles it activated. Safe to repeat.
 
     A failed rebuild is logged and raised as an alert in the change log; with
     `raise_on_failure` (a kill switch, which must not answer 200 when undelivered) it also
@@ -348,7 +352,10 @@ def refresh_all_environments(*, reason: str, raise_on_failure: bool = False) -> 
     """
     refreshed = []
     failures = []
-    for environment in Environment.objects.exclude(active_bundle=None):
+    environments = Environment.objects.exclude(active_bundle=None)
+    if only is not None:  # a change that only these environments' data carries
+        environments = environments.filter(name__in=only)
+    for environment in environments:
         try:
             bundle = refresh_registry_data(environment, reason=reason)
         except Exception as exc:  # one environment's failure must not hold back the others

@@ -5,7 +5,9 @@ Through Django's ASGI handler each request costs a new thread (its thread-sensit
 context) and a thread hop per sync middleware and signal: about 5 ms of CPU, so ~200
 answers/s per process. Here the same answer (bundle_service.bundle_reply, shared with the
 Django view) costs a dictionary lookup, and a held long poll costs a coroutine, not a
-thread. Everything else goes to Django unchanged.
+thread. When uploads are queued (controlplane.opa.uploads: Celery on Redis), POST logs and
+POST status are answered here too: checked, queued, 200, with no thread and no query.
+Everything else goes to Django unchanged.
 
     application = BundleServiceFastPath(get_asgi_application())   # controlplane/asgi.py
 """
@@ -15,11 +17,15 @@ from __future__ import annotations
 import asyncio
 import re
 
-from controlplane.opa.bundle_service import Reply, bundle_reply
+from controlplane.core.exceptions import PayloadTooLarge
+from controlplane.opa import uploads
+from controlplane.opa.bundle_service import Reply, bundle_reply, error_reply
 from controlplane.opa.longpoll import long_poll_wait
 
 # Where controlplane/urls.py mounts controlplane.opa.urls, plus the bundle resource.
 BUNDLE_PATH = re.compile(r"^/opa/bundles/([-a-zA-Z0-9_]+)(?:/(policy|registry))?$")
+# OPA's decision log and status uploads, with the deprecated partition name (controlplane.opa.urls).
+UPLOAD_PATH = re.compile(r"^/opa/(logs|status)(?:/[-a-zA-Z0-9_]+)?$")
 
 
 def _header(scope, name: bytes) -> str | None:
@@ -37,16 +43,36 @@ class BundleServiceFastPath:
         self.app = app
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] == "http" and scope["method"] == "GET":
+        if scope["type"] == "http" and scope["method"] in ("GET", "POST"):
             path = scope["path"]
             root = scope.get("root_path", "")
             if root and path.startswith(root):
                 path = path[len(root):]
-            match = BUNDLE_PATH.match(path)
-            if match:
-                await self._serve(match.group(1), scope, receive, send, part=match.group(2) or "")
-                return
+            if scope["method"] == "GET":
+                match = BUNDLE_PATH.match(path)
+                if match:
+                    await self._serve(match.group(1), scope, receive, send, part=match.group(2) or "")
+                    return
+            else:
+                match = UPLOAD_PATH.match(path)
+                if match and uploads.enabled():
+                    await self._upload(match.group(1), scope, receive, send)
+                    return
         await self.app(scope, receive, send)
+
+    async def _upload(self, kind: str, scope, receive, send) -> None:
+        try:
+            body = await _read_body(scope, receive, uploads.LIMITS[kind][0])
+        except PayloadTooLarge as exc:
+            await _send(send, error_reply(413, exc.message))
+            return
+        except ConnectionAbortedError:
+            return
+        reply = await uploads.upload_reply(
+            kind, authorization=_header(scope, b"authorization") or "",
+            content_encoding=_header(scope, b"content-encoding") or "", body=body,
+        )
+        await _send(send, reply)
 
     async def _serve(self, environment: str, scope, receive, send, *, part: str = "") -> None:
         request = bundle_reply(
@@ -64,6 +90,23 @@ class BundleServiceFastPath:
             if reply is None:
                 return
         await _send(send, reply)
+
+
+async def _read_body(scope, receive, max_bytes: int) -> bytes:
+    """The request body, refused beyond `max_bytes` before more than that is read."""
+    declared = _header(scope, b"content-length") or ""
+    if declared.isdigit() and int(declared) > max_bytes:
+        raise PayloadTooLarge(f"the request body is {declared} bytes; the limit is {max_bytes} bytes")
+    body = bytearray()
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ConnectionAbortedError
+        body += message.get("body", b"")
+        if len(body) > max_bytes:
+            raise PayloadTooLarge(f"the request body is over the limit of {max_bytes} bytes")
+        if not message.get("more_body"):
+            return bytes(body)
 
 
 async def _unless_disconnected(coroutine, receive) -> Reply | None:

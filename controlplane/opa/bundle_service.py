@@ -7,10 +7,12 @@ ETag / If-None-Match → 304, long polling, 404 when nothing is active.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import dataclass, field
 
 from agents_sdk.bundles.format import LONG_POLL_CONTENT_TYPE
+from controlplane.bundles import notify
 from controlplane.opa import selectors
 from controlplane.opa.authentication import AuthenticationFailed, aauthenticate
 from controlplane.opa.database import run_in_db_thread
@@ -57,12 +59,34 @@ async def _authorized(environment: str, authorization: str) -> Reply | None:
     return None
 
 
+# Reads in progress, so the thousand polls one activation wakes share one query.
+_reads: dict[tuple, asyncio.Future] = {}
+
+
+async def _shared(key: tuple, func, *args):
+    """`await run_in_db_thread(func, *args)`, joined by any caller asking for the same key meanwhile."""
+    key = (asyncio.get_running_loop(), *key)
+    future = _reads.get(key)
+    if future is None:
+        future = asyncio.ensure_future(run_in_db_thread(func, *args))
+        _reads[key] = future
+        future.add_done_callback(lambda _: _reads.pop(key, None))
+    return await asyncio.shield(future)
+
+
 async def _active_bundle(environment: str, *, fresh: bool, part: str = ""):
     if not fresh:
         hit, state = selectors.cached_active_bundle(environment, part)
         if hit:
             return state
-    return await run_in_db_thread(selectors.active_bundle, environment, part)
+    return await _shared(("active", environment, part, notify.generation(environment)), selectors.active_bundle,
+                         environment, part)
+
+
+def _read_for_long_poll(environment: str, part: str):
+    # While activations are pushed to this process, the cached ETag is exact (selectors):
+    # a held poll then costs no query until something changes. Otherwise read the database.
+    return lambda: _active_bundle(environment, fresh=not notify.changes_are_pushed(), part=part)
 
 
 async def bundle_reply(
@@ -75,19 +99,19 @@ async def bundle_reply(
         return refused
     wait = long_poll_wait(prefer)
     if wait is None:
-        # A plain poll may be answered from the ETag cache (at most ACTIVE_BUNDLE_TTL old).
+        # A plain poll may be answered from the ETag cache (exact while activations are pushed,
+        # else at most ACTIVE_BUNDLE_TTL old: see selectors).
         state = await _active_bundle(environment, fresh=False, part=part)
     else:
-        state = await hold_until_changed(
-            environment, if_none_match, wait, lambda: _active_bundle(environment, fresh=True, part=part)
-        )
+        state = await hold_until_changed(environment, if_none_match, wait, _read_for_long_poll(environment, part))
     if state is None:
         return error_reply(404, f"environment {environment!r} has no active bundle yet: publish or promote one")
     archive = None
     if not etag_matches(if_none_match, state.etag):
         archive = selectors.cached_bundle_archive(state.bundle_id, state.etag)
         if archive is None:
-            archive = await run_in_db_thread(selectors.bundle_archive, state.bundle_id, state.etag)
+            archive = await _shared(("archive", state.bundle_id, state.etag), selectors.bundle_archive,
+                                    state.bundle_id, state.etag)
     return _bundle_or_304(state, if_none_match, archive, long_polling=wait is not None)
 
 

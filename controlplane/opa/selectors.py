@@ -1,8 +1,11 @@
 """Reads behind the OPA endpoints and the management API.
 
 The bundle endpoint's hot path is a conditional GET answered 304: it is served from a
-per-process cache of each environment's active ETag, refreshed after `ACTIVE_BUNDLE_TTL`
-seconds and whenever a long poll of that environment is woken by an activation. An archive's
+per-process cache of each environment's active ETag. While activations are pushed to this
+process (notify.changes_are_pushed: a live Redis subscription) an entry
+stays valid until the environment's notify.generation moves (or PUSHED_ACTIVE_BUNDLE_TTL
+passes), so a held long poll costs no query until something changes; otherwise it is re-read
+after `ACTIVE_BUNDLE_TTL` seconds. An archive's
 bytes are identified by its ETag (a revision activated again is re-stamped with a new build
 time, so new bytes), so archives are cached by (bundle id, ETag) with no expiry.
 """
@@ -18,12 +21,16 @@ from datetime import timedelta
 from django.db.models import BooleanField, Case, F, Q, QuerySet, Value, When
 from django.utils import timezone
 
+from controlplane.bundles import notify
 from controlplane.bundles.models import Bundle, BundlePart, Environment
 from controlplane.opa.models import DecisionLog, OPAInstance
 
 # A plain poller may see the previous ETag for this long after an activation; long polls
 # always read the database when they start and when they are woken.
 ACTIVE_BUNDLE_TTL = 1.0
+# While activations are pushed, an entry is still re-read this often: a publish lost to a
+# Redis hiccup then delays a change by at most this much.
+PUSHED_ACTIVE_BUNDLE_TTL = 30.0
 ARCHIVE_CACHE_ENTRIES = 32
 # OPA reports status at every bundle poll (at least every 120 s by default), so an instance
 # silent for this long has stopped or lost its way to Warden.
@@ -37,7 +44,8 @@ class ActiveBundle:
     revision: str
 
 
-_active: dict[str, tuple[float, ActiveBundle | None]] = {}
+# (read at, notify.generation when the read started, state)
+_active: dict[str, tuple[float, tuple[int, int], ActiveBundle | None]] = {}
 _archives: OrderedDict[tuple[str, str], bytes] = OrderedDict()
 _lock = threading.Lock()
 
@@ -46,6 +54,8 @@ def active_bundle(environment_name: str, part: str = "") -> ActiveBundle | None:
     """The environment's active bundle, or its `part` ("policy" or "registry", see
     controlplane.bundles.parts), read from the database (and remembered). A part's
     bundle_id is "part:<id>"."""
+    # Taken before the read: an activation during it makes the entry stale at once.
+    generation = notify.generation(environment_name)
     row = (
         Environment.objects.filter(name=environment_name)
         .values_list("active_bundle_id", "active_bundle__etag", "active_bundle__revision")
@@ -56,7 +66,7 @@ def active_bundle(environment_name: str, part: str = "") -> ActiveBundle | None:
         found = BundlePart.objects.filter(bundle_id=row[0], kind=part).values_list("id", "etag", "revision").first()
         state = ActiveBundle(f"part:{found[0]}", found[1], found[2]) if found else None
     with _lock:
-        _active[_cache_key(environment_name, part)] = (time.monotonic() + ACTIVE_BUNDLE_TTL, state)
+        _active[_cache_key(environment_name, part)] = (time.monotonic(), generation, state)
     return state
 
 
@@ -68,9 +78,15 @@ def cached_active_bundle(environment_name: str, part: str = "") -> tuple[bool, A
     """(hit, state) from the per-process cache, without touching the database."""
     with _lock:
         entry = _active.get(_cache_key(environment_name, part))
-    if entry is None or entry[0] < time.monotonic():
+    if entry is None:
         return False, None
-    return True, entry[1]
+    read_at, generation, state = entry
+    if generation != notify.generation(environment_name):
+        return False, None
+    ttl = PUSHED_ACTIVE_BUNDLE_TTL if notify.changes_are_pushed() else ACTIVE_BUNDLE_TTL
+    if time.monotonic() - read_at > ttl:
+        return False, None
+    return True, state
 
 
 def cached_bundle_archive(bundle_id: str, etag: str) -> bytes | None:

@@ -123,7 +123,7 @@ class _Rejection:
     event: Any
 
 
-def ingest_decision_logs(environment: Environment, events) -> IngestResult:
+def ingest_decision_logs(environment: Environment, events, *, received_at: datetime | None = None) -> IngestResult:
     """Store an upload (a JSON array of OPA decision events): every valid event once, each
     bad one rejected apart with its reason, so the chunk is always answered 200.
 
@@ -136,7 +136,7 @@ def ingest_decision_logs(environment: Environment, events) -> IngestResult:
     """
     if not isinstance(events, list):
         raise InvalidInput("must be a JSON array of decision events", field="body")
-    received_at = timezone.now()
+    received_at = received_at or timezone.now()
     sensitive = audit_conf.sensitive_keys()
     rows: dict[tuple[str, str], DecisionLog] = {}
     rejected: list[_Rejection] = []
@@ -306,12 +306,26 @@ def split_revision(environment: Environment, bundles: dict) -> str:
     return found or ""
 
 
-def record_status(environment: Environment, report) -> OPAInstance:
+def record_status(environment: Environment, report, *, seen_at: datetime | None = None) -> OPAInstance:
     """Upsert the instance `labels.id` of `environment` from an OPA status report.
 
     Unknown fields (metrics, and whatever later OPA versions add) are ignored; known fields
     of the wrong type are refused with their path.
     """
+    fields = status_fields(environment.name, report)
+    bundles = fields["bundles"]
+    bundle_name = warden_bundle_name(environment, bundles)
+    active_revision = bundles.get(bundle_name, {}).get("active_revision", "")[:128]
+    if not bundle_name and f"{environment.name}-registry" in bundles:
+        bundle_name = f"{environment.name}-registry"
+        active_revision = split_revision(environment, bundles)
+    fields.update(bundle_name=bundle_name[:256], active_revision=active_revision, last_seen=seen_at or timezone.now())
+    return _upsert_instance(environment, fields["labels"]["id"], fields)
+
+
+def status_fields(environment_name: str, report) -> dict:
+    """The fields Warden keeps of an OPA status report, or InvalidInput naming the bad one.
+    No query: the upload queue (controlplane.opa.uploads) checks reports with it before queueing."""
     if not isinstance(report, dict):
         raise InvalidInput("must be a JSON object (an OPA status report)", field="body")
     labels = _labels(report.get("labels"), "labels")
@@ -319,20 +333,13 @@ def record_status(environment: Environment, report) -> OPAInstance:
     if not raw_bundles and isinstance(report.get("bundle"), dict):
         # OPA's deprecated single-bundle configuration reports `bundle` instead.
         legacy = report["bundle"]
-        raw_bundles = {str(legacy.get("name") or environment.name): legacy}
+        raw_bundles = {str(legacy.get("name") or environment_name): legacy}
     bundles = {
         name: _status_section(status, f"bundles.{name}", _BUNDLE_STATUS_FIELDS) for name, status in raw_bundles.items()
     }
-    bundle_name = warden_bundle_name(environment, bundles)
-    active_revision = bundles.get(bundle_name, {}).get("active_revision", "")[:128]
-    if not bundle_name and f"{environment.name}-registry" in bundles:
-        bundle_name = f"{environment.name}-registry"
-        active_revision = split_revision(environment, bundles)
-    fields = {
+    return {
         "version": _string(labels.get("version"), "labels.version", max_length=64),
         "labels": labels,
-        "bundle_name": bundle_name[:256],
-        "active_revision": active_revision,
         "bundles": bundles,
         "discovery": (
             _status_section(report["discovery"], "discovery", _BUNDLE_STATUS_FIELDS)
@@ -343,9 +350,7 @@ def record_status(environment: Environment, report) -> OPAInstance:
             if report.get("decision_logs") is not None else None
         ),
         "plugins": _plugins(report.get("plugins")),
-        "last_seen": timezone.now(),
     }
-    return _upsert_instance(environment, labels["id"], fields)
 
 
 def _upsert_instance(environment: Environment, instance_id: str, fields: dict) -> OPAInstance:

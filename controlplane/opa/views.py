@@ -21,7 +21,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
 from controlplane.core.exceptions import InvalidInput
-from controlplane.opa import services
+from controlplane.opa import services, uploads
 from controlplane.opa.authentication import AuthenticationFailed, aauthenticate
 from controlplane.opa.bundle_service import BUNDLE_PARTS, Reply, bundle_reply, discovery_reply, unauthorized
 from controlplane.opa.database import run_in_db_thread
@@ -120,10 +120,21 @@ def _record_status(client, body: bytes, content_encoding: str):
 # database connection per request.
 
 
+async def _queued(request, kind: str, max_bytes: int) -> HttpResponse:
+    body = read_body(request, max_bytes=max_bytes)
+    return _http_response(await uploads.upload_reply(
+        kind, authorization=request.headers.get("Authorization", ""),
+        content_encoding=request.headers.get("Content-Encoding", ""), body=body,
+    ))
+
+
 @opa_endpoint
 @require_POST
 async def decision_logs(request, partition: str | None = None):
-    """A decision log upload: `[event, …]`, gzip-compressed as OPA sends it, or plain."""
+    """A decision log upload: `[event, …]`, gzip-compressed as OPA sends it, or plain.
+    Queued and stored by a worker when Celery runs on Redis (controlplane.opa.uploads)."""
+    if uploads.enabled():
+        return await _queued(request, uploads.LOGS, services.MAX_LOG_UPLOAD_BYTES)
     client = await aauthenticate(request.headers.get("Authorization", ""))
     body = read_body(request, max_bytes=services.MAX_LOG_UPLOAD_BYTES)
     result = await run_in_db_thread(_ingest_logs, client, body, request.headers.get("Content-Encoding", ""))
@@ -135,6 +146,8 @@ async def decision_logs(request, partition: str | None = None):
 @require_POST
 async def status(request, partition: str | None = None):
     """A status report of one OPA instance, sent at every bundle poll and plugin change."""
+    if uploads.enabled():
+        return await _queued(request, uploads.STATUS, services.MAX_STATUS_BYTES)
     client = await aauthenticate(request.headers.get("Authorization", ""))
     body = read_body(request, max_bytes=services.MAX_STATUS_BYTES)
     instance = await run_in_db_thread(_record_status, client, body, request.headers.get("Content-Encoding", ""))

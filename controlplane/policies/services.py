@@ -9,6 +9,8 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+import threading
+from collections import OrderedDict
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -27,6 +29,11 @@ from controlplane.policies.replay import recent_decision_inputs, relaxations
 MAX_MODULE_BYTES = 256 * 1024
 
 ENGINE = RegoEngine()
+# Test reports per module set (tests are pure functions of the modules): repeated runs on
+# unchanged policies answer at once instead of re-running every test (seconds of CPU).
+_TEST_REPORTS: OrderedDict[str, TestReport] = OrderedDict()
+_TEST_REPORTS_KEPT = 16
+_test_reports_lock = threading.Lock()
 # Digests of module sets the limited worker compiled (insertion-ordered, oldest dropped first).
 _compiled_in_worker: dict[str, None] = {}
 
@@ -63,12 +70,31 @@ def compile_modules(modules: dict[str, str], data: dict | None = None) -> Compil
 
 
 def run_policy_tests(modules: dict[str, str], data: dict | None = None) -> TestReport:
-    """Run the test_ rules of every *_test.rego among `modules`."""
+    """Run the test_ rules of every *_test.rego among `modules`; a module set already tested
+    in this process (without data) gets its earlier report."""
+    key = None if data is not None else _modules_digest(modules)
+    if key is not None:
+        with _test_reports_lock:
+            cached = _TEST_REPORTS.get(key)
+            if cached is not None:
+                _TEST_REPORTS.move_to_end(key)
+                return TestReport(results=list(cached.results))
     try:
-        return ENGINE.run_tests(modules, data)
+        report = ENGINE.run_tests(modules, data)
     except RegoCompileError:
         compile_modules(modules, data)  # raises the 400 with file, line, column
         raise
+    if key is not None:
+        with _test_reports_lock:
+            _TEST_REPORTS[key] = report
+            while len(_TEST_REPORTS) > _TEST_REPORTS_KEPT:
+                _TEST_REPORTS.popitem(last=False)
+        return TestReport(results=list(report.results))
+    return report
+
+
+def _modules_digest(modules: dict[str, str]) -> str:
+    return hashlib.sha256(json.dumps(modules, sort_keys=True).encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def _check_source(bundle_path: str, source: str) -> str:
@@ -85,7 +111,7 @@ def check_policy_in_worker(modules: dict[str, str]) -> None:
     Callers pass the library without its tests: they cannot clash with organisation
     packages, cost seconds of CPU to check, and every publish runs them anyway."""
     check_organisation_policy({path: source for path, source in modules.items() if path.startswith("org/")})
-    digest = hashlib.sha256(json.dumps(modules, sort_keys=True).encode("utf-8", "surrogatepass")).hexdigest()
+    digest = _modules_digest(modules)
     if digest in _compiled_in_worker:
         return  # the same modules compiled within the limits before: the answer cannot differ
     try:

@@ -131,6 +131,41 @@ def test_the_app_role_cannot_change_or_remove_audit_rows_and_no_setting_unlocks_
     assert ok, output
 
 
+def test_no_role_but_the_owner_can_write_truncate_detach_or_drop_an_events_partition(roles, checkpointed):
+    events, _ = checkpointed
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT tableoid::regclass::text FROM audit_auditevent WHERE id = %s", [events[0].pk])
+        (part,) = cursor.fetchone()
+    assert part.startswith("audit_auditevent_y")
+    drop = "SELECT count(*) FROM warden_audit_drop_partitions('audit_auditevent', now() - interval '{} days')"
+    with connected_as(roles.app) as app:
+        for statement in (
+            f"UPDATE {part} SET tool = 'rm -rf'",
+            f"DELETE FROM {part}",
+            f"TRUNCATE {part}",
+            f"INSERT INTO {part} SELECT * FROM {part}",
+        ):
+            assert "permission denied" in refused(app, statement)
+        for statement in (
+            f"ALTER TABLE audit_auditevent DETACH PARTITION {part}",
+            f"DROP TABLE {part}",
+            f"ALTER TABLE {part} DISABLE TRIGGER ALL",
+            "ALTER TABLE audit_auditevent DETACH PARTITION audit_auditevent_default",
+        ):
+            assert "must be owner" in refused(app, statement)
+        assert "permission denied for function warden_audit_drop_partitions" in refused(app, drop.format(400))
+        # Creating months ahead is the app's (the beat task): empty partitions, protected alike.
+        app.execute("SELECT warden_audit_create_partitions('audit_auditevent', now(), 1)")
+    with connected_as(roles.retention) as job:
+        assert "minimum retention" in refused(job, drop.format(100))
+        assert job.execute(drop.format(400)).fetchone() == (0,)  # nothing that old: nothing dropped
+        assert "must be owner" in refused(job, f"DROP TABLE {part}")
+        assert "permission denied" in refused(job, f"DELETE FROM {part}")
+    assert AuditEvent.objects.count() == len(events)
+    output, ok = verify()
+    assert ok, output
+
+
 def test_only_the_retention_role_removes_events_and_only_checkpointed_ones(roles, checkpointed, ship, signer):
     events, _ = checkpointed
     ship(sign_session(signer, "s3"))  # not checkpointed

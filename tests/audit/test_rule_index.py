@@ -1,5 +1,5 @@
 """The console's rule search (`?rule=`, with a time range) is answered from the
-(rule ids, time) index of migration 0007, not by scanning events. Real PostgreSQL: the
+(rule ids, UTC day) index (migration 0007's, redefined per partition in 0008), not by scanning events. Real PostgreSQL: the
 plan of the query the API builds, on a table with enough events for the planner to care."""
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import pytest
 from django.db import connection
 from django.http import QueryDict
 
+from controlplane.audit import partitions
 from controlplane.audit.api.filters import AuditEventFilter
 from controlplane.audit.models import AuditEvent, Batch
 from tests.identity.factories import AgentFactory
@@ -21,6 +22,8 @@ pytestmark = pytest.mark.skipif(
 
 EVENTS = 5_000
 RARE_EVERY = 500  # 10 events name the rule searched for
+# The events' month has its partition (migration 0008); the other partitions are empty.
+PARTITION = "audit_auditevent_y2026m01"
 
 
 @pytest.fixture
@@ -28,6 +31,8 @@ def events(db):
     agent = AgentFactory(name="rule-index-bot")
     batch = Batch.objects.create(agent=agent, key_id="k", body=b"", record_count=0, byte_count=0)
     with connection.cursor() as cursor:
+        partitions.ensure_partitions(cursor, "audit_auditevent", datetime(2026, 1, 1, tzinfo=UTC),
+                                     datetime(2026, 1, 2, tzinfo=UTC))
         cursor.execute(
             "INSERT INTO audit_auditevent (record_id, agent_id, key_id, session_id, seq, kind, time, tool, effect, "
             "rule_ids, payload, masked_paths, prev_hash, record_hash, sealed_record, batch_id, stored_at) "
@@ -48,11 +53,13 @@ def _plan(params: str) -> str:
 
 def test_the_rule_search_uses_the_rule_time_index(events):
     plan = _plan("rule=exfiltration.egress&time_after=2026-01-01T00:00:00Z&time_before=2026-02-01T00:00:00Z")
-    assert "audit_event_rule_time" in plan, plan
+    assert f"audit_event_rule_time_{PARTITION[-8:]}" in plan, plan
     assert "Seq Scan on audit_auditevent" not in plan, plan
     # Both conditions are answered by the index, not re-checked row by row after it.
     condition = plan.split("on audit_event_rule_time", 1)[1].split("Index Cond:", 1)[1].splitlines()[0]
-    assert "rule_ids @>" in condition and '"time" >=' in condition and '"time" <' in condition, plan
+    # The UTC day of the range (the index's second column); the exact bounds are rechecked.
+    day = "(\"time\" AT TIME ZONE 'UTC'::text))::date"
+    assert "rule_ids @>" in condition and f"{day} >=" in condition and f"{day} <=" in condition, plan
     found = AuditEventFilter(
         QueryDict("rule=exfiltration.egress&time_after=2026-01-01T00:00:00Z"), queryset=AuditEvent.objects.all()
     ).qs
@@ -60,4 +67,5 @@ def test_the_rule_search_uses_the_rule_time_index(events):
     assert all(event.time >= datetime(2026, 1, 1, tzinfo=UTC) for event in found)
     # Without a time range too (one test: the events are the costly part).
     plan = _plan("rule=exfiltration.egress")
-    assert "audit_event_rule_time" in plan and "Seq Scan on audit_auditevent" not in plan, plan
+    # Every partition is searched; the one holding the events through the index.
+    assert f"audit_event_rule_time_{PARTITION[-8:]}" in plan and f"Seq Scan on {PARTITION}" not in plan, plan

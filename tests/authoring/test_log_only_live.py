@@ -50,6 +50,7 @@ def test_log_only_rule_is_observed_on_live_traffic_then_enforced(control_plane, 
         for n in range(3):
             assert guard.check("crm_export", {"id": n}).effect == "allow"  # logged, not enforced
         assert sidecar.decision_logs.flush()
+        control_plane.wait_for_uploads()  # stored off the request path (controlplane.opa.uploads)
         logged = DecisionLog.objects.filter(environment=prod).order_by("timestamp")
         assert logged.count() == 3
         assert logged[0].result["effect"] == "allow" and logged[0].result["log_only"]["effect"] == "deny"

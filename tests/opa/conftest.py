@@ -4,6 +4,7 @@ committed data (transactional tests), because the async views read through their
 database threads, as they do in production."""
 
 import pytest
+from celery import current_app as celery_app
 
 from controlplane.bundles import services as bundle_services
 from controlplane.bundles.models import SigningKey
@@ -12,6 +13,16 @@ from controlplane.opa.database import close_db_connections
 from controlplane.opa.selectors import forget_cached_bundles
 from tests.accounts.factories import UserFactory
 from tests.identity.factories import AgentFactory
+
+
+@pytest.fixture(autouse=True)
+def uploads_stored_in_the_request():
+    """Status reports and decision logs are stored by the request that carries them, as in
+    the embedded default; tests/opa/test_upload_queue.py turns the Redis queue on."""
+    eager = celery_app.conf.task_always_eager
+    celery_app.conf.task_always_eager = True
+    yield
+    celery_app.conf.task_always_eager = eager
 
 
 @pytest.fixture

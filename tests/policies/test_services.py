@@ -111,6 +111,34 @@ def test_organisation_tests_run_with_the_library(admin_user):
     assert report.passed >= 40
 
 
+def test_test_reports_are_reused_only_for_the_same_module_set(admin_user, monkeypatch):
+    """Running the same policies again answers from the report of the first run; any change to
+    a module (here, a failing test saved after a passing run) runs the tests again."""
+    from controlplane.policies.library import library_modules
+
+    from collections import OrderedDict
+
+    monkeypatch.setattr(services, "_TEST_REPORTS", OrderedDict())  # nothing from earlier tests
+    runs = []
+    real = services.ENGINE.run_tests
+    monkeypatch.setattr(services.ENGINE, "run_tests", lambda modules, data=None: runs.append(1) or real(modules, data))
+    services.save_policy_module(path="refunds.rego", source=DENY_REFUNDS, by=admin_user)
+    first = services.run_policy_tests(library_modules() | services.organisation_modules())
+    again = services.run_policy_tests(library_modules() | services.organisation_modules())
+    assert first.failed == again.failed == 0 and first.passed == again.passed
+    assert len(runs) == 1
+    again.results.clear()  # a caller's copy: the cached report stays whole
+    assert services.run_policy_tests(library_modules() | services.organisation_modules()).passed == first.passed
+
+    failing = (
+        "package warden.org_test.refunds\n\nimport rego.v1\n\n"
+        'test_refund_allowed if {\n    data.warden.decision.allow with input as {"action": {"tool": "refund"}}\n}\n'
+    )
+    services.save_policy_module(path="refunds_test.rego", source=failing, by=admin_user)
+    after = services.run_policy_tests(library_modules() | services.organisation_modules())
+    assert after.failed == 1 and len(runs) == 2
+
+
 def test_tool_changes_are_logged(admin_user):
     tool = services.create_tool(name="refund", scopes=["write:payments"], category="payment", by=admin_user)
     services.update_tool(tool, irreversible=True, by=admin_user)

@@ -10,6 +10,7 @@ import time
 
 import pytest
 import uvicorn
+from django.db import connections
 
 from controlplane.accounts import services as account_services
 from controlplane.bundles import services as bundle_services
@@ -29,6 +30,9 @@ def _application():
 
 
 class LiveControlPlane:
+    """The server, and with a Redis broker a thread that stores queued status reports and
+    decision logs as the Celery task `opa.ingest_uploads` does (controlplane.opa.uploads)."""
+
     def __init__(self) -> None:
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
@@ -37,9 +41,33 @@ class LiveControlPlane:
         config = uvicorn.Config(_application(), host="127.0.0.1", port=self.port, lifespan="off", log_level="warning")
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self._stopping = threading.Event()
+        self.drainer = threading.Thread(target=self._drain_uploads, daemon=True)
+
+    def _drain_uploads(self) -> None:
+        from controlplane.opa import uploads
+
+        if not uploads.enabled():
+            return  # eager: the requests store their uploads themselves
+        try:
+            while not self._stopping.wait(0.05):
+                uploads.drain(max_seconds=1)
+        finally:
+            connections.close_all()  # this thread's own connection: the test database is dropped later
+
+    def wait_for_uploads(self, timeout: float = 15) -> None:
+        """Return once every status report and decision log the server queued is stored."""
+        from controlplane.opa import uploads
+
+        deadline = time.monotonic() + timeout
+        while uploads.enabled() and uploads.queued() > 0:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{uploads.queued()} uploads still queued after {timeout} s")
+            time.sleep(0.05)
 
     def start(self) -> LiveControlPlane:
         self.thread.start()
+        self.drainer.start()
         deadline = time.monotonic() + 10
         while not self.server.started:
             if time.monotonic() > deadline:
@@ -48,6 +76,8 @@ class LiveControlPlane:
         return self
 
     def stop(self) -> None:
+        self._stopping.set()
+        self.drainer.join(10)
         self.server.should_exit = True
         self.server.force_exit = True  # long polls in flight are cut, as in an outage
         self.thread.join(10)

@@ -181,6 +181,7 @@ def test_the_sidecar_answers_as_the_embedded_engine_and_logs_to_the_control_plan
         assert effects == {"allow", "deny", "require_approval"}
 
         assert sidecar.decision_logs.flush()
+        control_plane.wait_for_uploads()  # stored off the request path (controlplane.opa.uploads)
         stored = DecisionLog.objects.filter(environment=prod)
         assert stored.count() == len(examples)
         assert {row.instance_id for row in stored} == {sidecar.instance_id}
