@@ -101,7 +101,8 @@ def bench_once(args) -> tuple[int, tuple[float, float]]:
 
     import psycopg
 
-    name = f"warden_bench_audit_{os.getpid()}_{args.concurrency}"
+    # BENCH_DB_PREFIX: a prefix for the scratch database and roles (shared servers).
+    name = f"{os.environ.get('BENCH_DB_PREFIX', 'warden_bench_audit')}_{os.getpid()}_{args.concurrency}"
     admin_url = base_url
     with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
@@ -191,7 +192,7 @@ def run(args, env, queue, processes) -> tuple[list[tuple[str, str]], tuple[float
         public.verify(signature, message)
     verify_us = (time.process_time() - start) / len(prepared) * 1e6
 
-    port = free_port()
+    port = int(os.environ.get("BENCH_PORT") or free_port())
     server = subprocess.Popen(
         [sys.executable, __file__, "--serve", str(port)], cwd=ROOT, env=env, start_new_session=True,
     )

@@ -11,11 +11,14 @@ indexes, per-partition guarantees), named `audit_events_partitioned` (AUDIT_SCAL
 
 `generate` loads month by month, resumable, `--workers` months at once: each month is
 filled with generate_series into a table without indexes, indexed, then attached as a
-partition. Lean rows, realistic cardinalities: 5,000 agents, sessions of 20 records, 1,000
+partition, with its rule rows (the rule search's table, `<table>_rule`) loaded and attached
+alike. Lean rows, realistic cardinalities: 5,000 agents, sessions of 20 records, 1,000
 tools and 2,000 rule ids (both skewed), 90 % allow / 8 % deny / 2 % require_approval.
 
-`measure` times the console's searches (random parameters in loaded months, each run
-`--repeat` times; by time and in the console's order, -id) and prints p50/p99/max in ms.
+`measure` times the console's searches as the API builds them (random parameters in loaded
+months, each run `--repeat` times, in the console's order: newest first, -time,-id; the rule
+search through the rule table) and the page's count capped at 10,001 rows, and prints
+p50/p99/max in ms and the load average after each.
 `retention` times dropping the oldest month beside a DELETE of one day of it (rolled back).
 Prints; asserts nothing. The machine is shared: noisy.
 """
@@ -27,6 +30,7 @@ import hashlib
 import multiprocessing
 import os
 import random
+import shutil
 import statistics
 import sys
 import time
@@ -41,11 +45,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from controlplane.audit import partitions  # noqa: E402  (plain SQL, no Django needed)
 
 TABLE = os.environ.get("AUDIT_SCALE_TABLE", "audit_events_partitioned")
+RULES_TABLE = partitions.rule_table(TABLE)  # the rule search's table, partitioned alike
 FIRST_MONTH = datetime(2024, 11, 1, tzinfo=UTC)
 AGENTS = 5_000
 TOOLS = 1_000
 RULES = 2_000
 SESSION_LENGTH = 20
+MONTH_LOCK = 0x5741524400000000  # + the month's index: the advisory lock of its loader
 
 # Lean rows (a short payload, a one-byte sealed record) with realistic cardinalities:
 # 5,000 agents, sessions of 20 records (5 million sessions at 100 M), 1,000 tools and
@@ -128,12 +134,21 @@ def _load_months(args, todo: list[tuple[int, datetime]]) -> None:
             if cur.fetchone()[0] > args.max_gb * 2**30:
                 print(f"stopped before {name}: the database is past {args.max_gb} GB", flush=True)
                 break
+            if shutil.disk_usage(args.disk).free < args.min_free_gb * 2**30:
+                print(f"stopped before {name}: less than {args.min_free_gb} GB free on {args.disk}", flush=True)
+                break
             began = time.time()
             end = partitions.next_month(start)
             stage = f"{name}_stage"
-            cur.execute("SELECT to_regclass(%s)", [stage])
-            if cur.fetchone()[0] is not None and args.reverse:
-                continue  # another loader is on it (drop a stage a crashed run left before loading again)
+            # One loader a month: a session lock (released if the loader dies), so a stage
+            # nobody holds is a crashed run's, dropped; one held is another loader's, left alone.
+            cur.execute("SELECT pg_try_advisory_lock(%s)", [MONTH_LOCK + index])
+            if not cur.fetchone()[0]:
+                continue
+            cur.execute("SELECT to_regclass(%s)", [name])
+            if cur.fetchone()[0] is not None:
+                cur.execute("SELECT pg_advisory_unlock(%s)", [MONTH_LOCK + index])
+                continue  # loaded by the loader that held it
             cur.execute(f"DROP TABLE IF EXISTS {stage}")
             cur.execute(f"CREATE UNLOGGED TABLE {stage} (LIKE {TABLE} INCLUDING DEFAULTS)")
             cur.execute(FILL.format(stage=stage, offset=index * per_month, agents=AGENTS, rows=per_month,
@@ -147,6 +162,25 @@ def _load_months(args, todo: list[tuple[int, datetime]]) -> None:
             cur.execute(f"ALTER TABLE {stage} ADD PRIMARY KEY (id, time){partitions.PACKED}")
             cur.execute(f"ALTER TABLE {stage} ADD UNIQUE (agent_id, record_id, time){partitions.PACKED}")
             cur.execute(partitions.index_sql(stage, stage))
+            # The month's rule rows (the rule search's table), attached before the events' month:
+            # a loaded events month always has its rule month.
+            rules, rule_name = partitions.rule_table(TABLE), partitions.partition_name(RULES_TABLE, start)
+            rule_stage = f"{rule_name}_stage"
+            cur.execute(f"DROP TABLE IF EXISTS {rule_stage}")
+            cur.execute(f"DROP TABLE IF EXISTS {rule_name}")  # a crashed run's, never its events' (not loaded)
+            cur.execute(f"CREATE UNLOGGED TABLE {rule_stage} (LIKE {rules} INCLUDING DEFAULTS)")
+            cur.execute(partitions.rule_rows_sql(TABLE, source=stage, target=rule_stage))
+            if args.logged:
+                cur.execute(f"ALTER TABLE {rule_stage} SET LOGGED")
+            cur.execute(f"ALTER TABLE {rule_stage} ADD CONSTRAINT {rule_stage}_range CHECK (time >= "
+                        f"'{start.isoformat()}' AND time < '{end.isoformat()}')")
+            cur.execute(f"ALTER TABLE {rule_stage} ADD PRIMARY KEY (rule_id, time, event_id)")
+            cur.execute(f"ALTER TABLE {rule_stage} RENAME TO {rule_name}")
+            cur.execute(f"ALTER TABLE {rules} ATTACH PARTITION {rule_name} FOR VALUES FROM ('{start.isoformat()}') "
+                        f"TO ('{end.isoformat()}')")
+            cur.execute(f"ALTER TABLE {rule_name} DROP CONSTRAINT {rule_stage}_range")
+            cur.execute(partitions.partition_sql(rules, start))
+            cur.execute(f"VACUUM ANALYZE {rule_name}")
             cur.execute(f"ALTER TABLE {stage} RENAME TO {name}")
             cur.execute(f"ALTER TABLE {TABLE} ATTACH PARTITION {name} FOR VALUES FROM ('{start.isoformat()}') "
                         f"TO ('{end.isoformat()}')")
@@ -156,6 +190,7 @@ def _load_months(args, todo: list[tuple[int, datetime]]) -> None:
             cur.execute("SELECT pg_size_pretty(pg_database_size(current_database()))")
             print(f"{name}: {per_month:,} rows, fill {filled - began:.0f} s, index+attach {time.time() - filled:.0f} s, "
                   f"database {cur.fetchone()[0]}", flush=True)
+            cur.execute("SELECT pg_advisory_unlock(%s)", [MONTH_LOCK + index])
 
 
 def _timed(cur, sql: str, params_of, repeat: int) -> tuple[list[float], int]:
@@ -189,21 +224,19 @@ def measure(args) -> None:
             return _uuid(f"a{random.randrange(AGENTS)}")
 
         def rule() -> str:
-            return f'["rule-{int(RULES * random.random() ** 2)}"]'  # as generated: common rules more often
+            return f"rule-{int(RULES * random.random() ** 2)}"  # as generated: common rules more often
 
         def tool() -> str:
             return f"t{int(TOOLS * random.random() ** 3)}"
 
-        # The console lists newest first by id (ordering=-id); the time-ordered forms are the
-        # same searches for a client that sorts by time.
+        # The console's order, newest first: -time,-id (what the API's ORDER BY is for ?ordering=-time,-id).
+        # Each search as the API builds it; the rule search joins the rule table as filters.py does.
+        newest = "ORDER BY time DESC, id DESC LIMIT 50"
+        rule_join = (f"FROM {TABLE} e JOIN {RULES_TABLE} r ON r.event_id = e.id AND r.time = e.time "
+                     "WHERE r.rule_id = %s")  # short rule ids: no recheck of rule_ids (filters.py)
         searches = {
             "latest 50 of one agent in a 7-day window": (
-                f"SELECT id, time, tool, effect FROM {TABLE} WHERE agent_id = %s AND time >= %s AND time < %s "
-                "ORDER BY time DESC LIMIT 50",
-                lambda: (agent(), (m := moment()), m + timedelta(days=7))),
-            "  agent: the console's order (-id)": (
-                f"SELECT id, time, tool, effect FROM {TABLE} WHERE agent_id = %s AND time >= %s AND time < %s "
-                "ORDER BY id DESC LIMIT 50",
+                f"SELECT id, time, tool, effect FROM {TABLE} WHERE agent_id = %s AND time >= %s AND time < %s {newest}",
                 lambda: (agent(), (m := moment()), m + timedelta(days=7))),
             "session timeline (agent, session), by seq": (
                 f"SELECT id, seq, time, tool, effect FROM {TABLE} WHERE agent_id = %s AND session_id = %s ORDER BY seq "
@@ -211,24 +244,18 @@ def measure(args) -> None:
                 lambda: _session_of(_loaded_row(moment(), per_month))),
             "latest 50 denies in a 24-hour window": (
                 f"SELECT id, time, agent_id, tool FROM {TABLE} WHERE effect = 'deny' AND time >= %s AND time < %s "
-                "ORDER BY time DESC LIMIT 50",
+                f"{newest}",
                 lambda: ((m := moment()), m + timedelta(days=1))),
             "latest 50 calls of a tool in a 24-hour window": (
-                f"SELECT id, time, agent_id, effect FROM {TABLE} WHERE tool = %s AND time >= %s AND time < %s "
-                "ORDER BY time DESC LIMIT 50",
-                lambda: (tool(), (m := moment()), m + timedelta(days=1))),
-            "  tool: the console's order (-id)": (
-                f"SELECT id, time, agent_id, effect FROM {TABLE} WHERE tool = %s AND time >= %s AND time < %s "
-                "ORDER BY id DESC LIMIT 50",
+                f"SELECT id, time, agent_id, effect FROM {TABLE} WHERE tool = %s AND time >= %s AND time < %s {newest}",
                 lambda: (tool(), (m := moment()), m + timedelta(days=1))),
             "latest 50 naming a rule in a 7-day window": (
-                f"SELECT id, time, agent_id FROM {TABLE} WHERE rule_ids @> %s::jsonb AND rule_ids <> '[]' "
-                f"AND time >= %s AND time < %s AND {DAY} >= %s AND {DAY} <= %s ORDER BY time DESC LIMIT 50",
+                f"SELECT e.id, e.time, e.agent_id {rule_join} AND e.time >= %s AND e.time < %s "
+                "AND r.time >= %s AND r.time < %s ORDER BY e.time DESC, e.id DESC LIMIT 50",
                 lambda: _rule_window(rule(), moment())),
-            "  rule: the console's order (-id)": (
-                f"SELECT id, time, agent_id FROM {TABLE} WHERE rule_ids @> %s::jsonb AND rule_ids <> '[]' "
-                f"AND time >= %s AND time < %s AND {DAY} >= %s AND {DAY} <= %s ORDER BY id DESC LIMIT 50",
-                lambda: _rule_window(rule(), moment())),
+            "latest 50 naming a rule (no time range)": (
+                f"SELECT e.id, e.time, e.agent_id {rule_join} ORDER BY e.time DESC, e.id DESC LIMIT 50",
+                lambda: _rule_of(rule())),
             "a record by hash (no time range: every partition)": (
                 f"SELECT id FROM {TABLE} WHERE record_hash = %s",
                 lambda: (_hash_of(_loaded_row(moment(), per_month)),)),
@@ -236,22 +263,30 @@ def measure(args) -> None:
                 f"SELECT id FROM {TABLE} WHERE agent_id = %s AND record_id = %s",
                 lambda: _record_of(_loaded_row(moment(), per_month))),
             "page 1 of everything, newest first": (
-                f"SELECT id, time, agent_id, tool, effect FROM {TABLE} ORDER BY time DESC LIMIT 50",
+                f"SELECT id, time, agent_id, tool, effect FROM {TABLE} {newest}",
                 lambda: ()),
-            "  everything: the console's order (-id)": (
-                f"SELECT id, time, agent_id, tool, effect FROM {TABLE} ORDER BY id DESC LIMIT 50",
-                lambda: ()),
+            # The page's count (the API counts up to 10,000 beyond the page: CappedCountPagination).
+            "count, capped at 10,001: everything": (
+                f"SELECT count(*) FROM (SELECT 1 FROM {TABLE} LIMIT {CAP + 1}) AS page", lambda: ()),
+            "count, capped: a tool in a 24-hour window": (
+                f"SELECT count(*) FROM (SELECT 1 FROM {TABLE} WHERE tool = %s AND time >= %s AND time < %s "
+                f"LIMIT {CAP + 1}) AS page",
+                lambda: (tool(), (m := moment()), m + timedelta(days=1))),
+            "count, capped: a rule in a 7-day window": (
+                f"SELECT count(*) FROM (SELECT 1 {rule_join} AND e.time >= %s AND e.time < %s "
+                f"AND r.time >= %s AND r.time < %s LIMIT {CAP + 1}) AS page",
+                lambda: _rule_window(rule(), moment())),
         }
         print(f"\nAudit search: ~{total:,} events in {TABLE} ({parts} partitions, {size}), "
               f"{first:%Y-%m-%d} .. {last:%Y-%m-%d}, PostgreSQL, {os.cpu_count()} CPUs (shared), load "
               f"{os.getloadavg()[0]:.1f}, {args.repeat} runs each (random parameters)\n")
-        print(f"{'search':<52} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'rows/run':>9}")
+        print(f"{'search':<52} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'rows/run':>9} {'load':>5}")
         for name, (sql, params_of) in searches.items():
             latencies, rows = _timed(cur, sql, params_of, args.repeat)
             latencies.sort()
             p99 = latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))]
             print(f"{name:<52} {statistics.median(latencies):>8.1f} {p99:>8.1f} {latencies[-1]:>8.1f} "
-                  f"{rows / args.repeat:>9.1f}", flush=True)
+                  f"{rows / args.repeat:>9.1f} {os.getloadavg()[0]:>5.1f}", flush=True)
         if args.count:
             # The console's page header counts the matches (LimitOffsetPagination): unfiltered, every row.
             latencies, _ = _timed(cur, f"SELECT count(*) FROM {TABLE}", lambda: (), 3)
@@ -259,12 +294,16 @@ def measure(args) -> None:
                   f"{max(latencies):>8.1f} {max(latencies):>8.1f} {1:>9.1f}", flush=True)
 
 
-DAY = "(time AT TIME ZONE 'UTC')::date"  # as the API's rule filter adds it beside the exact range
+CAP = 10_000  # controlplane/audit/api/pagination.py's COUNT_CAP
+
+
+def _rule_of(rule: str) -> tuple:
+    return (rule,)
 
 
 def _rule_window(rule: str, start: datetime) -> tuple:
     end = start + timedelta(days=7)
-    return rule, start, end, start.astimezone(UTC).date(), end.astimezone(UTC).date()
+    return rule, start, end, start, end
 
 
 def _loaded_row(moment: datetime, per_month: int) -> int:
@@ -328,6 +367,8 @@ def main() -> None:
     gen.add_argument("--reverse", action="store_true", help="load the newest months first")
     gen.add_argument("--max-gb", type=float, default=44, help="start no new month past this database size")
     gen.add_argument("--workers", type=int, default=2, help="months loaded at once (one connection each)")
+    gen.add_argument("--min-free-gb", type=float, default=22, help="start no new month with less free disk")
+    gen.add_argument("--disk", default="/", help="the file system PostgreSQL's data is on")
     meas = sub.add_parser("measure")
     meas.add_argument("--repeat", type=int, default=200)
     meas.add_argument("--count", action="store_true", help="also time the unfiltered count(*) (slow at 100 M)")

@@ -14,12 +14,13 @@ from other processes hits every path alike. Rows:
 - Warden ``Guard.check``: decision + signed, chained intent and decision records;
 - Warden ``@guard.tool``: decision + intent, decision and result records.
 
-Warden's records are spooled by the call and signed by a background thread (``ActionSigner(spool_dir=...)``,
+Warden's records are spooled by the call and signed by a separate signer process (``ActionSigner(spool_dir=...)``,
 docs/signed-records.md); ``--signing sync`` signs them in the call instead. Calls run back to back, so after
 ``max_pending`` records the signer's rate (three Ed25519 signatures per call, one core) paces the calls;
 ``--burst 30`` pauses (untimed) after every 30 calls until signing caught up, as an agent chaining tools
-waits for its model. With background signing callgrind counts the signer thread separately
-(``--separate-threads=yes``): the calling thread's count is the hot path.
+waits for its model. With background signing callgrind does not trace the signer process (no
+``--trace-children``); ``--separate-threads=yes`` counts the calling thread apart from the thread that
+follows the signer's reports: the calling thread's count is the hot path.
 
 Prints p50/p99 per path and its ratio to AGT (the target, DESIGN.md: the governed call's
 p50 at most half of AGT's and its p99 below AGT's). Without AGT installed it prints the
@@ -68,7 +69,7 @@ def warden_paths(signing: str = "background", spool_dir: str | None = None) -> d
     guard = governed("support-bot")
     assert guard.signer is not None
     if signing == "background":
-        # The hot path spools each record (one os.write per call stage); a thread signs it.
+        # The hot path spools each record (one os.write per call stage); a signer process signs it.
         guard.signer = ActionSigner(guard.identity, keep_log=False, spool_dir=spool_dir)
     else:
         guard.signer._keep_log = False  # a long run would otherwise keep every record in memory
@@ -96,8 +97,13 @@ def warden_paths(signing: str = "background", spool_dir: str | None = None) -> d
         except (ApprovalRequired, PolicyViolationError) as exc:
             return exc
 
-    return {"Warden EmbeddedBackend.decide": decide, "Warden Guard.check": check, "Warden @guard.tool": tool_call,
-            "flush": guard.signer.flush, "close": guard.signer.close}
+    return {
+        "Warden EmbeddedBackend.decide": decide,
+        "Warden Guard.check": check,
+        "Warden @guard.tool": tool_call,
+        "flush": guard.signer.flush,
+        "close": guard.signer.close,
+    }
 
 
 def agt_path() -> tuple[str, Callable[[int], Any]] | None:
@@ -155,12 +161,23 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=2000)
     parser.add_argument("--profile", choices=["check", "tool"], help="print a cProfile of one path instead")
-    parser.add_argument("--only", choices=["agt", "decide", "check", "tool"], help="run one path --calls times, print nothing")
-    parser.add_argument("--signing", choices=["background", "sync"], default="background",
-                        help="Warden's records: spooled and signed by a background thread (default), or signed in the call")
-    parser.add_argument("--burst", type=int, default=0, metavar="N",
-                        help="after every N calls, wait (untimed) until background signing caught up, as an agent "
-                        "waits for its model between chains of tool calls; 0 (default): calls back to back")
+    parser.add_argument(
+        "--only", choices=["agt", "decide", "check", "tool"], help="run one path --calls times, print nothing"
+    )
+    parser.add_argument(
+        "--signing",
+        choices=["background", "sync"],
+        default="background",
+        help="Warden's records: spooled and signed by a signer process (default), or signed in the call",
+    )
+    parser.add_argument(
+        "--burst",
+        type=int,
+        default=0,
+        metavar="N",
+        help="after every N calls, wait (untimed) until background signing caught up, as an agent "
+        "waits for its model between chains of tool calls; 0 (default): calls back to back",
+    )
     options = parser.parse_args()
     Pacing.burst = options.burst
 
@@ -188,8 +205,11 @@ def main() -> int:
 
 def profile_or_count(paths: dict[str, Callable[[int], Any]], options: argparse.Namespace) -> None:
     if options.only:
-        call = paths[{"decide": "Warden EmbeddedBackend.decide", "check": "Warden Guard.check",
-                      "tool": "Warden @guard.tool"}[options.only]]
+        call = paths[
+            {"decide": "Warden EmbeddedBackend.decide", "check": "Warden Guard.check", "tool": "Warden @guard.tool"}[
+                options.only
+            ]
+        ]
         timed(call, 30)  # first-call costs (the VM's compile) out of the difference
         timed(call, options.calls)
         return
@@ -216,9 +236,11 @@ def run_side_by_side(paths: dict[str, Callable[[int], Any]], options: argparse.N
             rounds[label].append((percentile(timings, 0.5), percentile(timings, 0.99)))
             merged[label].extend(timings)
 
-    print(f"{options.rounds} interleaved rounds x {options.calls} calls per path after {options.warmup} warm-up; "
-          f"cases cycled: {', '.join(f'{t} {p}' for t, p in CASES)}; records signed: {options.signing}"
-          f"{f', pause every {options.burst} calls' if options.burst else ', calls back to back'}\n")
+    print(
+        f"{options.rounds} interleaved rounds x {options.calls} calls per path after {options.warmup} warm-up; "
+        f"cases cycled: {', '.join(f'{t} {p}' for t, p in CASES)}; records signed: {options.signing}"
+        f"{f', pause every {options.burst} calls' if options.burst else ', calls back to back'}\n"
+    )
     print(f"{'path':34} {'p50 µs':>8} {'p99 µs':>8} {'p50/AGT':>8} {'p99/AGT':>8}   per round p50 / p99")
     reference = None
     for label, timings in merged.items():

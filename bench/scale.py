@@ -8,17 +8,21 @@ shipped policy pack, then for each size:
 
   1. tops the environment up to N agents (SQL, one key each) and lets the server bring the
      bundles up to date (the untimed "cold" rebuild);
-  2. starts two long-polling engines: the SDK's (BundleClient + EmbeddedBackend, what
-     `warden sidecar` runs) and a stock-OPA-protocol poller (raw HTTP as OPA sends it,
-     verified with tests/opa/opa_client.py; for the split layout it polls the registry
-     bundle, as an OPA configured by discovery does, and sets the new data in the policy it
-     compiled beforehand, as OPA keeps its compiled policy when only data changes; the
-     single layout compiles);
+  2. starts two long-polling engines, each measured on its own: the SDK's (BundleClient +
+     EmbeddedBackend, what `warden sidecar` runs; it decides on a thread of its own, not on
+     the bench's event loop) and a stock-OPA-protocol engine in a process of its own (raw
+     HTTP as OPA sends it, verified with tests/opa/opa_client.py; for the split layout it
+     polls the registry bundle, as an OPA configured by discovery does, and sets the new
+     data in the policy it compiled beforehand, as OPA keeps its compiled policy when only
+     data changes; the single layout compiles);
   3. suspends one agent through the agents API (the click) and times: the API call, the
      first decision that denies it in each engine; and the bytes each engine downloaded;
+     per mode (--modes): `snapshot` (the registry snapshot) and `delta` (both engines ask
+     for delta bundles, `bundles/<env>/registry?delta=1`, and patch the data they hold);
   4. reads the server's RSS (VmRSS now, VmHWM = the peak since start).
 
     .venv/bin/python bench/scale.py [--sizes 1000,10000,100000] [--state /tmp/scale-seed.json]
+        [--modes snapshot,delta] [--port 8201]
 
 With --state, the seeded environment (its tag, tokens, how many agents it holds) is kept
 in that file and reused by the next run against the same database: seeding 100,000 agents
@@ -31,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import concurrent.futures
 import json
 import os
 import subprocess
@@ -110,9 +115,11 @@ def suspended_in(decision: dict) -> bool:
 
 
 class SDKEngine:
-    """`warden sidecar`'s engine: BundleClient long polling + the embedded Rego engine."""
+    """`warden sidecar`'s engine: BundleClient long polling + the embedded Rego engine.
+    Runs in the bench's process; its decisions are made on a thread of their own (not on the
+    event loop), so nothing else the bench does waits for them."""
 
-    def __init__(self, port: int, seed: dict, resources: list[str]):
+    def __init__(self, port: int, seed: dict, resources: list[str], *, deltas: bool = False):
         from agents_sdk.bundles import BundleClient, VerificationConfig, VerificationKey
         from agents_sdk.guard.backends import EmbeddedBackend
 
@@ -120,7 +127,7 @@ class SDKEngine:
         verification = VerificationConfig(keys=keys, keyid=seed["kid"])
         self.clients = [
             BundleClient(f"http://127.0.0.1:{port}/opa", resource, token=seed["token"], verification=verification,
-                         long_polling_timeout=30)
+                         long_polling_timeout=30, deltas=deltas and resource.endswith("/registry"))
             for resource in resources
         ]
         self.downloaded = 0
@@ -133,54 +140,100 @@ class SDKEngine:
 
             self.backend = EmbeddedBackend(BundleSet(self.clients), start=True)
         self.backend.wait_until_ready(120)
+        # One deciding thread, as a sidecar's: its session is built once, then only refreshed.
+        self.decider = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="sdk-decide")
 
     def _count(self, bundle) -> None:
         self.downloaded += bundle.size
 
+    def wait_for_deny(self, probe: dict, deadline: float) -> float | None:
+        """time.time() of the first decision that denies the probe (on the calling thread)."""
+        while time.time() < deadline:
+            if suspended_in(self.backend.decide(probe)[0]):
+                return time.time()
+            time.sleep(0.005)
+        return None
+
     def close(self) -> None:
+        self.decider.shutdown()
         self.backend.close()
 
 
-async def opa_protocol_engine(port: int, seed: dict, resource: str, etag: str, clicked: list[float], result: dict):
-    """One long poll as a stock OPA sends it; on the 200, verify it as OPA does, compile and decide."""
+def opa_protocol_engine(port: int, seed: dict, resources: list[str], agent: str, deltas: bool) -> None:
+    """A stock OPA's engine, in a process of its own (`--opa-engine`): it loads the bundles
+    (untimed), compiles, decides once (its session built, as a running OPA's is), prints
+    "ready", then long polls the last resource as OPA sends it; on the 200 it verifies the
+    snapshot (or reads the delta and patches its data, as OPA does), sets the new data in
+    the compiled policy (OPA keeps its compiled policy when only data changes; the single
+    layout recompiles), decides, and prints the time it denied and the bytes it downloaded."""
+    import http.client
+
+    from agents_sdk.bundles.delta import apply_patch
     from agents_sdk.engine import RegoEngine
-    from tests.opa.opa_client import verify_bundle
+    from tests.opa.opa_client import read_delta, verify_bundle
 
-    headers = {"Authorization": f"Bearer {seed['token']}", "Prefer": "modes=snapshot,delta;wait=60",
-               "If-None-Match": etag, "User-Agent": "Open Policy Agent/1.4.2 (linux, amd64)"}
-    conn = await Connection.open(port)
-    try:
-        while True:
-            status, response_headers, body = await conn.request("GET", f"/opa/{resource}", headers)
-            if status == 200:
-                break
-            if status != 304:
-                raise SystemExit(f"OPA-protocol poll: HTTP {status} {body[:200]!r}")
-    finally:
-        conn.close()
-    result["bytes"] = len(body)
-    verified = verify_bundle(body, public_key_pem=seed["public_pem"], keyid=seed["kid"])
-    data = verified.data
-    modules = {n: c.decode() for n, c in verified.files.items() if n.endswith(".rego")} or result["modules"]
-    policy = result.get("policy")
-    if policy is not None and policy.modules == modules:
-        # As OPA does for a bundle of data alone: the new data, no recompile (EmbeddedBackend does the same).
-        policy.set_data(data, copied=False)
+    def get(resource: str, etag: str = "", wait: int | None = None) -> tuple[int, dict, bytes]:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=(wait or 0) + 600)
+        headers = {"Authorization": f"Bearer {seed['token']}", "User-Agent": "Open Policy Agent/1.4.2 (linux, amd64)",
+                   "Prefer": "modes=snapshot,delta" + (f";wait={wait}" if wait else "")}
+        if etag:
+            headers["If-None-Match"] = etag
+        connection.request("GET", f"/opa/{resource}" + ("?delta=1" if deltas and resource.endswith("/registry") else ""),
+                           headers=headers)
+        response = connection.getresponse()
+        body = response.read()
+        connection.close()
+        return response.status, {name.lower(): value for name, value in response.getheaders()}, body
+
+    verified = []
+    etag = ""
+    for resource in resources:
+        status, headers, body = get(resource)
+        if status != 200:
+            raise SystemExit(f"OPA-protocol engine: HTTP {status} for {resource}")
+        verified.append(verify_bundle(body, public_key_pem=seed["public_pem"], keyid=seed["kid"]))
+        etag = headers["etag"]
+    modules = {n: c.decode() for v in verified for n, c in v.files.items() if n.endswith(".rego")}
+    data = verified[-1].data
+    roots = verified[-1].manifest.get("roots", [""])
+    policy = RegoEngine().compile(modules, data)
+    probe = decision_input(agent, seed["env"])
+    if suspended_in(policy.decide(probe)):
+        raise SystemExit("OPA-protocol engine: the probe is denied before the suspension")
+    print("ready", flush=True)
+    while True:
+        status, headers, body = get(resources[-1], etag, wait=60)
+        if status == 200:
+            break
+        if status != 304:
+            raise SystemExit(f"OPA-protocol poll: HTTP {status} {body[:200]!r}")
+    delta = read_delta(body) if deltas else None
+    if delta is not None:
+        # OPA patches its store in place and checks no signature on deltas; copy-on-write here.
+        if delta.manifest.get("roots", roots) != roots:
+            raise SystemExit("OPA-protocol engine: the delta's roots differ from the snapshot's")
+        data = apply_patch(data, delta.operations, tuple(roots))
     else:
-        policy = await asyncio.to_thread(RegoEngine().compile, modules, data)
-    decision = await asyncio.to_thread(policy.decide, decision_input(result["agent"], seed["env"]))
-    result["denied_after"] = time.time() - clicked[0]
-    result["denied"] = suspended_in(decision)
+        latest = verify_bundle(body, public_key_pem=seed["public_pem"], keyid=seed["kid"])
+        data = latest.data
+        new_modules = {n: c.decode() for n, c in latest.files.items() if n.endswith(".rego")} or modules
+        if new_modules != modules:
+            policy = RegoEngine().compile(new_modules, data)
+    policy.set_data(data, copied=False)
+    denied = suspended_in(policy.decide(probe))
+    print(json.dumps({"denied_at": time.time(), "denied": denied, "bytes": len(body), "delta": delta is not None,
+                      "rss_peak": int(proc_status(os.getpid())["VmHWM"].split()[0]) / 1024}), flush=True)
 
 
-async def one_size(port: int, server_pid: int, seed: dict, size: int, layout: str, api_token: str) -> dict:
+async def one_size(port: int, server_pid: int, seed: dict, size: int, layout: str, api_token: str,
+                   deltas: bool = False, offset: int = 0) -> dict:
     resources = [f"bundles/{seed['env']}"] if layout == "single" else [
         f"bundles/{seed['env']}/policy", f"bundles/{seed['env']}/registry"]
-    sdk = await asyncio.to_thread(SDKEngine, port, seed, resources)
+    sdk = await asyncio.to_thread(SDKEngine, port, seed, resources, deltas=deltas)
     # One untimed change first, so the server's per-process caches (compiled policy set,
     # agent fragments) are warm, as in a web process that has served a change before;
     # the cold figure is printed too.
-    warm = f"scale-{seed['tag']}-{size // 2 + 1:06d}"
+    warm = f"scale-{seed['tag']}-{size // 2 + 1 + offset:06d}"
     control = await Connection.open(port)
     began = time.time()
     reply, _, body = await control.request(
@@ -192,61 +245,57 @@ async def one_size(port: int, server_pid: int, seed: dict, size: int, layout: st
         raise SystemExit(f"warm-up suspend failed: {reply} {body[:300]!r}")
     sdk.backend.wait_until_ready(60)
     await asyncio.sleep(1.0)
-    victim = f"scale-{seed['tag']}-{size // 2:06d}"
+    victim = f"scale-{seed['tag']}-{size // 2 + offset:06d}"
     probe = decision_input(victim, seed["env"])
-    before = sdk.backend.decide(probe)[0]
+    loop = asyncio.get_running_loop()
+    before = await loop.run_in_executor(sdk.decider, lambda: sdk.backend.decide(probe)[0])
     allowed_before = not suspended_in(before)
     if not allowed_before:  # pragma: no cover - a bench
         raise SystemExit(f"the probe is denied before the suspension: {before}")
-    opa_resource = resources[-1]
-    # The OPA-protocol engine needs the current ETag and, for the split layout, the policy modules.
-    client = sdk.clients[-1]
-    opa_result: dict = {"agent": victim, "modules": sdk.clients[0].active.modules}
-    if layout == "split":  # the OPA-protocol engine holds the policy compiled with the current data (untimed)
-        from agents_sdk.engine import RegoEngine
-
-        held = sdk.backend.bundles.active
-        opa_result["policy"] = await asyncio.to_thread(RegoEngine().compile, held.modules, held.data)
-        await asyncio.to_thread(opa_result["policy"].decide, probe)  # its session built, as a running OPA's is
-    clicked: list[float] = [0.0]
-    downloaded_before = sdk.downloaded
-    poller = asyncio.create_task(opa_protocol_engine(port, seed, opa_resource, client.etag, clicked, opa_result))
+    # The OPA-protocol engine: a process of its own, so neither engine's CPU delays the other's.
+    engine = await asyncio.create_subprocess_exec(
+        sys.executable, __file__, "--opa-engine", json.dumps(
+            {"port": port, "seed": seed, "resources": resources, "agent": victim, "deltas": deltas}),
+        stdout=asyncio.subprocess.PIPE, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    ready = await asyncio.wait_for(engine.stdout.readline(), 600)
+    if ready.strip() != b"ready":
+        raise SystemExit(f"the OPA-protocol engine did not start: {ready!r}")
     await asyncio.sleep(1.5)  # both polls are held by the server
+    downloaded_before = sdk.downloaded
     rss_before = int(proc_status(server_pid)["VmRSS"].split()[0]) / 1024
     control = await Connection.open(port)
-    clicked[0] = time.time()
-
-    async def click():
-        reply, _, body = await control.request(
-            "POST", f"/api/v1/agents/{victim}/suspend/",
-            {"Authorization": f"Token {api_token}", "Content-Type": "application/json"},
-            json.dumps({"reason": "bench"}).encode())
-        if reply >= 300:
-            raise SystemExit(f"suspend failed: {reply} {body[:300]!r}")
-        return time.time() - clicked[0]
-
-    clicking = asyncio.create_task(click())
-    sdk_denied = None
-    deadline = time.time() + 180
-    while time.time() < deadline:
-        if suspended_in(sdk.backend.decide(probe)[0]):
-            sdk_denied = time.time() - clicked[0]
-            break
-        await asyncio.sleep(0.005)
-    returned = await asyncio.wait_for(clicking, 180)
+    clicked = time.time()
+    sdk_watch = loop.run_in_executor(sdk.decider, sdk.wait_for_deny, probe, clicked + 180)
+    reply, _, body = await control.request(
+        "POST", f"/api/v1/agents/{victim}/suspend/",
+        {"Authorization": f"Token {api_token}", "Content-Type": "application/json"},
+        json.dumps({"reason": "bench"}).encode())
+    returned = time.time() - clicked
     control.close()
-    await asyncio.wait_for(poller, 180)
+    if reply >= 300:
+        raise SystemExit(f"suspend failed: {reply} {body[:300]!r}")
+    sdk_denied_at = await asyncio.wait_for(sdk_watch, 200)
+    opa_line = await asyncio.wait_for(engine.stdout.readline(), 200)
+    await engine.wait()
+    opa_result = json.loads(opa_line)
     status = proc_status(server_pid)
+    sdk_rss = int(proc_status(os.getpid())["VmHWM"].split()[0]) / 1024
+    registry = sdk.clients[-1].status().as_opa()
     sdk.close()
     return {
         "size": size,
+        "mode": "delta" if deltas else "snapshot",
         "cold_api_seconds": cold_seconds,
         "allowed_before": allowed_before,
         "api_seconds": returned,
-        "sdk_denied": sdk_denied,
+        "sdk_denied": None if sdk_denied_at is None else sdk_denied_at - clicked,
         "sdk_bytes": sdk.downloaded - downloaded_before,
-        "opa_denied": opa_result.get("denied_after"),
-        "opa_bytes": opa_result.get("bytes"),
+        "sdk_type": registry.get("type"),
+        "sdk_rss_peak": sdk_rss,
+        "opa_denied": opa_result["denied_at"] - clicked if opa_result["denied"] else None,
+        "opa_bytes": opa_result["bytes"],
+        "opa_type": "delta" if opa_result["delta"] else "snapshot",
+        "opa_rss_peak": opa_result["rss_peak"],
         "rss_before": rss_before,
         "rss_after": int(status["VmRSS"].split()[0]) / 1024,
         "rss_peak": int(status["VmHWM"].split()[0]) / 1024,
@@ -259,7 +308,16 @@ def main() -> None:
     parser.add_argument("--layout", choices=["single", "split"], default="split",
                         help="single: one bundle per environment (the layout before #20); split: policy + registry")
     parser.add_argument("--state", help="a JSON file keeping the seeded environment between runs (reuse it)")
+    parser.add_argument("--port", type=int, help="the server's port (default: a free one)")
+    parser.add_argument("--modes", default="snapshot,delta",
+                        help="snapshot: the engines poll bundles/<env>/registry; delta: they ask for delta bundles "
+                             "(?delta=1); each mode is measured at each size, with agents of its own")
+    parser.add_argument("--opa-engine", help=argparse.SUPPRESS)  # the OPA-protocol engine's own process
     args = parser.parse_args()
+    if args.opa_engine:
+        options = json.loads(args.opa_engine)
+        opa_protocol_engine(options["port"], options["seed"], options["resources"], options["agent"], options["deltas"])
+        return
     sizes = [int(s) for s in args.sizes.split(",")]
     env = bench_env()
     state = Path(args.state) if args.state else None
@@ -271,7 +329,7 @@ def main() -> None:
         if state is not None:
             state.write_text(json.dumps(seed))
     rows = []
-    with serving(env) as (port, server):
+    with serving(env, args.port) as (port, server):
         asyncio.run(wait_up(port, server))
         for size in sizes:
             started = time.time()
@@ -289,20 +347,24 @@ def main() -> None:
             subprocess.run([PYTHON, "-c", RECONCILE], cwd=ROOT, env=env, check=True, timeout=900)
             print(f"{size}: inserted in {seeded_at - started:.1f} s, cold rebuild (separate process) "
                   f"{time.time() - seeded_at:.1f} s", flush=True)
-            row = asyncio.run(one_size(port, server.pid, seed, size, args.layout, seed["api_token"]))
-            print(row, flush=True)
-            rows.append(row)
-    print(f"\nKill switch at scale ({args.layout} layout): uvicorn (1 process), PostgreSQL, Redis, "
-          f"{os.cpu_count()} CPUs (shared), Python {sys.version.split()[0]}\n")
-    header = ("agents", "cold API s", "API returns s", "SDK denies s", "SDK bytes", "OPA-proto denies s", "OPA bytes",
-              "RSS before/after/peak MiB")
+            for index, mode in enumerate(args.modes.split(",")):
+                row = asyncio.run(one_size(port, server.pid, seed, size, args.layout, seed["api_token"],
+                                           deltas=mode == "delta", offset=2 * index))
+                print(row, flush=True)
+                rows.append(row)
+    print(f"\nKill switch at scale ({args.layout} layout): uvicorn (1 process), "
+          f"PostgreSQL, Redis, {os.cpu_count()} CPUs (shared), Python {sys.version.split()[0]}, "
+          f"loadavg {open('/proc/loadavg').read().split()[:3]}\n")
+    header = ("agents", "mode", "cold API s", "API returns s", "SDK denies s", "SDK bytes", "OPA-proto denies s", "OPA bytes",
+              "server RSS before/after/peak MiB", "engine peak RSS SDK/OPA MiB")
     print(" | ".join(header))
     for r in rows:
         def f(v):
             return "-" if v is None else f"{v:.2f}"
         print(" | ".join([
-            f"{r['size']:,}", f(r["cold_api_seconds"]), f(r["api_seconds"]), f(r["sdk_denied"]), f"{r['sdk_bytes']:,}", f(r["opa_denied"]),
-            f"{r['opa_bytes'] or 0:,}", f"{r['rss_before']:.0f}/{r['rss_after']:.0f}/{r['rss_peak']:.0f}",
+            f"{r['size']:,}", r["mode"], f(r["cold_api_seconds"]), f(r["api_seconds"]), f(r["sdk_denied"]), f"{r['sdk_bytes']:,} ({r['sdk_type']})", f(r["opa_denied"]),
+            f"{r['opa_bytes'] or 0:,} ({r['opa_type']})", f"{r['rss_before']:.0f}/{r['rss_after']:.0f}/{r['rss_peak']:.0f}",
+            f"{r['sdk_rss_peak']:.0f}/{r['opa_rss_peak']:.0f}",
         ]))
 
 

@@ -42,9 +42,9 @@ def migrate_and_seed(env: dict[str, str], seed_script: str) -> dict:
 
 
 @contextlib.contextmanager
-def serving(env: dict[str, str]) -> Iterator[tuple[int, subprocess.Popen]]:
-    """uvicorn (one process) on a free port, as (port, process); stopped on leaving."""
-    port = free_port()
+def serving(env: dict[str, str], port: int | None = None) -> Iterator[tuple[int, subprocess.Popen]]:
+    """uvicorn (one process) on `port` or a free one, as (port, process); stopped on leaving."""
+    port = port or free_port()
     server = subprocess.Popen([PYTHON, "-c", SERVER, str(port)], cwd=ROOT, env=env)
     try:
         yield port, server

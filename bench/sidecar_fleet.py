@@ -19,7 +19,13 @@ decision-log events (gzip, as OPA sends them). Measures:
   - decision-log events stored by the end against events accepted (nothing lost).
 
     .venv/bin/python bench/sidecar_fleet.py [--sidecars 1000] [--wait 10] [--web 2] [--port 0]
-        [--resource registry]
+        [--resource registry] [--load-procs 1] [--server-probe]
+
+`--load-procs N` splits the sidecars over N load processes, so one Python process driving
+the whole fleet is not the bottleneck; every load process measures its own event-loop lag
+(a 5 ms sleep's overshoot: how late it handles what arrived), overall and while long-poll
+304s arrive. `--server-probe` wraps each web process's app to measure, server-side, how far
+past its wait each long-poll 304 is sent, and the web loop's own lag (bench only).
 
 `--port P` puts the web processes on P, P+1, ... (default: free ports). `--web 1 --no-worker`
 is the one-process topology of the first measurement (with this tree, add WARDEN_CELERY_EAGER=1
@@ -32,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import bisect
 import contextlib
 import gzip
 import json
@@ -84,8 +91,9 @@ print(json.dumps({"events": DecisionLog.objects.filter(environment__name=sys.arg
 class Stats:
     def __init__(self) -> None:
         self.lateness: list[float] = []  # long-poll 304s: seconds past the wait
-        self.wakeups: list[float] = []  # click → 200
-        self.wakeups_by_web: dict[int, list[float]] = {}
+        self.late_at: list[float] = []  # when each of those arrived (time.time())
+        self.woken_at: list[tuple[int, float]] = []  # (port, time.time()) of each long-poll 200
+        self.loop_lag: list[tuple[float, float]] = []  # (time.time(), seconds) of this load process
         self.events_accepted = 0
         self.posts: list[float] = []
         self.plain: list[float] = []
@@ -111,12 +119,11 @@ async def sidecar(index: int, port: int, seed: dict, path: str, etag: str, wait:
                 started = time.time()
                 status, headers, _ = await conn.request("GET", path, {**poll_headers, "If-None-Match": etag})
                 if status == 304:
-                    stats.lateness.append(time.time() - started - wait)
+                    stats.late_at.append(time.time())
+                    stats.lateness.append(stats.late_at[-1] - started - wait)
                 elif status == 200:
                     etag = headers.get("etag", etag)
-                    if stats.clicked is not None:
-                        stats.wakeups.append(time.time() - stats.clicked)
-                        stats.wakeups_by_web.setdefault(port, []).append(stats.wakeups[-1])
+                    stats.woken_at.append((port, time.time()))
                 else:
                     stats.error(f"poll HTTP {status}")
         finally:
@@ -174,15 +181,149 @@ async def plain_gets(port: int, seed: dict, path: str, etag_of, stats: Stats, st
         conn.close()
 
 
+# --server-probe: bench-only ASGI wrapper (nothing of it is in the product). For each long
+# poll answered 304: seconds from the request reaching the app to the 304's start, past the
+# wait; and the web loop's lag (a 5 ms sleep's overshoot), so a late timer is told apart
+# from late work after it. GET /bench/probe returns them (and resets them).
+PROBE = r"""
+import asyncio as _asyncio, json as _json, re as _re, time as _time
+_probe = {"late": [], "lag": []}
+def probed(app):
+    async def _lag():
+        while True:
+            started = _time.perf_counter()
+            await _asyncio.sleep(0.005)
+            _probe["lag"].append(_time.perf_counter() - started - 0.005)
+    async def wrapped(scope, receive, send):
+        if scope["type"] == "http" and scope["path"] == "/bench/probe":
+            if not _probe.get("started"):
+                _probe["started"] = _asyncio.ensure_future(_lag())
+                _probe["lag"].clear(); _probe["late"].clear()
+            body = _json.dumps({"late": _probe["late"], "lag": _probe["lag"]}).encode()
+            _probe["late"], _probe["lag"] = [], []
+            await send({"type": "http.response.start", "status": 200,
+                        "headers": [(b"content-length", str(len(body)).encode())]})
+            await send({"type": "http.response.body", "body": body})
+            return
+        wait = None
+        for key, value in scope.get("headers", ()):
+            if key == b"prefer":
+                found = _re.search(rb"wait=(\d+)", value)
+                wait = int(found.group(1)) if found else None
+        if wait is None:
+            return await app(scope, receive, send)
+        started = _time.perf_counter()
+        async def timed_send(message):
+            if message["type"] == "http.response.start" and message["status"] == 304:
+                _probe["late"].append(_time.perf_counter() - started - wait)
+            await send(message)
+        return await app(scope, receive, timed_send)
+    return wrapped
+"""
+
+
+async def loop_lag(stats: Stats, stop: asyncio.Event) -> None:
+    """This load process's event-loop lag: how late it handles what arrives on its sockets."""
+    while not stop.is_set():
+        started = time.perf_counter()
+        await asyncio.sleep(0.005)
+        stats.loop_lag.append((time.time(), time.perf_counter() - started - 0.005))
+
+
+async def fleet_part(indices: range, ports: list[int], seed: dict, path: str, etag: str, wait: int, stats: Stats,
+                     stop: asyncio.Event, procs: int) -> list[asyncio.Task]:
+    tasks = [asyncio.create_task(loop_lag(stats, stop))]
+    for n, i in enumerate(indices):  # open gradually, as a fleet starting up would (same total rate)
+        tasks.append(asyncio.create_task(sidecar(i, ports[i % len(ports)], seed, path, etag, wait, stats, stop)))
+        if n % 50 == 49:
+            await asyncio.sleep(0.05 * procs)
+    return tasks
+
+
+STATS_FIELDS = ("lateness", "late_at", "woken_at", "loop_lag", "posts", "events_accepted", "errors")
+
+
+def load_child(config: dict) -> None:
+    """--load-child: a share of the fleet; answers `count` (long-poll 200s so far) and `stop`
+    (then prints its measurements as JSON) on stdin."""
+
+    async def main() -> None:
+        stats, stop = Stats(), asyncio.Event()
+        tasks = await fleet_part(range(config["first"], config["sidecars"], config["procs"]), config["ports"],
+                                 config["seed"], config["path"], config["etag"], config["wait"], stats, stop,
+                                 config["procs"])
+        loop = asyncio.get_running_loop()
+        while (await loop.run_in_executor(None, sys.stdin.readline)).strip() not in ("stop", ""):
+            print(len(stats.woken_at), flush=True)
+        stop.set()
+        await asyncio.sleep(0.5)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        print(json.dumps({name: getattr(stats, name) for name in STATS_FIELDS}), flush=True)
+
+    asyncio.run(main())
+
+
+class LoadProcesses:
+    """`procs - 1` child load processes (this process drives share 0)."""
+
+    def __init__(self, procs: int, config: dict, env: dict):
+        self.children = [
+            subprocess.Popen([PYTHON, __file__, "--load-child", json.dumps({**config, "first": first, "procs": procs})],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT, env=env)
+            for first in range(1, procs)]
+
+    async def _ask(self, command: str) -> list[str]:
+        def ask():
+            answers = []
+            for child in self.children:
+                child.stdin.write(command + "\n")
+                child.stdin.flush()
+                answers.append(child.stdout.readline())
+            return answers
+        return await asyncio.get_running_loop().run_in_executor(None, ask)
+
+    async def woken(self) -> int:
+        return sum(int(line) for line in await self._ask("count"))
+
+    async def stop_into(self, stats: Stats) -> None:
+        for line in await self._ask("stop"):
+            part = json.loads(line)
+            for name in STATS_FIELDS:
+                if name == "events_accepted":
+                    stats.events_accepted += part[name]
+                elif name == "errors":
+                    for what, n in part[name].items():
+                        stats.errors[what] = stats.errors.get(what, 0) + n
+                else:
+                    getattr(stats, name).extend(tuple(x) if isinstance(x, list) else x for x in part[name])
+        for child in self.children:
+            child.wait(timeout=30)
+
+
+async def probe(ports: list[int]) -> dict:
+    merged: dict[str, list[float]] = {"late": [], "lag": []}
+    for port in ports:
+        conn = await Connection.open(port)
+        _, _, body = await conn.request("GET", "/bench/probe", {})
+        conn.close()
+        for name, values in json.loads(body).items():
+            merged[name] += values
+    return merged
+
+
 @contextlib.contextmanager
-def web_tier(env: dict[str, str], count: int, base_port: int, worker: bool):
+def web_tier(env: dict[str, str], count: int, base_port: int, worker: bool, server_probe: bool = False):
     """`count` uvicorn processes (ports base_port, base_port+1, ... or free ones) and, with
     `worker`, one Celery worker storing the queued uploads; stopped on leaving."""
     processes, ports = [], []
     try:
         for i in range(count):
             port = base_port + i if base_port else free_port()
-            processes.append(subprocess.Popen([PYTHON, "-c", SERVER, str(port)], cwd=ROOT, env=env))
+            server = SERVER.replace("uvicorn.run(application", PROBE + "uvicorn.run(probed(application)") \
+                if server_probe else SERVER
+            processes.append(subprocess.Popen([PYTHON, "-c", server, str(port)], cwd=ROOT, env=env))
             ports.append(port)
         workers = []
         if worker:
@@ -225,12 +366,12 @@ async def run(ports: list[int], servers, workers, seed: dict, args) -> list[tupl
     baseline = total_rss(servers)
     cpu_start, worker_cpu_start = cpu_seconds(servers), cpu_seconds(workers)
     stats, stop = Stats(), asyncio.Event()
-    fleet = []
-    for i in range(args.sidecars):  # open gradually, as a fleet starting up would
-        port = ports[i % len(ports)]
-        fleet.append(asyncio.create_task(sidecar(i, port, seed, path, etag, args.wait, stats, stop)))
-        if i % 50 == 49:
-            await asyncio.sleep(0.05)
+    procs = max(1, args.load_procs)
+    config = {"ports": ports, "seed": seed, "path": path, "etag": etag, "wait": args.wait, "sidecars": args.sidecars}
+    children = LoadProcesses(procs, config, args.env)
+    if args.server_probe:
+        await probe(ports)  # starts the web loops' lag probes
+    fleet = await fleet_part(range(0, args.sidecars, procs), ports, seed, path, etag, args.wait, stats, stop, procs)
     await asyncio.sleep(3)
     holding = total_rss(servers)
     current = [etag]
@@ -247,16 +388,30 @@ async def run(ports: list[int], servers, workers, seed: dict, args) -> list[tupl
     if reply >= 300:
         stats.error(f"suspend HTTP {reply}: {body[:100]!r}")
     deadline = time.time() + 60
-    while len(stats.wakeups) < args.sidecars and time.time() < deadline:
+    while len(stats.woken_at) + await children.woken() < args.sidecars and time.time() < deadline:
         await asyncio.sleep(0.2)
     peak = total_rss(servers)
     web_cpu = cpu_seconds(servers) - cpu_start
-    requests = len(stats.lateness) + len(stats.wakeups) + len(stats.plain) + len(stats.posts)
+    server_side = await probe(ports) if args.server_probe else {}
     stop.set()
     await asyncio.sleep(0.5)
     for task in [*fleet, plain]:
         task.cancel()
     await asyncio.gather(*fleet, plain, return_exceptions=True)
+    await children.stop_into(stats)
+    wakeups = [at - stats.clicked for _, at in stats.woken_at]
+    wakeups_by_web: dict[int, list[float]] = {}
+    for port, at in stats.woken_at:
+        wakeups_by_web.setdefault(port, []).append(at - stats.clicked)
+    requests = len(stats.lateness) + len(wakeups) + len(stats.plain) + len(stats.posts)
+    arrivals = sorted(stats.late_at)
+
+    def near_304s(at: float) -> bool:  # within 0.25 s of a long-poll 304's arrival
+        i = bisect.bisect_left(arrivals, at - 0.25)
+        return i < len(arrivals) and arrivals[i] <= at + 0.25
+
+    lag_all = [lag for _, lag in stats.loop_lag]
+    lag_herd = [lag for at, lag in stats.loop_lag if near_304s(at)]
     stored = {}
     if workers:
         queue_deadline = time.time() + 120  # the worker finishes the queue
@@ -278,19 +433,24 @@ async def run(ports: list[int], servers, workers, seed: dict, args) -> list[tupl
         ("memory per held poll (KiB)", f"{(holding - baseline) * 1024 / args.sidecars:.1f}"),
         (f"long-poll 304s: lateness past wait={args.wait}s p50/p99/max (ms)", p(stats.lateness)),
         ("  count", f"{len(stats.lateness)}"),
+        (f"load generator loop lag p50/p99/max (ms), {procs} load process(es)", p(lag_all)),
+        ("  while long-poll 304s arrive (±0.25 s) p50/p99/max (ms)", p(lag_herd)),
         ("plain conditional GET 304 p50/p99/max (ms)", p(stats.plain)),
         ("  count", f"{len(stats.plain)}"),
         ("status + log posts p50/p99/max (ms)", p(stats.posts)),
         ("  count", f"{len(stats.posts)}"),
         ("suspend API call returned (s)", f"{click_seconds:.3f}"),
-        ("wake-ups: click → 200 p50/p99/max (ms)", p(stats.wakeups)),
-        ("  polls woken", f"{len(stats.wakeups)} of {args.sidecars}"),
+        ("wake-ups: click → 200 p50/p99/max (ms)", p(wakeups)),
+        ("  polls woken", f"{len(wakeups)} of {args.sidecars}"),
         ("  after the first 200 (fan-out, not the rebuild) p50/p99/max (ms)",
-         p([w - min(stats.wakeups) for w in stats.wakeups])),
+         p([w - min(wakeups) for w in wakeups] if wakeups else [])),
     ]
+    if server_side:
+        rows[5:5] = [("  server side: 304 sent past the wait p50/p99/max (ms)", p(server_side["late"])),
+                     ("  server side: web loop lag p50/p99/max (ms)", p(server_side["lag"]))]
     for i, port in enumerate(ports):
         where = "took the click" if i == 0 else "woken through Redis"
-        rows.append((f"  web {i} ({where}) p50/p99/max (ms)", p(stats.wakeups_by_web.get(port, []))))
+        rows.append((f"  web {i} ({where}) p50/p99/max (ms)", p(wakeups_by_web.get(port, []))))
     rows.append(("web CPU s per 1,000 answers (polls, posts; load-independent)",
                  f"{web_cpu * 1000 / max(requests, 1):.2f} ({web_cpu:.1f} s for {requests})"))
     if workers:
@@ -309,12 +469,18 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=0, help="first web port (default: free ports)")
     parser.add_argument("--no-worker", action="store_true", help="no Celery worker (uploads stored in requests)")
     parser.add_argument("--resource", choices=["combined", "registry"], default="registry")
+    parser.add_argument("--load-procs", type=int, default=1, help="load-generating processes")
+    parser.add_argument("--server-probe", action="store_true", help="measure 304 lateness inside the web processes")
+    parser.add_argument("--load-child", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.load_child:
+        load_child(json.loads(args.load_child))
+        return
     env = bench_env(redis=True)
     args.env = env
     seed = migrate_and_seed(env, SEED)
     load = os.getloadavg()
-    with web_tier(env, args.web, args.port, not args.no_worker) as (ports, servers, workers):
+    with web_tier(env, args.web, args.port, not args.no_worker, args.server_probe) as (ports, servers, workers):
         rows = asyncio.run(asyncio.wait_for(run(ports, servers, workers, seed, args), 900))
     print(f"\nSidecar fleet: uvicorn ({args.web} process(es)){'' if args.no_worker else ' + 1 Celery worker'}, "
           f"PostgreSQL, Redis, {os.cpu_count()} CPUs (shared), Python {sys.version.split()[0]}, "

@@ -16,7 +16,8 @@ from typing import Any
 
 import urllib3
 
-from agents_sdk.bundles.archive import Bundle, parse_bundle
+from agents_sdk.bundles.archive import Bundle, parse_bundle, read_archive
+from agents_sdk.bundles.delta import apply_delta, is_delta
 from agents_sdk.bundles.format import LONG_POLL_CONTENT_TYPE, ZERO_TIME, BundleError, _now
 from agents_sdk.bundles.freshness import StaleBundleError, age_problem, built_at, check_newer
 from agents_sdk.bundles.keys import VerificationConfig
@@ -53,6 +54,7 @@ class BundleStatus:
     message: str = ""
     http_code: int | None = None
     source: str = ""  # "control plane" or "persisted": where the active bundle came from
+    type: str = "snapshot"  # OPA's bundle type: "delta" when the last activation was a delta bundle
 
     def as_opa(self) -> dict[str, Any]:
         """The status as OPA reports it (omitempty fields left out)."""
@@ -65,7 +67,7 @@ class BundleStatus:
         }
         if self.active_revision:
             status["active_revision"] = self.active_revision
-            status["type"] = "snapshot"
+            status["type"] = self.type
         if self.size:
             status["size"] = self.size
         if self.code:
@@ -107,6 +109,10 @@ class BundleClient:
     refused (``StaleBundleError``). With ``max_age`` (seconds), a downloaded bundle older
     than that is refused, and ``age_problem()`` says when the active one has expired
     (``EmbeddedBackend`` then denies every decision, ``stale-bundle``).
+
+    ``deltas=True`` asks Warden for delta bundles (``?delta=1``, docs/opa.md): a change is
+    then a patch applied to the active bundle's data (``agents_sdk.bundles.delta``); only
+    snapshots are persisted.
     """
 
     def __init__(
@@ -128,6 +134,7 @@ class BundleClient:
         activate: Callable[[Bundle], None] | None = None,
         on_status: Callable[[BundleStatus], None] | None = None,
         max_age: float | None = None,
+        deltas: bool = False,
     ):
         if not service_url.startswith(("http://", "https://")):
             raise ValueError(f"bundle service URL {service_url!r} must start with http:// or https://")
@@ -141,6 +148,8 @@ class BundleClient:
             raise ValueError(f"max_age must be a positive number of seconds, not {max_age!r}")
         # OPA joins with exactly one slash, trimming slashes around the resource.
         self.url = service_url.rstrip("/") + "/" + resource.strip("/")
+        if deltas:
+            self.url += ("&" if "?" in self.url else "?") + "delta=1"
         self.name = name or resource.strip("/").rsplit("/", 1)[-1]
         self._token = token
         self._token_path = token_path
@@ -290,7 +299,12 @@ class BundleClient:
         # OPA keeps long polling only while 200s carry exactly this Content-Type.
         if self.long_polling_timeout is not None:
             self._long_polling = content_type == LONG_POLL_CONTENT_TYPE
-        bundle = parse_bundle(body, etag=etag, verification=self.verification)
+        files = read_archive(body)
+        if is_delta(files):
+            delta = apply_delta(self._active, files, body, etag=etag, verification=self.verification)
+            self._install(delta, source="control plane", persist=False)  # a delta cannot be persisted: the last snapshot stays
+            return True
+        bundle = parse_bundle(body, etag=etag, verification=self.verification, files=files)
         self._install(bundle, source="control plane", persist=True)
         return True
 
@@ -343,6 +357,7 @@ class BundleClient:
             self._status.code = self._status.message = ""
             self._status.http_code = None
             self._status.source = source
+            self._status.type = "delta" if bundle.delta else "snapshot"
         self._ready.set()
         if persist and self.store is not None:
             try:

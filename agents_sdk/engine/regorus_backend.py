@@ -152,6 +152,7 @@ class Session:
             raise RegoCompileError(errors)
         engine.add_data(data)
         self._engine = engine
+        self._pending_data: dict | None = None  # data the interpreter loads when it is next used
         self._data = data
         self._rules: dict[str, list[str]] | None = None
         self.generation = 0
@@ -193,12 +194,12 @@ class Session:
         return vm
 
     def packages(self) -> list[str]:
-        return list(self._engine.get_packages())
+        return list(self._interpreter().get_packages())
 
     def check(self, packages: list[str]) -> None:
         """Evaluate each package once with empty input, so unsafe variables and unknown
         functions in any rule are reported now rather than at the first decision."""
-        engine = self._engine
+        engine = self._interpreter()
         engine.set_input({})
         for package in packages:
             try:
@@ -206,9 +207,22 @@ class Session:
             except RuntimeError as exc:
                 raise RegoCompileError(parse_regorus_errors(str(exc))) from None
 
+    def _interpreter(self) -> Any:
+        """The interpreter engine, with the current data loaded."""
+        if self._pending_data is not None:
+            self._engine.clear_data()
+            self._engine.add_data(self._pending_data)
+            self._pending_data = None
+        return self._engine
+
     def replace_data(self, data: dict, generation: int) -> None:
-        self._engine.clear_data()
-        self._engine.add_data(data)
+        if self.use_vm:
+            # Decisions are the VM's: the interpreter (a fallback) loads the data only if used.
+            # Converting a 100,000-agent registry into it took as long as the VM's own load.
+            self._pending_data = data
+        else:
+            self._engine.clear_data()
+            self._engine.add_data(data)
         self._data = data
         self.generation = generation
         self._vms = {}
@@ -251,7 +265,7 @@ class Session:
         return self._evaluate_interpreted(query_path, input)
 
     def _evaluate_interpreted(self, query_path: str, input: Any) -> Any:
-        engine = self._engine
+        engine = self._interpreter()
         # Outside the try below: an input the binding refuses (TypeError too) must fail, never
         # leave the previous call's input in place for the JSON fallback to evaluate.
         engine.set_input(input)
@@ -275,7 +289,7 @@ class Session:
     def _rule_json(self, query_path: str) -> str:
         """The rule's value as JSON text, `"<undefined>"` when it is undefined."""
         try:
-            return str(self._engine.eval_rule_as_json(query_path))
+            return str(self._interpreter().eval_rule_as_json(query_path))
         except RuntimeError as exc:
             text = str(exc)
             raise RegoEvaluationError(strip_backtrace(text), parse_regorus_errors(text)) from None
@@ -285,7 +299,7 @@ class Session:
         make none), read from the engine's parse tree once."""
         if self._rules is None:
             rules: dict[str, list[str]] = {}
-            for module in json.loads(self._engine.get_ast_as_json()):
+            for module in json.loads(self._interpreter().get_ast_as_json()):
                 tree = module["ast"]
                 names = rules.setdefault("data." + _dotted(tree["package"]["refr"]), [])
                 for rule in tree.get("rules", []):
@@ -325,7 +339,7 @@ class Session:
         into Python objects: read as JSON, where sets are arrays in Rego's order, as OPA
         writes them."""
         try:
-            text = self._engine.eval_query_as_json(query)
+            text = self._interpreter().eval_query_as_json(query)
         except RuntimeError as exc:
             text = str(exc)
             raise RegoEvaluationError(strip_backtrace(text), parse_regorus_errors(text)) from None

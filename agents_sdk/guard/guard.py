@@ -45,7 +45,9 @@ __all__ = ["Guard", "raise_unless_allowed"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-_scoped_context: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("warden_guard_context", default=None)
+_scoped_context: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
+    "warden_guard_context", default=None
+)
 
 
 class Guard:
@@ -299,9 +301,15 @@ class Guard:
             tool_name = name or function.__name__
             signature = inspect.signature(function)
 
+            fast = _plain_parameters(signature)
+
             def tool_args(call_args: tuple[Any, ...], call_kwargs: dict[str, Any]) -> dict[str, Any]:
                 if arguments is not None:
                     return dict(arguments(*call_args, **call_kwargs))
+                if fast is not None:
+                    args = fast(call_args, call_kwargs)
+                    if args is not None:
+                        return args
                 bound = signature.bind(*call_args, **call_kwargs)
                 bound.apply_defaults()
                 result: dict[str, Any] = {}
@@ -376,6 +384,42 @@ class Guard:
         self.backend.close()
         if self.signer is not None:
             self.signer.flush()
+
+
+_MISSING = object()
+
+
+def _plain_parameters(
+    signature: inspect.Signature,
+) -> Callable[[tuple[Any, ...], dict[str, Any]], dict[str, Any] | None] | None:
+    """For a function of plain named parameters (no ``*args``/``**kwargs``, no ``self``), a
+    binder that gives what ``Signature.bind`` + ``apply_defaults`` would, several times faster
+    (it is on every governed call), or None for a call it cannot bind: ``bind`` then raises
+    the TypeError."""
+    parameters = list(signature.parameters.values())
+    plain = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    if any(p.kind not in plain for p in parameters) or any(p.name in ("self", "cls") for p in parameters):
+        return None
+    names = tuple(p.name for p in parameters)
+    positional = sum(p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD for p in parameters)
+    defaults = tuple(_MISSING if p.default is inspect.Parameter.empty else p.default for p in parameters)
+    known = frozenset(names)
+
+    def bind(call_args: tuple[Any, ...], call_kwargs: dict[str, Any]) -> dict[str, Any] | None:
+        given = len(call_args)
+        if given > positional or (
+            call_kwargs and not (call_kwargs.keys() <= known and call_kwargs.keys().isdisjoint(names[:given]))
+        ):
+            return None
+        result = dict(zip(names, call_args, strict=False))
+        for name, default in zip(names[given:], defaults[given:], strict=True):
+            value = call_kwargs.get(name, default) if call_kwargs else default
+            if value is _MISSING:
+                return None
+            result[name] = value
+        return result
+
+    return bind
 
 
 def _as_list(value: Any) -> Any:

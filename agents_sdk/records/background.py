@@ -1,148 +1,154 @@
-"""Signing off the hot path: a spool written before the call returns, and a thread that signs.
+"""Signing off the hot path: a spool written before the call returns, and a process that signs.
 
 ``ActionSigner(identity, spool_dir=...)`` uses a ``BackgroundSigning``. A governed call only
 encodes each record's payload (once, validated, as the synchronous signer does) and appends
-one line per record to the signer's spool file with a single ``os.write``; a thread signs the
-records in spool order, chains them per session, appends the signed lines to the signer's log
-and hands each one to the signer's sink and in-memory log. Cryptography's Ed25519 ``sign``
-releases the GIL, so on a machine with a second core the signing runs beside the agent.
+one line per record to the signer's spool file with a single ``os.write``, then rings the
+signer process (one byte on a pipe). The signer process (``agents_sdk.records.signer_process``)
+tails the spool, signs the records in spool order, chains them per session and appends them
+to the signer's log; it reports how many it signed. No signature, hash or log write ever
+takes the agent's GIL. The agent reads signed lines back from the log only when asked for
+them (``sign_record``, ``session_log``) or to hand them to a sink.
 
-Files of one signer (``<stem>`` = agent, start time, pid, a random tag):
-
-- ``<stem>.spool``: a header line (JSON: format, agent, key_id, salt), then one line per
-  record, ``<time_ns>,<kind>,<len(session_json)>:<session_json><payload_json>``. Held under an
-  exclusive ``flock`` while the signer lives; removed by ``close()`` once everything is signed.
-- ``<stem>.jsonl``: the signed records, one canonical JSON line each, in signing order: a log
-  ``warden audit verify`` reads.
-
-Everything that varies in a record is fixed by the spool: ``time`` is the moment of the
-append, ``record_id`` is derived from the spool's random salt and the entry's position, and
-Ed25519 is deterministic. So a spool left by a process that died (its ``flock`` is free) is
-signed again by ``recover_spool`` (run by every signer opened on the same directory) with
-byte-identical results: the log gets exactly the records it lacked, in order.
+The spool format and the signing it shares with recovery are in ``agents_sdk.records.spool``.
+If the signer process dies, the agent starts another, which continues the log where the dead
+one stopped; if the agent dies, its signer process finishes the spool and removes it.
 """
 
 from __future__ import annotations
 
 import atexit
-import fcntl
-import hashlib
-import json
 import logging
+import mmap
 import os
-import re
-import secrets
+import struct
+import subprocess
+import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+import weakref
+from collections.abc import Sequence
 from pathlib import Path
-from queue import Empty, SimpleQueue
 from typing import Any
+
+from cryptography.hazmat.primitives import serialization
 
 from agents_sdk.errors import SigningError
 from agents_sdk.identity import AgentIdentity
-from agents_sdk.records.canonical import record_head, seal
-from agents_sdk.records.form import GENESIS_HASH, RECORD_KINDS
-from agents_sdk.records.jsonl import loads_strict
+from agents_sdk.records.spool import (
+    SPOOL_FORMAT,
+    Deliver,
+    RecoveredSpool,
+    chain_heads,
+    fsync_dir,
+    open_segment,
+    record_id_for,
+    recover_spool,
+    session_of,
+    time_of,
+    write_all,
+)
 
 logger = logging.getLogger(__name__)
 
-SPOOL_FORMAT = "warden-signer-spool/1"
+# The shared page: bytes the signer process sets (asleep) and the agent sets (listening), and
+# the signer's count of records in the log (8 bytes, little-endian).
+_ASLEEP, _LISTENING, _SIGNED = 0, 1, 8
+_COUNT = struct.Struct("<Q")
+_RECHECK = 0.05
 DEFAULT_MAX_PENDING = 10_000
 """Records appended but not yet signed before ``append`` waits (backpressure, never a drop)."""
-_BATCH = 64
-_NAP_BACKLOG = 128
-
-Deliver = Callable[[str, bytes], None]
-"""Called with (session_id, signed line) for every record, in signing order."""
-
-
-def record_id_for(salt: bytes, index: int) -> str:
-    """The record id of spool entry ``index``: a version-4 UUID drawn from SHA-256(salt, index)."""
-    raw = bytearray(hashlib.sha256(salt + index.to_bytes(8, "big")).digest()[:16])
-    raw[6] = (raw[6] & 0x0F) | 0x40
-    raw[8] = (raw[8] & 0x3F) | 0x80
-    h = raw.hex()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
-
-
-_last_second: tuple[int, str] = (-1, "")  # replaced whole, so threads never see half of it
-
-
-def time_of(time_ns: int) -> str:
-    """RFC 3339 UTC with microseconds, as ``utc_timestamp`` writes it."""
-    global _last_second
-    seconds, micros = divmod(time_ns // 1000, 1_000_000)
-    cached = _last_second
-    if cached[0] != seconds:
-        cached = _last_second = (seconds, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)))
-    return f"{cached[1]}.{micros:06d}Z"
-
-
-class _Chains:
-    """Per-session chain heads and the sealing of one spool entry."""
-
-    def __init__(self, identity: AgentIdentity, salt: bytes) -> None:
-        self.identity = identity
-        self.salt = salt
-        self.head = record_head(identity.name, identity.key_id)
-        self.heads: dict[str, tuple[int, str]] = {}
-
-    def seal(self, index: int, session_id: str, session_json: bytes, kind: str, time_ns: int,
-             payload_json: bytes) -> bytes:
-        seq, prev_hash = self.heads.get(session_id, (0, GENESIS_HASH))
-        line, _ = seal(self.identity.sign, self.head, kind, payload_json, prev_hash, record_id_for(self.salt, index),
-                       seq, session_json, time_of(time_ns))
-        self.heads[session_id] = (seq + 1, hashlib.sha256(line).hexdigest())
-        return line
+MAX_RESTARTS = 5
+DEFAULT_ROTATE_BYTES = 64 << 20
+"""Log size past which a signer with a sink starts a new spool and log segment (see ``_rotate``)."""
+_ROTATE_WAIT = 10.0  # seconds a rotation waits, appends held, for the signer to catch up
+"""Signer processes started again after one died, before the signer gives up (SigningError)."""
+_PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])  # the directory holding agents_sdk
+_live: weakref.WeakSet[BackgroundSigning] = weakref.WeakSet()
 
 
 class BackgroundSigning:
-    """The spool and signing thread of one ``ActionSigner``; see the module docstring."""
+    """The spool and signer process of one ``ActionSigner``; see the module docstring.
 
-    def __init__(self, identity: AgentIdentity, spool_dir: str | os.PathLike[str], deliver: Deliver, *,
-                 fsync: bool = False, max_pending: int = DEFAULT_MAX_PENDING) -> None:
+    ``deliver`` is called with every signed line, in order: from a thread as soon as they are
+    signed when ``eager`` (a sink waits for them), else when the caller flushes. Without
+    ``deliver`` nothing is read back but the lines ``signed_line`` asks for.
+    """
+
+    def __init__(
+        self,
+        identity: AgentIdentity,
+        spool_dir: str | os.PathLike[str],
+        deliver: Deliver | None,
+        *,
+        eager: bool = False,
+        fsync: bool = False,
+        max_pending: int = DEFAULT_MAX_PENDING,
+        rotate_bytes: int = DEFAULT_ROTATE_BYTES,
+    ) -> None:
         if max_pending < 1:
             raise ValueError("max_pending must be at least 1")
-        directory = Path(spool_dir)
-        directory.mkdir(parents=True, exist_ok=True)
-        stem = f"{_slug(identity.name)}-{time.time_ns()}-{os.getpid()}-{secrets.token_hex(4)}"
-        self.spool_path = directory / f"{stem}.spool"
-        self.log_path = directory / f"{stem}.jsonl"
+        if rotate_bytes < 1:
+            raise ValueError("rotate_bytes must be at least 1")
+        self._directory = Path(spool_dir)
+        self._directory.mkdir(parents=True, exist_ok=True)
+        self._identity_name, self._key_id = identity.name, identity.key_id
         self._deliver = deliver
+        self._eager = eager and deliver is not None
         self._fsync = fsync
         self._max_pending = max_pending
-        salt = os.urandom(16)
-        self._chains = _Chains(identity, salt)
-        self._fd = os.open(self.spool_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC, 0o600)
-        fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # released by the kernel if this process dies
-        header = {"format": SPOOL_FORMAT, "agent": identity.name, "key_id": identity.key_id, "salt": salt.hex()}
-        _write_all(self._fd, json.dumps(header, sort_keys=True).encode("ascii") + b"\n")
-        os.fsync(self._fd)
-        self._log_fd = os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
-        _fsync_dir(directory)
+        # Segments rotate only with a sink: without one, the log is where the records end up.
+        self._rotate_bytes = rotate_bytes if self._eager else None
+        self._seed = identity.private_key.private_bytes(
+            serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
+        )
+        self.spool_path, self.log_path, self._fd = open_segment(self._directory, self._identity_name, self._key_id, {})
+        self._log_reader = os.open(self.log_path, os.O_RDONLY | os.O_CLOEXEC)
+        self._base = 0  # entries in the segments before this one: the signer counts from 0 in each
+        self._log_bytes = 0  # complete lines read from this segment's log
+        self._last: dict[str, bytes] = {}  # with rotation: the last signed line of each session
+        self._rotations = 0
 
-        # Two locks, so the signing thread never holds the one the calls take: ``_lock`` keeps
-        # spool order = queue order; ``_progress`` guards what the thread reports.
+        # ``_lock`` keeps spool order and guards the doorbell; ``_progress`` what the signer reports.
         self._lock = threading.Lock()
         self._progress = threading.Condition(threading.Lock())
-        self._waiting = 0
-        # One item per append: (index of its first record, session_id, session_json, time_ns, records).
-        self._queue: SimpleQueue[tuple[int, str, bytes, int, Sequence[tuple[str, bytes]]] | None] = SimpleQueue()
         self._appended = 0  # entries written to the spool
-        self._signed = 0  # entries signed, delivered and written to the log
-        self._wanted: dict[int, bytes | None] = {}
+        self._signed = 0  # entries the signer process reports in the log
         self._error: str | None = None
         self._closed = False
-        self._thread = threading.Thread(target=self._run, name="warden-record-signer", daemon=True)
+        self._restarts = 0
+        # Reading the log back: lines delivered so far, the bytes of a line not yet complete.
+        self._reading = threading.Lock()
+        self._delivered = 0
+        self._partial = b""
+        self._wanted: dict[int, bytes | None] = {}
+        self._process: subprocess.Popen[bytes] | None = None
+        self._bell = -1
+        # A page both processes map (``_ASLEEP``, ``_LISTENING``, ``_SIGNED``): the agent rings
+        # only when the signer sleeps, and the signer reports only when the agent listens (each
+        # a syscall and a wake-up; a report also takes this process's GIL). Without memfd (not
+        # Linux), the agent rings after every append and the signer reports every batch.
+        self._shared: mmap.mmap | None = None
+        self._shared_fd = -1
+        self._listeners = 0
+        self._rings = 0  # doorbell rings and reports received: what the shared page saves
+        self._reports = 0
+        self._fence = threading.Lock()
+        if hasattr(os, "memfd_create"):
+            self._shared_fd = os.memfd_create("warden-signer", os.MFD_CLOEXEC)
+            os.ftruncate(self._shared_fd, mmap.PAGESIZE)
+            self._shared = mmap.mmap(self._shared_fd, mmap.PAGESIZE)
+            self._shared[_LISTENING] = self._eager  # a sink wants every record as it is signed
+        self._start_process()
+        self._thread = threading.Thread(target=self._watch, name="warden-record-signer", daemon=True)
         self._thread.start()
+        _live.add(self)
         atexit.register(self.close)
 
     # -- the hot path ---------------------------------------------------------------------
 
-    def append(self, session_id: str, session_json: bytes, records: Sequence[tuple[str, bytes]], *,
-               keep_signed: bool = False) -> int:
+    def append(
+        self, session_id: str, session_json: bytes, records: Sequence[tuple[str, bytes]], *, keep_signed: bool = False
+    ) -> int:
         """Spool records (kind, canonical payload bytes) of one session with one ``os.write``;
         return the index of the last. The records are on the spool when this returns. With
         ``keep_signed`` the last one's signed line is kept for ``signed_line``.
@@ -153,46 +159,79 @@ class BackgroundSigning:
         """
         now = time.time_ns()
         length = len(session_json)
-        data = b"".join([b"%d,%s,%d:%s%s\n" % (now, kind.encode("ascii"), length, session_json, payload_json)
-                         for kind, payload_json in records])
-        if self._appended - self._signed >= self._max_pending:
+        if len(records) == 1:
+            kind, payload_json = records[0]
+            data = b"%d,%s,%d:%s%s\n" % (now, kind.encode("ascii"), length, session_json, payload_json)
+        else:
+            data = b"".join(
+                [
+                    b"%d,%s,%d:%s%s\n" % (now, kind.encode("ascii"), length, session_json, payload_json)
+                    for kind, payload_json in records
+                ]
+            )
+        if self._appended - self._signed >= self._max_pending and self._refresh() >= self._max_pending:
             self._wait_for_room()
         with self._lock:
             if self._error is not None or self._closed:
                 raise SigningError(self._error or "the signer is closed; records can no longer be signed")
+            last = self._appended + len(records) - 1
+            if keep_signed:  # before the write: the line may be signed and read back at once
+                with self._reading:
+                    self._wanted[last] = None
             try:
                 written = os.write(self._fd, data)  # under the lock: spool order is signing order
                 if written != len(data):
-                    _write_all(self._fd, data[written:])
+                    write_all(self._fd, data[written:])
                 if self._fsync:
                     os.fsync(self._fd)
             except OSError as exc:
                 # A partial line may be on the spool now: refuse everything after it.
                 self._error = f"cannot write the record spool {self.spool_path}: {exc}"
+                self._wanted.pop(last, None)
                 raise SigningError(self._error) from exc
-            first = self._appended
-            self._appended = first + len(records)
-            if keep_signed:
-                with self._progress:
-                    self._wanted[self._appended - 1] = None
-            self._queue.put((first, session_id, session_json, now, records))
-            return self._appended - 1
+            shared = self._shared
+            if shared is None or shared[_ASLEEP]:
+                if shared is not None:
+                    shared[_ASLEEP] = 0  # one ring wakes it
+                self._rings += 1
+                try:
+                    os.write(self._bell, b"!")
+                except OSError:  # a full pipe: the bell rings already; a dead signer: the watcher restarts it
+                    pass
+            self._appended = last + 1
+            return last
 
     def _wait_for_room(self) -> None:
         with self._progress:
-            while self._appended - self._signed >= self._max_pending and self._error is None and not self._closed:
-                self._waiting += 1
-                try:
-                    self._progress.wait()
-                finally:
-                    self._waiting -= 1
+            self._listen(1)
+            try:
+                while self._refresh() >= self._max_pending and self._error is None and not self._closed:
+                    self._progress.wait(_RECHECK)
+            finally:
+                self._listen(-1)
+
+    def _refresh(self) -> int:
+        """Take the signed count from the shared page; return how many records are unsigned."""
+        if self._shared is not None:
+            base = self._base  # before the page: a rotation zeroes the page before it moves the base
+            self._signed = max(self._signed, base + _COUNT.unpack_from(self._shared, _SIGNED)[0])
+        return self._appended - self._signed
+
+    def _listen(self, change: int) -> None:
+        """Count a thread waiting for progress (under ``_progress``): the signer reports while any does."""
+        self._listeners += change
+        if self._shared is not None and not self._eager:
+            self._shared[_LISTENING] = self._listeners > 0
+            with self._fence:  # a full barrier: the flag is set before the count is read
+                pass
 
     # -- waiting for signatures -------------------------------------------------------------
 
     def signed_line(self, index: int) -> bytes:
         """Wait until entry ``index`` (appended with ``keep_signed``) is signed; return its line."""
         self.wait_for(index + 1)
-        with self._progress:
+        self._read_log()
+        with self._reading:
             line = self._wanted.pop(index)
         assert line is not None
         return line
@@ -202,27 +241,35 @@ class BackgroundSigning:
         Raises SigningError if signing failed."""
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._progress:
-            while self._signed < count and self._error is None:
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    return False
-                self._waiting += 1
-                try:
+            self._listen(1)
+            try:
+                # The recheck only bounds a report lost to memory ordering between the processes.
+                while self._signed < count and self._error is None:
+                    self._refresh()
+                    if self._signed >= count:
+                        break
+                    remaining = _RECHECK if deadline is None else min(_RECHECK, deadline - time.monotonic())
+                    if remaining <= 0:
+                        return False
                     self._progress.wait(remaining)
-                finally:
-                    self._waiting -= 1
-            if self._error is not None:
+            finally:
+                self._listen(-1)
+            if self._error is not None and self._signed < count:
                 raise SigningError(self._error)
             return True
 
     def flush(self, timeout: float | None = None) -> bool:
-        """Wait until every record appended so far is signed, delivered and in the log."""
+        """Wait until every record appended so far is signed, in the log, and delivered."""
         with self._lock:
             target = self._appended
-        return self.wait_for(target, timeout)
+        if not self.wait_for(target, timeout):
+            return False
+        if self._deliver is not None:
+            self._read_log()
+        return True
 
     def close(self) -> None:
-        """Flush, stop the thread, and remove the spool (everything on it is signed)."""
+        """Flush, stop the signer process, and remove the spool (everything on it is signed)."""
         with self._lock:
             if self._closed:
                 return
@@ -234,201 +281,230 @@ class BackgroundSigning:
             with self._lock, self._progress:  # the calls' lock first, as append takes them
                 self._closed = True
                 self._progress.notify_all()
-            self._queue.put(None)
+                os.close(self._bell)  # end of file: the signer process finishes and exits
             self._thread.join()
-            os.fsync(self._log_fd)
-            os.close(self._log_fd)
+            if self._deliver is not None:
+                self._read_log()
             if complete and self._error is None:
                 self.spool_path.unlink(missing_ok=True)
             os.close(self._fd)  # releases the flock: an unsigned remainder is left for recovery
+            if self._shared is not None:
+                shared, self._shared = self._shared, None  # stats() after close reads the last counts
+                shared.close()
+                os.close(self._shared_fd)
+            with self._reading:
+                os.close(self._log_reader)
+                self._log_reader = -1
 
     def stats(self) -> dict[str, Any]:
         with self._progress:
-            return {"appended": self._appended, "signed": self._signed, "pending": self._appended - self._signed,
-                    "spool": str(self.spool_path), "log": str(self.log_path), "error": self._error}
+            self._refresh()
+            return {
+                "appended": self._appended,
+                "signed": self._signed,
+                "pending": self._appended - self._signed,
+                "spool": str(self.spool_path),
+                "log": str(self.log_path),
+                "error": self._error,
+                "signer_pid": self._process.pid if self._process else None,
+                "restarts": self._restarts,
+                "rotations": self._rotations,
+                "rings": self._rings,
+                "reports": self._reports,
+            }
 
-    # -- the signing thread -----------------------------------------------------------------
+    # -- the signer process -------------------------------------------------------------------
 
-    def _run(self) -> None:
-        get, get_nowait, chains = self._queue.get, self._queue.get_nowait, self._chains
-        qsize, monotonic = self._queue.qsize, time.monotonic
+    def _start_process(self) -> None:
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, (_PACKAGE_ROOT, env.get("PYTHONPATH"))))
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "agents_sdk.records.signer_process",
+                str(self.spool_path),
+                str(self.log_path),
+                str(self._shared_fd),
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=env,
+            bufsize=0,
+            pass_fds=(self._shared_fd,) if self._shared_fd >= 0 else (),
+        )
+        assert process.stdin is not None
+        bell = os.dup(process.stdin.fileno())  # raw writes; the Popen's own file object is closed now
+        process.stdin.close()
+        write_all(bell, self._seed)
+        os.set_blocking(bell, False)
+        self._process, self._bell = process, bell
+
+    def _watch(self) -> None:
+        """Follow the signer process's reports; start another if it dies before ``close``."""
         while True:
-            batch = [get()]
-            # Sign when the caller pauses: while appends keep coming (and nobody waits for a
-            # signature), nap 1 ms at a time, up to 20 ms or _NAP_BACKLOG pending appends.
-            # The records are on the spool already; this only keeps the GIL off a busy caller.
-            until = monotonic() + 0.02
-            while self._waiting == 0 and qsize() < _NAP_BACKLOG and monotonic() < until:
-                seen = qsize()
-                time.sleep(0.001)
-                if qsize() == seen:
-                    break
-            while len(batch) < _BATCH:
+            process = self._process
+            assert process is not None and process.stdout is not None
+            fd, pending = process.stdout.fileno(), b""
+            while chunk := os.read(fd, 4096):
+                *lines, pending = (pending + chunk).split(b"\n")
+                if process is not self._process:
+                    continue  # a segment's signer stopped by a rotation: its counts are not ours
+                for line in lines:
+                    if line.startswith(b"E "):
+                        self._report(line)
+                if lines:
+                    self._report(lines[-1])
+                    self._maybe_rotate()
+            process.stdout.close()
+            code = process.wait()
+            with self._lock:
+                if self._closed or self._error is not None:
+                    return
+                if process is not self._process:
+                    continue  # rotated: follow the new segment's signer
+                self._restarts += 1
+                if self._restarts > MAX_RESTARTS:
+                    self._fail(f"the signer process died {self._restarts} times (last exit status {code})")
+                    return
+                logger.warning("the record signer process exited with status %s; starting another", code)
+                os.close(self._bell)
+                with self._reading:  # a line it died writing is cut and written again by the next one
+                    os.lseek(self._log_reader, -len(self._partial), os.SEEK_CUR)
+                    self._partial = b""
                 try:
-                    batch.append(get_nowait())
-                except Empty:
-                    break
-            signed: list[tuple[int, str, bytes]] = []
-            stop = False
-            try:
-                for item in batch:
-                    if item is None:
-                        stop = True
-                        continue
-                    index, session_id, session_json, time_ns, records = item
-                    for kind, payload_json in records:
-                        signed.append((index, session_id, chains.seal(index, session_id, session_json, kind, time_ns,
-                                                                     payload_json)))
-                        index += 1
-                for _, session_id, line in signed:
-                    self._deliver(session_id, line)
-                if signed:
-                    _write_all(self._log_fd, b"".join(line + b"\n" for _, _, line in signed))
-            except Exception as exc:  # noqa: BLE001 - surfaced to every caller from here on
-                logger.exception("the background record signer failed")
-                with self._progress:
-                    self._error = f"signing records failed: {exc}"
-                    self._progress.notify_all()
-                return
+                    self._start_process()
+                except OSError as exc:
+                    self._fail(f"cannot start the signer process: {exc}")
+                    return
+
+    def _report(self, line: bytes) -> None:
+        if line.startswith(b"E "):
+            if self._error is None:
+                self._fail("signing records failed: " + line[2:].decode("utf-8", "replace"))
+        elif line:
             with self._progress:
-                if self._wanted:
-                    for index, _, line in signed:
-                        if index in self._wanted:
-                            self._wanted[index] = line
-                self._signed += len(signed)
-                if self._waiting:
-                    self._progress.notify_all()
-            if stop:
+                self._reports += 1
+                self._signed = max(self._signed, self._base + int(line))
+                self._progress.notify_all()
+            if self._eager:
+                self._read_log()
+
+    def _fail(self, message: str) -> None:
+        logger.error("the background record signer failed: %s", message)
+        with self._progress:
+            self._error = message
+            self._progress.notify_all()
+
+    # -- reading signed lines back ------------------------------------------------------------
+
+    def _read_log(self) -> None:
+        """Read the lines the signer process appended since the last call: deliver them and
+        keep those ``signed_line`` waits for."""
+        with self._reading:
+            if self._log_reader < 0:
+                return  # closed: everything was read
+            data = self._partial
+            while chunk := os.read(self._log_reader, 1 << 20):
+                data += chunk
+            lines = data.split(b"\n")
+            self._partial = lines.pop()
+            self._log_bytes += len(data) - len(self._partial)
+            first = self._delivered
+            self._delivered += len(lines)
+            wanted, deliver = self._wanted, self._deliver
+            if wanted:
+                for index in [i for i in wanted if first <= i < self._delivered]:
+                    wanted[index] = lines[index - first]
+            if deliver is not None:
+                last = self._last if self._rotate_bytes is not None else None
+                for line in lines:
+                    session_id = session_of(line)
+                    if last is not None:
+                        last[session_id] = line
+                    deliver(session_id, line)
+
+    # -- segments -------------------------------------------------------------------------------
+
+    def _maybe_rotate(self) -> None:
+        """Start a new segment once the log passed ``rotate_bytes`` and everything appended is
+        signed and delivered to the sink (the watcher thread, which follows the signer, calls it).
+
+        Appends wait meanwhile. The order makes every crash point safe (docs/signed-records.md):
+        1. a new spool whose header carries every session's chain head, and its empty log,
+           fsynced; 2. the old signer process stopped (it has nothing left to sign); 3. the new
+        signer started; 4. the old spool removed, then the old log (all of it was delivered).
+        """
+        if self._rotate_bytes is None or self._log_bytes < self._rotate_bytes:
+            return
+        with self._lock:
+            if self._closed or self._error is not None:
                 return
-
-
-@dataclass(frozen=True)
-class RecoveredSpool:
-    """What ``recover_spool`` did with one spool a dead signer left."""
-
-    spool: Path
-    log: Path
-    already_signed: int
-    recovered: int
-    problem: str | None = None
-
-
-def recover_spool(spool_dir: str | os.PathLike[str], identity: AgentIdentity,
-                  deliver: Deliver | None = None) -> list[RecoveredSpool]:
-    """Sign what dead signers of ``identity`` left unsigned in ``spool_dir``, in spool order.
-
-    A spool whose ``flock`` is held belongs to a live signer and is left alone, as is one of
-    another key (named in ``problem``). For each other spool: the records its log already
-    holds are kept (a torn last line is cut off), the rest are signed exactly as the dead
-    signer would have signed them, appended to its log (fsynced) and passed to ``deliver``;
-    then the spool is removed. A torn last spool line (a machine crash) ends the spool.
-    """
-    results: list[RecoveredSpool] = []
-    directory = Path(spool_dir)
-    if not directory.is_dir():
-        return results
-    for spool in sorted(directory.glob("*.spool")):
-        try:
-            fd = os.open(spool, os.O_RDWR | os.O_CLOEXEC)
-        except FileNotFoundError:
-            continue
-        try:
+            deadline = time.monotonic() + _ROTATE_WAIT
+            while True:  # no append can come in: the signer catches up with at most max_pending
+                self._refresh()
+                if self._signed >= self._appended:
+                    self._read_log()
+                    if self._delivered >= self._appended and not self._partial:
+                        break
+                process = self._process
+                if self._shared is None or time.monotonic() > deadline or (process and process.poll() is not None):
+                    return  # try again after a later report
+                time.sleep(0.002)
+            old_spool, old_log, old_fd, old_process = self.spool_path, self.log_path, self._fd, self._process
+            spool_path, log_path, fd = open_segment(self._directory, self._identity_name, self._key_id,
+                                                    chain_heads(self._last))
+            # A crash from here on leaves two spools: the old one is fully signed (its signer
+            # process or recovery removes it, signing nothing), the new one continues the chains.
+            os.close(self._bell)  # end of file: the old signer fsyncs its log and exits
+            assert old_process is not None
+            old_process.wait()
+            if self._shared is not None:
+                _COUNT.pack_into(self._shared, _SIGNED, 0)  # before the base moves (``_refresh``)
+            with self._reading:
+                os.close(self._log_reader)
+                self._log_reader = os.open(log_path, os.O_RDONLY | os.O_CLOEXEC)
+                self._log_bytes = 0
+            self._base = self._appended
+            self.spool_path, self.log_path, self._fd = spool_path, log_path, fd
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                continue  # a live signer's
-            if not os.path.exists(spool):
-                continue  # recovered by another process meanwhile
-            results.append(_recover_one(spool, identity, deliver))
-        finally:
-            os.close(fd)
-    return results
+                self._start_process()
+            except OSError as exc:
+                self._fail(f"cannot start the signer process: {exc}")
+                return
+            old_spool.unlink()  # still locked by us: no recovery is reading it
+            fsync_dir(self._directory)
+            os.close(old_fd)
+            old_log.unlink()  # a crash before this leaves a complete, delivered log behind: harmless
+            self._rotations += 1
+
+    def _forget_after_fork(self) -> None:
+        # A forked child shares the spool's open file (and its flock): it must not append.
+        self._closed = True
+        self._error = "a forked process cannot use its parent's background signer; create a new ActionSigner"
+        atexit.unregister(self.close)
+        for fd in (self._bell, self._fd, self._log_reader):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
 
 
-def _recover_one(spool: Path, identity: AgentIdentity, deliver: Deliver | None) -> RecoveredSpool:
-    log = spool.with_suffix(".jsonl")
-    lines = spool.read_bytes().split(b"\n")
-    try:
-        header = json.loads(lines[0])
-        salt = bytes.fromhex(header["salt"])
-        key_id = header["key_id"]
-        if header.get("format") != SPOOL_FORMAT:
-            raise ValueError(f"format {header.get('format')!r}")
-    except (ValueError, KeyError, TypeError) as exc:
-        return RecoveredSpool(spool, log, 0, 0, f"not a signer spool ({exc})")
-    if key_id != identity.key_id:
-        return RecoveredSpool(spool, log, 0, 0, f"signed with key {key_id}, not this identity's")
-    # Every complete line ends in \n: the last element of the split is the torn remainder (or b"").
-    entries = []
-    for raw in lines[1:-1]:
-        entry = _parse_entry(raw)
-        if entry is None:
-            break  # a torn or garbled line: nothing after it was appended by a call that returned
-        entries.append(entry)
-
-    chains = _Chains(identity, salt)
-    done = 0
-    if log.exists():
-        content = log.read_bytes()
-        complete = content[: content.rfind(b"\n") + 1]
-        if len(complete) != len(content):
-            with open(log, "r+b") as handle:
-                handle.truncate(len(complete))
-        for line in complete.splitlines():
-            record = loads_strict(line)
-            chains.heads[record["session_id"]] = (record["seq"] + 1, hashlib.sha256(line).hexdigest())
-            done += 1
-    if done > len(entries):
-        return RecoveredSpool(spool, log, done, 0, f"the log holds {done} records, the spool only {len(entries)}")
-    recovered = []
-    for index in range(done, len(entries)):
-        session_id, session_json, kind, time_ns, payload_json = entries[index]
-        line = chains.seal(index, session_id, session_json, kind, time_ns, payload_json)
-        recovered.append((session_id, line))
-    if recovered:
-        with open(log, "ab") as handle:
-            handle.write(b"".join(line + b"\n" for _, line in recovered))
-            handle.flush()
-            os.fsync(handle.fileno())
-    if deliver is not None:
-        for session_id, line in recovered:
-            deliver(session_id, line)
-    spool.unlink()
-    return RecoveredSpool(spool, log, done, len(recovered))
+def _forget_all_after_fork() -> None:
+    for signing in list(_live):
+        signing._forget_after_fork()
 
 
-def _parse_entry(raw: bytes) -> tuple[str, bytes, str, int, bytes] | None:
-    try:
-        head, rest = raw.split(b":", 1)
-        stamp, kind_bytes, length_text = head.split(b",")
-        length = int(length_text)
-        session_json, payload_json = rest[:length], rest[length:]
-        session_id = loads_strict(session_json)
-        kind = kind_bytes.decode("ascii")
-        if not isinstance(session_id, str) or kind not in RECORD_KINDS or not isinstance(loads_strict(payload_json), dict):
-            return None
-        return session_id, session_json, kind, int(stamp), payload_json
-    except (ValueError, UnicodeDecodeError):  # RecordFormatError is a ValueError
-        return None
+os.register_at_fork(after_in_child=_forget_all_after_fork)
 
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _slug(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]", "_", name)[:64] or "agent"
-
-
-__all__ = ["DEFAULT_MAX_PENDING", "SPOOL_FORMAT", "BackgroundSigning", "RecoveredSpool", "recover_spool",
-           "record_id_for", "time_of"]
+__all__ = [
+    "DEFAULT_MAX_PENDING",
+    "DEFAULT_ROTATE_BYTES",
+    "MAX_RESTARTS",
+    "SPOOL_FORMAT",
+    "BackgroundSigning",
+    "RecoveredSpool",
+    "recover_spool",
+    "record_id_for",
+    "time_of",
+]

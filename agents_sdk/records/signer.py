@@ -52,14 +52,19 @@ class ActionSigner:
 
     With ``spool_dir`` the signer signs in the background (``agents_sdk.records.background``,
     docs/signed-records.md): ``append`` puts a record on a crash-safe spool file with one
-    ``os.write`` and returns; a thread signs and chains it, writes it to the signer's log
-    (``log_path``) and calls the sink from that thread, in signing order (a sink's exception
-    is logged, and stops the signer). ``sign_record`` and ``SignedSession.record`` still
-    return the signed record (they wait for it); ``session_log`` and ``flush`` wait for
+    ``os.write`` and returns; a separate signer process signs and chains it and writes it to
+    the signer's log (``log_path``), so no signature takes this process's GIL. A sink is
+    called from a thread of this process as records are signed, in signing order (a sink's
+    exception is logged, and stops the signer). ``sign_record`` and ``SignedSession.record``
+    still return the signed record (they wait for it); ``session_log`` and ``flush`` wait for
     everything appended so far. Opening a signer on a directory first signs what dead
-    signers of the same key left there (delivered to this signer's log and sink).
+    signers of the same key left there (delivered to this signer's log and sink). A signer
+    process that dies is replaced; one whose agent dies finishes the spool.
     ``fsync=True`` also fsyncs the spool on every append (survives a power cut);
     ``max_pending`` unsigned records (default 10,000) make ``append`` wait (backpressure, never a drop).
+    With a sink, the spool and log start a new segment once the log passes ``rotate_bytes``
+    (default 64 MiB) and the sink has every record, so a long-running agent's files stay bounded
+    (``log_path`` then names the current segment).
     Call ``close()`` when done (it also runs at interpreter exit).
 
     Safe to use from several threads: each session's sequence numbers and chain stay
@@ -75,6 +80,7 @@ class ActionSigner:
         spool_dir: str | os.PathLike[str] | None = None,
         fsync: bool = False,
         max_pending: int | None = None,
+        rotate_bytes: int | None = None,
     ) -> None:
         self.identity = identity
         self._sink = sink
@@ -91,11 +97,25 @@ class ActionSigner:
         self._sessions: dict[str, bytes] = {}  # background mode: checked session ids, JSON-encoded
         self.recovered: list[RecoveredSpool] = []
         if spool_dir is not None:
-            from agents_sdk.records.background import DEFAULT_MAX_PENDING, BackgroundSigning, recover_spool
+            from agents_sdk.records.background import (
+                DEFAULT_MAX_PENDING,
+                DEFAULT_ROTATE_BYTES,
+                BackgroundSigning,
+                recover_spool,
+            )
 
             self.recovered = recover_spool(spool_dir, identity, self._deliver)
-            self._background = BackgroundSigning(identity, spool_dir, self._deliver, fsync=fsync,
-                                                 max_pending=max_pending or DEFAULT_MAX_PENDING)
+            # Signed lines are read back from the log only when someone keeps or receives them.
+            deliver = self._deliver if keep_log or sink is not None else None
+            self._background = BackgroundSigning(
+                identity,
+                spool_dir,
+                deliver,
+                eager=sink is not None,
+                fsync=fsync,
+                max_pending=max_pending or DEFAULT_MAX_PENDING,
+                rotate_bytes=rotate_bytes or DEFAULT_ROTATE_BYTES,
+            )
 
     @property
     def background(self) -> bool:
@@ -135,6 +155,11 @@ class ActionSigner:
         """Wait until every record appended so far is signed and delivered (True), or
         ``timeout`` seconds passed (False). Raises SigningError if background signing failed."""
         return self._background.flush(timeout) if self._background is not None else True
+
+    def stats(self) -> dict[str, Any]:
+        """Background signing's counters (appended, signed, pending, signer_pid, restarts,
+        error, spool and log paths); an empty dict when signing in the call."""
+        return self._background.stats() if self._background is not None else {}
 
     def close(self) -> None:
         """Flush and stop background signing (its spool is removed; its log stays)."""
@@ -212,8 +237,9 @@ class ActionSigner:
                 chain = self._chains[session_id] = _ChainState(session_id)
             seq = chain.next_seq
             prev_hash = chain.prev_hash
-            line, signature = seal(self.identity.sign, self._head, kind, payload_json, prev_hash, record_id, seq,
-                                   chain.session_json, time)
+            line, signature = seal(
+                self.identity.sign, self._head, kind, payload_json, prev_hash, record_id, seq, chain.session_json, time
+            )
             chain.prev_hash = hashlib.sha256(line).hexdigest()
             chain.next_seq = seq + 1
             record: dict[str, Any] = {
@@ -234,7 +260,6 @@ class ActionSigner:
             if self._sink is not None:
                 self._sink(dict(record, payload=_DECODE(payload_json.decode("utf-8"))))
             return record
-
 
     def _sign_in_background(self, session_id: str, kind: str, payload_json: bytes) -> dict[str, Any]:
         assert self._background is not None

@@ -15,12 +15,13 @@ Each decision is shipped to ``<decision_logs service>/logs`` in OPA's decision-l
 to ``<status service>/status`` as OPA does. Where a real OPA runs, it replaces the
 sidecar with no change for the agents.
 
-HTTP is served by uvicorn on httptools (llhttp), with limits on head and body size and on
-the time a request may take to arrive (``agents_sdk.sidecar.serving``); decisions are
-evaluated on the event loop's thread, which owns the engine, so a request costs one parse,
-one evaluation and one write. Decision logs are encoded per event at decision time and
-uploaded by their own thread (``agents_sdk.sidecar.uploads``): no upload waits on a decision,
-and none holds one up.
+HTTP is parsed by httptools (llhttp) under an asyncio protocol of the sidecar's own, with
+limits on head and body size and on the time a request may take to arrive
+(``agents_sdk.sidecar.serving``); decisions are evaluated on the event loop's thread, which
+owns the engine, as each request completes, so a request costs one parse, one evaluation
+and one write. Decision logs are encoded per event at decision time and uploaded by their
+own thread (``agents_sdk.sidecar.uploads``): no upload waits on a decision, and none holds
+one up.
 """
 
 from agents_sdk.sidecar.config import DEFAULT_ADDR, ConfigError, SidecarConfig, load_config, parse_config

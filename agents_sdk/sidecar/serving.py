@@ -1,5 +1,8 @@
-"""The sidecar's HTTP layer: uvicorn with httptools (llhttp) parses HTTP/1.1, this module
-adds the limits a decision server exposed to every process on the host needs.
+"""The sidecar's HTTP layer: an asyncio protocol over httptools (llhttp, the parser Node.js
+uses), with the limits a decision server exposed to every process on the host needs.
+
+llhttp parses every byte (request line, headers, Content-Length, chunked framing); this
+module only frames answers and bounds what a client may hold:
 
 - a request head larger than ``MAX_HEADER_BYTES`` is refused with 431, a body larger than
   ``MAX_REQUEST_BODY`` (declared or sent in chunks) with 413, before it is buffered;
@@ -8,198 +11,347 @@ adds the limits a decision server exposed to every process on the host needs.
   with no request in flight is closed after ``keep_alive_timeout`` seconds idle;
 - what llhttp rejects (bad Content-Length, Content-Length with chunked, a malformed request
   line or chunk) is a 400 in OPA's error shape, and the connection is closed;
-- pipelined requests are answered in order (uvicorn queues them).
+- pipelined requests are answered in order, and all the answers to one read go out in one
+  write.
 
-Every answer is JSON. The ASGI application runs on the server's event loop thread, the
-thread that owns the Rego engine, so a request is one parse, one evaluation and one write.
+Why not an ASGI server: a decision is synchronous (the engine lives on the loop's thread),
+so the handler is called from llhttp's message-complete callback and its answer written at
+once. uvicorn's ASGI cycle (a task, an event, two sends, header checks, timer handles per
+request) cost more CPU than the decision itself. Timeouts are checked by one sweep per
+server every ``TICK`` seconds instead of a timer per request.
 """
 
 from __future__ import annotations
 
 import asyncio
+import email.utils
+import http
 import json
 import socket
-import sys
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+import time
+from collections.abc import Callable
+from typing import Any, NoReturn
 
-import uvicorn
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+import httptools
 
 from agents_sdk.errors import WardenError
 from agents_sdk.sidecar.config import MAX_HEADER_BYTES, MAX_REQUEST_BODY, READ_TIMEOUT
 
-Handler = Callable[[str, str, bytes, str], tuple[int, Any]]
-Scope = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
-Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+Handler = Callable[[str, str, bytes, str], tuple[int, bytes]]
+"""``handler(method, target, body, requested_by) -> (status, JSON body)``, on the loop thread."""
 
 KEEP_ALIVE_TIMEOUT = 60
 """Seconds an idle keep-alive connection is kept open."""
 
-_REASONS = {400: b"Bad Request", 408: b"Request Timeout", 413: b"Payload Too Large",
-            431: b"Request Header Fields Too Large"}
+TICK = 0.1
+"""Seconds between checks of ``should_exit`` and of every connection's deadlines."""
+
+SLICE = 8192
+"""Bytes parsed at a time: bounds the answers queued for a client that reads none."""
+
+_STATUS = {
+    status.value: b"HTTP/1.1 %d %s\r\n" % (status.value, status.phrase.encode("ascii")) for status in http.HTTPStatus
+}
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+_METHODS: dict[bytes, str] = {}
 
 
 def encode(answer: Any) -> bytes:
     return json.dumps(answer, separators=(",", ":")).encode("utf-8")
 
 
+class _Clock:
+    """The Date header, formatted once a second."""
+
+    second = -1
+    date = b""
+
+    @classmethod
+    def header(cls) -> bytes:
+        now = int(time.time())
+        if now != cls.second:
+            cls.date = b"date: " + email.utils.formatdate(now, usegmt=True).encode("ascii") + b"\r\n"
+            cls.second = now
+        return cls.date
+
+
+def response(status: int, body: bytes, *, close: bool = False, head_only: bool = False) -> bytes:
+    """A whole JSON response: status line, headers and (but for HEAD) the body."""
+    head = b"%s%scontent-type: application/json\r\ncontent-length: %d\r\n%s\r\n" % (
+        _STATUS.get(status) or b"HTTP/1.1 %d \r\n" % status,
+        _Clock.header(),
+        len(body),
+        b"connection: close\r\n" if close else b"",
+    )
+    return head if head_only else head + body
+
+
 def _refusal(status: int, message: str) -> bytes:
-    """A complete response that closes the connection, written straight to the transport."""
-    body = encode({"code": "invalid_parameter", "message": message})
-    return (b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\nconnection: close\r\n\r\n"
-            % (status, _REASONS[status], len(body))) + body
+    """A complete response that closes the connection."""
+    return response(status, encode({"code": "invalid_parameter", "message": message}), close=True)
 
 
-class _HeadTooLarge(WardenError):
-    """Raised inside httptools' header callback to stop parsing an oversized head."""
+class _Stop(WardenError):  # noqa: N818 - a signal, not an error
+    """Raised inside an llhttp callback to stop parsing this connection's bytes (never leaves
+    this module; a WardenError all the same, as every exception the SDK defines)."""
 
 
-class LimitedHttpToolsProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol with a bound on the request head and on the time a
-    request takes to arrive (uvicorn bounds neither: any byte resets its keep-alive timer)."""
+class Connection(asyncio.Protocol):
+    """One client connection. Per request: llhttp's callbacks, one handler call, and one
+    ``transport.write`` per read however many requests it held."""
 
-    read_timeout = READ_TIMEOUT
-
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
-        sock = transport.get_extra_info("socket")
-        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-            # uvicorn writes the head and the body separately: without this, Nagle holds the body
-            # until the client's delayed ACK (40 ms).
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self._awaiting_head = True  # the next bytes start a request head
-        self._head_bytes = 0
+    def __init__(self, server: Server):
+        self._server = server
+        self._handler = server.handler
+        self._parser = httptools.HttpRequestParser(self)
+        self._transport: asyncio.Transport | None = None
+        self._requested_by = ""
+        self._out: list[bytes] = []  # answers to the bytes being parsed, written after the read
+        self._closing = False
+        self._write_paused = False
+        self._pending = b""  # bytes read but not parsed while the client reads no answers
+        self._refusal: tuple[int, str] | None = None  # set where a callback stops the parser
+        # The request being read.
+        self._in_head = True
         self._heads = 0  # heads parsed on this connection
-        self._parsed_head_bytes = 0
-        self._head_too_large = False
-        self._deadline: asyncio.TimerHandle | None = None
-        self.access_log = False  # uvicorn logs each request when any handler is configured
-        # uvicorn arms its idle timer only after a first response: a silent client is closed too.
-        self.timeout_keep_alive_task = self.loop.call_later(self.timeout_keep_alive, self.timeout_keep_alive_handler)
+        self._head_raw = 0  # bytes of reads that ended no head (llhttp holds them)
+        self._head_parsed = 0  # bytes llhttp handed over for this head
+        self._url = b""
+        self._declared = -1  # Content-Length
+        self._expect_continue = False
+        self._body: list[bytes] = []
+        self._body_size = 0
+        # Deadlines, checked by Server.sweep (loop.time()).
+        self.request_started: float | None = None
+        self.idle_since = 0.0
+        self.paused_since: float | None = None  # the client has not read its answers since
+
+    # -- asyncio ------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+        peer = transport.get_extra_info("peername")
+        if isinstance(peer, tuple) and len(peer) >= 2:
+            self._requested_by = f"{peer[0]}:{peer[1]}"
+        self.idle_since = self._server.now()
+        self._server.connections.add(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closing = True
+        self._server.connections.discard(self)
+
+    def pause_writing(self) -> None:
+        # A client that sends requests but reads no answers: stop reading (and parsing) its
+        # requests until it reads, instead of buffering its answers without bound.
+        self._write_paused = True
+        self.paused_since = self._server.now()
+        if self._transport is not None and not self._closing:
+            self._transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        self.paused_since = None
+        if self.request_started is not None:
+            self.request_started = self._server.now()  # its bytes were not read while paused
+        pending, self._pending = self._pending, b""
+        if pending:
+            self._feed(pending)
+        if self._transport is not None and not self._closing and not self._write_paused:
+            self._transport.resume_reading()
 
     def data_received(self, data: bytes) -> None:
-        awaiting, heads = self._awaiting_head, self._heads
-        if awaiting and self._deadline is None:
-            self._deadline = self.loop.call_later(self.read_timeout, self._read_timed_out)
-        super().data_received(data)
-        if awaiting and self._heads == heads:
-            # No head ended in these bytes: llhttp holds them (a header line grows for as long as
-            # it is sent), so they count against the head's limit.
-            self._head_bytes += len(data)
-            if self._head_bytes > MAX_HEADER_BYTES:
-                self._refuse(431, "request headers too large")
+        if self._closing:
+            return
+        if self._write_paused:
+            self._pending += data  # read before the pause took effect
+            return
+        self._feed(data)
+
+    def _feed(self, data: bytes) -> None:
+        # A read may hold thousands of small pipelined requests: parse it a slice at a time,
+        # and keep the rest for later once the answers so far fill the transport's buffer.
+        if len(data) <= SLICE:
+            self._parse(data)
+            return
+        for start in range(0, len(data), SLICE):
+            self._parse(data[start : start + SLICE])
+            if self._closing:
+                return
+            if self._write_paused:
+                self._pending = data[start + SLICE :]
+                return
+
+    def _parse(self, data: bytes) -> None:
+        heads = self._heads
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._close()  # the request before the upgrade is answered; no other protocol is spoken
+        except httptools.HttpParserError as exc:
+            refusal = self._refusal
+            if refusal is None:
+                refusal = (400, f"malformed HTTP request: {exc or 'invalid HTTP request'}")
+            if refusal[0]:
+                self._out.append(_refusal(*refusal))
+            self._close()
+        else:
+            if self._in_head and self._heads == heads and not self._closing:
+                # No head ended in these bytes: llhttp and httptools hold them (a header line
+                # grows for as long as it is sent), so they count against the head's limit.
+                self._head_raw += len(data)
+                if self._head_raw > MAX_HEADER_BYTES:
+                    self._out.append(_refusal(431, "request headers too large"))
+                    self._close()
+        if self._out:
+            out = self._out
+            self._out = []
+            if self._transport is not None:
+                self._transport.write(out[0] if len(out) == 1 else b"".join(out))
+        if self._closing and self._transport is not None:
+            self._transport.close()
+
+    def _close(self) -> None:
+        self._closing = True
+        self.request_started = None
+
+    def timed_out(self, message: str | None) -> None:
+        """Called by the server's sweep: 408 for a request still arriving, else just close."""
+        if self._closing or self._transport is None:
+            return
+        if message is not None:
+            self._transport.write(_refusal(408, message))
+        self._close()
+        self._transport.close()
+
+    # -- llhttp callbacks -----------------------------------------------------------------
 
     def on_message_begin(self) -> None:
-        self._parsed_head_bytes = 0
-        super().on_message_begin()
+        self.request_started = self._server.now()
+        self._in_head = True
+        self._head_parsed = 0
+        self._url = b""
+        self._declared = -1
+        self._expect_continue = False
 
     def on_url(self, url: bytes) -> None:
+        self._url += url
         self._count_head(len(url))
-        super().on_url(url)
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._count_head(len(name) + len(value) + 4)
-        super().on_header(name, value)
+        if len(name) == 14 and name.lower() == b"content-length":
+            self._declared = int(value)  # llhttp accepts only digits, and one length
+        elif len(name) == 6 and name.lower() == b"expect" and value.lower() == b"100-continue":
+            self._expect_continue = True
 
     def _count_head(self, size: int) -> None:
         # A whole head may arrive in one read: count what the parser hands over too.
-        self._parsed_head_bytes += size
-        if self._parsed_head_bytes > MAX_HEADER_BYTES:
-            self._head_too_large = True
-            raise _HeadTooLarge  # httptools stops parsing; uvicorn calls send_400_response
+        self._head_parsed += size
+        if self._head_parsed > MAX_HEADER_BYTES:
+            self._stop(431, "request headers too large")
 
     def on_headers_complete(self) -> None:
-        self._awaiting_head = False
-        self._head_bytes = 0
+        self._in_head = False
+        self._head_raw = 0
         self._heads += 1
-        super().on_headers_complete()
+        if self._declared > MAX_REQUEST_BODY:
+            self._stop(413, "request body too large")  # answered before the body is sent
+        if self._expect_continue and self._transport is not None:
+            self._out.append(_CONTINUE)
+            self._transport.write(b"".join(self._out))
+            self._out = []
+
+    def on_body(self, body: bytes) -> None:
+        self._body_size += len(body)
+        if self._body_size > MAX_REQUEST_BODY:
+            self._stop(413, "request body too large")
+        self._body.append(body)
 
     def on_message_complete(self) -> None:
-        super().on_message_complete()
-        self._awaiting_head = True
-        if self._deadline is not None:
-            self._deadline.cancel()
-            self._deadline = None
+        self.request_started = None
+        self.idle_since = self._server.now()
+        self._in_head = True
+        parser = self._parser
+        raw_method = parser.get_method()
+        method = _METHODS.get(raw_method)
+        if method is None:
+            method = (
+                _METHODS.setdefault(raw_method, raw_method.decode("ascii"))
+                if len(_METHODS) < 64
+                else raw_method.decode("ascii")
+            )
+        chunks = self._body
+        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        self._body = []
+        self._body_size = 0
+        keep_alive = parser.should_keep_alive() and parser.get_http_version() == "1.1"
+        status, answer = self._handler(method, self._target(), body, self._requested_by)
+        self._out.append(response(status, answer, close=not keep_alive, head_only=method == "HEAD"))
+        if not keep_alive:
+            self._stop(0, "")  # answered; whatever follows is not read
 
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self._deadline is not None:
-            self._deadline.cancel()
-            self._deadline = None
-        super().connection_lost(exc)
+    def _target(self) -> str:
+        url = self._url
+        if url[:1] == b"/" and b"#" not in url:
+            return url.decode("latin-1")  # origin form, as agents send it
+        try:
+            parsed = httptools.parse_url(url)  # absolute form: the path and query only
+        except httptools.HttpParserInvalidURLError:
+            self._stop(400, "malformed HTTP request: invalid URL")
+        target = (parsed.path or b"/").decode("latin-1")
+        return target + "?" + parsed.query.decode("latin-1") if parsed.query else target
 
-    def send_400_response(self, msg: str) -> None:
-        # Called by uvicorn inside its `except httptools.HttpParserError`: name what llhttp refused.
-        if self._head_too_large:
-            self._refuse(431, "request headers too large")
-            return
-        error = sys.exc_info()[1]
-        detail = str(error) if error is not None and str(error) else msg
-        self._refuse(400, f"malformed HTTP request: {detail}")
-
-    def _read_timed_out(self) -> None:
-        self._deadline = None
-        self._refuse(408, f"the request did not arrive within {self.read_timeout:g} s")
-
-    def _refuse(self, status: int, message: str) -> None:
-        if self.transport.is_closing():
-            return
-        cycle = self.cycle
-        # Answer only where no other response is due on this connection first.
-        if not self.pipeline and (cycle is None or cycle.response_complete or not cycle.response_started):
-            self.transport.write(_refusal(status, message))
-            if cycle is not None and not cycle.response_complete:
-                cycle.disconnected = True  # the handler waiting for this body gives up
-                cycle.message_event.set()
-        self.transport.close()
+    def _stop(self, status: int, message: str) -> NoReturn:
+        """Refuse (``status`` 0: just close after what is answered) and stop parsing."""
+        self._refusal = (status, message)
+        raise _Stop
 
 
-class DecisionApp:
-    """The ASGI application: reads the body within the limit, calls ``handler(method, target,
-    body, requested_by)`` (synchronously, on the loop thread) and writes its JSON answer."""
+class Server:
+    """Serves ``handler`` on listening sockets: ``await serve(sockets)`` on the loop that owns
+    the engine; ``should_exit = True`` (from any thread) stops it within ``TICK`` seconds."""
 
-    def __init__(self, handler: Handler):
+    def __init__(
+        self, handler: Handler, *, read_timeout: float = READ_TIMEOUT, keep_alive_timeout: float = KEEP_ALIVE_TIMEOUT
+    ):
         self.handler = handler
+        self.read_timeout = read_timeout
+        self.keep_alive_timeout = keep_alive_timeout
+        self.should_exit = False
+        self.connections: set[Connection] = set()
+        self.now: Callable[[], float] = time.monotonic
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            return  # lifespan is off; nothing else is served
-        declared = None
-        for name, value in scope["headers"]:
-            if name == b"content-length":
-                declared = int(value)  # llhttp accepts only digits here
-        if declared is not None and declared > MAX_REQUEST_BODY:
-            await self._answer(send, 413, {"code": "invalid_parameter", "message": "request body too large"}, close=True)
-            return
-        body = bytearray()
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            body += message.get("body", b"")
-            if len(body) > MAX_REQUEST_BODY:
-                await self._answer(send, 413, {"code": "invalid_parameter", "message": "request body too large"},
-                                   close=True)
-                return
-            if not message.get("more_body", False):
-                break
-        target = scope["raw_path"].decode("latin-1")
-        if scope["query_string"]:
-            target += "?" + scope["query_string"].decode("latin-1")
-        client = scope.get("client")
-        requested_by = f"{client[0]}:{client[1]}" if client else ""
-        status, answer = self.handler(scope["method"], target, bytes(body), requested_by)
-        await self._answer(send, status, answer)
+    async def serve(self, sockets: list[socket.socket]) -> None:
+        loop = asyncio.get_running_loop()
+        self.now = loop.time
+        servers = [await loop.create_server(lambda: Connection(self), sock=sock) for sock in sockets]
+        try:
+            while not self.should_exit:
+                await asyncio.sleep(TICK)
+                self.sweep()
+        finally:
+            for listening in servers:
+                listening.close()
+            # No request is ever in flight between reads (each is answered as it completes).
+            for connection in list(self.connections):
+                connection.timed_out(None)
+            await asyncio.sleep(0)  # let the transports close
 
-    @staticmethod
-    async def _answer(send: Send, status: int, answer: Any, *, close: bool = False) -> None:
-        body = encode(answer)
-        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode("ascii"))]
-        if close:
-            headers.append((b"connection", b"close"))
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+    def sweep(self) -> None:
+        now = self.now()
+        for connection in list(self.connections):
+            started = connection.request_started
+            if connection.paused_since is not None:
+                # Answers wait for this client to read them: it is neither idle nor slow to
+                # send, but it may not hold the connection for ever.
+                if now - connection.paused_since >= self.keep_alive_timeout:
+                    connection.timed_out(None)
+            elif started is not None:
+                if now - started >= self.read_timeout:
+                    connection.timed_out(f"the request did not arrive within {self.read_timeout:g} s")
+            elif now - connection.idle_since >= self.keep_alive_timeout:
+                connection.timed_out(None)
 
 
 def listening_socket(host: str, port: int) -> socket.socket:
@@ -217,22 +369,9 @@ def listening_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def server(handler: Handler, *, read_timeout: float = READ_TIMEOUT,
-           keep_alive_timeout: int = KEEP_ALIVE_TIMEOUT) -> uvicorn.Server:
-    """A uvicorn server for ``handler``; run it with ``serve(sockets=[listening_socket(...)])``
-    on the loop that owns the engine, stop it with ``should_exit = True``."""
-    protocol = type("SidecarHttpProtocol", (LimitedHttpToolsProtocol,), {"read_timeout": read_timeout})
-    config = uvicorn.Config(
-        DecisionApp(handler),
-        http=protocol,
-        loop="none",  # the caller's event loop
-        lifespan="off",
-        ws="none",
-        interface="asgi3",
-        log_config=None,
-        access_log=False,
-        server_header=False,
-        timeout_keep_alive=keep_alive_timeout,
-        timeout_graceful_shutdown=2,
-    )
-    return uvicorn.Server(config)
+def server(
+    handler: Handler, *, read_timeout: float = READ_TIMEOUT, keep_alive_timeout: float = KEEP_ALIVE_TIMEOUT
+) -> Server:
+    """A server for ``handler``; run it with ``serve(sockets=[listening_socket(...)])`` on the
+    loop that owns the engine, stop it with ``should_exit = True``."""
+    return Server(handler, read_timeout=read_timeout, keep_alive_timeout=keep_alive_timeout)

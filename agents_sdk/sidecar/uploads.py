@@ -8,6 +8,7 @@ import json
 import logging
 import random
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -60,6 +61,20 @@ def _post(pool: urllib3.PoolManager, service: Service, resource: str, body: byte
         raise UploadError(f"server replied with HTTP {response.status} {response.reason}", response.status)
 
 
+def timestamp(ns: int | None = None) -> str:
+    """Now (or ``ns`` since the epoch), as ``rfc3339()`` writes it, the date and time
+    formatted once a second."""
+    if ns is None:
+        ns = time.time_ns()
+    second, rest = divmod(ns, 1_000_000_000)
+    if second != _second[0]:
+        _second[:] = [second, time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(second))]
+    return f"{_second[1]}{rest // 1000:06d}Z"
+
+
+_second: list[Any] = [-1, ""]
+
+
 def rfc3339(moment: float | None = None) -> str:
     when = datetime.fromtimestamp(moment, UTC) if moment is not None else datetime.now(UTC)
     return when.isoformat(timespec="microseconds").replace("+00:00", "Z")
@@ -101,10 +116,18 @@ class DecisionLogShipper:
         try:
             encoded = _ENCODE(event).encode("utf-8")
         except (TypeError, ValueError) as exc:  # never the decision's problem: count it, as OPA counts drops
-            logger.warning("decision %s has no JSON form for the log; dropped: %s", event.get("decision_id"), exc)
-            with self._lock:
-                self.dropped += 1
+            self.drop(event.get("decision_id"), exc)
             return
+        self.log_encoded(encoded)
+
+    def drop(self, decision_id: Any, problem: Exception) -> None:
+        """Count (and say why) an event with no JSON form."""
+        logger.warning("decision %s has no JSON form for the log; dropped: %s", decision_id, problem)
+        with self._lock:
+            self.dropped += 1
+
+    def log_encoded(self, encoded: bytes) -> None:
+        """Queue one event already encoded as JSON (the sidecar builds it at decision time)."""
         with self._lock:
             if len(self._queue) >= self.config.buffer_size_limit_events:
                 self._queue.popleft()
@@ -156,7 +179,7 @@ class DecisionLogShipper:
         chunks: list[tuple[bytes, list[bytes]]] = []
 
         def split(start: int, end: int) -> None:
-            body = gzip.compress(b"[" + b",".join(encoded[start:end]) + b"]", compresslevel=6)
+            body = gzip.compress(b"[" + b",".join(encoded[start:end]) + b"]", compresslevel=_GZIP_LEVEL)
             if len(body) <= self.config.upload_size_limit_bytes or end - start == 1:
                 if len(body) > self.config.upload_size_limit_bytes:
                     with self._lock:
@@ -205,6 +228,11 @@ class DecisionLogShipper:
                            f"; last upload error: {self.last_error.message}" if self.last_error else "")
             self._dropped_reported = dropped
 
+
+# Level 1: decision logs are repetitive JSON, compressed about 16x at level 1 against 19x at
+# OPA's level 6, for under half the CPU (3 against 7 µs per event, measured on 2,000 events
+# of the shipped library): the uploader shares the host's cores with the decisions.
+_GZIP_LEVEL = 1
 
 # Built once (json.dumps builds an encoder per call with non-default options).
 _ENCODE = json.JSONEncoder(separators=(",", ":")).encode

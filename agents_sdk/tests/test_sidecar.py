@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import http.client
 import json
 import os
@@ -9,12 +10,17 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
+from datetime import UTC, datetime
 
 import pytest
 
 from agents_sdk.guard import EmbeddedBackend, Guard, OPAHTTPBackend
 from agents_sdk.identity import AgentIdentity
+from agents_sdk.pointers import masked
 from agents_sdk.sidecar import ConfigError, Sidecar, load_config, parse_config
+from agents_sdk.sidecar.server import as_json
+from agents_sdk.sidecar.uploads import timestamp
 from agents_sdk.tests.signed_bundles import REPO_ROOT, BundleServer, RSASigner, build_bundle, library_modules, registry
 
 # The pack's example inputs: DESIGN.md's input and one per outcome.
@@ -241,6 +247,76 @@ def test_decisions_are_shipped_in_opas_decision_log_format(server, sidecar):
     # The policy's mask obligation keeps the card number out of the log.
     assert events[2]["input"]["action"]["args"]["note"] == "**REDACTED**"
     assert events[2]["erased"] == ["/input/action/args/note"]
+
+
+def test_answers_and_log_events_are_the_bytes_of_opas_documents(server, sidecar):
+    """Both are built from pre-encoded fragments at decision time; they must stay byte for
+    byte what json.dumps gives for OPA's documents (key order included), with a card number
+    masked, ?metrics, and decision ids that are version-4 UUIDs."""
+    embedded = EmbeddedBackend.from_modules(library_modules(), registry())
+    cases = [("/v1/data/warden/decision", EXAMPLES[2]), ("/v1/data/warden/decision?metrics", EXAMPLES[4]),
+             ("/v1/data/warden/default_deny", EXAMPLES[1])]
+    answers = []
+    for target, example in cases:
+        connection = http.client.HTTPConnection(*sidecar.address, timeout=5)
+        connection.request("POST", target, body=json.dumps({"input": example}))
+        response = connection.getresponse()
+        raw = response.read()
+        connection.close()
+        answer = json.loads(raw)
+        query = "data." + target.partition("?")[0].removeprefix("/v1/data/").replace("/", ".")
+        expected = {"decision_id": answer["decision_id"], "result": as_json(embedded.evaluate(query, example))}
+        if target.endswith("?metrics"):
+            assert answer["metrics"]["timer_rego_query_eval_ns"] > 0
+            expected["metrics"] = answer["metrics"]
+        assert (response.status, raw) == (200, compact(expected))
+        assert str(uuid.UUID(answer["decision_id"], version=4)) == answer["decision_id"]
+        answers.append(answer)
+    events = list(sidecar.decision_logs._queue)  # the encoded events, as the uploader sends them
+    assert len(events) == len(cases)
+    for event, (target, example), answer in zip(events, cases, answers, strict=True):
+        logged = json.loads(event)
+        time.strptime(logged["timestamp"], "%Y-%m-%dT%H:%M:%S.%fZ")
+        assert len(logged["timestamp"]) == 27 and logged["requested_by"].startswith("127.0.0.1:")
+        expected = {"labels": sidecar.labels, "decision_id": answer["decision_id"],
+                    "path": target.partition("?")[0].removeprefix("/v1/data/"), "requested_by": logged["requested_by"],
+                    "timestamp": logged["timestamp"], "metrics": logged["metrics"],
+                    "bundles": {"prod": {"revision": "rev-1"}}, "input": example}
+        pointers = answer["result"].get("obligations", {}).get("mask") if isinstance(answer["result"], dict) else None
+        if pointers:
+            erased = [f"/input{pointer}" for pointer in pointers]
+            expected["input"] = masked({"input": example}, erased, "**REDACTED**")["input"]
+            expected["erased"] = erased
+        expected["result"] = answer["result"]
+        assert event == compact(expected)
+    assert json.loads(events[1])["input"]["action"]["args"]["note"] == "**REDACTED**"
+
+
+def test_the_sidecar_process_freezes_its_heap_after_each_bundle(server, signer, tmp_path):
+    """`warden sidecar` moves the heap a bundle leaves out of the collector's reach, so no
+    full collection walks it between decisions."""
+    gc.unfreeze()
+    sidecar = Sidecar(parse_config(opa_config(server, signer, tmp_path)), addr="127.0.0.1:0")
+    sidecar.freeze_heap = True  # as run() sets it
+    sidecar.start()
+    try:
+        assert sidecar.bundles.wait_until_ready(10)
+        assert gc.get_freeze_count() > 0
+    finally:
+        sidecar.stop()
+        gc.unfreeze()
+
+
+@pytest.mark.parametrize("ns", [0, 1_764_514_800_000_042_000, 1_764_514_800_999_999_999, 1_764_514_801_100_000_000])
+def test_log_timestamps_are_rfc3339_with_microseconds(ns):
+    second, rest = divmod(ns, 1_000_000_000)
+    moment = datetime.fromtimestamp(second, UTC).replace(microsecond=rest // 1000)
+    assert timestamp(ns) == moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
+    assert timestamp(ns) == timestamp(ns)  # the second's text is reused
+
+
+def compact(document: object) -> bytes:
+    return json.dumps(document, separators=(",", ":")).encode()
 
 
 def test_failed_uploads_are_retried_and_nothing_is_lost(server, signer, tmp_path):

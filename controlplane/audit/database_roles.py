@@ -11,8 +11,9 @@ Four roles (docs/audit.md, "Database roles"):
 - `warden_audit_deleter` (NOLOGIN) owns that SECURITY DEFINER function: the only way
   rows leave the audit tables; whole months of events leave only through the owner's
   `warden_audit_drop_partitions`, which only the retention role may call;
-- nobody but the owner holds a privilege on an events partition (rows go through the
-  partitioned parent), so no one else can write, truncate, detach or drop one.
+- nobody but the owner holds a privilege on an events partition or a partition of the
+  rule search's table (rows go through the partitioned parents), so no one else can write,
+  truncate, detach or drop one.
 
 `setup_roles` is idempotent; run it again after migrations that add tables.
 """
@@ -31,6 +32,7 @@ RETENTION_FUNCTION = "warden_audit_retention_delete(bigint[], bigint[], bigint[]
 # Audit events partitioned by month (migration 0008): the owner's SECURITY DEFINER functions
 # that drop expired months (retention role only) and create months ahead (app role).
 EVENTS_TABLE = "audit_auditevent"
+RULES_TABLE = "audit_auditevent_rule"  # its months are created and dropped with the events'
 DROP_PARTITIONS = "warden_audit_drop_partitions(regclass, timestamptz)"
 CREATE_PARTITIONS = "warden_audit_create_partitions(regclass, timestamptz, integer)"
 PARTITION_FUNCTIONS = (DROP_PARTITIONS, CREATE_PARTITIONS, "warden_audit_protect_partition(regclass)",
@@ -39,6 +41,7 @@ PARTITION_FUNCTIONS = (DROP_PARTITIONS, CREATE_PARTITIONS, "warden_audit_protect
 # Append-only tables, and the columns of each the app may still UPDATE.
 APPEND_ONLY: dict[str, tuple[str, ...]] = {
     "audit_auditevent": (),
+    "audit_auditevent_rule": (),  # the rule search's rows (migration 0009), partitioned alike
     "audit_quarantinedrecord": (),
     "audit_checkpoint": (),
     "audit_checkpointkey": ("is_active", "encrypted_private_key"),  # deactivate, re-encrypt
@@ -149,7 +152,7 @@ def _partitions(cursor, names: RoleNames) -> str:
     """The events' partitions: no privilege for anyone but the owner (rows go through the
     parent); dropping months is the retention role's, creating months ahead the app's."""
     cursor.execute("SELECT warden_audit_protect_partition(inhrelid::regclass) FROM pg_inherits "
-                   "WHERE inhparent = %s::regclass", [EVENTS_TABLE])
+                   "WHERE inhparent = %s::regclass OR inhparent = to_regclass(%s)", [EVENTS_TABLE, RULES_TABLE])
     count = len(cursor.fetchall())
     for function, role in ((DROP_PARTITIONS, names.retention), (CREATE_PARTITIONS, names.app)):
         cursor.execute(sql.SQL("REVOKE ALL ON FUNCTION {} FROM PUBLIC").format(sql.SQL(function)))
@@ -164,5 +167,5 @@ def _partitions(cursor, names: RoleNames) -> str:
                 cursor.execute(sql.SQL("REVOKE EXECUTE ON FUNCTION {} FROM {}").format(
                     sql.SQL(function), sql.Identifier(grantee)))
         cursor.execute(sql.SQL("GRANT EXECUTE ON FUNCTION {} TO {}").format(sql.SQL(function), sql.Identifier(role)))
-    return (f"{count} partitions of {EVENTS_TABLE}: no privilege but the owner's; {names.retention} drops "
+    return (f"{count} partitions of {EVENTS_TABLE} and {RULES_TABLE}: no privilege but the owner's; {names.retention} drops "
             f"expired months, {names.app} creates months ahead")

@@ -101,6 +101,29 @@ class AuditEvent(models.Model):
         return f"event {self.pk} ({self.session_id}#{self.seq} {self.kind})"
 
 
+class EventRule(models.Model):
+    """A rule id an event names: the rule search's table (PostgreSQL only, migration 0009).
+
+    Partitioned by month of the event's time like the events, so its months are created and
+    dropped with theirs; append-only alike; filled at ingestion in the events' transaction
+    (storage.insert_rule_hits). `rule_id` is partitions.rule_key(rule): a long id is keyed by
+    its digest, and the search rechecks the event's `rule_ids`.
+    """
+
+    pk = models.CompositePrimaryKey("rule_id", "time", "event")
+    rule_id = models.TextField()
+    time = models.DateTimeField()
+    event = models.ForeignKey(
+        AuditEvent, on_delete=models.DO_NOTHING, db_constraint=False, db_index=False, related_name="rule_hits"
+    )
+
+    class Meta:
+        db_table = "audit_auditevent_rule"
+
+    def __str__(self) -> str:
+        return f"rule {self.rule_id} of event {self.event_id}"
+
+
 class QuarantineReason(models.TextChoices):
     MALFORMED = "malformed", "Malformed record"
     UNKNOWN_KEY = "unknown_key", "Unknown key"

@@ -146,6 +146,23 @@ def signed_encodings(record: dict[str, Any]) -> tuple[bytes, bytes]:
     return canonical_bytes({k: v for k, v in record.items() if k != "signature"}), whole
 
 
+_PAYLOAD_KEY = b',"payload":'
+_PREV_HASH_KEY = b',"prev_hash":"'
+
+
+def payload_json(whole: bytes) -> bytes:
+    """The canonical JSON of a record's payload, cut from the whole record's canonical JSON
+    (`signed_encodings`) instead of encoding the payload again.
+
+    For a record of the right form the top-level keys are the ten fields, sorted: agent,
+    key_id, kind, payload, prev_hash, … In canonical JSON every `"` inside a string is
+    escaped, so `,"` never occurs in a string: the first `,"payload":` is the top-level key
+    (only strings precede it), and the last `,"prev_hash":"` is the top-level member that
+    follows the payload (only strings and an integer follow it).
+    """
+    return whole[whole.index(_PAYLOAD_KEY) + len(_PAYLOAD_KEY): whole.rindex(_PREV_HASH_KEY)]
+
+
 # -- one record -------------------------------------------------------------------------
 
 

@@ -20,8 +20,8 @@ from django.db import DataError, IntegrityError, connection, transaction
 from django.utils import timezone
 
 from agents_sdk.records import GENESIS_HASH, canonical_json
-from controlplane.audit import records
-from controlplane.audit.models import AuditEvent, Batch, QuarantinedRecord, SessionHead
+from controlplane.audit import copy_text, partitions, records
+from controlplane.audit.models import AuditEvent, Batch, EventRule, QuarantinedRecord, SessionHead
 
 # Event inserts hold this PostgreSQL advisory lock shared; the checkpoint job takes it
 # exclusively for an instant, so every event id below its high-water mark is committed.
@@ -43,7 +43,7 @@ EVENT_COLUMNS = (
 class EventRow:
     """The columns of one event row to insert (a model instance costs more than the row)."""
 
-    record_id: uuid.UUID
+    record_id: uuid.UUID | str  # a str in canonical UUID form (the form check requires it)
     key_id: str
     session_id: str
     seq: int
@@ -58,6 +58,9 @@ class EventRow:
     record_hash: str
     sealed_record: bytes
     pk: int | None = None
+    # The canonical JSON of `payload` while it is the payload as signed (sliced from the
+    # record's encoding, `records.payload_json`); None once masking replaced it: encode it.
+    payload_json: bytes | None = None
 
 
 @dataclass(slots=True)
@@ -115,24 +118,43 @@ def insert_events(batch: Batch, events: list[EventRow], now: datetime) -> None:
             event.pk = row.pk
         return
     table = AuditEvent._meta.db_table
-    agent_id, batch_id = batch.agent_id, batch.pk
-    text = records.json_text
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)", [table, len(events)]
         )
         for event, (event_id,) in zip(events, cursor.fetchall(), strict=True):
             event.pk = event_id
+        data = event_copy_rows(events, agent_id=batch.agent_id, batch_id=batch.pk, now=now)
         raw = cursor.cursor  # the psycopg cursor under Django's wrapper
         # wrap_database_errors: psycopg's errors raised as Django's (DataError, IntegrityError…).
         with connection.wrap_database_errors, raw.copy(f"COPY {table} ({', '.join(EVENT_COLUMNS)}) FROM STDIN") as copy:
-            write_row = copy.write_row
-            for e in events:
-                write_row((
-                    e.pk, e.record_id, agent_id, e.key_id, e.session_id, e.seq, e.kind, e.time, e.tool, e.effect,
-                    text(e.rule_ids), text(e.payload), text(e.masked_paths), e.prev_hash, e.record_hash,
-                    e.sealed_record, batch_id, now,
-                ))
+            copy.write(data)
+
+
+def event_copy_rows(events: list[EventRow], *, agent_id, batch_id: int, now: datetime) -> bytes:
+    """The events (their `pk` set) as COPY text rows in EVENT_COLUMNS order, built directly:
+    psycopg's `write_row` finds a dumper per value, which cost more than the rest of the store.
+    Raises DataError for U+0000 in a text value, as `write_row` does."""
+    text, json_bytes, bytea, plain = copy_text.text, copy_text.json_bytes, copy_text.bytea, copy_text.plain
+    encode_json = records.json_text
+    agent, tail = str(agent_id), f"\t{batch_id}\t{now.isoformat()}\n".encode()
+    rows = []
+    for e in events:
+        payload = e.payload_json if e.payload_json is not None else encode_json(e.payload).encode()
+        key_id, session_id, kind, tool, effect, prev_hash = e.key_id, e.session_id, e.kind, e.tool, e.effect, e.prev_hash
+        if not plain(f"{key_id}{session_id}{kind}{tool}{effect}{prev_hash}"):  # one scan for the six values
+            key_id, session_id, kind, tool, effect, prev_hash = map(text, (key_id, session_id, kind, tool, effect,
+                                                                          prev_hash))
+        rule_ids = "[]" if not e.rule_ids else text(encode_json(e.rule_ids))
+        masked_paths = "[]" if not e.masked_paths else text(encode_json(e.masked_paths))
+        rows.append(b"".join((
+            f"{e.pk}\t{e.record_id}\t{agent}\t{key_id}\t{session_id}\t{e.seq}\t{kind}\t{e.time.isoformat()}\t"
+            f"{tool}\t{effect}\t{rule_ids}\t".encode(),
+            json_bytes(payload),
+            f"\t{masked_paths}\t{prev_hash}\t{text(e.record_hash)}\t{bytea(e.sealed_record)}".encode(),
+            tail,
+        )))
+    return b"".join(rows)
 
 
 def lock_heads(agent_id, sessions: list[str]) -> dict[str, ChainHead]:
@@ -204,25 +226,27 @@ def update_heads(heads: list[ChainHead], now: datetime) -> None:
         )
 
 
-def existing_record_ids(agent_id, ids: list[uuid.UUID]) -> dict[uuid.UUID, tuple[int, int]]:
-    """{record_id: (event id, batch id)} of the agent's stored events among `ids` (record ids
-    are unique per agent: another agent's id never counts)."""
-    found: dict[uuid.UUID, tuple[int, int]] = {}
+def existing_record_ids(agent_id, ids: list[str]) -> dict[str, tuple[int, int]]:
+    """{record_id: (event id, batch id)} of the agent's stored events among `ids`, canonical
+    UUID text (record ids are unique per agent: another agent's id never counts)."""
+    found: dict[str, tuple[int, int]] = {}
     if not ids:
         return found
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
+            # One array literal: canonical UUIDs need no quoting, and psycopg's list dumper
+            # costs microseconds per element.
             cursor.execute(
-                f"SELECT record_id, id, batch_id FROM {AuditEvent._meta.db_table} "
+                f"SELECT record_id::text, id, batch_id FROM {AuditEvent._meta.db_table} "
                 "WHERE agent_id = %s AND record_id = ANY(%s::uuid[])",
-                [agent_id, ids],
+                [agent_id, "{" + ",".join(map(str, ids)) + "}"],
             )
             return {rid: (eid, bid) for rid, eid, bid in cursor.fetchall()}
     for start in range(0, len(ids), IN_CHUNK):
         rows = AuditEvent.objects.filter(agent_id=agent_id, record_id__in=ids[start:start + IN_CHUNK]).values_list(
             "record_id", "id", "batch_id"
         )
-        found.update((rid, (eid, bid)) for rid, eid, bid in rows)
+        found.update((str(rid), (eid, bid)) for rid, eid, bid in rows)
     return found
 
 
@@ -338,3 +362,19 @@ def json_safe(value: Any) -> Any:
     if records.contains_nul(safe):
         safe = json.loads(json.dumps(safe).replace("\\u0000", "\\ufffd"))
     return safe
+
+
+def insert_rule_hits(events: list[EventRow]) -> None:
+    """The rule search's rows of inserted events (their `pk` set): one (rule key, time, event
+    id) per rule id an event names, by one COPY. PostgreSQL only: SQLite's search matches
+    the stored rule ids' text instead."""
+    if connection.vendor != "postgresql":
+        return
+    # One row per key: two ids may share one (a long id's digest, or an id spelled like one).
+    rows = [(key, e.time, e.pk) for e in events for key in dict.fromkeys(map(partitions.rule_key, e.rule_ids))]
+    if not rows:
+        return
+    with connection.cursor() as cursor, connection.wrap_database_errors:
+        with cursor.cursor.copy(f"COPY {EventRule._meta.db_table} (rule_id, time, event_id) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)

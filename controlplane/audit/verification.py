@@ -14,7 +14,6 @@ import base64
 import binascii
 import hashlib
 import logging
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -56,10 +55,11 @@ class _Candidate:
 
     position: int
     record: dict[str, Any]
-    record_uuid: uuid.UUID
+    record_id: str  # canonical UUID text (the form requires it)
     moment: datetime
     record_hash: str
-    sealed: bytes  # the whole record as signed (its canonical JSON), Fernet-encrypted
+    whole: bytes  # the whole record's canonical JSON: what is hashed and sealed
+    sealed: bytes  # `whole`, Fernet-encrypted
     sensitive: bool  # whether an object key of it may be a sensitive one (else masking skips the walk)
 
 
@@ -228,7 +228,6 @@ def _check_records(batch: Batch) -> tuple[list[_Candidate], list[_Rejection]]:
     seal = records.sealer().encrypt
     b64decode = binascii.a2b_base64  # the form (checked by the API or below) makes it strict base64
     names_sensitive_key = records.sensitive_key_test(conf.sensitive_keys())
-    UUID = uuid.UUID
     sha256 = hashlib.sha256
     form_problem = records.form_problem
     record_time = records.record_time
@@ -288,7 +287,7 @@ def _check_records(batch: Batch) -> tuple[list[_Candidate], list[_Rejection]]:
             )))
             continue
         candidates.append(_Candidate(
-            position, record, UUID(record["record_id"]), moment, sha256(whole).hexdigest(), seal(whole),
+            position, record, record["record_id"], moment, sha256(whole).hexdigest(), whole, seal(whole),
             names_sensitive_key(whole),
         ))
     return candidates, rejections
@@ -307,13 +306,13 @@ def _chain_and_store(
     heads = storage.lock_heads(batch.agent_id, sessions)
     before = {s: (h.last_seq, h.last_hash, h.last_tool, h.last_event_id) for s, h in heads.items()}
 
-    stored = storage.existing_record_ids(batch.agent_id, [c.record_uuid for c in candidates])
+    stored = storage.existing_record_ids(batch.agent_id, [c.record_id for c in candidates])
     linked: dict[str, tuple[str, int, int]] | None = None  # looked up at the first broken link
     head_hashes = {head.last_hash for head in heads.values()}
     sensitive = conf.sensitive_keys()
 
     accepted: list[tuple[ChainHead, EventRow, _Candidate, tuple[int, str, str]]] = []
-    seen_ids: dict[uuid.UUID, int] = {}
+    seen_ids: dict[str, int] = {}
     in_batch_hash: dict[str, _Candidate] = {}
     # Records quarantined already (bad signature, key): what chains to them is broken too.
     quarantined_hash: dict[str, int] = {
@@ -326,16 +325,16 @@ def _chain_and_store(
         session_id = record["session_id"]
         head = heads[session_id]
         reason = message = None
-        if candidate.record_uuid in stored:
-            event_id, batch_id = stored[candidate.record_uuid]
+        if candidate.record_id in stored:
+            event_id, batch_id = stored[candidate.record_id]
             reason, message = REPLAYED, (
                 f"record_id {record['record_id']} is already stored as event {event_id} from batch {batch_id}; "
                 "not stored twice"
             )
-        elif candidate.record_uuid in seen_ids:
+        elif candidate.record_id in seen_ids:
             reason, message = REPLAYED, (
                 f"record_id {record['record_id']} appears twice in this batch (first at position "
-                f"{seen_ids[candidate.record_uuid]})"
+                f"{seen_ids[candidate.record_id]})"
             )
         elif record["prev_hash"] != head.last_hash:
             if linked is None:
@@ -352,7 +351,7 @@ def _chain_and_store(
             quarantined_hash[candidate.record_hash] = candidate.position
             continue
 
-        seen_ids[candidate.record_uuid] = candidate.position
+        seen_ids[candidate.record_id] = candidate.position
         kind = record["kind"]
         payload = record["payload"]
         if kind == "intent":
@@ -365,13 +364,14 @@ def _chain_and_store(
             intent = last_intent.get(session_id)
             if intent is not None:
                 intent.payload, intent.masked_paths = records.mask_payload(intent.payload, pointers, sensitive)
+                intent.payload_json = None  # encoded again, masked
         masks = session_masks.get(session_id)
         if masks or candidate.sensitive:
             masked_payload, masked_paths = records.mask_payload(payload, masks or [], sensitive)
         else:  # nothing to mask: no pointer applies and no key of the record is a sensitive one
             masked_payload, masked_paths = payload, []
         event = EventRow(
-            record_id=candidate.record_uuid,
+            record_id=candidate.record_id,
             key_id=record["key_id"],
             session_id=session_id,
             seq=record["seq"],
@@ -385,6 +385,8 @@ def _chain_and_store(
             prev_hash=record["prev_hash"],
             record_hash=candidate.record_hash,
             sealed_record=candidate.sealed,
+            # Unmasked (the same object: masking copies on write): its text is in the record's.
+            payload_json=records.payload_json(candidate.whole) if masked_payload is payload else None,
         )
         if kind == "intent":
             last_intent[session_id] = event
@@ -399,6 +401,7 @@ def _chain_and_store(
     else:
         events = [event for _, event, _, _ in accepted]
         storage.insert_events(batch, events, now)
+        storage.insert_rule_hits(events)
         for head, event, _, _ in accepted:
             head.last_event_id = event.pk
 
@@ -452,6 +455,7 @@ def _insert_isolated(
         try:
             with transaction.atomic():
                 storage.insert_events(batch, [event], now)
+                storage.insert_rule_hits([event])
         except (DataError, IntegrityError) as exc:
             refused_at[session_id] = candidate.position
             rejections.append(_Rejection(candidate.position, candidate.record, UNSTORABLE, (

@@ -10,6 +10,7 @@ import base64
 import functools
 import hashlib
 import io
+import os
 import tarfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import padding
 from agents_sdk.bundles.format import MANIFEST_FILE as MANIFEST
 from agents_sdk.bundles.format import SIGNATURES_FILE as SIGNATURES
 from agents_sdk.bundles.format import canonical_json, file_digest
+from agents_sdk.engine.recorded_bundles import ENV as RECORD_BUNDLES
 from agents_sdk.engine.recorded_bundles import record as record_bundle
 from controlplane.bundles import packing
 
@@ -63,6 +65,11 @@ class BuiltArchive:
     etag: str
 
 
+def data_hash(content: bytes | packing.Pieces) -> str:
+    """SHA-256 of canonical JSON bytes already encoded (incremental for `packing.Pieces`)."""
+    return content.sha256() if isinstance(content, packing.Pieces) else hashlib.sha256(content).hexdigest()
+
+
 def content_revision(files: dict[str, bytes]) -> str:
     """A revision that depends only on the bundle's content (not on when or where it was built)."""
     return revision_of_hashes({name: file_hash(name, content) for name, content in files.items()})
@@ -89,7 +96,7 @@ def roots_for(packages: list[str], data_roots: list[str]) -> list[str]:
 def build_archive(
     *,
     policy_files: dict[str, str],
-    data: dict | bytes | None,
+    data: dict | bytes | packing.Pieces | None,
     roots: list[str],
     metadata: dict,
     signer: Callable[[dict, dict], str],
@@ -98,19 +105,21 @@ def build_archive(
 ) -> BuiltArchive:
     """Assemble, sign and pack a bundle. `signer(header, payload)` returns the compact JWS.
 
-    `data` is the data.json value, or its canonical JSON bytes already encoded
-    (controlplane.bundles.registry), or None for a bundle of policies only. Files this
+    `data` is the data.json value, or its canonical JSON already encoded (bytes, or
+    packing.Pieces from controlplane.bundles.registry, never joined here), or None for a
+    bundle of policies only. Files this
     function encodes are canonical, so each is hashed once, over its raw bytes;
     `policy_hashes` may carry the policy files' hashes from an earlier build.
     """
-    files: dict[str, bytes] = {path: source.encode("utf-8") for path, source in policy_files.items()}
+    files: dict[str, bytes | packing.Pieces] = {path: source.encode("utf-8") for path, source in policy_files.items()}
     hashes_by_name = {
         name: (policy_hashes or {}).get(name) or hashlib.sha256(content).hexdigest() for name, content in files.items()
     }
     if data is not None:
-        files["data.json"] = data if isinstance(data, bytes) else canonical_json(data)
-        hashes_by_name["data.json"] = hashlib.sha256(files["data.json"]).hexdigest()
-    record_bundle(files)  # a no-op unless WARDEN_RECORD_BUNDLES is set (real OPA compiles it in nox -s opa-oracle)
+        files["data.json"] = data if isinstance(data, bytes | packing.Pieces) else canonical_json(data)
+        hashes_by_name["data.json"] = data_hash(files["data.json"])
+    if os.environ.get(RECORD_BUNDLES):  # real OPA compiles recorded bundles in nox -s opa-oracle
+        record_bundle({name: bytes(content) for name, content in files.items()})
     revision = revision_of_hashes(hashes_by_name)
     manifest = {"revision": revision, "roots": roots, "rego_version": 1, "metadata": metadata}
     files[MANIFEST] = canonical_json(manifest)
@@ -121,24 +130,24 @@ def build_archive(
     }
     jws = signer({"alg": "RS256", "kid": key_id, "typ": "JWT"}, payload)
     files[SIGNATURES] = canonical_json({"signatures": [jws]})
-    archive = pack_tar_gz(files)
+    archive, digest = packing.pack(files, level=GZIP_LEVEL)
     return BuiltArchive(
         archive=archive,
         revision=revision,
         manifest=manifest,
         files=hashes_by_name,
-        etag='"' + hashlib.sha256(archive).hexdigest()[:32] + '"',
+        etag='"' + digest[:32] + '"',  # names the bytes (packing.pack), without hashing megabytes again
     )
 
 
-def pack_tar_gz(files: dict[str, bytes]) -> bytes:
+def pack_tar_gz(files: dict[str, bytes | packing.Pieces]) -> bytes:
     """A reproducible tar.gz: sorted entries, fixed times, owners and modes; names as OPA
     writes them (leading slash). Compressed in gzip members, each large run once per
     process (controlplane.bundles.packing), so a small change costs a small compression."""
     return packing.pack_tar_gz(files, level=GZIP_LEVEL)
 
 
-def _pack_tar(files: dict[str, bytes]) -> bytes:
+def _pack_tar(files: dict[str, bytes | packing.Pieces]) -> bytes:
     """The uncompressed tar as `tarfile` writes it (what packing reproduces; for tests)."""
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
@@ -150,7 +159,7 @@ def _pack_tar(files: dict[str, bytes]) -> bytes:
             info.mode = 0o644
             info.uid = info.gid = 0
             info.uname = info.gname = ""
-            tar.addfile(info, io.BytesIO(content))
+            tar.addfile(info, io.BytesIO(bytes(content)))
     return raw.getvalue()
 
 

@@ -139,6 +139,13 @@ class BundlePart(models.Model):
     archive = models.BinaryField()
     size = models.PositiveIntegerField()
     manifest = models.JSONField()
+    # Registry parts: what changed since the registry part with ETag `previous_etag` (the
+    # environment's active one when this was built), so delta bundles need not diff two
+    # snapshots: {"agents": {name: facts JSON text or None}, "keys": {key id: entry JSON text
+    # or None}, "rest": whether anything else in data.warden_registry changed}. Null when
+    # the build cannot tell (the first build in a process, or another process built since).
+    previous_etag = models.CharField(max_length=70, blank=True)
+    changes = models.JSONField(null=True, blank=True)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["bundle", "kind"], name="unique_bundle_part")]

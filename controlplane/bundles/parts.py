@@ -17,6 +17,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from django.db import connection
+from django.db.models import Model
+
 from controlplane.bundles import archive
 from controlplane.bundles.models import Bundle, BundlePart
 
@@ -27,12 +30,33 @@ def policy_revision(policy_files: dict[str, str]) -> str:
     return archive.revision_of_hashes({path: archive.file_hash(path, src.encode("utf-8")) for path, src in policy_files.items()})
 
 
+def store_archive(model: type[Model], pk, blob: bytes | None = None, *, copy_from: BundlePart | None = None) -> None:
+    """Write the `archive` column of one row: `blob`, or the archive of `copy_from`, copied
+    inside the database. On PostgreSQL `blob` goes as a binary parameter: Django's
+    client-side binding would send megabytes quoted as text, twice their size."""
+    table = connection.ops.quote_name(model._meta.db_table)
+    if copy_from is not None:
+        source = connection.ops.quote_name(BundlePart._meta.db_table)
+        with connection.cursor() as cursor:
+            cursor.execute(f"UPDATE {table} SET archive = (SELECT archive FROM {source} WHERE id = %s) WHERE id = %s",
+                           [copy_from.pk, pk])
+        return
+    if connection.vendor != "postgresql":
+        model.objects.filter(pk=pk).update(archive=blob)
+        return
+    import psycopg  # the PostgreSQL driver: a plain cursor binds parameters on the server
+
+    connection.ensure_connection()
+    with psycopg.Cursor(connection.connection) as cursor:
+        cursor.execute(f"UPDATE {table} SET archive = %b WHERE id = %s", [blob, pk])
+
+
 def store_parts(
     bundle: Bundle,
     *,
     policy_files: dict[str, str],
     packages: list[str],
-    data_json: bytes,
+    data_json: bytes | archive.packing.Pieces,
     metadata: dict,
     signer: Callable[[dict, dict], str],
     key_id: str,
@@ -46,24 +70,40 @@ def store_parts(
     revision = policy_revision(policy_files)
     reused = None
     if current is not None and current.pk != bundle.pk:
-        reused = BundlePart.objects.filter(bundle=current, kind=BundlePart.Kind.POLICY, revision=revision).first()
-    if reused is not None:
-        policy = {"revision": reused.revision, "etag": reused.etag, "archive": bytes(reused.archive),
-                  "size": reused.size, "manifest": reused.manifest}
+        reused = (BundlePart.objects.defer("archive")
+                  .filter(bundle=current, kind=BundlePart.Kind.POLICY, revision=revision).first())
+    if reused is not None:  # the same bytes and ETag, copied in the database
+        fields = {"revision": reused.revision, "etag": reused.etag, "size": reused.size, "manifest": reused.manifest}
+        policy, _ = BundlePart.objects.update_or_create(bundle=bundle, kind=BundlePart.Kind.POLICY,
+                                                        defaults={**fields, "archive": b""})
+        store_archive(BundlePart, policy.pk, copy_from=reused)
     else:
         built = archive.build_archive(
             policy_files=policy_files, data=None, roots=archive.roots_for(packages, []),
             metadata={**metadata, "kind": "policy"}, signer=signer, key_id=key_id,
         )
-        policy = _fields(built)
-    BundlePart.objects.update_or_create(bundle=bundle, kind=BundlePart.Kind.POLICY, defaults=policy)
+        _store(bundle, BundlePart.Kind.POLICY, built)
     built = archive.build_archive(
         policy_files={}, data=data_json, roots=[REGISTRY_ROOT],
         metadata={**metadata, "kind": "registry"}, signer=signer, key_id=key_id,
     )
-    BundlePart.objects.update_or_create(bundle=bundle, kind=BundlePart.Kind.REGISTRY, defaults=_fields(built))
+    _store(bundle, BundlePart.Kind.REGISTRY, built, **_changes_since(current, data_json))
 
 
-def _fields(built: archive.BuiltArchive) -> dict:
-    return {"revision": built.revision, "etag": built.etag, "archive": built.archive, "size": len(built.archive),
-            "manifest": built.manifest}
+def _changes_since(current: Bundle | None, data_json) -> dict:
+    """BundlePart.previous_etag and .changes for a registry part of `data_json`, when the
+    changes its encode recorded (services.RegistryData) start from `current`'s data."""
+    changes = getattr(data_json, "changes", None)
+    if current is None or changes is None or changes[0] != current.files.get("data.json"):
+        return {}
+    previous = BundlePart.objects.filter(bundle=current, kind=BundlePart.Kind.REGISTRY).values_list("etag", flat=True)
+    etag = previous.first()
+    return {"previous_etag": etag, "changes": changes[1]} if etag else {}
+
+
+def _store(bundle: Bundle, kind: str, built: archive.BuiltArchive, *, previous_etag: str = "",
+           changes: dict | None = None) -> None:
+    fields = {"revision": built.revision, "etag": built.etag, "archive": b"", "size": len(built.archive),
+              "manifest": built.manifest, "previous_etag": previous_etag, "changes": changes}
+    part, _ = BundlePart.objects.update_or_create(bundle=bundle, kind=kind, defaults=fields)
+    store_archive(BundlePart, part.pk, built.archive)

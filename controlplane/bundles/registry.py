@@ -7,13 +7,18 @@ one suspension cost over half a minute. Here:
 - one query returns each agent of the environment with the version of its row and of its
   keys' rows (`_VERSIONS`), so unchanged agents are never built, hashed or decoded;
 - the facts of new or changed agents (usually one) are fetched by a second, small query
-  and encoded once as a canonical JSON fragment, kept per process;
-- the fragments are joined in key order into the `agents` object, spliced into the rest
-  of the registry (tools, settings and the keys other apps add in `selectors.registry_data`),
-  as runs of about CHUNK_AGENTS agents that the archive compresses once each
-  (controlplane/bundles/packing.py); delegation.keys likewise, from the agents' key ids.
+  and encoded once as a canonical JSON fragment;
+- the fragments live, in key order, in runs of about CHUNK_AGENTS agents of the `agents`
+  object (packing.RunList, per process and environment): a change rebuilds the run that
+  holds the agent, and every other run stays the same object, hashed and compressed once
+  (controlplane/bundles/packing.py); delegation.keys likewise, by key id, read from the key
+  rows only for keys that appear;
+- the runs are spliced into the rest of the registry (tools, settings and the keys other
+  apps add in `selectors.registry_data`), encoded afresh each time (small).
 
-The result is byte for byte what `canonical_json(registry_data(environment))` gives.
+The result is byte for byte what `canonical_json(registry_data(environment))` gives, as
+`packing.Pieces` (never joined for a build). `agents_json.last_changes(env)` tells which
+entries the last encode changed (old and new fragments), for delta bundles.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from django.db import connection
 
 from agents_sdk.bundles.format import canonical_json
 from controlplane.bundles.models import Environment
-from controlplane.bundles.packing import Chunked, cuts_after, join_runs
+from controlplane.bundles.packing import Pieces, RunList
 from controlplane.bundles.selectors import registry_data
 from controlplane.identity.models import Agent, AgentKey
 
@@ -62,77 +67,178 @@ _AGENTS = Agent._meta.db_table
 # version is (xmin, ctid), new on every INSERT and UPDATE (even one inside a single
 # transaction moves the tuple), so a changed agent or key is seen without building, hashing
 # or decoding anyone's facts (an md5 of the facts per agent took seconds at 100,000 agents).
-_KEY_VERSIONS = "k.xmin::text || k.ctid::text, ',' ORDER BY k.key_id"
+# "<agent row>:<key row>;<key row>…" (a ctid holds a comma), the keys' versions in byte order. _VERSIONS is a flat
+# join (one row per agent and key), grouped in Python: grouping 100,000 rows in the query
+# sorted them on disk and took three times as long.
+_KEY_VERSION = "k.xmin::text || k.ctid::text"
 _VERSIONS = (
-    f"SELECT a.name, a.xmin::text || a.ctid::text || ':' || coalesce(string_agg({_KEY_VERSIONS}), '') "
+    f"SELECT a.name, a.xmin::text || a.ctid::text || ':' || coalesce({_KEY_VERSION}, '') "
     f"FROM {_AGENTS} a LEFT JOIN {AgentKey._meta.db_table} k ON k.agent_id = a.id AND k.revoked_at IS NULL "
-    "WHERE a.environments @> %s::jsonb GROUP BY a.id"
+    "WHERE a.environments @> %s::jsonb"
 )
 _VERSION = (
-    f"a.xmin::text || a.ctid::text || ':' || coalesce((SELECT string_agg({_KEY_VERSIONS}) "
-    f"FROM {AgentKey._meta.db_table} k WHERE k.agent_id = a.id AND k.revoked_at IS NULL), '')"
+    f"a.xmin::text || a.ctid::text || ':' || coalesce((SELECT string_agg({_KEY_VERSION}, ';' "
+    f"ORDER BY {_KEY_VERSION} COLLATE \"C\") FROM {AgentKey._meta.db_table} k "
+    "WHERE k.agent_id = a.id AND k.revoked_at IS NULL), '')"
+)
+
+
+def _versions(rows) -> dict[str, str]:
+    """{agent name: version} from the rows of _VERSIONS, as _VERSION spells them."""
+    versions: dict[str, str] = {}
+    for name, version in rows:
+        seen = versions.get(name)
+        if seen is not None:  # an agent with several keys: one row per key
+            head, _, keys = seen.partition(":")
+            version = head + ":" + ";".join(sorted([*keys.split(";"), version.partition(":")[2]]))
+        versions[name] = version
+    return versions
+
+
+# Every agent of the environment in key order (bytes, as Python sorts str): a cold encode.
+_ALL = (
+    f"SELECT a.name, {{version}}, ({_FACTS})::text FROM {_AGENTS} a "
+    "WHERE a.environments @> %s::jsonb ORDER BY a.name COLLATE \"C\""
 )
 _CHANGED = (
     f"SELECT a.name, {_VERSION}, ({_FACTS})::text FROM {_AGENTS} a "
     "WHERE a.environments @> %s::jsonb AND a.name = ANY(%s)"
 )
+_ALL = _ALL.format(version=_VERSION)
 
 
-class _Entry(NamedTuple):
-    version: str  # _VERSIONS of the rows encoded
-    fragment: bytes  # "name":{facts}
-    key_ids: tuple[str, ...]  # the agent's current keys (data.warden_registry.delegation.keys)
-    cut: bool  # a run of data.json ends after this agent (packing.chunks_of)
-
-
-def _entry(name: str, version: str, facts_text: str) -> _Entry:
+def _entry(name: str, facts_text: str) -> tuple[bytes, tuple[str, ...]]:
+    """(the agent's fragment "name":{facts}, its current key ids)."""
     facts = json.loads(facts_text)
     facts["scopes"] = sorted(facts["scopes"]) if isinstance(facts["scopes"], list) else facts["scopes"]
     facts["key_ids"] = sorted(facts["key_ids"])
     if not isinstance(facts["sandbox"], dict):
         facts["sandbox"] = {}
-    fragment = canonical_json(name) + b":" + canonical_json(facts)
-    return _Entry(version, fragment, tuple(facts["key_ids"]), cuts_after(name, every=CHUNK_AGENTS))
+    return canonical_json(name) + b":" + canonical_json(facts), tuple(facts["key_ids"])
+
+
+class Changes(NamedTuple):
+    """What one encode changed in an environment's registry: {agent name: (old fragment,
+    new fragment)} and the same for delegation.keys by key id (None: absent)."""
+
+    agents: dict[str, tuple[bytes | None, bytes | None]]
+    keys: dict[str, tuple[bytes | None, bytes | None]]
+
+
+class _Environment:
+    """One environment's encoded agents: the row versions encoded, the agents' key ids,
+    and data.warden_registry.agents and .delegation.keys as runs (packing.RunList)."""
+
+    def __init__(self) -> None:
+        self.versions: dict[str, str] = {}
+        self.key_ids: dict[str, tuple[str, ...]] = {}
+        self.agents = RunList(every=CHUNK_AGENTS)
+        self.keys = RunList(every=CHUNK_AGENTS)
+        self.lock = threading.Lock()
+        self.last_changes: Changes | None = None
 
 
 class AgentsJSON:
-    """Per process: for each environment, {agent name: _Entry}."""
+    """Per process: for each environment, its encoded agents (`_Environment`)."""
 
     def __init__(self) -> None:
-        self._cache: OrderedDict[str, dict[str, _Entry]] = OrderedDict()
+        self._cache: OrderedDict[str, _Environment] = OrderedDict()
         self._lock = threading.Lock()
 
-    def encode(self, environment_name: str) -> tuple[list[str], list[bytes], list[str]]:
-        """The environment's agent names (sorted), the canonical JSON of
-        data.warden_registry.agents in runs of about CHUNK_AGENTS agents (packing), and the
-        ids of the agents' current keys (sorted)."""
+    def _environment(self, name: str) -> _Environment:
+        with self._lock:
+            state = self._cache.get(name)
+            if state is None:
+                state = self._cache[name] = _Environment()
+            self._cache.move_to_end(name)
+            while len(self._cache) > _ENVIRONMENTS_CACHED:
+                self._cache.popitem(last=False)
+        return state
+
+    def encode(self, environment_name: str) -> tuple[frozenset[str], list[bytes], list[bytes]]:
+        """The environment's agent names, and the canonical
+        JSON of data.warden_registry.agents and of .delegation.keys, in runs of about
+        CHUNK_AGENTS entries (packing.RunList). Work beyond reading the row versions is
+        proportional to the agents that changed since this process last encoded them."""
+        state = self._environment(environment_name)
+        with state.lock:
+            try:
+                return self._encode(environment_name, state)
+            except BaseException:  # a half-applied change must not be served later: start over
+                with self._lock:
+                    self._cache.pop(environment_name, None)
+                raise
+
+    def _encode(self, environment_name: str, state: _Environment) -> tuple[frozenset[str], list[bytes], list[bytes]]:
         membership = json.dumps([environment_name])
+        if not state.versions:
+            self._encode_all(membership, state)
+            return frozenset(state.versions), state.agents.pieces, state.keys.pieces
         with connection.cursor() as cursor:
             cursor.execute(_VERSIONS, [membership])
-            versions = dict(cursor.fetchall())
-        with self._lock:
-            cached = self._cache.get(environment_name, {})
-        changed = [name for name, version in versions.items() if name not in cached or cached[name].version != version]
-        fresh: dict[str, _Entry] = {}
-        # In batches: a cold process encodes every agent, without holding every row at once.
+            versions = _versions(cursor.fetchall())
+        known = state.versions
+        changed = [name for name, version in versions.items() if known.get(name) != version]
+        added = sum(1 for name in changed if name not in known)
+        # Agents that left the environment (or were deleted): looked for only when there are some.
+        removed = [name for name in known if name not in versions] if len(known) + added > len(versions) else []
+        agent_changes: dict[str, bytes | None] = dict.fromkeys(removed)
+        key_ids: dict[str, tuple[str, ...] | None] = dict.fromkeys(removed)
+        fresh_versions: dict[str, str] = {}
+        # In batches: a change of many agents at once is not read in one result.
         for start in range(0, len(changed), _BATCH):
             with connection.cursor() as cursor:
                 cursor.execute(_CHANGED, [membership, changed[start:start + _BATCH]])
                 for name, version, facts_text in cursor.fetchall():
                     # Keep the version read with these facts: if the row changed since the
                     # first read, the next build sees a version other than this one.
-                    fresh[name] = _entry(name, version, facts_text)
-        entries = {name: fresh.get(name) or cached[name] for name in versions if name in fresh or name in cached}
-        del versions, cached
+                    agent_changes[name], key_ids[name] = _entry(name, facts_text)
+                    fresh_versions[name] = version
+        for name in changed:  # left the environment between the two reads
+            if name not in fresh_versions:
+                agent_changes[name], key_ids[name] = None, None
+        old_keys = {key_id for name in key_ids for key_id in state.key_ids.get(name, ())}
+        new_keys = {key_id for ids in key_ids.values() for key_id in ids or ()}
+        key_changes: dict[str, bytes | None] = dict.fromkeys(old_keys - new_keys)
+        key_changes.update(keys_json.fragments(sorted(new_keys - old_keys)))
+        agents_changed = state.agents.update(agent_changes)
+        keys_changed = state.keys.update(key_changes)
+        for name, ids in key_ids.items():
+            if ids is None:
+                state.versions.pop(name, None)
+                state.key_ids.pop(name, None)
+            else:
+                state.versions[name] = fresh_versions[name]
+                state.key_ids[name] = ids
+        state.last_changes = Changes(agents_changed, keys_changed)
+        # A copy of the names: another build may change them once the lock is released.
+        return frozenset(state.versions), state.agents.pieces, state.keys.pieces
+
+    def _encode_all(self, membership: str, state: _Environment) -> None:
+        """Every agent, streamed in key order into the runs (a server-side cursor, batches of
+        _BATCH rows): the encoded registry is never held twice, nor the rows all at once."""
+
+        def agents():
+            with connection.chunked_cursor() as cursor:
+                cursor.execute(_ALL, [membership])
+                while rows := cursor.fetchmany(_BATCH):
+                    for name, version, facts_text in rows:
+                        fragment, state.key_ids[name] = _entry(name, facts_text)
+                        state.versions[name] = version
+                        yield name, fragment
+
+        state.agents.build(agents())
+        key_ids = sorted(key_id for ids in state.key_ids.values() for key_id in ids)
+        fragments = keys_json.fragments(key_ids)
+        state.keys.build((key_id, fragments.pop(key_id)) for key_id in key_ids if key_id in fragments)
+        state.last_changes = None  # everything was encoded: what changed is not known
+
+    def last_changes(self, environment_name: str) -> Changes | None:
+        """What the last encode of this environment in this process changed since the one
+        before it (see `Changes`); None when it encoded everything (a cold encode) or none."""
         with self._lock:
-            self._cache[environment_name] = entries
-            self._cache.move_to_end(environment_name)
-            while len(self._cache) > _ENVIRONMENTS_CACHED:
-                self._cache.popitem(last=False)
-        names = sorted(entries)
-        runs = list(join_runs((entries[name].fragment, entries[name].cut) for name in names))
-        key_ids = sorted(key_id for entry in entries.values() for key_id in entry.key_ids)
-        return names, [b"{", *runs, b"}"], key_ids
+            state = self._cache.get(environment_name)
+        return state.last_changes if state is not None else None
 
     def clear(self) -> None:
         with self._lock:
@@ -142,7 +248,7 @@ class AgentsJSON:
 agents_json = AgentsJSON()
 
 # A key's agent, public key and creation time never change (a key is only revoked), so its
-# fragment is encoded once per process; which keys are current comes from the agents' facts.
+# fragment is read when the key appears in an environment's registry, and kept in its runs.
 _KEY_FACTS = (
     f"SELECT k.key_id, a.name, k.public_key, floor(extract(epoch FROM k.created_at))::bigint "
     f"FROM {AgentKey._meta.db_table} k JOIN {_AGENTS} a ON a.id = k.agent_id WHERE k.key_id = ANY(%s)"
@@ -150,64 +256,52 @@ _KEY_FACTS = (
 
 
 class KeysJSON:
-    """Per process: {key id: (canonical fragment, cuts_after)} of delegation.keys entries."""
+    """delegation.keys entries, encoded from the key rows."""
 
-    def __init__(self) -> None:
-        self._fragments: dict[str, tuple[bytes, bool]] = {}
-        self._lock = threading.Lock()
-
-    def encode(self, key_ids: list[str]) -> list[bytes]:
-        """delegation.keys for the keys `key_ids` (sorted), in runs (packing)."""
-        with self._lock:
-            missing = [key_id for key_id in key_ids if key_id not in self._fragments]
-        if missing:
+    def fragments(self, key_ids: list[str]) -> dict[str, bytes]:
+        """{key id: canonical fragment "key_id":{...}} of these keys (those that exist)."""
+        fragments: dict[str, bytes] = {}
+        for start in range(0, len(key_ids), _BATCH):
             with connection.cursor() as cursor:
-                cursor.execute(_KEY_FACTS, [missing])
-                fresh = {
-                    key_id: (canonical_json(key_id) + b":" + canonical_json(
+                cursor.execute(_KEY_FACTS, [key_ids[start:start + _BATCH]])
+                for key_id, agent, public_key, created in cursor.fetchall():
+                    fragments[key_id] = canonical_json(key_id) + b":" + canonical_json(
                         {"agent": agent, "public_key": public_key, "created": int(created)}
-                    ), cuts_after(key_id, every=CHUNK_AGENTS))
-                    for key_id, agent, public_key, created in cursor.fetchall()
-                }
-            with self._lock:
-                self._fragments.update(fresh)
-        with self._lock:
-            fragments = [self._fragments[key_id] for key_id in key_ids if key_id in self._fragments]
-        return [b"{", *join_runs(fragments), b"}"]
+                    )
+        return fragments
 
     def clear(self) -> None:
-        with self._lock:
-            self._fragments.clear()
+        """Nothing is kept between builds (the environments' runs hold the fragments)."""
 
 
 keys_json = KeysJSON()
 
 
-def registry_json(environment: Environment) -> Chunked:
+def registry_json(environment: Environment) -> Pieces:
     """Canonical JSON of data.warden_registry for `environment` (see the module docstring),
-    carrying its runs (packing.Chunked) so the archive compresses only the runs that changed."""
+    as runs (packing.Pieces) that the archive hashes and compresses only where they changed."""
     if connection.vendor != "postgresql":  # SQLite in local development: the plain way
-        return Chunked([canonical_json(registry_data(environment))])
-    names, agents, key_ids = agents_json.encode(environment.name)
+        return Pieces([canonical_json(registry_data(environment))], lineage=environment.name)
+    names, agents, keys = agents_json.encode(environment.name)
     rest = canonical_json(registry_data(environment, agents=AgentsStandIn(names)))
     if rest.count(_PLACEHOLDER_JSON) != 1 or rest.count(_KEYS_PLACEHOLDER_JSON) > 1:
         raise ValueError("the registry holds a placeholder more than once")  # another value equal to it: never
-    keys = keys_json.encode(key_ids) if _KEYS_PLACEHOLDER_JSON in rest else []
     pieces: list[bytes] = []
     for segment in _PLACEHOLDERS.split(rest):
         pieces.extend(agents if segment == _PLACEHOLDER_JSON else keys if segment == _KEYS_PLACEHOLDER_JSON else [segment])
-    return Chunked(pieces)
+    return Pieces(pieces, lineage=environment.name)
 
 
 class AgentsStandIn(str):
     """What registry_data gets as `agents` during a bundle build: encodes as the placeholder
-    (then replaced by the agents' JSON), iterates over the agent names as the dict would."""
+    (then replaced by the agents' JSON), iterates over the agent names as the dict would
+    (in no particular order)."""
 
-    names: list[str]
+    names: frozenset[str]
     # What delegation_registry_data puts in delegation.keys: encoded here, incrementally.
     delegation_keys = KEYS_PLACEHOLDER
 
-    def __new__(cls, names: list[str]) -> AgentsStandIn:
+    def __new__(cls, names: frozenset[str]) -> AgentsStandIn:
         stand_in = super().__new__(cls, AGENTS_PLACEHOLDER)
         stand_in.names = names
         return stand_in
@@ -219,4 +313,4 @@ class AgentsStandIn(str):
         return len(self.names)
 
     def __contains__(self, name: object) -> bool:  # type: ignore[override]
-        return name in set(self.names)
+        return name in self.names

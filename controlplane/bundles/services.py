@@ -13,12 +13,12 @@ from datetime import datetime, timedelta, timezone as dt_timezone
 from django.db import transaction
 from django.utils import timezone
 
-from agents_sdk.bundles.format import package_of
+from agents_sdk.bundles.format import canonical_json, package_of
 from controlplane.accounts.services import issue_credential, revoke_credential
 from controlplane.bundles import archive, notify, parts
-from controlplane.bundles.packing import Chunked
+from controlplane.bundles.packing import Pieces, Run
 from controlplane.bundles.models import Bundle, BundleActivation, Environment, EnvironmentToken
-from controlplane.bundles.registry import registry_json
+from controlplane.bundles.registry import agents_json, registry_json
 from controlplane.bundles.selectors import built_at_of, policy_digest, previous_policy_bundle, registry_data
 from controlplane.bundles.signing import active_signing_key, private_key_pem
 from controlplane.changelog.models import ChangeAction
@@ -70,10 +70,43 @@ def bundle_data(environment: Environment) -> dict:
     return {REGISTRY_ROOT: registry_data(environment)}
 
 
-def bundle_data_json(environment: Environment) -> bytes:
+class RegistryData(Pieces):
+    """data.json of a bundle (bundle_data_json), with what changed since the data.json this
+    process encoded before for the same environment: `changes` = (its SHA-256, the changes
+    as BundlePart.changes holds them), or None when not known (an encode of every agent)."""
+
+    __slots__ = ("changes",)
+    changes: tuple[str, dict] | None
+
+
+# Per process and environment: (SHA-256, the pieces outside the agents' and keys' runs) of
+# the last data.json encoded, to tell what the next encode changed.
+_last_encoded: dict[str, tuple[str, tuple[bytes, ...]]] = {}
+
+
+def bundle_data_json(environment: Environment) -> RegistryData:
     """canonical_json(bundle_data(environment)), encoded incrementally (bundles.registry),
-    in runs the archive compresses once each (bundles.packing)."""
-    return Chunked([b'{"' + REGISTRY_ROOT.encode("ascii") + b'":', *registry_json(environment).pieces, b"}"])
+    in runs the archive hashes and compresses only where they changed (bundles.packing)."""
+    data = RegistryData([b'{"' + REGISTRY_ROOT.encode("ascii") + b'":', *registry_json(environment).pieces, b"}"],
+                        lineage=environment.name)
+    rest = tuple(piece for piece in data.pieces if not isinstance(piece, Run))
+    with _cache_lock:
+        previous = _last_encoded.get(environment.name)
+        _last_encoded[environment.name] = (data.sha256(), rest)
+    data.changes = None
+    changed = agents_json.last_changes(environment.name)
+    if previous is not None and changed is not None:
+        data.changes = (previous[0], {
+            "agents": {name: _value_text(name, new) for name, (_, new) in changed.agents.items()},
+            "keys": {key_id: _value_text(key_id, new) for key_id, (_, new) in changed.keys.items()},
+            "rest": rest != previous[1],
+        })
+    return data
+
+
+def _value_text(key: str, fragment: bytes | None) -> str | None:
+    """The value of the fragment '"key":value', as JSON text."""
+    return None if fragment is None else fragment[len(canonical_json(key)) + 1:].decode("utf-8")
 
 
 def check_compiles(policy_files: dict[str, str]) -> None:
@@ -139,7 +172,7 @@ def _next_built_at(environment: Environment) -> str:
 @timed(BUNDLE_BUILD_SECONDS)  # GET /metrics: warden_bundle_build_seconds
 def build_bundle(
     environment: Environment, *, policy_files: dict[str, str], by=None, reason: str = "", tests_passed: int = 0,
-    data: dict | None = None, data_json: bytes | None = None,
+    data: dict | None = None, data_json: bytes | Pieces | None = None,
 ) -> Bundle:
     """Build and sign a bundle of `policy_files` plus the environment's registry data
     (`data`, or `data_json` its canonical JSON, when the caller has just read it), and its
@@ -153,7 +186,9 @@ def build_bundle(
     """
     if data_json is None:
         data_json = bundle_data_json(environment) if data is None else archive.canonical_json(data)
-    existing = Bundle.objects.filter(environment=environment, revision=_revision_of(policy_files, data_json)).first()
+    # Without the archive: it is rewritten if this revision is built again, never read here.
+    existing = (Bundle.objects.defer("archive")
+                .filter(environment=environment, revision=_revision_of(policy_files, data_json)).first())
     if existing is not None and existing.pk == environment.active_bundle_id:
         return existing  # already what engines serve: nothing to re-stamp
     check_compiles(policy_files)
@@ -184,32 +219,36 @@ def build_bundle(
 def _save_bundle(environment, existing, built, key, *, by, reason: str, tests_passed: int) -> Bundle:
     if existing is not None:
         # Same content built again: one row per revision, re-stamped and re-signed.
-        existing.archive, existing.etag, existing.signing_key = built.archive, built.etag, key
+        existing.etag, existing.signing_key = built.etag, key
         existing.size, existing.manifest, existing.files = len(built.archive), built.manifest, built.files
-        existing.save(update_fields=["archive", "etag", "signing_key", "size", "manifest", "files"])
-        return existing
-    return Bundle.objects.create(
-        environment=environment,
-        revision=built.revision,
-        etag=built.etag,
-        archive=built.archive,
-        size=len(built.archive),
-        manifest=built.manifest,
-        files=built.files,
-        signing_key=key,
-        tests_passed=tests_passed,
-        built_by=by if getattr(by, "pk", None) else None,
-        reason=reason[:500],
-    )
+        existing.save(update_fields=["etag", "signing_key", "size", "manifest", "files"])
+        bundle = existing
+    else:
+        bundle = Bundle.objects.create(
+            environment=environment,
+            revision=built.revision,
+            etag=built.etag,
+            archive=b"",  # written below, as binary
+            size=len(built.archive),
+            manifest=built.manifest,
+            files=built.files,
+            signing_key=key,
+            tests_passed=tests_passed,
+            built_by=by if getattr(by, "pk", None) else None,
+            reason=reason[:500],
+        )
+    parts.store_archive(Bundle, bundle.pk, built.archive)
+    bundle.archive = built.archive
+    return bundle
 
 
-def _revision_of(policy_files: dict[str, str], data_json: bytes) -> str:
+def _revision_of(policy_files: dict[str, str], data_json: bytes | Pieces) -> str:
     hashes = {path: hashlib.sha256(source.encode("utf-8")).hexdigest() for path, source in policy_files.items()}
-    hashes["data.json"] = hashlib.sha256(data_json).hexdigest()
+    hashes["data.json"] = archive.data_hash(data_json)
     return archive.revision_of_hashes(hashes)
 
 
-def _store_parts_of(bundle: Bundle, data_json: bytes) -> None:
+def _store_parts_of(bundle: Bundle, data_json: bytes | Pieces) -> None:
     policy_files = policy_files_of(bundle)
     key = bundle.signing_key
     private_pem = private_key_pem(key)
@@ -226,11 +265,11 @@ def activate_bundle(environment: Environment, bundle: Bundle, *, by=None, action
     if environment.active_bundle_id == bundle.pk:
         return bundle
     before = snapshot(environment)
-    previous = environment.active_bundle
+    previous_id = environment.active_bundle_id  # the id only: its archive need not be read
     environment.active_bundle = bundle
     environment.save(update_fields=["active_bundle", "updated_at"])
     BundleActivation.objects.create(
-        environment=environment, bundle=bundle, previous_bundle=previous,
+        environment=environment, bundle=bundle, previous_bundle_id=previous_id,
         activated_by=by if getattr(by, "pk", None) else None, reason=reason[:500],
     )
     record_change(
@@ -292,11 +331,13 @@ def refresh_registry_data(environment: Environment, *, reason: str) -> Bundle | 
     """Rebuild and activate the active bundle with fresh registry data if that data changed;
     returns the new bundle, or None when nothing changed."""
     environment = Environment.objects.select_for_update().get(pk=environment.pk)
-    active = environment.active_bundle
-    if active is None:
+    if environment.active_bundle_id is None:
         return None
+    # The active bundle without its archive (megabytes at 100,000 agents, read only when
+    # this process has not seen its policy files yet: policy_files_of).
+    active = environment.active_bundle = Bundle.objects.defer("archive").get(pk=environment.active_bundle_id)
     data_json = bundle_data_json(environment)
-    if active.files.get("data.json") == hashlib.sha256(data_json).hexdigest():
+    if active.files.get("data.json") == archive.data_hash(data_json):
         if not active.parts.exists():  # activated before the split layout: add its parts
             _store_parts_of(active, data_json)
         return None

@@ -25,6 +25,7 @@ def _queue_names() -> list[str]:
 
 def _read_state() -> dict[str, object]:
     from controlplane.audit.models import Batch, BatchStatus, Checkpoint, QuarantinedRecord
+    from controlplane.opa import uploads
     from controlplane.opa.models import OPAInstance
 
     now = timezone.now()
@@ -46,6 +47,7 @@ def _read_state() -> dict[str, object]:
         client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=1, socket_connect_timeout=1)
         try:
             state["queues"] = {name: int(client.llen(name)) for name in _queue_names()}
+            state["uploads"] = uploads.backlog(client)
         finally:
             client.close()
     return state
@@ -92,6 +94,13 @@ class StateCollector(Collector):
         for queue, length in state["queues"].items():  # type: ignore[attr-defined]
             queues.add_metric([queue], float(length))
         yield queues
+        upload_gauges = (
+            ("warden_opa_upload_queue_items", "Status and decision-log uploads waiting for a worker", "items"),
+            ("warden_opa_upload_queue_bytes", "Bytes of uploads waiting for a worker", "bytes"),
+            ("warden_opa_uploads_set_aside", "Uploads that could not be stored, kept with their reason", "set_aside"),
+        )
+        for name, documentation, key in upload_gauges if state.get("uploads") else ():
+            yield GaugeMetricFamily(name, documentation, value=float(state["uploads"][key]))  # type: ignore[index]
 
 
 STATE = StateCollector()

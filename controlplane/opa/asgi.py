@@ -81,6 +81,7 @@ class BundleServiceFastPath:
             authorization=_header(scope, b"authorization") or "",
             if_none_match=_header(scope, b"if-none-match"),
             prefer=_header(scope, b"prefer"),
+            query_string=scope.get("query_string", b"").decode("latin-1"),
         )
         if long_poll_wait(_header(scope, b"prefer")) is None:
             reply = await request

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from agents_sdk.bundles.format import LONG_POLL_CONTENT_TYPE
 from controlplane.bundles import notify
-from controlplane.opa import selectors
+from controlplane.opa import deltas, selectors
 from controlplane.opa.authentication import AuthenticationFailed, aauthenticate
 from controlplane.opa.database import run_in_db_thread
 from controlplane.opa.discovery import discovery_bundle
@@ -90,10 +90,12 @@ def _read_for_long_poll(environment: str, part: str):
 
 
 async def bundle_reply(
-    environment: str, *, authorization: str, if_none_match: str | None, prefer: str | None, part: str = ""
+    environment: str, *, authorization: str, if_none_match: str | None, prefer: str | None, part: str = "",
+    query_string: str = "",
 ) -> Reply:
     """GET bundles/<environment> (or bundles/<environment>/<part>, the split layout of
-    controlplane.bundles.parts) as OPA's bundle downloader sends it."""
+    controlplane.bundles.parts) as OPA's bundle downloader sends it; the registry part as a
+    delta bundle to a downloader that asks for one (controlplane.opa.deltas)."""
     refused = await _authorized(environment, authorization)
     if refused:
         return refused
@@ -112,6 +114,11 @@ async def bundle_reply(
         if archive is None:
             archive = await _shared(("archive", state.bundle_id, state.etag), selectors.bundle_archive,
                                     state.bundle_id, state.etag)
+        if part == "registry" and if_none_match and deltas.wants_delta(prefer, query_string):
+            from_etag = if_none_match.strip()
+            delta = await _shared(("delta", from_etag, state.etag), deltas.delta_archive,
+                                  environment, from_etag, state.bundle_id, archive, state.etag)
+            archive = delta or archive
     return _bundle_or_304(state, if_none_match, archive, long_polling=wait is not None)
 
 

@@ -9,7 +9,7 @@ then pushed as it arrived (still compressed) onto one bounded Redis list, and a 
 (`opa.ingest_uploads`) stores it with the same services as before
 (services.ingest_decision_logs, services.record_status).
 
-- Bounded: past MAX_QUEUED_UPLOADS items or MAX_QUEUED_BYTES bytes the upload is refused
+- Bounded: past WARDEN_OPA_UPLOAD_QUEUE_MAX_ITEMS items or _MAX_BYTES bytes the upload is refused
   with 429 and Retry-After (OPA keeps the chunk and sends it again), never dropped.
   Redis unreachable: 503 and Retry-After.
 - Nothing lost by a dying worker: items leave the list only after they are stored (LRANGE,
@@ -45,8 +45,6 @@ QUEUE_KEY = "warden:opa:uploads"
 BYTES_KEY = "warden:opa:uploads:bytes"
 FAILED_KEY = "warden:opa:uploads:failed"
 LOCK_KEY = "warden:opa:uploads:draining"
-MAX_QUEUED_UPLOADS = 100_000
-MAX_QUEUED_BYTES = 256 * 1024 * 1024
 RETRY_AFTER_SECONDS = 5
 DRAIN_BATCH = 200
 # The drain lock outlives any one batch; it is renewed before each batch.
@@ -188,8 +186,9 @@ async def push(item: bytes) -> int:
     import redis
 
     try:
-        length = await _async_client().eval(_PUSH, 2, QUEUE_KEY, BYTES_KEY, item, MAX_QUEUED_UPLOADS,
-                                            MAX_QUEUED_BYTES)
+        length = await _async_client().eval(_PUSH, 2, QUEUE_KEY, BYTES_KEY, item,
+                                            settings.WARDEN_OPA_UPLOAD_QUEUE_MAX_ITEMS,
+                                            settings.WARDEN_OPA_UPLOAD_QUEUE_MAX_BYTES)
     except (redis.RedisError, OSError) as exc:
         raise QueueUnavailable(str(exc)) from exc
     if length < 0:
@@ -295,5 +294,15 @@ def store(items: list[bytes], *, on_failure) -> None:
 
 
 def queued() -> int:
-    """Uploads waiting to be stored (GET /metrics, the bench)."""
+    """Uploads waiting to be stored (the bench)."""
     return int(_client().llen(QUEUE_KEY))
+
+
+def backlog(client) -> dict[str, int]:
+    """What GET /metrics reports of the queue, read with `client` (one round trip)."""
+    pipe = client.pipeline(transaction=False)
+    pipe.llen(QUEUE_KEY)
+    pipe.get(BYTES_KEY)
+    pipe.llen(FAILED_KEY)
+    items, size, set_aside = pipe.execute()
+    return {"items": int(items), "bytes": int(size or 0), "set_aside": int(set_aside)}

@@ -95,7 +95,8 @@ async def bundle(request, environment: str, part: str = ""):
     Under uvicorn, asgi.BundleServiceFastPath answers these paths before Django does."""
     if part not in BUNDLE_PARTS:
         return _detail(404, f"no bundle part {part!r}: use policy or registry")
-    return _http_response(await bundle_reply(environment, part=part, **_downloader_headers(request)))
+    return _http_response(await bundle_reply(environment, part=part, query_string=request.META.get("QUERY_STRING", ""),
+                                             **_downloader_headers(request)))
 
 
 @opa_endpoint

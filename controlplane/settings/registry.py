@@ -120,6 +120,10 @@ VARIABLES: tuple[Variable, ...] = (
     # -- bundles (docs/opa.md) --
     Variable("WARDEN_OPA_SPLIT_BUNDLES", bool, False, "discovery configures OPA with two bundles per "
              "environment, policy and registry, so a registry change downloads only the registry"),
+    Variable("WARDEN_OPA_UPLOAD_QUEUE_MAX_ITEMS", int, 100_000, "status reports and decision-log uploads "
+             "waiting in Redis for a worker at most; past it engines get 429 with Retry-After and send again"),
+    Variable("WARDEN_OPA_UPLOAD_QUEUE_MAX_BYTES", int, 256 * 1024 * 1024, "bytes of queued uploads at most (the "
+             "Redis memory they may take); past it engines get 429 with Retry-After"),
     # -- audit --
     Variable("WARDEN_AUDIT_MAX_BATCH_RECORDS", int, 10_000, "records per uploaded audit batch"),
     Variable("WARDEN_AUDIT_MAX_BATCH_BYTES", int, 16 * 1024 * 1024, "size of an audit batch body, compressed and "

@@ -175,12 +175,12 @@ internal_recipient(address) if {
 	endswith(address, concat("", ["@", lower(domain)]))
 }
 
-args_violations contains [name, sprintf("e-mail addresses (%q is not one)", [mailbox])] if {
+email_args_violations contains [name, sprintf("e-mail addresses (%q is not one)", [mailbox])] if {
 	some [name, mailbox] in mailboxes
 	not mailbox_address(mailbox)
 }
 
-args_violations contains [name, "printable ASCII addresses (internationalised addresses need approval by hand)"] if {
+email_args_violations contains [name, "printable ASCII addresses (internationalised addresses need approval by hand)"] if {
 	some [name, value] in recipient_values
 	not printable_recipients(value)
 }
@@ -239,7 +239,7 @@ pushed_refs contains pushed_ref(value) if {
 }
 
 # git check-ref-format refuses these; glob characters would make patterns misfire.
-args_violations contains [name, sprintf("a git ref naming a branch (%q is not one)", [value])] if {
+git_args_violations contains [name, sprintf("a git ref naming a branch (%q is not one)", [value])] if {
 	some [name, value] in ref_values
 	not valid_pushed_ref(value)
 }

@@ -57,12 +57,12 @@ schema_type_holds("object", value) if is_object(value)
 
 schema_type_holds("null", value) if is_null(value)
 
-args_violations contains [name, sprintf("of type %s", [concat(" or ", schema_types(spec))])] if {
+schema_args_violations contains [name, sprintf("of type %s", [concat(" or ", schema_types(spec))])] if {
 	some [name, value, spec] in declared_args
 	not schema_typed(spec, value)
 }
 
-args_violations contains [name, sprintf("an array of %s items", [concat(" or ", schema_types(items))])] if {
+schema_args_violations contains [name, sprintf("an array of %s items", [concat(" or ", schema_types(items))])] if {
 	some [name, value, spec] in declared_args
 	is_array(value)
 	items := object.get(spec, "items", null)
@@ -72,7 +72,7 @@ args_violations contains [name, sprintf("an array of %s items", [concat(" or ", 
 	not schema_typed(items, item)
 }
 
-args_violations contains [name, "one of the values the tool's argument schema lists"] if {
+schema_args_violations contains [name, "one of the values the tool's argument schema lists"] if {
 	some [name, value, spec] in declared_args
 	is_array(object.get(spec, "enum", null))
 	not enum_holds(value, spec.enum)
@@ -85,14 +85,14 @@ enum_holds(value, values) if {
 	listed == value
 }
 
-args_violations contains [name, sprintf("at most %d characters long", [spec.maxLength])] if {
+schema_args_violations contains [name, sprintf("at most %d characters long", [spec.maxLength])] if {
 	some [name, value, spec] in declared_args
 	is_string(value)
 	schema_limit(object.get(spec, "maxLength", null))
 	count(value) > spec.maxLength
 }
 
-args_violations contains [name, sprintf("at most %d items", [spec.maxItems])] if {
+schema_args_violations contains [name, sprintf("at most %d items", [spec.maxItems])] if {
 	some [name, value, spec] in declared_args
 	is_array(value)
 	schema_limit(object.get(spec, "maxItems", null))
@@ -108,7 +108,7 @@ schema_limit(n) if {
 	n == floor(n)
 }
 
-args_violations contains [name, "present: the tool's argument schema requires it"] if {
+schema_args_violations contains [name, "present: the tool's argument schema requires it"] if {
 	required := object.get(arg_schema, "required", [])
 	is_array(required)
 	some name in required
@@ -116,7 +116,7 @@ args_violations contains [name, "present: the tool's argument schema requires it
 	not arg_named(name)
 }
 
-args_violations contains [name, "absent: the tool's argument schema does not declare it"] if {
+schema_args_violations contains [name, "absent: the tool's argument schema does not declare it"] if {
 	object.get(arg_schema, "additionalProperties", true) == false
 	some name, _ in args
 	not is_object(object.get(arg_properties, name, null))

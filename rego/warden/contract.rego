@@ -20,24 +20,56 @@ printable_ascii_pattern := `^[\x21-\x7e]+$`
 
 printable_ascii(s) if regex.match(printable_ascii_pattern, s)
 
-input_violations contains ["input", "a JSON object"] if not input_is_object
+input_shape_violations contains ["input", "a JSON object"] if not input_is_object
+
+# Most inputs keep the contract: one rule body says so (input_well_formed implies that no
+# rule of input_shape_violations holds), and only other inputs go through the ten rules
+# that name the field at fault. The compiled VM pays for every rule definition it enters.
+input_violations contains violation if {
+	not input_well_formed
+	some violation in input_shape_violations
+}
+
+input_well_formed if {
+	is_object(input)
+	is_object(input.agent)
+	is_object(input.action)
+	is_object(object.get(input.action, "args", {}))
+	is_object(object.get(input, "context", {}))
+	identifiers_printable
+	strings_array(object.get(input.agent, "scopes", []))
+	strings_array(object.get(context, "on_behalf_of", []))
+	is_string(object.get(context, "approval_token", ""))
+	counters_well_formed
+}
+
+counters_well_formed if {
+	all_counters := object.get(context, "counters", {})
+	is_object(all_counters)
+	every counters in all_counters {
+		is_object(counters)
+		every used in counters {
+			exact_count(used)
+		}
+	}
+}
 
 # Helper rules instead of `not is_object(input)`: OPA hoists a reference out of `not`
 # (open-policy-agent/opa#1877), so the expression would be undefined for absent values.
 input_is_object if is_object(input)
 
-input_violations contains [field, "an object"] if {
+input_shape_violations contains [field, "an object"] if {
 	some field in ["agent", "action"]
 	not is_object(object.get(request, field, null))
 }
 
-input_violations contains [field, "an object when present"] if {
+input_shape_violations contains [field, "an object when present"] if {
 	some [field, path] in [["action.args", ["action", "args"]], ["context", ["context"]]]
 	value := object.get(request, path, {})
 	not is_object(value)
 }
 
-input_violations contains [field, "a non-empty string of printable ASCII"] if {
+input_shape_violations contains [field, "a non-empty string of printable ASCII"] if {
 	not identifiers_printable
 	some [field, path] in [["agent.id", ["agent", "id"]], ["action.tool", ["action", "tool"]]]
 	not identifier_at(path)
@@ -53,22 +85,22 @@ identifier_at(path) if {
 	printable_ascii(value)
 }
 
-input_violations contains ["agent.scopes", "an array of strings when present"] if {
+input_shape_violations contains ["agent.scopes", "an array of strings when present"] if {
 	value := object.get(request, ["agent", "scopes"], [])
 	not strings_array(value)
 }
 
-input_violations contains ["context.on_behalf_of", "an array of agent ids when present"] if {
+input_shape_violations contains ["context.on_behalf_of", "an array of agent ids when present"] if {
 	value := object.get(context, "on_behalf_of", [])
 	not strings_array(value)
 }
 
-input_violations contains ["context.approval_token", "a string when present"] if {
+input_shape_violations contains ["context.approval_token", "a string when present"] if {
 	value := object.get(context, "approval_token", "")
 	not is_string(value)
 }
 
-input_violations contains [sprintf("context.counters.%s.%s", [subject, name]), "a whole number from 0 to 2^53"] if {
+input_shape_violations contains [sprintf("context.counters.%s.%s", [subject, name]), "a whole number from 0 to 2^53"] if {
 	all_counters := object.get(context, "counters", {})
 	is_object(all_counters)
 	some subject, counters in all_counters
@@ -77,14 +109,14 @@ input_violations contains [sprintf("context.counters.%s.%s", [subject, name]), "
 	not exact_count(used)
 }
 
-input_violations contains [sprintf("context.counters.%s", [subject]), "an object of counters"] if {
+input_shape_violations contains [sprintf("context.counters.%s", [subject]), "an object of counters"] if {
 	all_counters := object.get(context, "counters", {})
 	is_object(all_counters)
 	some subject, counters in all_counters
 	not is_object(counters)
 }
 
-input_violations contains ["context.counters", "an object when present"] if {
+input_shape_violations contains ["context.counters", "an object when present"] if {
 	not is_object(object.get(context, "counters", {}))
 }
 
@@ -145,41 +177,75 @@ args_violations contains [key, "a lowercase ASCII name"] if {
 	not regex.match(`^[a-z0-9_]+$`, key)
 }
 
+# The checks of one tool category are reached only for a tool of that category, and a
+# catalog schema's only for a tool that has one: the compiled VM pays for every rule
+# definition it enters, so a decision does not enter those of other categories. Each
+# category's rules also test the category themselves (the gate is only a shortcut).
+args_violations contains violation if {
+	judged_category == "file"
+	some violation in file_args_violations
+}
+
+args_violations contains violation if {
+	judged_category == "network"
+	some violation in network_args_violations
+}
+
+args_violations contains violation if {
+	judged_category == "email"
+	some violation in email_args_violations
+}
+
+args_violations contains violation if {
+	judged_category == "git_push"
+	some violation in git_args_violations
+}
+
+args_violations contains violation if {
+	judged_category == "shell"
+	some violation in shell_args_violations
+}
+
+args_violations contains violation if {
+	arg_schema
+	some violation in schema_args_violations
+}
+
 # Files: each file-naming argument is one path string; "paths" is an array of them.
-args_violations contains [name, "one path string (use args.paths for several)"] if {
+file_args_violations contains [name, "one path string (use args.paths for several)"] if {
 	judged_category == "file"
 	some name, value in args # not args[name]: regorus binds an absent member and goes on
 	name in file_argument_names
 	not is_string(value)
 }
 
-args_violations contains ["paths", "an array of path strings"] if {
+file_args_violations contains ["paths", "an array of path strings"] if {
 	judged_category == "file"
 	some "paths", value in args
 	not strings_array(value)
 }
 
-args_violations contains ["path", "present: a file tool must name its file"] if {
+file_args_violations contains ["path", "present: a file tool must name its file"] if {
 	judged_category == "file"
 	count(action_paths) == 0
 }
 
 # URLs: each URL-naming argument is one string; "urls" is an array of them.
-args_violations contains [name, "one URL string (use args.urls for several)"] if {
+network_args_violations contains [name, "one URL string (use args.urls for several)"] if {
 	judged_category == "network"
 	some name, value in args # not args[name]: regorus binds an absent member and goes on
 	name in url_argument_names
 	not is_string(value)
 }
 
-args_violations contains ["urls", "an array of URL strings"] if {
+network_args_violations contains ["urls", "an array of URL strings"] if {
 	judged_category == "network"
 	some "urls", value in args
 	not strings_array(value)
 }
 
 # Recipients: a string (one address or a comma-separated list) or an array of strings.
-args_violations contains [name, "an address string or an array of address strings"] if {
+email_args_violations contains [name, "an address string or an array of address strings"] if {
 	judged_category == "email"
 	some name, value in args # not args[name]: regorus binds an absent member and goes on
 	name in recipient_argument_names
@@ -190,31 +256,31 @@ recipient_value(value) if is_string(value)
 
 recipient_value(value) if strings_array(value)
 
-args_violations contains ["headers", "absent: put recipients in to, cc or bcc"] if {
+email_args_violations contains ["headers", "absent: put recipients in to, cc or bcc"] if {
 	judged_category == "email"
 	some "headers", _ in args
 }
 
 # git refs: a string or an array of strings.
-args_violations contains [name, "a ref string or an array of ref strings"] if {
+git_args_violations contains [name, "a ref string or an array of ref strings"] if {
 	judged_category == "git_push"
 	some name, value in args # not args[name]: regorus binds an absent member and goes on
 	name in ref_argument_names
 	not recipient_value(value)
 }
 
-args_violations contains ["branch", "present: a push must name its branch or refspec"] if {
+git_args_violations contains ["branch", "present: a push must name its branch or refspec"] if {
 	judged_category == "git_push"
 	count(ref_values) == 0
 }
 
 # Shell: the command is one string in args.command, nothing else.
-args_violations contains ["command", "a string"] if {
+shell_args_violations contains ["command", "a string"] if {
 	judged_category == "shell"
 	not shell_command
 }
 
-args_violations contains [name, "absent: the command goes in args.command"] if {
+shell_args_violations contains [name, "absent: the command goes in args.command"] if {
 	judged_category == "shell"
 	some name, _ in args
 	name in command_argument_names
@@ -222,7 +288,16 @@ args_violations contains [name, "absent: the command goes in args.command"] if {
 
 args_violations contains [name, "free of control characters (NUL, CR, LF, tab)"] if {
 	some [name, value] in judged_strings
+	not value in printable_judged_strings
 	regex.match(`[\x00-\x1f\x7f]`, value)
+}
+
+# The judged strings made of printable ASCII and spaces alone: one regex per string, which
+# answers for the control characters above, canonical paths (files.rego) and printable URLs
+# (egress.rego) alike.
+printable_judged_strings contains value if {
+	some [_, value] in judged_strings
+	regex.match(`^[\x20-\x7e]*$`, value)
 }
 
 # [argument name, string] for every string a rule judges by its text.

@@ -30,31 +30,70 @@ url_pattern := `^[hH][tT][tT][pP][sS]?://([^/?#]*)([/?#].*)?$`
 # host, then an optional port.
 authority_pattern := `^([^:@\[\]]+)(:[0-9]{1,5})?$`
 
-url_authority(url) := match[1] if {
-	printable_ascii(url)
+# Each URL the action names is parsed once per decision, in rules (whose values the engine
+# keeps) rather than in functions (which it evaluates at every call): the rules below ask
+# for the same URL's authority and host several times, and regex calls are most of a
+# decision's cost.
+# printable_ascii(url), from the judged strings' one regex (every URL is one: contract.rego).
+printable_urls contains url if {
+	some [_, url] in url_values
+	url in printable_judged_strings
+	url != ""
+	not contains(url, " ")
+}
+
+url_authorities[url] := match[1] if {
+	some url in printable_urls
 	some match in regex.find_all_string_submatch_n(url_pattern, url, 1)
 }
 
-url_host(url) := lower(match[1]) if {
-	some match in regex.find_all_string_submatch_n(authority_pattern, url_authority(url), 1)
+url_hosts[url] := lower(match[1]) if {
+	some url, authority in url_authorities
+	some match in regex.find_all_string_submatch_n(authority_pattern, authority, 1)
 }
 
+# For the URLs of url_values only (looked up by iterating: see contract.rego on indexing).
+url_authority(url) := authority if {
+	some candidate, authority in url_authorities
+	candidate == url
+}
+
+url_host(url) := host if {
+	some candidate, host in url_hosts
+	candidate == url
+}
+
+# contains/startswith/endswith where a regex would say the same: each regex call is
+# compiled anew, the string builtins cost a fraction of that.
 url_ambiguity(url) := "characters outside printable ASCII (control characters, spaces, Unicode)" if {
-	not printable_ascii(url)
+	not url in printable_urls
 } else := "a backslash, which clients read as a path separator" if {
 	contains(url, "\\")
 } else := "userinfo (@) or percent-encoding in the host" if {
 	authority := url_authority(url)
-	regex.match(`[@%]`, authority)
+	contains_any(authority, ["@", "%"])
 } else := "a host with an empty label or a trailing dot" if {
 	host := url_host(url)
-	regex.match(`(^\.|\.\.|\.$)`, host)
+	empty_label(host)
 } else := "an IPv4 address not written as four decimal octets" if {
 	host := url_host(url)
 	labels := split(host, ".")
-	regex.match(`^(0[xX][0-9a-fA-F]*|[0-9]+)$`, labels[count(labels) - 1])
+	last := labels[count(labels) - 1]
+	contains_any(substring(last, 0, 1), ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"])
+	regex.match(`^(0[xX][0-9a-fA-F]*|[0-9]+)$`, last)
 	not canonical_ipv4(host)
 }
+
+contains_any(text, parts) if {
+	some part in parts
+	contains(text, part)
+}
+
+empty_label(host) if startswith(host, ".")
+
+empty_label(host) if contains(host, "..")
+
+empty_label(host) if endswith(host, ".")
 
 canonical_ipv4(host) if regex.match(`^((25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\.){3}(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])$`, host)
 
@@ -105,7 +144,7 @@ deny contains {
 	"controls": ["eu_ai_act.art15(5)", "hipaa.164.312(e)(1)", "soc2.CC6.6"],
 } if {
 	some [name, url] in url_values
-	printable_ascii(url)
+	url in printable_urls
 	not url_host(url)
 }
 

@@ -97,7 +97,11 @@ deny contains {
 }
 
 # Printable ASCII, spaces allowed (lower() agrees across engines only on ASCII).
-path_text(p) if regex.match(`^[\x20-\x7e]+$`, p)
+# For the paths of action_paths only (all of them judged strings: contract.rego).
+path_text(p) if {
+	p in printable_judged_strings
+	p != ""
+}
 
 path_canonical(p) if {
 	path_text(p)

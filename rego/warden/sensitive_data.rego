@@ -39,10 +39,15 @@ context_text := json.marshal(context)
 # seam): most decisions pay one pre-check for both, for plain and base64-encoded secrets.
 input_may_hold_secret if regex.match(sensitive_text_pattern, concat("", [args_text, context_text]))
 
-args_may_hold_sensitive_text if {
+# The two pre-checks for the arguments, each kept apart: a string's secret scans run only
+# when the first holds, its card scan only when the second does (so a card number does
+# not send every string through the secret patterns).
+args_may_hold_secret if {
 	input_may_hold_secret
 	regex.match(sensitive_text_pattern, args_text)
 }
+
+args_may_hold_sensitive_text if args_may_hold_secret
 
 sensitive_text_pattern := concat("|", [secret_text_pattern, base64_marker_pattern])
 
@@ -50,7 +55,9 @@ sensitive_text_pattern := concat("|", [secret_text_pattern, base64_marker_patter
 # regorus writes them as they are: the escapes are dropped so both count the same digits.
 go_json_escapes := {`\u003c`: "", `\u003e`: "", `\u0026`: "", `\u2028`: "", `\u2029`: ""}
 
-args_may_hold_sensitive_text if has_13_digits(strings.replace_n(go_json_escapes, args_text))
+args_may_hold_card if has_13_digits(strings.replace_n(go_json_escapes, args_text))
+
+args_may_hold_sensitive_text if args_may_hold_card
 
 # Every string in the arguments, with its JSON pointer into the input document.
 arg_strings contains [pointer, value] if {
@@ -186,6 +193,7 @@ pointer_segment(p) := replace(replace(p, "~", "~0"), "/", "~1") if is_string(p)
 pointer_segment(p) := sprintf("%v", [p]) if is_number(p)
 
 secret_findings contains [pointer, kind] if {
+	args_may_hold_secret
 	some [pointer, value] in arg_strings
 	regex.match(secret_text_pattern, value)
 	some kind, pattern in secret_patterns
@@ -251,6 +259,7 @@ encoded_secret_kinds(text) := {concat("", [kind, ", base64-encoded"]) |
 }
 
 secret_findings contains [pointer, kind] if {
+	args_may_hold_secret
 	some [pointer, value] in arg_strings
 	regex.match(base64_marker_pattern, value)
 	some kind in encoded_secret_kinds(value)
@@ -295,6 +304,7 @@ mask contains pointer if {
 card_candidate_pattern := `(^|[^A-Za-z0-9_])((?:[0-9][ -]?){12,18}[0-9])([^A-Za-z0-9_]|$)`
 
 card_pointers contains pointer if {
+	args_may_hold_card
 	some [pointer, value] in arg_strings
 	has_13_digits(value)
 	some match in regex.find_all_string_submatch_n(card_candidate_pattern, value, -1)

@@ -37,10 +37,11 @@ def _no_months_left_behind():
     yield
     keep = partitions.add_months(partitions.month_start(timezone.now()), -1)
     with connection.cursor() as cursor:
-        for name, lower, _ in partitions.monthly_partitions(cursor, TABLE):
-            if lower < keep:
-                cursor.execute(f"ALTER TABLE {TABLE} DETACH PARTITION {name}")
-                cursor.execute(f"DROP TABLE {name}")
+        for table in (TABLE, partitions.rule_table(TABLE)):  # the rule table's months come with the events'
+            for name, lower, _ in partitions.monthly_partitions(cursor, table):
+                if lower < keep:
+                    cursor.execute(f"ALTER TABLE {table} DETACH PARTITION {name}")
+                    cursor.execute(f"DROP TABLE {name}")
 
 
 def _partition_of(event_id: int) -> str:
@@ -124,7 +125,7 @@ def test_a_row_for_a_month_without_partition_lands_in_the_default_and_stays_ther
         # Another empty month is created, with the partition guarantees.
         created = partitions.ensure_partitions(cursor, TABLE, datetime(2001, 5, 1, tzinfo=UTC),
                                                datetime(2001, 5, 2, tzinfo=UTC))
-        assert created == [f"{TABLE}_y2001m05"]
+        assert created == [f"{TABLE}_y2001m05", f"{TABLE}_rule_y2001m05"]
         cursor.execute("SELECT relacl FROM pg_class WHERE relname = %s", [created[0]])
         assert cursor.fetchone()[0] in (None, [f"{connection.settings_dict['USER']}=arwdDxt/"
                                                f"{connection.settings_dict['USER']}"])
@@ -214,7 +215,7 @@ def test_record_ids_are_still_unique_per_agent_not_across_agents(batch):
 def test_dropping_a_month_with_events_no_checkpoint_covers_is_refused(batch):
     long_ago = partitions.month_start(timezone.now() - timedelta(days=800))
     with connection.cursor() as cursor:
-        (month,) = partitions.ensure_partitions(cursor, TABLE, long_ago, long_ago + timedelta(days=1))
+        month, _ = partitions.ensure_partitions(cursor, TABLE, long_ago, long_ago + timedelta(days=1))  # and its rules
     _insert_events(batch.agent, batch, long_ago + timedelta(days=2), 3)
     with pytest.raises(DatabaseError, match="no checkpoint covers"), transaction.atomic(), \
             connection.cursor() as cursor:

@@ -68,11 +68,11 @@ def test_a_suspension_compresses_one_run_of_a_large_registry(admin_user, monkeyp
     AgentFactory.create_batch(1200, environments=["dev"])
     victim = AgentFactory(name="zz-victim-bot", environments=["dev"])
     published = _publish(dev, admin_user)
-    compressed: list[int] = []
+    compressed: list[bytes] = []
     real_compress = gzip.compress
 
     def spy(data, *args, **kwargs):
-        compressed.append(len(data))
+        compressed.append(bytes(data))
         return real_compress(data, *args, **kwargs)
 
     monkeypatch.setattr(packing.gzip, "compress", spy)
@@ -82,9 +82,17 @@ def test_a_suspension_compresses_one_run_of_a_large_registry(admin_user, monkeyp
     registry_part = BundlePart.objects.get(bundle=active, kind=BundlePart.Kind.REGISTRY)
     data_json = canonical_json(_data(registry_part.archive))
     assert len(data_json) > 100_000
-    # Two archives (the combined bundle and the registry part) were rebuilt; together they
-    # compressed a small fraction of the registry: the changed run and the small ones.
-    assert sum(compressed) < len(data_json) / 4, (compressed, len(data_json))
+    # Two archives (the combined bundle and the registry part) were rebuilt; they compressed
+    # the run holding the victim and the run after it (runs end at content-defined keys, so
+    # their sizes vary) and runs too small to cache, never an agent of another cached run.
+    agents = registry.agents_json._environment("dev").agents
+    at = agents._index(victim.name)
+    cached_elsewhere = [name for index, (run, run_keys) in enumerate(zip(agents.runs, agents._keys))
+                        if len(run) >= packing.CACHED_RUN_BYTES and index not in (at, at + 1) for name in run_keys]
+    assert len(cached_elsewhere) > 900
+    recompressed = [name for name in cached_elsewhere if any(b'"%s"' % name.encode() in data for data in compressed)]
+    assert recompressed == []
+    assert sum(map(len, compressed)) < len(data_json) / 2
     # Still a bundle OPA verifies and reads (several gzip members, one tar).
     key = active_signing_key()
     for blob in (bytes(active.archive), bytes(registry_part.archive)):
@@ -96,7 +104,8 @@ def test_packed_archives_hold_exactly_the_tar_tarfile_writes():
     files = {
         ".manifest": b'{"revision":"r"}',
         "warden/a.rego": b"package warden.a\n" + b"# padding\n" * 400,
-        "data.json": packing.Chunked([b'{"warden_registry":{"agents":{', b'"a":1' + b" " * 3000, b',"b":2', b"}}}"]),
+        "data.json": packing.Pieces([b'{"warden_registry":{"agents":{', packing.Run(b'"a":1' + b" " * 3000), b',"b":2',
+                                     b"}}}"]),
     }
     packed = archive.pack_tar_gz(files)
     assert gzip.decompress(packed) == archive._pack_tar(files)
@@ -104,11 +113,35 @@ def test_packed_archives_hold_exactly_the_tar_tarfile_writes():
     assert archive.read_tar_gz(packed) == {name: bytes(content) for name, content in files.items()}
 
 
-def test_an_added_entry_changes_one_run():
-    entries = [(f"agent-{i:05d}", canonical_json(f"agent-{i:05d}") + b":{}") for i in range(3000)]
-    before = list(packing.chunks_of(entries, every=64))
-    after = list(packing.chunks_of(sorted([*entries, ("agent-01500x", b'"agent-01500x":{}')]), every=64))
-    assert b"{" + b"".join(after) + b"}" == b"{" + b",".join(fragment for _, fragment in sorted(
-        [*entries, ("agent-01500x", b'"agent-01500x":{}')])) + b"}"
-    assert len(before) > 10
-    assert len(set(after) - set(before)) == 1
+def _fragment(key: str, value: int) -> bytes:
+    return canonical_json(key) + b":" + canonical_json(value)
+
+
+def test_a_changed_entry_rebuilds_one_run_and_matches_a_fresh_encoding():
+    import random
+
+    rng = random.Random(20)
+    every = 8  # a cut after one key in 8: merges and splits of runs are frequent
+    entries = {f"agent-{i:05d}": _fragment(f"agent-{i:05d}", 0) for i in range(0, 1200, 2)}
+    runs = packing.RunList(every=every)
+    runs.update(dict(entries))
+    assert len(runs.runs) > 30
+    for _ in range(400):  # changes, additions and removals, one or a few at a time
+        changes: dict[str, bytes | None] = {}
+        for _ in range(rng.choice([1, 1, 3])):
+            key = f"agent-{rng.randrange(1250):05d}"
+            changes[key] = None if rng.random() < 0.4 else _fragment(key, rng.randrange(5))
+        before = list(runs.runs)
+        changed = runs.update(changes)
+        for key, fragment in changes.items():
+            if fragment is None:
+                entries.pop(key, None)
+            else:
+                entries[key] = fragment
+        fresh = packing.RunList(every=every)
+        fresh.update(dict(entries))
+        assert b"".join(runs.pieces) == b"{" + b",".join(entries[key] for key in sorted(entries)) + b"}"
+        assert runs.runs == fresh.runs  # the same runs as an encoding from scratch
+        assert set(changed) <= set(changes)
+        if len(changes) == 1:
+            assert sum(1 for run in runs.runs if not any(run is old for old in before)) <= 2

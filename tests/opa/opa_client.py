@@ -196,3 +196,64 @@ def repack(entries: dict[str, bytes]) -> bytes:
             info.size = len(content)
             tar.addfile(info, io.BytesIO(content))
     return gzip.compress(raw.getvalue())
+
+
+@dataclass
+class DeltaBundle:
+    manifest: dict
+    operations: list
+
+
+def read_delta(archive: bytes, *, persist: bool = False) -> DeltaBundle | None:
+    """A delta bundle as OPA's bundle Reader reads it (v1/bundle/bundle.go), or None for a
+    snapshot: a non-empty `patch.json` makes the type delta; signatures are checked for
+    snapshots only, so a delta's `.signatures.json` is skipped, not verified; a delta with
+    data or policy files is refused, and so is any delta when the bundle has `persist: true`."""
+    files = {name.removeprefix("/"): content for name, content in read_tar_entries(archive).items()}
+    patch = json.loads(files["patch.json"]) if "patch.json" in files else {}
+    operations = patch.get("data") or []
+    if not operations:
+        return None
+    for name in files:
+        if name.endswith(".rego"):
+            raise BundleVerificationError("delta bundle expected to contain only patch file but policy files found")
+        if name.rsplit("/", 1)[-1] in ("data.json", "data.yaml"):
+            raise BundleVerificationError("delta bundle expected to contain only patch file but data files found")
+    if persist:
+        raise BundleVerificationError("'persist' property is true in config. persisting delta bundle to disk is not supported")
+    manifest = json.loads(files[".manifest"]) if ".manifest" in files else {}
+    return DeltaBundle(manifest=manifest, operations=operations)
+
+
+def apply_delta(data: dict, delta: DeltaBundle, *, roots: list[str]) -> dict:
+    """OPA's activation of a delta (v1/bundle/store.go activateDeltaBundles): the manifest's
+    roots must equal the snapshot's, then each op is applied in order to a copy of `data`
+    (upsert creates missing parents; replace and remove need the path to exist)."""
+    if delta.manifest.get("roots") is not None and delta.manifest["roots"] != roots:
+        raise BundleVerificationError("delta bundle activation failed: manifest roots differ from the snapshot's")
+    result = json.loads(json.dumps(data))
+    for operation in delta.operations:
+        segments = [p.replace("~1", "/").replace("~0", "~") for p in operation["path"].lstrip("/").split("/")]
+        if not any("/".join(segments) == root or "/".join(segments).startswith(root + "/") for root in roots):
+            raise BundleVerificationError(f"path {operation['path']} is outside the bundle roots")
+        node = result
+        for segment in segments[:-1]:
+            if segment not in node:
+                if operation["op"] != "upsert":
+                    raise BundleVerificationError(f"storage_not_found_error: {operation['path']}")
+                node[segment] = {}
+            node = node[segment]
+        last = segments[-1]
+        if operation["op"] == "upsert":
+            node[last] = operation["value"]
+        elif operation["op"] == "replace":
+            if last not in node:
+                raise BundleVerificationError(f"storage_not_found_error: {operation['path']}")
+            node[last] = operation["value"]
+        elif operation["op"] == "remove":
+            if last not in node:
+                raise BundleVerificationError(f"storage_not_found_error: {operation['path']}")
+            del node[last]
+        else:
+            raise BundleVerificationError(f"unknown patch operation {operation['op']!r}")
+    return result

@@ -100,9 +100,9 @@ def test_status_reports_of_one_instance_in_one_batch_are_coalesced_to_the_latest
 
 
 def test_a_full_queue_refuses_with_429_and_retry_after_and_loses_nothing(
-    logs_token, billing_bot, drains_requested, monkeypatch
+    logs_token, billing_bot, drains_requested, settings
 ):
-    monkeypatch.setattr(uploads, "MAX_QUEUED_UPLOADS", 2)
+    settings.WARDEN_OPA_UPLOAD_QUEUE_MAX_ITEMS = 2
     first, second, third = [event()], [event()], [event()]
     answers = run(_post_all(logs_token, [("logs", first), ("logs", second), ("logs", third)]))
     assert [a.status_code for a in answers] == [200, 200, 429]
@@ -176,3 +176,35 @@ def test_with_redis_down_uploads_are_refused_with_503_and_retry_after(logs_token
     settings.REDIS_URL = f"redis://127.0.0.1:{dead_port}/0"
     (answer,) = run(_post_all(logs_token, [("logs", [event()])]))
     assert answer.status_code == 503 and answer.headers["Retry-After"] == str(uploads.RETRY_AFTER_SECONDS)
+
+
+def test_the_byte_bound_is_a_setting_too(logs_token, billing_bot, drains_requested, queued_uploads, settings):
+    first = run(_post_all(logs_token, [("logs", [event()])]))[0]
+    assert first.status_code == 200
+    settings.WARDEN_OPA_UPLOAD_QUEUE_MAX_BYTES = int(queued_uploads.get(uploads.BYTES_KEY)) + 10
+    assert run(_post_all(logs_token, [("logs", [event()])]))[0].status_code == 429
+    assert queued_uploads.llen(uploads.QUEUE_KEY) == 1
+
+
+def test_metrics_report_the_queue_its_bytes_and_what_was_set_aside(
+    logs_token, billing_bot, drains_requested, queued_uploads, monkeypatch
+):
+    from controlplane.metrics import state
+    from tests.metrics.test_metrics import fetch, samples
+
+    def scrape():
+        monkeypatch.setattr("controlplane.metrics.views.STATE", state.StateCollector())  # no cached read
+        found = samples(fetch(("/metrics", {}))[0].text)
+        return {name: found.get((name, ())) for name in (
+            "warden_opa_upload_queue_items", "warden_opa_upload_queue_bytes", "warden_opa_uploads_set_aside")}
+
+    assert scrape() == {"warden_opa_upload_queue_items": 0, "warden_opa_upload_queue_bytes": 0,
+                        "warden_opa_uploads_set_aside": 0}
+    run(_post_all(logs_token, [("logs", [event()]), ("status", status_report())]))
+    queued_bytes = sum(map(len, queued_uploads.lrange(uploads.QUEUE_KEY, 0, -1)))
+    assert scrape() == {"warden_opa_upload_queue_items": 2, "warden_opa_upload_queue_bytes": queued_bytes,
+                        "warden_opa_uploads_set_aside": 0}
+    uploads._set_aside(queued_uploads, b"{}", "an environment deleted while queued")
+    uploads.drain()
+    assert scrape() == {"warden_opa_upload_queue_items": 0, "warden_opa_upload_queue_bytes": 0,
+                        "warden_opa_uploads_set_aside": 1}

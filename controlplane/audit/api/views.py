@@ -12,6 +12,7 @@ from rest_framework.views import APIView
 from controlplane.accounts.roles import Role
 from controlplane.audit import checkpoints, conf, exports, ingestion, integrity, retention, selectors
 from controlplane.audit.api.filters import AuditEventFilter, BatchFilter, QuarantineFilter
+from controlplane.audit.api.pagination import CappedCountPagination
 from controlplane.audit.api.serializers import (
     AuditEventSerializer,
     BatchAcceptedSerializer,
@@ -94,6 +95,7 @@ class AuditEventViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
     queryset = selectors.events()
     serializer_class = AuditEventSerializer
     filterset_class = AuditEventFilter
+    pagination_class = CappedCountPagination
     ordering_fields = ["id", "time", "seq"]
     ordering = ["id"]
     action_roles = {"export": EXPORT_ROLES}

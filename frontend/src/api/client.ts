@@ -118,6 +118,8 @@ export const api = {
 
 export interface Page<T> {
   count: number;
+  /** The audit events list counts up to 10,000 matches: `count` is then the cap. */
+  count_is_capped?: boolean;
   next: string | null;
   previous: string | null;
   results: T[];

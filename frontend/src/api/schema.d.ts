@@ -4044,8 +4044,13 @@ export interface components {
             results: components["schemas"]["Attestation"][];
         };
         PaginatedAuditEventList: {
-            /** @example 123 */
+            /**
+             * @description The matches, counted up to 10,000 (or to the end of a page past that): that bound when count_is_capped.
+             * @example 123
+             */
             count: number;
+            /** @description More events match than `count` (the console shows 10,000+). */
+            count_is_capped: boolean;
             /**
              * Format: uri
              * @example http://api.example.org/accounts/?offset=400&limit=100

@@ -51,11 +51,11 @@ function Events() {
     setParams(next, { replace: true });
   };
   const [search] = useDebouncedValue(filter("search"), 250);
-  const query = { search, agent: filter("agent"), session: filter("session"), kind: filter("kind"), effect: filter("effect"), tool: filter("tool"), time_after: filter("time_after") };
+  const query = { search, agent: filter("agent"), session: filter("session"), kind: filter("kind"), effect: filter("effect"), tool: filter("tool"), rule: filter("rule"), time_after: filter("time_after") };
   const offset = Number(filter("offset") || 0);
   const events = useQuery({
     queryKey: ["events", query, offset],
-    queryFn: () => api.get<Page<AuditEvent>>(`${V1}/audit/events/`, { ...query, limit: LIMIT, offset, ordering: "-id" }),
+    queryFn: () => api.get<Page<AuditEvent>>(`${V1}/audit/events/`, { ...query, limit: LIMIT, offset, ordering: "-time,-id" }),
     placeholderData: keepPreviousData,
   });
   return (
@@ -65,6 +65,7 @@ function Events() {
         <TextInput label="Agent" value={filter("agent")} onChange={(e) => set("agent", e.currentTarget.value)} />
         <TextInput label="Session" value={filter("session")} onChange={(e) => set("session", e.currentTarget.value)} />
         <TextInput label="Tool" value={filter("tool")} onChange={(e) => set("tool", e.currentTarget.value)} />
+        <TextInput label="Rule" value={filter("rule")} onChange={(e) => set("rule", e.currentTarget.value)} />
         <Select label="Kind" clearable data={["intent", "decision", "result", "output", "error"]} value={filter("kind") || null} onChange={(v) => set("kind", v)} />
         <Select label="Effect" clearable data={["allow", "deny", "require_approval"]} value={filter("effect") || null} onChange={(v) => set("effect", v)} />
       </Group>
@@ -90,7 +91,7 @@ function Events() {
                 </Table.Tbody>
               </Table>
             </Table.ScrollContainer>
-            <Pager count={page.count} limit={LIMIT} offset={offset} onOffset={(o) => set("offset", String(o))} />
+            <Pager count={page.count} capped={page.count_is_capped} limit={LIMIT} offset={offset} onOffset={(o) => set("offset", String(o))} />
           </>
         )}
       </QueryState>

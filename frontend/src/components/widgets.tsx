@@ -2,6 +2,7 @@ import { Badge, Button, Code, CopyButton, Group, Pagination, Text, Tooltip, type
 import type { ReactNode } from "react";
 import { useSession } from "../auth/session";
 import type { Capability } from "../auth/roles";
+import { pageCount, pagerText } from "./pager";
 
 /** A button the role may not use is shown disabled, with the reason beside it (not only on hover). */
 export function RoleButton({
@@ -43,12 +44,12 @@ export function StatusBadge({ value }: { value: string | null | undefined }) {
   );
 }
 
-export function Pager({ count, limit, offset, onOffset }: { count: number; limit: number; offset: number; onOffset: (o: number) => void }) {
-  const pages = Math.max(1, Math.ceil(count / limit));
+export function Pager({ count, limit, offset, onOffset, capped = false }: { count: number; limit: number; offset: number; onOffset: (o: number) => void; capped?: boolean }) {
+  const pages = pageCount(count, limit, capped);
   return (
     <Group justify="space-between" mt="sm">
       <Text size="sm" c="dimmed">
-        {count === 0 ? "0" : `${offset + 1}–${Math.min(offset + limit, count)}`} of {count}
+        {pagerText(count, limit, offset, capped)}
       </Text>
       {pages > 1 && (
         <Pagination

@@ -1,0 +1,132 @@
+# The shortcuts that keep a decision cheap (docs/rego-engine.md, "Where the VM spends a
+# decision"): each must still let through to its rules every input that a rule refuses.
+package warden_test
+
+import rego.v1
+
+card := "4111 1111 1111 1111"
+
+aws_key := "AKIAIOSFODNN7EXAMPLE"
+
+# -- the two argument pre-checks (sensitive_data.rego) ----------------------------------
+
+test_a_card_alone_is_masked_without_the_secret_scan if {
+	request := call("support-bot", "ticket_read", {"card": "4111-1111-1111-1111"})
+	decide(request).obligations.mask == ["/action/args/card"]
+	data.warden.args_may_hold_card with input as request with data.warden_registry as registry
+	not data.warden.args_may_hold_secret with input as request with data.warden_registry as registry
+}
+
+test_a_secret_alone_is_refused_without_the_card_scan if {
+	request := call("support-bot", "ticket_read", {"note": concat(" ", ["key", aws_key])})
+	denied_by(request, "secret-in-args")
+	not data.warden.args_may_hold_card with input as request with data.warden_registry as registry
+}
+
+test_a_secret_and_a_card_in_one_call_are_both_found if {
+	d := decide(call("support-bot", "ticket_read", {"a": {"b": [aws_key]}, "c": card}))
+	"secret-in-args" in rules_of(d)
+	d.obligations.mask == ["/action/args/a/b/0", "/action/args/c"]
+}
+
+test_a_secret_key_beside_a_card_value_is_found if {
+	d := decide(call("support-bot", "ticket_read", {"x": {aws_key: card}}))
+	"secret-in-args" in rules_of(d)
+	d.obligations.mask == [concat("/", ["/action/args/x", aws_key])]
+}
+
+test_a_card_deep_in_arrays_beside_a_secret_in_the_context_is_masked if {
+	args := json.unmarshal(`{"l1": [[[[[[[["4111 1111 1111 1111"]]]]]]]]}`)
+	d := decide(with_context(call("support-bot", "ticket_read", args), {"note": aws_key}))
+	"secret-in-context" in rules_of(d)
+	not "secret-in-args" in rules_of(d)
+	d.obligations.mask == ["/action/args/l1/0/0/0/0/0/0/0/0"]
+}
+
+test_card_digits_that_are_not_ascii_digits_are_not_a_card if {
+	# Fullwidth digits: neither engine's [0-9] nor the digit count takes them.
+	d := decide(call("support-bot", "ticket_read", {"note": "４１１１ １１１１ １１１１ １１１１"}))
+	d.obligations.mask == []
+	d.allow
+}
+
+# -- the input contract's fast path (contract.rego) -------------------------------------
+
+test_well_formed_input_takes_the_fast_path if {
+	request := with_context(call("support-bot", "ticket_read", {"id": 1}), {"counters": {"agent": {"calls_per_minute": 3}}, "on_behalf_of": ["orchestrator"], "approval_token": "t"})
+	data.warden.input_well_formed with input as request with data.warden_registry as registry
+	count(data.warden.input_violations) == 0 with input as request with data.warden_registry as registry
+}
+
+hostile_inputs := [
+	[{"agent": {"id": "support bot"}, "action": {"tool": "ticket_read"}}, "agent.id"],
+	[{"agent": {"id": "support-bot"}, "action": {"tool": "tïcket"}}, "action.tool"],
+	[{"agent": {"id": "support-bot", "scopes": ["read:tickets", 1]}, "action": {"tool": "ticket_read"}}, "agent.scopes"],
+	[{"agent": {"id": "support-bot"}, "action": {"tool": "ticket_read", "args": []}}, "action.args"],
+	[{"agent": {"id": "support-bot"}, "action": {"tool": "ticket_read"}, "context": "x"}, "context"],
+	[{"agent": {"id": "support-bot"}, "action": {"tool": "ticket_read"}, "context": {"on_behalf_of": "orchestrator"}}, "context.on_behalf_of"],
+	[{"agent": {"id": "support-bot"}, "action": {"tool": "ticket_read"}, "context": {"approval_token": 7}}, "context.approval_token"],
+	[{"agent": {"id": "support-bot"}, "action": {"tool": "ticket_read"}, "context": {"counters": {"agent": {"calls_per_minute": 1.5}}}}, "context.counters.agent.calls_per_minute"],
+	[{"agent": {"id": "support-bot"}, "action": {"tool": "ticket_read"}, "context": {"counters": {"agent": 3}}}, "context.counters.agent"],
+	[{"agent": {"id": "support-bot"}, "action": {"tool": "ticket_read"}, "context": {"counters": []}}, "context.counters"],
+	[{"agent": "support-bot", "action": {"tool": "ticket_read"}}, "agent"],
+]
+
+test_every_hostile_shape_leaves_the_fast_path_and_names_its_field if {
+	every hostile in hostile_inputs {
+		[request, field] := hostile
+		not data.warden.input_well_formed with input as request with data.warden_registry as registry
+		some [named, _] in data.warden.input_violations with input as request with data.warden_registry as registry
+		named == field
+	}
+}
+
+# -- argument checks reached per tool category (contract.rego, args_schema.rego) --------
+
+test_each_category_still_checks_its_arguments if {
+	denied_by(call("support-bot", "file_write", {"path": ["/tmp/a"]}), "malformed-args")
+	denied_by(call("support-bot", "http_request", {"url": 7}), "malformed-args")
+	denied_by(call("support-bot", "email_send", {"to": "a@example.com", "headers": "Bcc: x@evil.test"}), "malformed-args")
+	denied_by(call("support-bot", "git_push", {"branch": "main..x"}), "malformed-args")
+	denied_by(call("support-bot", "shell", {"command": "ls", "cmd": "rm -rf /"}), "malformed-args")
+	denied_by(call("support-bot", "ticket_update", {"id": "7"}), "malformed-args")
+}
+
+test_another_category_arguments_are_not_judged if {
+	# "url" of a file tool is no URL to judge, and a ticket tool without a schema has none.
+	allowed(call("support-bot", "file_write", {"path": "/tmp/a", "url": 7}))
+	allowed(call("support-bot", "ticket_read", {"id": "7", "extra": [1]}))
+}
+
+# -- strings judged once (contract.rego, files.rego, egress.rego) -----------------------
+
+test_an_empty_or_control_character_path_is_refused if {
+	denied_by(call("support-bot", "file_write", {"path": ""}), "path-not-canonical")
+	d := decide(call("support-bot", "file_write", {"path": "/tmp/a\tb"}))
+	"malformed-args" in rules_of(d)
+	"path-not-canonical" in rules_of(d)
+}
+
+test_a_path_with_spaces_is_canonical if {
+	allowed(call("support-bot", "file_write", {"path": "/tmp/a b"}))
+}
+
+test_one_url_under_two_names_is_judged_under_each if {
+	d := decide(call("support-bot", "http_request", {"url": "http://2130706433/", "href": "http://2130706433/"}))
+	[r.message | some r in d.reasons; r.rule == "ambiguous-url"] == [
+		"URL in args.href has an IPv4 address not written as four decimal octets; write the host plainly",
+		"URL in args.url has an IPv4 address not written as four decimal octets; write the host plainly",
+	]
+}
+
+test_url_shapes_caught_without_a_regex_still_are if {
+	denied_by(call("support-bot", "http_request", {"url": "https://a%40b.example.com/"}), "ambiguous-url")
+	denied_by(call("support-bot", "http_request", {"url": "https://x@api.example.com/"}), "ambiguous-url")
+	denied_by(call("support-bot", "http_request", {"url": "https://.example.com/"}), "ambiguous-url")
+	denied_by(call("support-bot", "http_request", {"url": "https://api..example.com/"}), "ambiguous-url")
+	denied_by(call("support-bot", "http_request", {"url": "https://api.example.com./"}), "ambiguous-url")
+	denied_by(call("support-bot", "http_request", {"url": "https://0x7f.0.0.1/"}), "ambiguous-url")
+	denied_by(call("support-bot", "http_request", {"url": "https://api.example.com /"}), "ambiguous-url")
+	allowed(call("support-bot", "http_request", {"url": "https://api.example.com/x"}))
+	allowed(call("support-bot", "http_request", {"url": "https://1a.example.com/x"}))
+}
