@@ -111,10 +111,11 @@ def build_archive(
     function encodes are canonical, so each is hashed once, over its raw bytes;
     `policy_hashes` may carry the policy files' hashes from an earlier build.
     """
-    files: dict[str, bytes | packing.Pieces] = {path: source.encode("utf-8") for path, source in policy_files.items()}
+    encoded = {path: source.encode("utf-8") for path, source in policy_files.items()}
     hashes_by_name = {
-        name: (policy_hashes or {}).get(name) or hashlib.sha256(content).hexdigest() for name, content in files.items()
+        name: (policy_hashes or {}).get(name) or hashlib.sha256(content).hexdigest() for name, content in encoded.items()
     }
+    files: dict[str, bytes | packing.Pieces] = dict(encoded)
     if data is not None:
         files["data.json"] = data if isinstance(data, bytes | packing.Pieces) else canonical_json(data)
         hashes_by_name["data.json"] = data_hash(files["data.json"])
@@ -122,8 +123,8 @@ def build_archive(
         record_bundle({name: bytes(content) for name, content in files.items()})
     revision = revision_of_hashes(hashes_by_name)
     manifest = {"revision": revision, "roots": roots, "rego_version": 1, "metadata": metadata}
-    files[MANIFEST] = canonical_json(manifest)
-    hashes_by_name[MANIFEST] = hashlib.sha256(files[MANIFEST]).hexdigest()
+    files[MANIFEST] = manifest_json = canonical_json(manifest)
+    hashes_by_name[MANIFEST] = hashlib.sha256(manifest_json).hexdigest()
     payload = {
         "files": [{"name": name, "hash": hashes_by_name[name], "algorithm": HASH_ALGORITHM} for name in sorted(files)],
         "iss": "warden",

@@ -104,7 +104,7 @@ class _RedisFanIn:
 
     async def ensure_running(self) -> None:
         loop = asyncio.get_running_loop()
-        if self.subscribed and self._loop is loop and not self._task.done():
+        if self.subscribed and self._loop is loop and self._task is not None and not self._task.done():
             return  # the common case, once per long poll: no wait_for (a task and a timer) for it
         if self._task is None or self._task.done() or self._loop is not loop:
             self._loop = loop

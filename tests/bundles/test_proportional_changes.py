@@ -87,7 +87,7 @@ def test_a_suspension_compresses_one_run_of_a_large_registry(admin_user, monkeyp
     # their sizes vary) and runs too small to cache, never an agent of another cached run.
     agents = registry.agents_json._environment("dev").agents
     at = agents._index(victim.name)
-    cached_elsewhere = [name for index, (run, run_keys) in enumerate(zip(agents.runs, agents._keys))
+    cached_elsewhere = [name for index, (run, run_keys) in enumerate(zip(agents.runs, agents._keys, strict=True))
                         if len(run) >= packing.CACHED_RUN_BYTES and index not in (at, at + 1) for name in run_keys]
     assert len(cached_elsewhere) > 900
     recompressed = [name for name in cached_elsewhere if any(b'"%s"' % name.encode() in data for data in compressed)]
