@@ -232,8 +232,11 @@ def measure(args) -> None:
         # The console's order, newest first: -time,-id (what the API's ORDER BY is for ?ordering=-time,-id).
         # Each search as the API builds it; the rule search joins the rule table as filters.py does.
         newest = "ORDER BY time DESC, id DESC LIMIT 50"
-        rule_join = (f"FROM {TABLE} e JOIN {RULES_TABLE} r ON r.event_id = e.id AND r.time = e.time "
-                     "WHERE r.rule_id = %s")  # short rule ids: no recheck of rule_ids (filters.py)
+        # The rule search as filters.py builds it: the event's time as a closed range (one
+        # equality estimated, not two multiplied), ordered by the rule table's key.
+        rule_join = (f"FROM {TABLE} e JOIN {RULES_TABLE} r ON r.event_id = e.id "
+                     "WHERE r.rule_id = %s AND r.time BETWEEN e.time AND e.time")  # short ids: no recheck
+        by_rule_key = "ORDER BY r.time DESC, r.event_id DESC LIMIT 50"
         searches = {
             "latest 50 of one agent in a 7-day window": (
                 f"SELECT id, time, tool, effect FROM {TABLE} WHERE agent_id = %s AND time >= %s AND time < %s {newest}",
@@ -251,11 +254,14 @@ def measure(args) -> None:
                 lambda: (tool(), (m := moment()), m + timedelta(days=1))),
             "latest 50 naming a rule in a 7-day window": (
                 f"SELECT e.id, e.time, e.agent_id {rule_join} AND e.time >= %s AND e.time < %s "
-                "AND r.time >= %s AND r.time < %s ORDER BY e.time DESC, e.id DESC LIMIT 50",
+                f"AND r.time >= %s AND r.time < %s {by_rule_key}",
                 lambda: _rule_window(rule(), moment())),
             "latest 50 naming a rule (no time range)": (
-                f"SELECT e.id, e.time, e.agent_id {rule_join} ORDER BY e.time DESC, e.id DESC LIMIT 50",
+                f"SELECT e.id, e.time, e.agent_id {rule_join} {by_rule_key}",
                 lambda: _rule_of(rule())),
+            "latest 50 naming one of the 3 commonest rules (no range)": (
+                f"SELECT e.id, e.time, e.agent_id {rule_join} {by_rule_key}",
+                lambda: (f"rule-{random.randrange(3)}",)),
             "a record by hash (no time range: every partition)": (
                 f"SELECT id FROM {TABLE} WHERE record_hash = %s",
                 lambda: (_hash_of(_loaded_row(moment(), per_month)),)),
@@ -276,6 +282,8 @@ def measure(args) -> None:
                 f"SELECT count(*) FROM (SELECT 1 {rule_join} AND e.time >= %s AND e.time < %s "
                 f"AND r.time >= %s AND r.time < %s LIMIT {CAP + 1}) AS page",
                 lambda: _rule_window(rule(), moment())),
+            "count, capped: a rule (no time range)": (
+                f"SELECT count(*) FROM (SELECT 1 {rule_join} LIMIT {CAP + 1}) AS page", lambda: _rule_of(rule())),
         }
         print(f"\nAudit search: ~{total:,} events in {TABLE} ({parts} partitions, {size}), "
               f"{first:%Y-%m-%d} .. {last:%Y-%m-%d}, PostgreSQL, {os.cpu_count()} CPUs (shared), load "

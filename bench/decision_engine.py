@@ -16,6 +16,13 @@ seen for the first time.
 --baseline-pack DIR also times regorus on another copy of the pack (e.g. the pack before a
 change, `git archive HEAD rego | tar -x -C /tmp/before`), in the same run and on the same
 inputs, so hardening the pack is never paid for with a slower hot path without a figure.
+
+--instructions N, under callgrind, runs N uncached decisions of each sample (on --baseline-pack
+if given, else on rego/) between two `callgrind_control` dumps, one dump file per sample, for
+counts that the machine's load cannot blur (docs/rego-engine.md):
+
+    valgrind --tool=callgrind --callgrind-out-file=/tmp/cg.%p python bench/decision_engine.py --instructions 100
+    grep -H '^summary:' /tmp/cg.*.[0-9]   # instructions for N decisions, in sample order
 """
 
 from __future__ import annotations
@@ -120,13 +127,39 @@ def uncached(engine, modules):
             os.environ["WARDEN_DECISION_CACHE"] = previous
 
 
+def instructions(pack: str, decisions: int) -> int:
+    """Dump callgrind's counters around `decisions` uncached decisions of each sample."""
+    import subprocess
+
+    from agents_sdk.engine import regorus_backend
+    from agents_sdk.engine.verified_library import digest, verified_digests
+
+    modules = {k: v for k, v in load_modules(pack).items() if not k.endswith("_test.rego")}
+    trusted = verified_digests() | {digest(source) for source in modules.values()}
+    regorus_backend.verified_digests = lambda: trusted  # as for --baseline-pack
+    policy = uncached(RegoEngine("regorus"), modules)
+    pid = str(os.getpid())
+    for sample, item in SAMPLES.items():
+        for _ in range(5):
+            policy.evaluate("data.warden.decision", item)
+        subprocess.run(["callgrind_control", "-z", pid], check=True, capture_output=True)
+        for _ in range(decisions):
+            policy.evaluate("data.warden.decision", item)
+        subprocess.run(["callgrind_control", "-d", sample, pid], check=True, capture_output=True)
+        print(f"{sample}: dumped after {decisions} decisions")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--decisions", type=int, default=20000)
     parser.add_argument("--warmup", type=int, default=2000)
     parser.add_argument("--baseline-pack", help="a directory holding another copy of rego/warden to time as well")
+    parser.add_argument("--instructions", type=int, default=0, help="under callgrind: N decisions per sample between dumps")
     parser.add_argument("--engines", default=",".join(BACKENDS), help="comma-separated backends to time (default: all)")
     options = parser.parse_args()
+    if options.instructions:
+        return instructions(options.baseline_pack or str(ROOT / "rego"), options.instructions)
 
     modules = {k: v for k, v in load_modules(ROOT / "rego", relative_to=ROOT).items() if not k.endswith("_test.rego")}
     inputs = list(SAMPLES.values())

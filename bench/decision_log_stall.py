@@ -1,6 +1,6 @@
 """How long a decision waits on the sidecar's decision-log uploads, in one process.
 
-    python bench/decision_log_stall.py [--rate 1000] [--seconds 10] [--sdk DIR]
+    python bench/decision_log_stall.py [--rate 1000] [--seconds 10] [--sdk DIR] [--process]
 
 The sidecar decides on one thread while ``DecisionLogShipper`` uploads from another; with
 the GIL, any Python work the upload thread does (encoding a second's events) is time the
@@ -9,12 +9,18 @@ builds each decision's log event as the sidecar does and hands it to the shipper
 the shipper's thread flushes every second to a local HTTP sink (its own process). It
 prints the deciding step's latency (p50/p99/p99.9/max, from when the step was due) and
 the upload figures. ``--sdk DIR`` times another copy of the SDK (e.g. the code before a
-change, `git archive HEAD agents_sdk | tar -x -C /tmp/before`). Never asserts a time.
+change, `git archive HEAD agents_sdk | tar -x -C /tmp/before`). ``--process`` uploads as
+`warden sidecar` does, from a child process fed through a pipe (``DecisionLogProcess``).
+Besides the wall-clock figures (noisy on a shared machine) it prints the CPU time of the
+thread that uploads (thread mode; it holds the GIL but while zlib compresses) or writes
+the pipe (process mode; it holds the GIL only to join a tick's events), per event.
+Never asserts a time.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import threading
@@ -49,11 +55,19 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(len(ordered) * fraction))]
 
 
+def thread_cpu(native_id: int) -> float:
+    """User + system CPU seconds of one thread of this process."""
+    with open(f"/proc/self/task/{native_id}/stat") as stat:
+        fields = stat.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rate", type=float, default=1000.0)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--sdk", default=str(Path(__file__).resolve().parents[1]), help="the directory holding agents_sdk")
+    parser.add_argument("--process", action="store_true", help="upload from a child process, as `warden sidecar` does")
     args = parser.parse_args()
     sys.path.insert(0, args.sdk)
     from agents_sdk.sidecar.config import DecisionLogConfig, Service
@@ -62,15 +76,24 @@ def main() -> int:
     sink = subprocess.Popen([sys.executable, "-c", SINK], stdout=subprocess.PIPE, text=True)
     try:
         port = int(sink.stdout.readline())  # type: ignore[union-attr]
-        shipper = DecisionLogShipper(Service("cp", f"http://127.0.0.1:{port}"), DecisionLogConfig("cp"))
+        service, config = Service("cp", f"http://127.0.0.1:{port}"), DecisionLogConfig("cp")
         stop = threading.Event()
+        upload_cpu = [0.0]  # CPU seconds the uploads took in this process
+        if args.process:
+            from agents_sdk.sidecar.logproc import DecisionLogProcess
 
-        def uploads() -> None:
-            while not stop.wait(1.0):
-                shipper.flush()
+            shipper = DecisionLogProcess(service, config)
+            shipper.start()
+        else:
+            shipper = DecisionLogShipper(service, config)
 
-        uploader = threading.Thread(target=uploads, daemon=True)
-        uploader.start()
+            def uploads() -> None:
+                while not stop.wait(1.0):
+                    shipper.flush()
+                upload_cpu[0] = time.thread_time()
+
+            uploader = threading.Thread(target=uploads, daemon=True)
+            uploader.start()
         steps: list[float] = []
         total = int(args.rate * args.seconds)
         start = time.perf_counter()
@@ -85,9 +108,16 @@ def main() -> int:
                          "metrics": {"timer_rego_query_eval_ns": 30000}, "bundles": {"prod": {"revision": "r"}},
                          "input": INPUT, "result": RESULT})
             steps.append(time.perf_counter() - due)
-        stop.set()
-        uploader.join()
-        shipper.flush()
+        if args.process:
+            writer = shipper._writer
+            assert writer is not None and writer.native_id is not None
+            upload_cpu[0] = thread_cpu(writer.native_id)
+            shipper.flush()
+            shipper.stop()
+        else:
+            stop.set()
+            uploader.join()
+            shipper.flush()
     finally:
         sink.terminate()
         sink.wait(10)
@@ -95,7 +125,9 @@ def main() -> int:
     print(f"{'deciding step, from when due':<32} {'p50 µs':>8} {'p99 µs':>8} {'p99.9 µs':>9} {'max µs':>9}")
     p50, p99, p999, worst = (percentile(steps, f) * 1e6 for f in (0.5, 0.99, 0.999, 1.0))
     print(f"{'log() on the deciding thread':<32} {p50:8.0f} {p99:8.0f} {p999:9.0f} {worst:9.0f}")
-    print(f"uploaded {shipper.uploaded}, dropped {shipper.dropped}, pending {shipper.pending}")
+    print(f"uploaded {shipper.uploaded}, dropped {shipper.dropped}, pending {shipper.pending}; "
+          f"upload CPU in this process: {upload_cpu[0] / total * 1e6:.1f} µs per event "
+          f"({'the pipe writer thread' if args.process else 'the upload thread'})")
     return 0
 
 

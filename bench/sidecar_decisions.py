@@ -3,21 +3,29 @@ made in-process by the embedded engine, measured in the same run.
 
     python bench/sidecar_decisions.py [--rates 1000,5000] [--seconds 20] [--clients 2] [--decisions 10000]
                                       [--rss-every 1] [--port 0] [--decision-logs on|off]
+                                      [--soak-seconds 600 --soak-every 30] [--pin]
 
 DESIGN.md's targets for the sidecar, decision logs on: p99 <= 1 ms at 1,000 decisions/s and
 <= 2 ms at 5,000/s. Each rate runs for ``--seconds`` (no longer, even where the machine
 cannot keep the rate: the rate achieved is printed) from ``--clients`` load processes (one
 keep-alive connection each, open loop, rate shared between them); non-200 answers and
 failed requests are counted as errors. The sidecar's RSS is sampled every ``--rss-every``
-seconds and printed over time (a 10-minute soak: ``--rates 1000 --seconds 600 --rss-every 10``),
-with the decision-log counters the sidecar reports (uploaded, dropped). The sidecar runs
+seconds and printed over time, with the decision-log counters the sidecar reports (uploaded,
+dropped). ``--soak-seconds 600`` adds a 10-minute run at 1,000/s after the rates, printing
+the RSS of the sidecar and of its decision-log process every ``--soak-every`` seconds as
+it goes. The sidecar's CPU per request is printed for the serving process and for its
+decision-log process (the `warden sidecar` command uploads from a child process; before
+that change the second figure is 0 and the uploads are in the first). ``--pin`` runs the
+sidecar on CPU 0 and this script, its load processes and the stand-in on CPU 1 (taskset),
+so that the load generator never takes the sidecar's core; unpinned is the default. The sidecar runs
 as its own process with a signed bundle of the shipped policy library, served by a local
 stand-in control plane in a third process (which also receives the sidecar's decision
 logs and status: parsing those must not stall the load generator's clock); the client
 sends at a fixed rate (open loop: latency counts from when each request was due, so a
 stall shows up) and then back to back (closed loop). Prints figures; never asserts a
 time. Loopback only, bounded in count. ``BENCH_REPO=/path/to/checkout`` measures that
-tree's sidecar with this same script (before/after comparisons under the same load).
+tree's sidecar with this same script (before/after comparisons under the same load);
+``BENCH_SIDECAR_LOG=<file>`` appends the sidecar's log (its warnings of dropped events) there.
 """
 
 from __future__ import annotations
@@ -88,14 +96,14 @@ with BundleServer() as server:
 def start_stand_in() -> tuple[subprocess.Popen, str, str]:
     process = subprocess.Popen(
         [sys.executable, "-c", STAND_IN], stdout=subprocess.PIPE, text=True,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
+        env={**os.environ, "PYTHONPATH": str(REPO)}, cwd=REPO,
     )
     started = json.loads(process.stdout.readline())
     return process, started["url"], started["public_pem"]
 
 
 def start_sidecar(server_url: str, public_pem: str, workdir: str, port: int = 0,
-                  decision_logs: bool = True) -> tuple[subprocess.Popen, int]:
+                  decision_logs: bool = True, pin: bool = False) -> tuple[subprocess.Popen, int]:
     config: dict = {
         "services": {"cp": {"url": server_url, "credentials": {"bearer": {"token": "env-token"}}}},
         "keys": {"k": {"key": public_pem}},
@@ -110,8 +118,11 @@ def start_sidecar(server_url: str, public_pem: str, workdir: str, port: int = 0,
     path.write_text(json.dumps(config))
     port = port or free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "agents_sdk", "sidecar", "--config", str(path), "--addr", f"127.0.0.1:{port}"],
-        env={**os.environ, "PYTHONPATH": str(REPO)}, stderr=subprocess.DEVNULL,
+        (["taskset", "-c", "0"] if pin else [])
+        + [sys.executable, "-m", "agents_sdk", "sidecar", "--config", str(path), "--addr", f"127.0.0.1:{port}"],
+        # cwd: `python -m` puts the working directory first on sys.path, ahead of PYTHONPATH.
+        env={**os.environ, "PYTHONPATH": str(REPO)}, cwd=REPO,
+        stderr=open(os.environ["BENCH_SIDECAR_LOG"], "a") if os.environ.get("BENCH_SIDECAR_LOG") else subprocess.DEVNULL,  # noqa: SIM115
     )
     for _ in range(400):
         try:
@@ -166,17 +177,34 @@ def rss_kib(pid: int) -> int:
 
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process: per request, a figure the machine's load barely moves."""
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rpartition(")")[2].split()
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def open_loop(port: int, pid: int, rate: float, seconds: float, clients: int,
-              rss_every: float = 1.0) -> tuple[list[float], int, list[int], float, float]:
+def children(pid: int) -> list[int]:
+    """The sidecar's child processes (its decision-log process), live ones only."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        found += [int(child) for child in task.read_text().split()]
+    return found
+
+
+def family_cpu(pid: int) -> tuple[float, float]:
+    """CPU seconds of the sidecar process and of its children."""
+    return cpu_seconds(pid), sum(cpu_seconds(child) for child in children(pid))
+
+
+def open_loop(port: int, pid: int, rate: float, seconds: float, clients: int, rss_every: float = 1.0,
+              live: bool = False) -> tuple[list[float], int, list[int], float, tuple[float, float]]:
     """Latencies, errors, the sidecar's RSS (KiB) over time, the rate achieved, and the
-    sidecar's CPU seconds per request (decision logs and status included)."""
+    sidecar's CPU seconds per request (decision logs and status included): its own and its
+    decision-log process's. ``live``: print each RSS sample as it is taken (a soak)."""
     results: multiprocessing.Queue = multiprocessing.Queue()
-    cpu_before = cpu_seconds(pid)
+    cpu_before = family_cpu(pid)
     start_at = time.perf_counter() + 0.5
     workers = [multiprocessing.Process(target=load, args=(port, rate / clients, seconds, start_at, i / clients, results))
                for i in range(clients)]
@@ -188,6 +216,11 @@ def open_loop(port: int, pid: int, rate: float, seconds: float, clients: int,
         if time.perf_counter() >= next_sample:
             rss.append(rss_kib(pid))
             next_sample += rss_every
+            if live:
+                elapsed = time.perf_counter() - start_at
+                logs = sum(rss_kib(child) for child in children(pid))
+                print(f"  soak t={elapsed:5.0f} s: sidecar RSS {rss[-1] / 1024:.1f} MiB, "
+                      f"decision-log process RSS {logs / 1024:.1f} MiB", flush=True)
         time.sleep(0.2)
     latencies: list[float] = []
     errors = 0
@@ -199,8 +232,9 @@ def open_loop(port: int, pid: int, rate: float, seconds: float, clients: int,
     for worker in workers:
         worker.join()
     rss.append(rss_kib(pid))
-    cpu = (cpu_seconds(pid) - cpu_before) / max(1, len(latencies))
-    return latencies, errors, rss, len(latencies) / elapsed, cpu
+    cpu_after = family_cpu(pid)
+    cpu = tuple((after - before) / max(1, len(latencies)) for after, before in zip(cpu_after, cpu_before, strict=True))
+    return latencies, errors, rss, len(latencies) / elapsed, cpu  # type: ignore[return-value]
 
 
 def main() -> int:
@@ -212,7 +246,12 @@ def main() -> int:
     parser.add_argument("--rss-every", type=float, default=1.0, help="seconds between samples of the sidecar's RSS")
     parser.add_argument("--port", type=int, default=0, help="the sidecar's port (default: a free one)")
     parser.add_argument("--decision-logs", choices=("on", "off"), default="on")
+    parser.add_argument("--soak-seconds", type=float, default=0.0, help="then 1,000/s for this long, RSS printed live")
+    parser.add_argument("--soak-every", type=float, default=30.0, help="seconds between RSS samples of the soak")
+    parser.add_argument("--pin", action="store_true", help="sidecar on CPU 0, load generator and stand-in on CPU 1")
     args = parser.parse_args()
+    if args.pin:
+        os.sched_setaffinity(0, {1})  # inherited by the load processes and the stand-in
     logs_on = args.decision_logs == "on"
     print(f"load average at start: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f}")
     soak: list[tuple[str, list[int], int]] = []
@@ -221,7 +260,7 @@ def main() -> int:
     rows = []
     stand_in, server_url, public_pem = start_stand_in()
     with tempfile.TemporaryDirectory() as workdir:
-        process, port = start_sidecar(server_url, public_pem, workdir, args.port, logs_on)
+        process, port = start_sidecar(server_url, public_pem, workdir, args.port, logs_on, args.pin)
         try:
             bodies = [json.dumps({"input": item}).encode() for item in INPUTS]
 
@@ -240,14 +279,23 @@ def main() -> int:
 
             for index in range(2000):  # warm-up
                 ask(index)
-            for rate in (float(r) for r in args.rates.split(",")):
-                latencies, errors, rss, achieved, cpu = open_loop(port, process.pid, rate, args.seconds, args.clients,
-                                                                  args.rss_every)
-                name = f"sidecar, logs {args.decision_logs}, {rate:.0f}/s (got {achieved:.0f}/s)"
-                print(f"{name}: sidecar CPU {cpu * 1e6:.0f} µs per request", flush=True)
+            runs = [(float(r), args.seconds, args.rss_every, "") for r in args.rates.split(",") if r]
+            if args.soak_seconds:
+                runs.append((1000.0, args.soak_seconds, args.soak_every, "soak, "))
+            for rate, seconds, every, kind in runs:
+                if kind:
+                    print(f"soak: 1000/s for {seconds:g} s, RSS every {every:g} s", flush=True)
+                stand_in_cpu = cpu_seconds(stand_in.pid)
+                latencies, errors, rss, achieved, cpu = open_loop(port, process.pid, rate, seconds, args.clients,
+                                                                  every, live=bool(kind))
+                stand_in_cpu = (cpu_seconds(stand_in.pid) - stand_in_cpu) / seconds
+                name = f"sidecar, {kind}logs {args.decision_logs}, {rate:.0f}/s (got {achieved:.0f}/s)"
+                print(f"{name}: sidecar CPU {(cpu[0] + cpu[1]) * 1e6:.0f} µs per request (serving process "
+                      f"{cpu[0] * 1e6:.0f}, decision-log process {cpu[1] * 1e6:.0f}); the stand-in control "
+                      f"plane (receiving the logs) used {stand_in_cpu:.0%} of a core", flush=True)
                 rows.append((name, latencies))
                 soak.append((name, rss, errors))
-                print(f"{name}: {len(latencies)} requests, {errors} errors, sidecar RSS MiB every {args.rss_every:g} s: "
+                print(f"{name}: {len(latencies)} requests, {errors} errors, sidecar RSS MiB every {every:g} s: "
                       + " ".join(f"{kib / 1024:.0f}" for kib in rss), flush=True)
             connection.close()
             connection = connect()  # the warm-up's connection sat idle past the keep-alive timeout
@@ -287,7 +335,8 @@ def main() -> int:
     if logs_on:
         print(f"decision logs: {sent} decisions, {counted.get('received')} events received by the control plane; "
               f"last status counters {counted.get('status')}")
-    print(f"\n{'open-loop run':<48} {'requests':>9} {'errors':>7}   sidecar RSS MiB, every {args.rss_every:g} s")
+    print(f"\n{'open-loop run':<48} {'requests':>9} {'errors':>7}   sidecar RSS MiB, every {args.rss_every:g} s"
+          + (f" (soak: every {args.soak_every:g} s)" if args.soak_seconds else ""))
     for (name, rss, errors), (_, values) in zip(soak, rows, strict=False):
         shown = " ".join(f"{kib / 1024:.0f}" for kib in rss)
         print(f"{name:<48} {len(values):>9} {errors:>7}   {shown}")

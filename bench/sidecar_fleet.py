@@ -11,7 +11,10 @@ on every answer), the other posts a status report every few seconds and a small 
 decision-log events (gzip, as OPA sends them). Measures:
 
   - long polls held, server RSS before and while holding them (memory per held poll);
-  - 304s answering a long poll when its wait ends: lateness past the wait, p50/p99/max;
+  - 304s answering a long poll when its wait ends: arrival past the requested wait (negative
+    when the server ended the wait early on purpose, see controlplane.opa.longpoll), how long
+    polls were held, the busiest 100 ms of 304s (how much of a herd they are) and, with
+    `--server-probe`, lateness past the end the server chose (the cost of answering);
   - plain conditional GETs (no wait) sent while the fleet is held: latency p50/p99/max;
   - wake-ups: an agent suspended through the API of web process 0; time from the click to
     each poll's 200, on the process that took the click and on the others (through Redis);
@@ -90,7 +93,8 @@ print(json.dumps({"events": DecisionLog.objects.filter(environment__name=sys.arg
 
 class Stats:
     def __init__(self) -> None:
-        self.lateness: list[float] = []  # long-poll 304s: seconds past the wait
+        self.lateness: list[float] = []  # long-poll 304s: seconds past the requested wait (< 0: ended early)
+        self.late_chosen: list[float] = []  # the same, past the hold the server chose (--server-probe)
         self.late_at: list[float] = []  # when each of those arrived (time.time())
         self.woken_at: list[tuple[int, float]] = []  # (port, time.time()) of each long-poll 200
         self.loop_lag: list[tuple[float, float]] = []  # (time.time(), seconds) of this load process
@@ -121,6 +125,8 @@ async def sidecar(index: int, port: int, seed: dict, path: str, etag: str, wait:
                 if status == 304:
                     stats.late_at.append(time.time())
                     stats.lateness.append(stats.late_at[-1] - started - wait)
+                    if "x-bench-hold" in headers:
+                        stats.late_chosen.append(stats.late_at[-1] - started - float(headers["x-bench-hold"]))
                 elif status == 200:
                     etag = headers.get("etag", etag)
                     stats.woken_at.append((port, time.time()))
@@ -186,8 +192,23 @@ async def plain_gets(port: int, seed: dict, path: str, etag_of, stats: Stats, st
 # wait; and the web loop's lag (a 5 ms sleep's overshoot), so a late timer is told apart
 # from late work after it. GET /bench/probe returns them (and resets them).
 PROBE = r"""
-import asyncio as _asyncio, json as _json, re as _re, time as _time
+import asyncio as _asyncio, contextvars as _contextvars, json as _json, re as _re, time as _time
 _probe = {"late": [], "lag": []}
+# The hold the server chose for this request (longpoll.hold_seconds, when the tree has it: it
+# may end a wait early on purpose), so lateness is measured past the end the server chose.
+_chosen = _contextvars.ContextVar("bench_chosen_hold")
+try:
+    from controlplane.opa import longpoll as _longpoll
+    _hold_seconds = _longpoll.hold_seconds
+    def _recorded_hold(wait):
+        held = _hold_seconds(wait)
+        box = _chosen.get(None)
+        if box is not None:
+            box["hold"] = held
+        return held
+    _longpoll.hold_seconds = _recorded_hold
+except (ImportError, AttributeError):  # an older tree: every hold is the full wait
+    pass
 def probed(app):
     async def _lag():
         while True:
@@ -213,9 +234,12 @@ def probed(app):
         if wait is None:
             return await app(scope, receive, send)
         started = _time.perf_counter()
+        box = {"hold": float(wait)}
+        _chosen.set(box)
         async def timed_send(message):
             if message["type"] == "http.response.start" and message["status"] == 304:
-                _probe["late"].append(_time.perf_counter() - started - wait)
+                _probe["late"].append(_time.perf_counter() - started - box["hold"])
+                message = {**message, "headers": [*message["headers"], (b"x-bench-hold", str(box["hold"]).encode())]}
             await send(message)
         return await app(scope, receive, timed_send)
     return wrapped
@@ -240,7 +264,7 @@ async def fleet_part(indices: range, ports: list[int], seed: dict, path: str, et
     return tasks
 
 
-STATS_FIELDS = ("lateness", "late_at", "woken_at", "loop_lag", "posts", "events_accepted", "errors")
+STATS_FIELDS = ("lateness", "late_chosen", "late_at", "woken_at", "loop_lag", "posts", "events_accepted", "errors")
 
 
 def load_child(config: dict) -> None:
@@ -337,6 +361,25 @@ def web_tier(env: dict[str, str], count: int, base_port: int, worker: bool, serv
             stop_process(process)
 
 
+def held_spread(lateness: list[float], wait: int) -> str:
+    """How long the long polls answered 304 were held: the server ends waits early on purpose
+    (controlplane.opa.longpoll.hold_seconds), spread over the last part of the wait."""
+    if not lateness:
+        return "-"
+    held = sorted(wait + late for late in lateness)
+    return f"{held[0]:.2f} / {percentile(held, .5):.2f} / {held[-1]:.2f}"
+
+
+def busiest(arrivals: list[float], window: float) -> int:
+    """The most arrivals within any `window` seconds: how much of a herd the 304s still are."""
+    most, first = 0, 0
+    for last, at in enumerate(arrivals):
+        while at - arrivals[first] > window:
+            first += 1
+        most = max(most, last - first + 1)
+    return most
+
+
 def total_rss(processes) -> float:
     return sum(rss_mib(process.pid) for process in processes)
 
@@ -431,8 +474,12 @@ async def run(ports: list[int], servers, workers, seed: dict, args) -> list[tupl
         ("sidecars (long poll + status/log posts)", f"{args.sidecars} over {len(ports)} web process(es)"),
         ("web RSS idle / holding / end, all processes (MiB)", f"{baseline:.0f} / {holding:.0f} / {peak:.0f}"),
         ("memory per held poll (KiB)", f"{(holding - baseline) * 1024 / args.sidecars:.1f}"),
-        (f"long-poll 304s: lateness past wait={args.wait}s p50/p99/max (ms)", p(stats.lateness)),
+        (f"long-poll 304s: arrival past the requested wait={args.wait}s p50/p99/max (ms, < 0: ended early)",
+         p(stats.lateness)),
         ("  count", f"{len(stats.lateness)}"),
+        ("  held for (s) min / p50 / max", held_spread(stats.lateness, args.wait)),
+        ("  past the end the server chose p50/p99/max (ms) (--server-probe)", p(stats.late_chosen)),
+        ("  busiest 100 ms: long-poll 304s arriving", f"{busiest(arrivals, 0.1)}"),
         (f"load generator loop lag p50/p99/max (ms), {procs} load process(es)", p(lag_all)),
         ("  while long-poll 304s arrive (±0.25 s) p50/p99/max (ms)", p(lag_herd)),
         ("plain conditional GET 304 p50/p99/max (ms)", p(stats.plain)),

@@ -29,11 +29,13 @@ Set WARDEN_DECISION_CACHE=0 to turn it off (benches of the uncached path).
 from __future__ import annotations
 
 import json
+import json.encoder
+import json.scanner
 import os
 import re
 from typing import Any
 
-__all__ = ["DecisionCache", "cache_enabled", "cache_key", "decision_cache_sound"]
+__all__ = ["INPUT_ENCODER", "DecisionCache", "cache_enabled", "cache_key", "decision_cache_sound", "encode_input"]
 
 # RFC 3339 date-time (section 5.6), ASCII digits only; fullmatch, so no trailing newline.
 _RFC3339 = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,9})?(?:Z|[+-][0-9]{2}:[0-9]{2})")
@@ -43,8 +45,41 @@ KEY_TIME = "1970-01-01T00:00:00Z"
 MAX_KEY_CHARS = 4096
 MAX_ENTRIES = 1024
 
-# One encoder for every key (json.dumps with options builds a new one per call).
-_KEY_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+# One encoder for every key and for the VM's input text (json.dumps with options builds a
+# new one per call): a key is then the VM's text with the time replaced, one encoding for both.
+INPUT_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+_DECODER = json.JSONDecoder()
+
+
+def _no_default(value: Any) -> Any:
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+# The C encoder and scanner that INPUT_ENCODER.encode and json.loads call, made once (encode
+# builds an encoder on every call); no circular-reference marker: see encode_input.
+_C_ENCODE: Any = None
+_C_SCAN: Any = None
+if json.encoder.c_make_encoder is not None and json.scanner.c_make_scanner is not None:
+    _C_ENCODE = json.encoder.c_make_encoder(
+        None, _no_default, json.encoder.encode_basestring, None, ":", ",", False, False, False
+    )
+    _C_SCAN = json.scanner.c_make_scanner(_DECODER)
+
+
+def encode_input(value: Any) -> str:
+    """``INPUT_ENCODER.encode(value)``, the same text and errors, without its per-call set-up."""
+    if _C_ENCODE is None:
+        return INPUT_ENCODER.encode(value)
+    try:
+        return "".join(_C_ENCODE(value, 0))
+    except RecursionError:
+        return INPUT_ENCODER.encode(value)  # deep, or a cycle: the checked encoder says which
+
+
+def _decode(text: str) -> Any:
+    if _C_SCAN is None:
+        return _DECODER.decode(text)
+    return _C_SCAN(text, 0)[0]  # text the cache wrote itself: one complete JSON value
 
 # Builtins whose answer depends on something other than the input and data.
 _OUTSIDE_WORLD = re.compile(
@@ -75,23 +110,42 @@ def decision_cache_sound(modules: dict[str, str]) -> bool:
     return True
 
 
-def cache_key(input: Any) -> str | None:
+def cache_key(input: Any, text: str | None = None) -> str | None:
     """The cache key of a decision input, or None when it must not be cached (not a plain
-    JSON object, presents an approval token, or too large)."""
+    JSON object, presents an approval token, or too large).
+
+    ``text``, when given, is ``INPUT_ENCODER``'s encoding of ``input`` (the VM's input text):
+    the key is then made from it, without encoding the input again.
+    """
     if type(input) is not dict:
         return None
     context = input.get("context")
+    moment = None
     if type(context) is dict:
         if "approval_token" in context:
             return None  # a grant's expiry reads the clock
         moment = context.get("time")
-        if type(moment) is str and _RFC3339.fullmatch(moment):
-            input = {**input, "context": {**context, "time": KEY_TIME}}
-    try:
-        key = _KEY_ENCODER.encode(input)
-        key.encode("utf-8")
-    except (TypeError, ValueError, UnicodeEncodeError, RecursionError):
-        return None
+        if not (type(moment) is str and _RFC3339.fullmatch(moment)):
+            moment = None
+    key = None
+    if text is not None:
+        if moment is None:
+            key = text
+        else:
+            # Inside a JSON string every quote is escaped, so this member text can only be an
+            # object's "time" member; found once, it is the context's, and replacing it gives
+            # exactly the encoding of the input with the key's time.
+            member = '"time":"' + moment + '"'
+            if text.count(member) == 1:
+                key = text.replace(member, '"time":"' + KEY_TIME + '"')
+    if key is None:
+        if moment is not None:
+            input = {**input, "context": {**context, "time": KEY_TIME}}  # type: ignore[dict-item]
+        try:
+            key = INPUT_ENCODER.encode(input)
+            key.encode("utf-8")
+        except (TypeError, ValueError, UnicodeEncodeError, RecursionError):
+            return None
     return key if len(key) <= MAX_KEY_CHARS else None
 
 
@@ -111,7 +165,7 @@ class DecisionCache:
             self.misses += 1
             return None
         self.hits += 1
-        return json.loads(text)
+        return _decode(text)
 
     def put(self, key: str, decision: Any) -> None:
         if len(self._answers) >= self.max_entries:

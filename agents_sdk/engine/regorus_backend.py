@@ -26,6 +26,11 @@ So is any policy using a construct the VM mis-evaluates (agents_sdk.engine.vm_sa
 
 Repeated decisions of the verified library are answered from each session's cache
 (agents_sdk.engine.decision_cache), emptied whenever the data changes.
+
+A data change (a registry bundle, a delta) recompiles nothing: the VM's program is compiled
+from the modules alone, once per session, and takes the new data as JSON text, made once per
+data document for all sessions and re-encoded only where the data changed
+(agents_sdk.engine.data_json). The interpreter loads data only when it is used.
 """
 
 from __future__ import annotations
@@ -39,7 +44,14 @@ from typing import Any
 import regorus
 
 from agents_sdk.bundles.format import package_of
-from agents_sdk.engine.decision_cache import DecisionCache, cache_enabled, cache_key, decision_cache_sound
+from agents_sdk.engine.data_json import data_json
+from agents_sdk.engine.decision_cache import (
+    DecisionCache,
+    cache_enabled,
+    cache_key,
+    decision_cache_sound,
+    encode_input,
+)
 from agents_sdk.engine.errors import (
     RegoCompileError,
     RegoEvaluationError,
@@ -55,8 +67,7 @@ NAME = "regorus"
 # the VM returns sets as JSON arrays, so set-valued rules stay on the interpreter.
 VM_QUERIES = frozenset({"data.warden.decision"})
 
-# The VM's input text (json.dumps with options would build an encoder per call).
-_INPUT_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False)
+# The VM's input text is compact JSON (decision_cache.encode_input): the cache key is made from it.
 
 # What Rvm.execute answers for an undefined result (and for run-time errors).
 _VM_UNDEFINED = '"<undefined>"'
@@ -83,7 +94,7 @@ def _input_json(value: Any) -> str | None:
     input no engine may see: a lone surrogate crashes regorus' interpreter (a segmentation
     fault, not an exception), and NaN or infinities are not JSON."""
     try:
-        text = _INPUT_ENCODER.encode(value)
+        text = encode_input(value)
         text.encode("utf-8")
         return text
     except TypeError:
@@ -150,9 +161,8 @@ class Session:
                 errors.extend(parse_regorus_errors(str(exc)))
         if errors:
             raise RegoCompileError(errors)
-        engine.add_data(data)
         self._engine = engine
-        self._pending_data: dict | None = None  # data the interpreter loads when it is next used
+        self._pending_data: dict | None = data  # data the interpreter loads when it is next used
         self._data = data
         self._rules: dict[str, list[str]] | None = None
         self.generation = 0
@@ -166,9 +176,11 @@ class Session:
         self.use_vm = self.use_vm and not self.vm_hazards
         if self.use_vm:
             try:
-                self._data_json = json.dumps(data)
+                self._data_json = data_json(data)  # made once for all threads' sessions
             except (TypeError, ValueError):
                 self.use_vm = False
+        if not self.use_vm:
+            self._interpreter()  # decisions are the interpreter's: load the data now
         # Repeated inputs are answered from this session's cache (agents_sdk.engine.decision_cache):
         # VM answers of the verified library only, emptied with every data change.
         self.cache = DecisionCache() if self.use_vm and cache_enabled() and decision_cache_sound(modules) else None
@@ -182,9 +194,10 @@ class Session:
         vm = None
         if self.use_vm and query_path in VM_QUERIES:
             try:
-                program = regorus.Program.compile_from_modules(
-                    self._data_json, sorted(self._modules.items()), [query_path]
-                )
+                # The program is the modules' alone, compiled once per session with no data: a
+                # data change only gives the VM new data (replace_data). Compiling with a
+                # 100,000-agent registry parsed it once more, on every change.
+                program = regorus.Program.compile_from_modules("{}", sorted(self._modules.items()), [query_path])
                 vm = regorus.Rvm()
                 vm.load_program(program)
                 vm.set_data_json(self._data_json)
@@ -225,24 +238,30 @@ class Session:
             self._engine.add_data(data)
         self._data = data
         self.generation = generation
-        self._vms = {}
         if self.cache is not None:
             self.cache.clear()  # the answers were the old data's (a suspension must not be served stale)
         if self.use_vm:
             try:
-                self._data_json = json.dumps(data)
-            except (TypeError, ValueError):
-                self.use_vm = False
+                # Re-encodes only what changed (agents_sdk.engine.data_json); the compiled
+                # programs are kept, each VM takes the new data.
+                self._data_json = data_json(data)
+                for vm in self._vms.values():
+                    if vm is not None:
+                        vm.set_data_json("{}")  # the old data goes first: never two registries held at once
+                        vm.set_data_json(self._data_json)
+            except (RuntimeError, TypeError, ValueError):
+                self.use_vm = False  # the interpreter decides, with the data pending above
+                self._vms = {}
 
     def evaluate(self, query_path: str, input: Any) -> Any:
+        text = _input_json(input)  # once: the VM's input and, made from it, the cache key
         key = None
-        if self.cache is not None and self.use_vm and query_path in VM_QUERIES:
-            key = cache_key(input)
+        if self.cache is not None and self.use_vm and query_path in VM_QUERIES and text is not None:
+            key = cache_key(input, text)
             if key is not None:
                 cached = self.cache.get(key)
                 if cached is not None:
                     return cached
-        text = _input_json(input)
         vm = self._vms.get(query_path, False)
         if vm is False:
             vm = self._vm(query_path)

@@ -101,7 +101,7 @@ class Decision:
     def from_result(cls, result: Any, decision_id: str | None = None) -> Decision:
         """Read a ``data.warden.decision`` result; anything that is not a well-formed
         decision becomes a deny (fail closed). Never raises."""
-        if not isinstance(result, Mapping):
+        if not (type(result) is dict or isinstance(result, Mapping)):
             return fail_closed("malformed-decision", f"The policy answered {type(result).__name__}, not a decision object")
         effect = result.get("effect")
         if effect not in EFFECTS:
@@ -112,14 +112,14 @@ class Decision:
             )
         reasons = []
         for raw in result.get("reasons") or ():
-            if not isinstance(raw, Mapping):
+            if not (type(raw) is dict or isinstance(raw, Mapping)):
                 return fail_closed("malformed-decision", "The policy answered a reason that is not an object")
             controls = raw.get("controls") or ()
             reasons.append(
                 Reason(
                     rule=str(raw.get("rule", "")),
                     message=str(raw.get("message", "")),
-                    controls=tuple(str(c) for c in controls) if isinstance(controls, list | tuple) else (),
+                    controls=tuple(map(str, controls)) if isinstance(controls, list | tuple) else (),
                 )
             )
         obligations = result.get("obligations")
@@ -127,7 +127,7 @@ class Decision:
             effect=effect,
             allow=effect == "allow",
             reasons=tuple(reasons),
-            obligations=dict(obligations) if isinstance(obligations, Mapping) else {},
+            obligations=dict(obligations) if (type(obligations) is dict or isinstance(obligations, Mapping)) else {},
             decision_id=decision_id if isinstance(decision_id, str) else None,
         )
 

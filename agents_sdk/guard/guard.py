@@ -45,6 +45,8 @@ __all__ = ["Guard", "raise_unless_allowed"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+# `type(x) is dict or isinstance(x, Mapping)` below: the ABC check runs Python code on every
+# call of every governed tool; the usual plain dict skips it.
 _scoped_context: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
     "warden_guard_context", default=None
 )
@@ -125,7 +127,7 @@ class Guard:
         name) goes to ``input.action.server``. None values are left out.
         """
         merged = {**(_scoped_context.get() or {}), **context}
-        call_args: Any = dict(args) if isinstance(args, Mapping) else ({} if args is None else args)
+        call_args: Any = dict(args) if (type(args) is dict or isinstance(args, Mapping)) else ({} if args is None else args)
         action: dict[str, Any] = {"type": "tool_call", "tool": tool, "args": call_args}
         server = merged.pop("server", None)
         if server is not None:
@@ -198,29 +200,30 @@ class Guard:
     def session_of(self, input: Mapping[str, Any]) -> str:
         """The session a decision of ``input`` is signed in: the input's ``session_id`` when it
         is a usable string, else the Guard's own."""
-        context = input.get("context") if isinstance(input, Mapping) else None
-        session_id = context.get("session_id") if isinstance(context, Mapping) else None
+        context = input.get("context") if (type(input) is dict or isinstance(input, Mapping)) else None
+        session_id = context.get("session_id") if (type(context) is dict or isinstance(context, Mapping)) else None
         if _session_id_problem(session_id) is None:
             return str(session_id)
         return self.session_id or str(uuid.uuid4())
 
     def input_problem(self, input: Any) -> str | None:
         """None when ``input`` may go to the engine, else why not (a JSON Pointer first)."""
-        if not isinstance(input, Mapping):
+        if not (type(input) is dict or isinstance(input, Mapping)):
             return f"the input is a {type(input).__name__}, not an object with agent, action and context"
         action = input.get("action")
-        if not isinstance(action, Mapping):
+        if not (type(action) is dict or isinstance(action, Mapping)):
             return "/action is missing or not an object"
         tool = action.get("tool")
         if not isinstance(tool, str) or not tool:
             return "/action/tool: the tool name must be a non-empty string"
-        if not isinstance(action.get("args"), Mapping):
-            return f"/action/args is a {type(action.get('args')).__name__}; tool arguments must be an object"
+        args = action.get("args")
+        if not (type(args) is dict or isinstance(args, Mapping)):
+            return f"/action/args is a {type(args).__name__}; tool arguments must be an object"
         problem = input_problem(input, max_depth=self.max_input_depth, max_bytes=self.max_input_bytes)
         if problem is not None:
             return problem
         context = input.get("context")
-        if isinstance(context, Mapping) and "session_id" in context:
+        if (type(context) is dict or isinstance(context, Mapping)) and "session_id" in context:
             # The decision is signed in this session: it must be a session id records can carry.
             problem = _session_id_problem(context["session_id"])
             if problem is not None:
@@ -441,8 +444,8 @@ def _session_id_problem(session_id: object) -> str | None:
 
 
 def _chain_of(input: Any) -> Any:
-    context = input.get("context") if isinstance(input, Mapping) else None
-    return context.get("delegation") if isinstance(context, Mapping) else None
+    context = input.get("context") if (type(input) is dict or isinstance(input, Mapping)) else None
+    return context.get("delegation") if (type(context) is dict or isinstance(context, Mapping)) else None
 
 
 def _tool_name_of(input: Mapping[str, Any]) -> str:

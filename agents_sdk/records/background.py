@@ -10,19 +10,18 @@ takes the agent's GIL. The agent reads signed lines back from the log only when 
 them (``sign_record``, ``session_log``) or to hand them to a sink.
 
 The spool format and the signing it shares with recovery are in ``agents_sdk.records.spool``.
-If the signer process dies, the agent starts another, which continues the log where the dead
-one stopped; if the agent dies, its signer process finishes the spool and removes it.
+If the signer process dies, the agent starts another (``agents_sdk.records.signer_watcher``),
+which continues the log where the dead one stopped; if the agent dies, its signer process
+finishes the spool and removes it.
 """
 
 from __future__ import annotations
 
 import atexit
-import logging
 import mmap
 import os
 import struct
 import subprocess
-import sys
 import threading
 import time
 import weakref
@@ -34,6 +33,7 @@ from cryptography.hazmat.primitives import serialization
 
 from agents_sdk.errors import SigningError
 from agents_sdk.identity import AgentIdentity
+from agents_sdk.records.signer_watcher import MAX_RESTARTS, SignerWatcher
 from agents_sdk.records.spool import (
     SPOOL_FORMAT,
     Deliver,
@@ -48,8 +48,6 @@ from agents_sdk.records.spool import (
     write_all,
 )
 
-logger = logging.getLogger(__name__)
-
 # The shared page: bytes the signer process sets (asleep) and the agent sets (listening), and
 # the signer's count of records in the log (8 bytes, little-endian).
 _ASLEEP, _LISTENING, _SIGNED = 0, 1, 8
@@ -57,16 +55,13 @@ _COUNT = struct.Struct("<Q")
 _RECHECK = 0.05
 DEFAULT_MAX_PENDING = 10_000
 """Records appended but not yet signed before ``append`` waits (backpressure, never a drop)."""
-MAX_RESTARTS = 5
 DEFAULT_ROTATE_BYTES = 64 << 20
-"""Log size past which a signer with a sink starts a new spool and log segment (see ``_rotate``)."""
+"""Log size past which a signer with a sink starts a new spool and log segment (see ``_maybe_rotate``)."""
 _ROTATE_WAIT = 10.0  # seconds a rotation waits, appends held, for the signer to catch up
-"""Signer processes started again after one died, before the signer gives up (SigningError)."""
-_PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])  # the directory holding agents_sdk
 _live: weakref.WeakSet[BackgroundSigning] = weakref.WeakSet()
 
 
-class BackgroundSigning:
+class BackgroundSigning(SignerWatcher):
     """The spool and signer process of one ``ActionSigner``; see the module docstring.
 
     ``deliver`` is called with every signed line, in order: from a thread as soon as they are
@@ -312,89 +307,6 @@ class BackgroundSigning:
                 "rings": self._rings,
                 "reports": self._reports,
             }
-
-    # -- the signer process -------------------------------------------------------------------
-
-    def _start_process(self) -> None:
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, (_PACKAGE_ROOT, env.get("PYTHONPATH"))))
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "agents_sdk.records.signer_process",
-                str(self.spool_path),
-                str(self.log_path),
-                str(self._shared_fd),
-            ],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            env=env,
-            bufsize=0,
-            pass_fds=(self._shared_fd,) if self._shared_fd >= 0 else (),
-        )
-        assert process.stdin is not None
-        bell = os.dup(process.stdin.fileno())  # raw writes; the Popen's own file object is closed now
-        process.stdin.close()
-        write_all(bell, self._seed)
-        os.set_blocking(bell, False)
-        self._process, self._bell = process, bell
-
-    def _watch(self) -> None:
-        """Follow the signer process's reports; start another if it dies before ``close``."""
-        while True:
-            process = self._process
-            assert process is not None and process.stdout is not None
-            fd, pending = process.stdout.fileno(), b""
-            while chunk := os.read(fd, 4096):
-                *lines, pending = (pending + chunk).split(b"\n")
-                if process is not self._process:
-                    continue  # a segment's signer stopped by a rotation: its counts are not ours
-                for line in lines:
-                    if line.startswith(b"E "):
-                        self._report(line)
-                if lines:
-                    self._report(lines[-1])
-                    self._maybe_rotate()
-            process.stdout.close()
-            code = process.wait()
-            with self._lock:
-                if self._closed or self._error is not None:
-                    return
-                if process is not self._process:
-                    continue  # rotated: follow the new segment's signer
-                self._restarts += 1
-                if self._restarts > MAX_RESTARTS:
-                    self._fail(f"the signer process died {self._restarts} times (last exit status {code})")
-                    return
-                logger.warning("the record signer process exited with status %s; starting another", code)
-                os.close(self._bell)
-                with self._reading:  # a line it died writing is cut and written again by the next one
-                    os.lseek(self._log_reader, -len(self._partial), os.SEEK_CUR)
-                    self._partial = b""
-                try:
-                    self._start_process()
-                except OSError as exc:
-                    self._fail(f"cannot start the signer process: {exc}")
-                    return
-
-    def _report(self, line: bytes) -> None:
-        if line.startswith(b"E "):
-            if self._error is None:
-                self._fail("signing records failed: " + line[2:].decode("utf-8", "replace"))
-        elif line:
-            with self._progress:
-                self._reports += 1
-                self._signed = max(self._signed, self._base + int(line))
-                self._progress.notify_all()
-            if self._eager:
-                self._read_log()
-
-    def _fail(self, message: str) -> None:
-        logger.error("the background record signer failed: %s", message)
-        with self._progress:
-            self._error = message
-            self._progress.notify_all()
 
     # -- reading signed lines back ------------------------------------------------------------
 

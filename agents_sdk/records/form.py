@@ -65,7 +65,7 @@ def payload_problem(kind: str, payload: Any) -> str | None:
     required = KIND_REQUIRED_FIELDS.get(kind)
     if required is None:
         return f"kind {kind!r} is not one of {', '.join(RECORD_KINDS)}"
-    if not isinstance(payload, Mapping):
+    if not (type(payload) is dict or isinstance(payload, Mapping)):
         return "payload is not an object"
     for name, check in required.items():
         if name not in payload:

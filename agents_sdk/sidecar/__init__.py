@@ -19,9 +19,10 @@ HTTP is parsed by httptools (llhttp) under an asyncio protocol of the sidecar's 
 limits on head and body size and on the time a request may take to arrive
 (``agents_sdk.sidecar.serving``); decisions are evaluated on the event loop's thread, which
 owns the engine, as each request completes, so a request costs one parse, one evaluation
-and one write. Decision logs are encoded per event at decision time and uploaded by their
-own thread (``agents_sdk.sidecar.uploads``): no upload waits on a decision, and none holds
-one up.
+and one write. Decision logs are encoded per event at decision time and uploaded, by the
+`warden sidecar` command, from a child process fed through a pipe
+(``agents_sdk.sidecar.logproc``), or by a thread of an embedded sidecar
+(``agents_sdk.sidecar.uploads``): no upload waits on a decision, and none holds one up.
 """
 
 from agents_sdk.sidecar.config import DEFAULT_ADDR, ConfigError, SidecarConfig, load_config, parse_config

@@ -54,6 +54,7 @@ from agents_sdk.sidecar.config import (
     SidecarConfig,
     load_config,
 )
+from agents_sdk.sidecar.logproc import DecisionLogProcess
 from agents_sdk.sidecar.uploads import DecisionLogShipper, StatusReporter, timestamp
 
 logger = logging.getLogger(__name__)
@@ -71,9 +72,12 @@ class Sidecar:
     event loop) and returns once the socket listens; ``stop()`` flushes decision logs and
     stops. ``address`` is the (host, port) it listens on (port 0 picks a free one).
     ``read_timeout``: seconds a request may take to arrive (agents_sdk.sidecar.serving).
+    ``decision_log_process``: upload decision logs from a child process (as `warden
+    sidecar` does, agents_sdk.sidecar.logproc) instead of a thread of this process.
     """
 
-    def __init__(self, config: SidecarConfig, *, addr: str = DEFAULT_ADDR, read_timeout: float = READ_TIMEOUT):
+    def __init__(self, config: SidecarConfig, *, addr: str = DEFAULT_ADDR, read_timeout: float = READ_TIMEOUT,
+                 decision_log_process: bool = False):
         self.config = config
         host, _, port = addr.rpartition(":")
         self._bind = (host or "127.0.0.1", int(port))
@@ -85,8 +89,11 @@ class Sidecar:
         self.backend = EmbeddedBackend(self.bundles, start=False)
         self._chains = ChainCache()  # delegation chains verified against the active bundle
         self.bundles.set_activator(self._activate_on_loop)
-        self.decision_logs = (
-            DecisionLogShipper(config.services[config.decision_logs.service], config.decision_logs)
+        # Uploads from a child process (`warden sidecar`: no upload ever holds this process's
+        # GIL) or, embedded, from a thread (agents_sdk.sidecar.logproc, .uploads).
+        shipper = DecisionLogProcess if decision_log_process else DecisionLogShipper
+        self.decision_logs: DecisionLogShipper | DecisionLogProcess | None = (
+            shipper(config.services[config.decision_logs.service], config.decision_logs)
             if config.decision_logs
             else None
         )
@@ -458,7 +465,7 @@ def run(config_path: str, addr: str = DEFAULT_ADDR) -> int:
     # between their I/O. A decision waits for the GIL at most one switch interval (5 ms by
     # default, the whole p99 budget): this process holds it to 1 ms.
     sys.setswitchinterval(GIL_SWITCH_INTERVAL)
-    sidecar = Sidecar(load_config(config_path), addr=addr)
+    sidecar = Sidecar(load_config(config_path), addr=addr, decision_log_process=True)
     sidecar.freeze_heap = True  # process-wide: only where the sidecar is the whole process
     sidecar.serve_forever()
     return 0

@@ -215,7 +215,7 @@ def test_testrunner_fails_when_there_are_no_tests(tmp_path):
 def test_every_rule_reason_carries_the_controls_of_its_metadata(pack):
     """METADATA custom.controls and the controls in the rule's reason object must agree."""
     annotated = re.compile(
-        r"# METADATA\n((?:#[^\n]*\n)+?)(?:deny|approval_required) contains \{\n\t\"rule\": \"([a-z-]+)\".*?\"controls\": \[(.*?)\]",
+        r"# METADATA\n((?:#[^\n]*\n)+?)(?:[a-z]+_deny|deny|approval_required) contains \{\n\t\"rule\": \"([a-z-]+)\".*?\"controls\": \[(.*?)\]",
         re.DOTALL,
     )
     checked = 0

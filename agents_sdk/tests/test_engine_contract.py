@@ -117,29 +117,78 @@ def test_an_error_inside_an_organisation_approval_rule_denies(policy):
 
 
 def _library_rule_bodies() -> list[tuple[str, str, int]]:
-    """(file, rule id, offset of the body's opening brace) of each library deny/hold rule."""
+    """(file, "head:rule id", offset of the body's opening brace) of each library deny/hold
+    rule, and (file, "gate", offset) of each definition that adds a gated group to deny."""
     found = []
     for path, source in sorted(PACK.items()):
-        for match in re.finditer(r'"rule": "([a-z-]+)",.*?\n\} if \{\n', source, re.S):
-            found.append((path, match.group(1), match.end()))
+        for match in re.finditer(r'\n([a-z_]+) contains \{\n\t"rule": "([a-z-]+)",.*?\n\} if \{\n', source, re.S):
+            found.append((path, f"{match.group(1)}:{match.group(2)}", match.end()))
+        for match in re.finditer(r"\ndeny contains reason if \{\n", source):
+            found.append((path, "gate", match.end()))
     return found
 
 
+def _category(request) -> object:
+    action = request.get("action") if isinstance(request, dict) else None
+    tool = action.get("tool") if isinstance(action, dict) else None
+    spec = DATA["warden_registry"]["tools"].get(tool) if isinstance(tool, str) else None
+    return spec.get("category") if isinstance(spec, dict) else None
+
+
+# When the VM enters each gated group (the gate rules in delegation.rego, egress.rego and
+# shell.rego); every other definition is entered on every input.
+GATES = {
+    "delegation_deny": lambda request: isinstance(request, dict) and "delegation" in request,
+    "egress_deny": lambda request: _category(request) == "network",
+    "shell_deny": lambda request: _category(request) == "shell",
+}
+
+
+# Fails for any named tool, not for the empty input the compile check evaluates.
+FAULT = '\tto_number(object.get(input, ["action", "tool"], "0"))\n'
+
+
+def _fault_fails(request) -> bool:
+    """Whether FAULT is an error on this input (object.get needs an object; to_number
+    takes numbers, booleans, null and numeric text)."""
+    if not isinstance(request, dict):
+        return True
+    action = request.get("action")
+    if not isinstance(action, dict) or "tool" not in action:
+        return False
+    tool = action["tool"]
+    if isinstance(tool, str):
+        return bool(re.search(r"[a-df-zA-DF-Z_]", tool)) and tool.strip().lower().lstrip("+-") not in {"inf", "nan", "infinity"}
+    return isinstance(tool, (list, dict))
+
+
+@pytest.fixture(scope="module")
+def decided(policy):
+    """The first 12,000 corpus inputs on which FAULT fails, with their rule ids."""
+    return [(request, decision_summary(policy.decide(request))[1]) for request in corpus(SEED, 12_000) if _fault_fails(request)]
+
+
 @pytest.mark.parametrize("path, rule, at", _library_rule_bodies(), ids=lambda v: v if isinstance(v, str) else "")
-def test_fault_injected_into_any_library_rule_fails_closed(path, rule, at):
-    """A builtin error injected at the top of each deny/approval rule body: the decision
-    is an engine-error deny on every input, never an answer without that rule."""
-    # Fails for any named tool, not for the empty input the compile check evaluates.
-    fault = '\tto_number(object.get(input, ["action", "tool"], "0"))\n'
-    faulty_source = PACK[path][:at] + fault + PACK[path][at:]
-    faulty = RegoEngine().compile({**PACK, path: faulty_source}, DATA)
+def test_fault_injected_into_any_library_rule_fails_closed(policy, decided, path, rule, at):
+    """A builtin error injected at the top of each deny/approval rule body: wherever the
+    body is entered the decision is an engine-error deny, never an answer without that
+    rule. The rules of a gated group (GATES) are entered only behind their gate, so
+    elsewhere the answer is the pack's own; every rule is entered on an input it fires for."""
+    faulty = RegoEngine().compile({**PACK, path: PACK[path][:at] + FAULT + PACK[path][at:]}, DATA)
     assert faulty._session_of_this_thread() is not None
-    for request in corpus(SEED, 200):
-        decision = faulty.decide(request)
-        if decision["effect"] != "deny":
-            pytest.fail(f"{rule}: {decision['effect']} for {request!r}")
-    decision = faulty.decide(REQUEST)
-    assert [r["rule"] for r in decision["reasons"]] == ["engine-error"]
+    head, _, rule_id = rule.partition(":")
+    entered = GATES.get(head, lambda request: True)
+    # An input this rule's id fires for and on which this definition is entered.
+    witness = next((request for request, rules in decided if rule_id in rules and entered(request)), None)
+    assert rule == "gate" or witness is not None, f"no corpus input reaches {rule}"
+    engine_error = ("deny", ("engine-error",))
+    for request in list(corpus(SEED, 200)) + ([witness] if witness is not None else []):
+        got = decision_summary(faulty.decide(request))
+        if _fault_fails(request) and entered(request):
+            assert got[:2] == engine_error, (rule, request)
+        else:
+            # The body was not entered, or FAULT did not fail: the pack's own answer.
+            assert got == decision_summary(policy.decide(request)) or got[:2] == engine_error, (rule, request)
 
 
 @pytest.mark.parametrize(

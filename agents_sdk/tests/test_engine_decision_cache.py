@@ -23,11 +23,13 @@ from agents_sdk.engine import RegoEngine, RegoEvaluationError, load_modules
 from agents_sdk.engine.corpus import DATA, ORG_MODULES, SEED, corpus
 from agents_sdk.engine.decision_cache import (
     _RFC3339,
+    INPUT_ENCODER,
     KEY_TIME,
     MAX_KEY_CHARS,
     DecisionCache,
     cache_key,
     decision_cache_sound,
+    encode_input,
 )
 from agents_sdk.engine.regorus_backend import Session
 from agents_sdk.guard import EmbeddedBackend
@@ -126,6 +128,54 @@ def test_any_rfc3339_time_decides_as_any_other(sessions, first, second, neighbou
     assert cache_key(_at(request, first)) == cache_key(_at(request, second))
     cached.evaluate(QUERY, _at(request, first))
     assert _outcome(cached, _at(request, second)) == _outcome(fresh, _at(request, second))
+
+
+_JSON_LEAVES = st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.text(max_size=30)
+# Strings built to look like the context's time member: the key made from the VM's text must
+# replace the context's time only, exactly as encoding the input with the key's time does.
+_LOOKALIKES = st.sampled_from(["time", 'x"time', '"time":"2026-01-01T00:00:00Z"', "2026-01-01T00:00:00Z", '\\"time'])
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    moment=st.from_regex(_RFC3339, fullmatch=True),
+    args=st.recursive(
+        _JSON_LEAVES | _LOOKALIKES,
+        lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8) | _LOOKALIKES, children, max_size=3),
+        max_leaves=12,
+    ),
+    echo=st.booleans(),
+    extra=st.dictionaries(st.sampled_from(["time", 'a"time', "note"]), st.text(max_size=25), max_size=2),
+)
+def test_the_key_made_from_the_vms_text_is_the_key_encoded_on_its_own(moment, args, echo, extra):
+    """Session.evaluate encodes an input once and makes the key from that text."""
+    request = _at(_call(args={"a": args, **extra}), moment)
+    if echo:  # the context's own time member elsewhere in the input: the text must be re-encoded
+        request["action"]["args"]["time"] = moment
+    text = INPUT_ENCODER.encode(request)
+    assert cache_key(request, text) == cache_key(request)
+    key = cache_key(request)
+    assert key is None or key == INPUT_ENCODER.encode(_at(request, KEY_TIME))
+
+
+def _encoded_or_error(encode: Any, value: Any) -> Any:
+    try:
+        return encode(value)
+    except (TypeError, ValueError, RecursionError) as exc:
+        return type(exc), str(exc)
+
+
+def test_encode_input_gives_the_encoders_text_and_errors():
+    """The VM's input text comes from the prebuilt C encoder: the same text as INPUT_ENCODER,
+    and the same refusals (a cycle, NaN, bytes, a set) with the same messages."""
+    cyclic: dict = {"a": 1}
+    cyclic["self"] = cyclic
+    deep: Any = []
+    for _ in range(5000):
+        deep = [deep]
+    for value in [_call(), _call(args={"é": "\ud800", 1: 2.5, "n": None, "t": (1, 2)}), "x", 1, [], cyclic,
+                  {"x": float("nan")}, {"x": b"b"}, {"x": {1, 2}}, {(1,): 2}, deep]:
+        assert _encoded_or_error(encode_input, value) == _encoded_or_error(INPUT_ENCODER.encode, value), value
 
 
 def test_a_time_that_is_not_rfc3339_stays_in_the_key():

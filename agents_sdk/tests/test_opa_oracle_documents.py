@@ -29,7 +29,7 @@ PACK = {p: s for p, s in load_modules(REPO_ROOT / "rego", relative_to=REPO_ROOT)
 # Known engine differences inside helper rules, never in a decision (the corpus test proves
 # decisions identical): json.marshal text (Go escapes <>& and keeps a number's literal, 100.0)
 # and numbers beyond 2^53, which regorus holds as doubles (the input contract refuses them).
-MARSHALLED = {"args_text", "context_text"}
+MARSHALLED = {"args_text", "context_text", "input_text"}  # input_text: the two concatenated
 EXACT = 2**53
 
 

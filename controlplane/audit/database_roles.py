@@ -132,6 +132,8 @@ def setup_roles(names: RoleNames = RoleNames()) -> list[str]:
         cursor.execute(sql.SQL("GRANT SELECT, DELETE ON audit_auditevent, audit_quarantinedrecord, audit_batch TO {}")
                        .format(ident(DELETER)))
         cursor.execute(sql.SQL("GRANT SELECT ON audit_checkpoint TO {}").format(ident(DELETER)))
+        if RULES_TABLE in tables:  # the events' rule rows go with them (migration 0010)
+            cursor.execute(sql.SQL("GRANT SELECT, DELETE ON {} TO {}").format(ident(RULES_TABLE), ident(DELETER)))
         cursor.execute(sql.SQL("ALTER FUNCTION {} OWNER TO {}").format(sql.SQL(RETENTION_FUNCTION), ident(DELETER)))
         cursor.execute(
             "SELECT grantee.rolname FROM pg_proc p, aclexplode(p.proacl) a JOIN pg_roles grantee "

@@ -153,14 +153,21 @@ CREATE TRIGGER {r}_no_truncate BEFORE TRUNCATE ON {r} FOR EACH STATEMENT EXECUTE
 {default_partition_sql(r)}"""
 
 
+def rule_keys_sql(source: str, where: str = "") -> str:
+    """SELECT (rule_id, time, event_id): the rule rows of the events in `source` (a table or
+    a query's name), with `where` (SQL over `e`) added."""
+    return f"""
+SELECT DISTINCT {RULE_KEY_SQL.format("r.rule")} AS rule_id, e.time, e.id AS event_id
+FROM {source} AS e, jsonb_array_elements_text(e.rule_ids) AS r(rule)
+WHERE e.rule_ids <> '[]'::jsonb AND jsonb_typeof(e.rule_ids) = 'array' {where}"""
+
+
 def rule_rows_sql(table: str, source: str | None = None, target: str | None = None) -> str:
     """INSERT into `target` (default: the rule table) the rule rows of the events in `source`
     (default: the events table): the back-fill of an existing database and the bench's load."""
     return f"""
 INSERT INTO {_ident(target or rule_table(table))} (rule_id, time, event_id)
-SELECT DISTINCT {RULE_KEY_SQL.format("r.rule")}, e.time, e.id
-FROM {_ident(source or table)} AS e, jsonb_array_elements_text(e.rule_ids) AS r(rule)
-WHERE e.rule_ids <> '[]'::jsonb AND jsonb_typeof(e.rule_ids) = 'array';
+{rule_keys_sql(_ident(source or table))};
 """
 
 
@@ -189,6 +196,7 @@ DECLARE
     covered bigint;
     uncovered boolean;
     rules regclass := to_regclass(parent::text || '{RULE_TABLE_SUFFIX}');
+    target regclass;
 BEGIN
     IF parent::text LIKE '%\\{RULE_TABLE_SUFFIX}' AND to_regclass(left(parent::text, -{len(RULE_TABLE_SUFFIX)})) IS NOT NULL THEN
         RAISE EXCEPTION 'rule rows leave with their events: drop the months of %', left(parent::text, -{len(RULE_TABLE_SUFFIX)})
@@ -198,16 +206,19 @@ BEGIN
         RAISE EXCEPTION 'retention cutoff % is inside the minimum retention of {MIN_RETENTION_DAYS} days', cutoff
             USING ERRCODE = 'insufficient_privilege';
     END IF;
-    FOR part IN
-        SELECT c.oid::regclass AS name, pg_get_expr(c.relpartbound, c.oid) AS bound
-        FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
-        WHERE i.inhparent = parent
-    LOOP
-        -- FOR VALUES FROM ('…') TO ('…'): drop when the upper bound is at or before the cutoff.
-        IF substring(part.bound from 'TO \\(''([^'']+)''\\)')::timestamptz <= cutoff THEN
+    -- The events' months, then the rule table's (same bounds: a rule row has its event's
+    -- time), by one loop: the checks are the events' and run before anything is dropped.
+    FOREACH target IN ARRAY array_remove(ARRAY[parent, rules], NULL) LOOP
+        FOR part IN
+            SELECT c.oid::regclass AS name, pg_get_expr(c.relpartbound, c.oid) AS bound
+            FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+            WHERE i.inhparent = target
+        LOOP
+            -- FOR VALUES FROM ('…') TO ('…'): drop when the upper bound is at or before the cutoff.
+            CONTINUE WHEN coalesce(substring(part.bound from 'TO \\(''([^'']+)''\\)')::timestamptz > cutoff, true);
             part_name := part.name::text;  -- before the drop, while the name resolves
             -- The live log: only checkpointed events may go (as warden_audit_retention_delete).
-            IF to_regclass('audit_checkpoint') IS NOT NULL AND parent = to_regclass('audit_auditevent') THEN
+            IF target = parent AND to_regclass('audit_checkpoint') IS NOT NULL AND parent = to_regclass('audit_auditevent') THEN
                 SELECT coalesce(max(last_event_id), 0) INTO covered FROM audit_checkpoint WHERE kind = 'events';
                 EXECUTE format('SELECT EXISTS (SELECT 1 FROM %s WHERE id > %s)', part_name, covered) INTO uncovered;
                 IF uncovered THEN
@@ -215,26 +226,11 @@ BEGIN
                         USING ERRCODE = 'insufficient_privilege';
                 END IF;
             END IF;
-            EXECUTE format('ALTER TABLE %s DETACH PARTITION %s', parent, part_name);
+            EXECUTE format('ALTER TABLE %s DETACH PARTITION %s', target, part_name);
             EXECUTE format('DROP TABLE %s', part_name);
             RETURN NEXT part_name;
-        END IF;
-    END LOOP;
-    -- The rule table's months go with the events' (same bounds: a rule row has its event's time).
-    IF rules IS NOT NULL THEN
-        FOR part IN
-            SELECT c.oid::regclass AS name, pg_get_expr(c.relpartbound, c.oid) AS bound
-            FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
-            WHERE i.inhparent = rules
-        LOOP
-            IF substring(part.bound from 'TO \\(''([^'']+)''\\)')::timestamptz <= cutoff THEN
-                part_name := part.name::text;
-                EXECUTE format('ALTER TABLE %s DETACH PARTITION %s', rules, part_name);
-                EXECUTE format('DROP TABLE %s', part_name);
-                RETURN NEXT part_name;
-            END IF;
         END LOOP;
-    END IF;
+    END LOOP;
 END $$;
 REVOKE ALL ON FUNCTION warden_audit_drop_partitions(regclass, timestamptz) FROM PUBLIC;
 
@@ -281,34 +277,32 @@ CREATE OR REPLACE FUNCTION warden_audit_create_partitions(parent regclass, first
 RETURNS SETOF text LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public AS $$
 DECLARE
     schema_name text;
-    parent_name text;
-    default_part regclass;
     lower_utc timestamp := date_trunc('month', first_month AT TIME ZONE 'UTC');
     lower_bound timestamptz;
     upper_bound timestamptz;
+    events_month text;
     part_name text;
     crowded boolean;
-    rules regclass := to_regclass(parent::text || '{RULE_TABLE_SUFFIX}');
-    rules_name text;
-    rules_default regclass;
+    target regclass;
+    default_part regclass;
 BEGIN
     IF months < 1 OR months > 36 THEN
         RAISE EXCEPTION 'create 1 to 36 monthly partitions at a time, not %', months;
     END IF;
-    SELECT n.nspname, c.relname INTO schema_name, parent_name
-        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = parent;
-    SELECT i.inhrelid::regclass INTO default_part FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
-        WHERE i.inhparent = parent AND pg_get_expr(c.relpartbound, c.oid) = 'DEFAULT';
-    IF rules IS NOT NULL THEN
-        SELECT c.relname INTO rules_name FROM pg_class c WHERE c.oid = rules;
-        SELECT i.inhrelid::regclass INTO rules_default FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
-            WHERE i.inhparent = rules AND pg_get_expr(c.relpartbound, c.oid) = 'DEFAULT';
-    END IF;
+    SELECT n.nspname INTO schema_name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = parent;
     FOR step IN 1..months LOOP
         lower_bound := lower_utc AT TIME ZONE 'UTC';
         upper_bound := (lower_utc + interval '1 month') AT TIME ZONE 'UTC';
-        part_name := parent_name || to_char(lower_utc, '"_y"YYYY"m"MM');
-        IF to_regclass(format('%I.%I', schema_name, part_name)) IS NULL THEN
+        events_month := format('%I.%I', schema_name, (SELECT relname FROM pg_class WHERE oid = parent)
+                               || to_char(lower_utc, '"_y"YYYY"m"MM'));
+        -- The events' month, then the rule table's, by one loop body. The rule table gets the
+        -- month only where the events have it: its months are dropped with theirs.
+        FOREACH target IN ARRAY array_remove(ARRAY[parent, to_regclass(parent::text || '{RULE_TABLE_SUFFIX}')], NULL) LOOP
+            part_name := (SELECT relname FROM pg_class WHERE oid = target) || to_char(lower_utc, '"_y"YYYY"m"MM');
+            CONTINUE WHEN to_regclass(format('%I.%I', schema_name, part_name)) IS NOT NULL
+                OR (target <> parent AND to_regclass(events_month) IS NULL);
+            SELECT i.inhrelid::regclass INTO default_part FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+                WHERE i.inhparent = target AND pg_get_expr(c.relpartbound, c.oid) = 'DEFAULT';
             crowded := false;
             IF default_part IS NOT NULL THEN
                 EXECUTE format('SELECT EXISTS (SELECT 1 FROM %s WHERE time >= %L AND time < %L)',
@@ -316,30 +310,13 @@ BEGIN
             END IF;
             IF crowded THEN
                 RAISE NOTICE 'rows of % are in the default partition: no partition created for it', part_name;
-            ELSE
-                EXECUTE format('CREATE TABLE %I.%I PARTITION OF %s FOR VALUES FROM (%L) TO (%L)',
-                               schema_name, part_name, parent, lower_bound, upper_bound);
-                PERFORM warden_audit_protect_partition(format('%I.%I', schema_name, part_name)::regclass);
-                RETURN NEXT part_name;
+                CONTINUE;
             END IF;
-        END IF;
-        -- The rule table gets the month where the events have it (never where they have not:
-        -- its months are dropped with theirs).
-        part_name := rules_name || to_char(lower_utc, '"_y"YYYY"m"MM');
-        IF rules IS NOT NULL AND to_regclass(format('%I.%I', schema_name, part_name)) IS NULL
-            AND to_regclass(format('%I.%I', schema_name, parent_name || to_char(lower_utc, '"_y"YYYY"m"MM'))) IS NOT NULL THEN
-            crowded := false;
-            IF rules_default IS NOT NULL THEN
-                EXECUTE format('SELECT EXISTS (SELECT 1 FROM %s WHERE time >= %L AND time < %L)',
-                               rules_default, lower_bound, upper_bound) INTO crowded;
-            END IF;
-            IF NOT crowded THEN
-                EXECUTE format('CREATE TABLE %I.%I PARTITION OF %s FOR VALUES FROM (%L) TO (%L)',
-                               schema_name, part_name, rules, lower_bound, upper_bound);
-                PERFORM warden_audit_protect_partition(format('%I.%I', schema_name, part_name)::regclass);
-                RETURN NEXT part_name;
-            END IF;
-        END IF;
+            EXECUTE format('CREATE TABLE %I.%I PARTITION OF %s FOR VALUES FROM (%L) TO (%L)',
+                           schema_name, part_name, target, lower_bound, upper_bound);
+            PERFORM warden_audit_protect_partition(format('%I.%I', schema_name, part_name)::regclass);
+            RETURN NEXT part_name;
+        END LOOP;
         lower_utc := lower_utc + interval '1 month';
     END LOOP;
 END $$;

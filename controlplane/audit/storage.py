@@ -119,10 +119,12 @@ def insert_events(batch: Batch, events: list[EventRow], now: datetime) -> None:
         return
     table = AuditEvent._meta.db_table
     with connection.cursor() as cursor:
+        # The ids as one text value: a row per id costs the client more to read than to draw.
         cursor.execute(
-            "SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)", [table, len(events)]
+            "SELECT string_agg(nextval(pg_get_serial_sequence(%s, 'id'))::text, ',') FROM generate_series(1, %s)",
+            [table, len(events)],
         )
-        for event, (event_id,) in zip(events, cursor.fetchall(), strict=True):
+        for event, event_id in zip(events, map(int, cursor.fetchone()[0].split(",")), strict=True):
             event.pk = event_id
         data = event_copy_rows(events, agent_id=batch.agent_id, batch_id=batch.pk, now=now)
         raw = cursor.cursor  # the psycopg cursor under Django's wrapper
@@ -371,10 +373,14 @@ def insert_rule_hits(events: list[EventRow]) -> None:
     if connection.vendor != "postgresql":
         return
     # One row per key: two ids may share one (a long id's digest, or an id spelled like one).
-    rows = [(key, e.time, e.pk) for e in events for key in dict.fromkeys(map(partitions.rule_key, e.rule_ids))]
+    # COPY text rows built directly, as the events' (`event_copy_rows`).
+    text = copy_text.text
+    rows = [
+        f"{text(key)}\t{e.time.isoformat()}\t{e.pk}\n"
+        for e in events if e.rule_ids for key in dict.fromkeys(map(partitions.rule_key, e.rule_ids))
+    ]
     if not rows:
         return
     with connection.cursor() as cursor, connection.wrap_database_errors:
         with cursor.cursor.copy(f"COPY {EventRule._meta.db_table} (rule_id, time, event_id) FROM STDIN") as copy:
-            for row in rows:
-                copy.write_row(row)
+            copy.write("".join(rows).encode())

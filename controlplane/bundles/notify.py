@@ -10,6 +10,7 @@ database, and a change is still answered within that delay.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 from collections import defaultdict
@@ -26,7 +27,7 @@ REDIS_TIMEOUT_SECONDS = 1.0
 # The subscription is made off the request path: on a saturated host a connect takes seconds.
 SUBSCRIBE_TIMEOUT_SECONDS = 5.0
 
-_waiters: dict[str, set[tuple[asyncio.AbstractEventLoop, asyncio.Event]]] = defaultdict(set)
+_waiters: dict[str, set[tuple[asyncio.AbstractEventLoop, BundleChangeListener]]] = defaultdict(set)
 _waiters_lock = threading.Lock()
 # Bumped at every activation seen by this process (per environment) and at every (re)subscription
 # (all environments: changes made while unsubscribed were missed), so a cached ETag can be
@@ -87,8 +88,26 @@ def _wake_local(environment_name: str) -> None:
     with _waiters_lock:
         _generations[environment_name] += 1
         waiters = list(_waiters.get(environment_name, ()))
-    for loop, event in waiters:
-        loop.call_soon_threadsafe(event.set)
+    by_loop: dict[asyncio.AbstractEventLoop, list[BundleChangeListener]] = defaultdict(list)
+    for loop, listener in waiters:
+        by_loop[loop].append(listener)
+    try:
+        running = asyncio.get_running_loop()
+    except RuntimeError:
+        running = None
+    # One call per loop, not per waiter: a thousand held polls cost one self-pipe write (the
+    # Redis fan-in runs in the loop itself, so it wakes them directly).
+    for loop, listeners in by_loop.items():
+        if loop is running:
+            _wake_all(listeners)
+        else:
+            with contextlib.suppress(RuntimeError):  # the loop has closed: its waiters are gone
+                loop.call_soon_threadsafe(_wake_all, listeners)
+
+
+def _wake_all(listeners: list[BundleChangeListener]) -> None:
+    for listener in listeners:
+        listener.wake()
 
 
 class _RedisFanIn:
@@ -158,32 +177,57 @@ class BundleChangeListener:
 
     def __init__(self, environment_name: str):
         self.environment_name = environment_name
-        self._event = asyncio.Event()
+        self._woken = False
+        self._future: asyncio.Future | None = None
 
     async def __aenter__(self):
-        self._entry = (asyncio.get_running_loop(), self._event)
+        self._entry = (asyncio.get_running_loop(), self)
         with _waiters_lock:
             _waiters[self.environment_name].add(self._entry)
         if settings.REDIS_URL:
-            await _fan_in.ensure_running()
+            try:
+                await _fan_in.ensure_running()
+            except BaseException:  # cancelled (the client went away): __aexit__ will not run
+                await self.__aexit__()
+                raise
         return self
+
+    def wake(self) -> None:
+        """Called in the listener's loop (_wake_local)."""
+        self._woken = True
+        if self._future is not None and not self._future.done():
+            self._future.set_result(True)
 
     async def wait(self, timeout: float) -> bool:
         """True when woken (or, without a Redis subscription, after DB_POLL_SECONDS: the
         caller must then re-read the database); False when `timeout` passed."""
-        polling = bool(settings.REDIS_URL) and not _fan_in.subscribed
-        try:
-            await asyncio.wait_for(self._event.wait(), min(timeout, DB_POLL_SECONDS) if polling else timeout)
+        if self._woken:
             return True
-        except asyncio.TimeoutError:
+        polling = bool(settings.REDIS_URL) and not _fan_in.subscribed
+        # A future and one timer: at the end of a wait, no task to cancel and no TimeoutError
+        # to raise (asyncio.wait_for costs both), since a fleet's waits may end together.
+        loop = asyncio.get_running_loop()
+        self._future = future = loop.create_future()
+        timer = loop.call_later(min(timeout, DB_POLL_SECONDS) if polling else timeout, _time_out, future)
+        try:
+            if await future:
+                return True
             return polling and timeout > DB_POLL_SECONDS
+        finally:
+            timer.cancel()
+            self._future = None
 
     def rearm(self) -> None:
         """Wait for the next activation (after handling the one that woke `wait`)."""
-        self._event.clear()
+        self._woken = False
 
     async def __aexit__(self, *exc_info):
         with _waiters_lock:
             _waiters[self.environment_name].discard(self._entry)
             if not _waiters[self.environment_name]:
                 _waiters.pop(self.environment_name, None)
+
+
+def _time_out(future: asyncio.Future) -> None:
+    if not future.done():
+        future.set_result(False)

@@ -83,7 +83,8 @@ def parse_rules(files: dict[str, str]) -> list[RuleInfo]:
                 file=path,
                 line=start + 1,
                 head=head,
-                effect=EFFECT_OF_HEAD.get(head, head),
+                # <group>_deny: a group of deny rules the pack adds to deny behind a gate.
+                effect=EFFECT_OF_HEAD.get(head, "deny" if head.endswith("_deny") else head),
                 title=str(meta.get("title", "")),
                 severity=str(custom.get("severity", "")),
                 controls=tuple(str(c) for c in controls) if isinstance(controls, list) else (),

@@ -35,13 +35,22 @@ raw_chain_unverified if {
 
 delegation_controls := ["eu_ai_act.art14(4)(e)", "eu_ai_act.art26(5)", "hipaa.164.312(a)(1)", "soc2.CC6.1", "soc2.CC6.3"]
 
+# The rules below (delegation_deny) can hold only for an input with a delegation: each needs
+# has_delegation, or delegation_verified or a member of delegation, which need it too. The
+# compiled VM pays for every rule definition it enters, so a decision without one enters
+# this definition alone (and the raw-chain rule's); each rule keeps its own conditions.
+deny contains reason if {
+	has_delegation
+	some reason in delegation_deny
+}
+
 # METADATA
 # title: A delegation the enforcement point did not verify is refused
 # description: Only Warden's verifier writes input.delegation; anything else in its place is a raw claim.
 # custom:
 #   severity: critical
 #   controls: [eu_ai_act.art14(4)(e), eu_ai_act.art26(5), hipaa.164.312(a)(1), soc2.CC6.1, soc2.CC6.3]
-deny contains {
+delegation_deny contains {
 	"rule": "delegation-unverified",
 	"message": "input.delegation is not a verified chain; send the chain as context.delegation to a verifying engine",
 	"controls": delegation_controls,
@@ -69,7 +78,7 @@ deny contains {
 # custom:
 #   severity: critical
 #   controls: [eu_ai_act.art14(4)(e), eu_ai_act.art26(5), hipaa.164.312(a)(1), soc2.CC6.1, soc2.CC6.3]
-deny contains {
+delegation_deny contains {
 	"rule": "delegation-agent-not-active",
 	"message": sprintf("Agent %s in the delegation chain is not active, so nothing it delegated may run", [member]),
 	"controls": delegation_controls,
@@ -83,7 +92,7 @@ deny contains {
 # custom:
 #   severity: critical
 #   controls: [eu_ai_act.art14(4)(e), eu_ai_act.art26(5), hipaa.164.312(a)(1), soc2.CC6.1, soc2.CC6.3]
-deny contains {
+delegation_deny contains {
 	"rule": "delegation-audience",
 	"message": sprintf("The delegation chain ends at %v, not at the acting agent %v", [last, agent_id]),
 	"controls": delegation_controls,
@@ -99,7 +108,7 @@ deny contains {
 # custom:
 #   severity: high
 #   controls: [eu_ai_act.art14(4)(e), eu_ai_act.art26(5), hipaa.164.312(a)(1), soc2.CC6.1, soc2.CC6.3]
-deny contains {
+delegation_deny contains {
 	"rule": "delegation-scope",
 	"message": sprintf("Tool %s requires scope %s, which the delegation from %s does not grant", [tool, scope, delegation.origin]),
 	"controls": delegation_controls,
@@ -114,7 +123,7 @@ deny contains {
 # custom:
 #   severity: high
 #   controls: [eu_ai_act.art14(4)(e), eu_ai_act.art26(5), hipaa.164.312(a)(1), soc2.CC6.1, soc2.CC6.3]
-deny contains {
+delegation_deny contains {
 	"rule": "delegation-tool",
 	"message": sprintf("Tool %s is not among the tools delegated by %s", [tool, delegation.origin]),
 	"controls": delegation_controls,
@@ -137,7 +146,7 @@ path_arguments := ["path", "file_path", "directory", "source", "destination"]
 # custom:
 #   severity: high
 #   controls: [eu_ai_act.art14(4)(e), eu_ai_act.art26(5), hipaa.164.312(a)(1), soc2.CC6.1, soc2.CC6.3]
-deny contains {
+delegation_deny contains {
 	"rule": "delegation-path",
 	"message": sprintf("Argument %s is outside %v, the path delegated to this agent", [name, prefix]),
 	"controls": delegation_controls,
@@ -163,7 +172,7 @@ path_within(path, prefix) if {
 # custom:
 #   severity: high
 #   controls: [eu_ai_act.art14(4)(e), eu_ai_act.art26(5), hipaa.164.312(a)(1), soc2.CC6.1, soc2.CC6.3]
-deny contains {
+delegation_deny contains {
 	"rule": "delegation-amount",
 	"message": sprintf("Argument amount must be a number of at most %v under this delegation", [ceiling]),
 	"controls": delegation_controls,
@@ -188,7 +197,7 @@ recipient_arguments := ["to", "recipient", "email", "cc", "bcc"]
 # custom:
 #   severity: high
 #   controls: [eu_ai_act.art14(4)(e), eu_ai_act.art26(5), hipaa.164.312(a)(1), soc2.CC6.1, soc2.CC6.3]
-deny contains {
+delegation_deny contains {
 	"rule": "delegation-recipient",
 	"message": sprintf("Argument %s names a recipient outside %v, the domain delegated to this agent", [name, domain]),
 	"controls": delegation_controls,

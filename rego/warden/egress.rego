@@ -97,6 +97,14 @@ empty_label(host) if endswith(host, ".")
 
 canonical_ipv4(host) if regex.match(`^((25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\.){3}(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])$`, host)
 
+# The rules below (egress_deny) can hold only for a network tool: each needs url_values, or
+# judged_category == "network" itself. The compiled VM pays for every rule definition it
+# enters, so other decisions enter this definition alone; each rule keeps its own conditions.
+deny contains reason if {
+	judged_category == "network"
+	some reason in egress_deny
+}
+
 egress_allowed(host) if {
 	some pattern in object.get(agent, ["egress", "allow_hosts"], [])
 	is_string(pattern)
@@ -108,7 +116,7 @@ egress_allowed(host) if {
 # custom:
 #   severity: critical
 #   controls: [eu_ai_act.art15(5), hipaa.164.312(e)(1), soc2.CC6.6, soc2.CC6.7]
-deny contains {
+egress_deny contains {
 	"rule": "ambiguous-url",
 	"message": sprintf("URL in args.%s has %s; write the host plainly", [name, ambiguity]),
 	"controls": ["eu_ai_act.art15(5)", "hipaa.164.312(e)(1)", "soc2.CC6.6", "soc2.CC6.7"],
@@ -123,7 +131,7 @@ deny contains {
 # custom:
 #   severity: high
 #   controls: [eu_ai_act.art15(5), hipaa.164.312(e)(1), soc2.CC6.6, soc2.CC6.7]
-deny contains {
+egress_deny contains {
 	"rule": "egress-not-allowlisted",
 	"message": sprintf("Host %s is not on the egress allowlist of agent %s", [host, agent_id]),
 	"controls": ["eu_ai_act.art15(5)", "hipaa.164.312(e)(1)", "soc2.CC6.6", "soc2.CC6.7"],
@@ -138,7 +146,7 @@ deny contains {
 # custom:
 #   severity: high
 #   controls: [eu_ai_act.art15(5), hipaa.164.312(e)(1), soc2.CC6.6]
-deny contains {
+egress_deny contains {
 	"rule": "egress-url-invalid",
 	"message": sprintf("Network tools need args.%s as an http or https URL with a host", [name]),
 	"controls": ["eu_ai_act.art15(5)", "hipaa.164.312(e)(1)", "soc2.CC6.6"],
@@ -148,7 +156,7 @@ deny contains {
 	not url_host(url)
 }
 
-deny contains {
+egress_deny contains {
 	"rule": "egress-url-invalid",
 	"message": "Network tools need args.url as an http or https URL with a host",
 	"controls": ["eu_ai_act.art15(5)", "hipaa.164.312(e)(1)", "soc2.CC6.6"],

@@ -130,3 +130,95 @@ test_url_shapes_caught_without_a_regex_still_are if {
 	allowed(call("support-bot", "http_request", {"url": "https://api.example.com/x"}))
 	allowed(call("support-bot", "http_request", {"url": "https://1a.example.com/x"}))
 }
+
+# -- the gated deny groups (delegation.rego, egress.rego, shell.rego) ---------------------
+# Each group is entered only for its class of input; a hostile shape must still be refused,
+# by the group's rules or by the contract, never allowed because a gate stayed closed.
+
+test_delegation_of_any_value_opens_the_delegation_group if {
+	every facts in [null, false, 0, "", [], {}, ["orchestrator"], {"verified": "true"}, {"verified": true}] {
+		request := object.union(call("support-bot", "ticket_read", {}), {"delegation": facts})
+		data.warden.has_delegation with input as request with data.warden_registry as registry
+		denied_by(request, "delegation-unverified")
+	}
+}
+
+test_a_raw_chain_of_any_value_is_refused_outside_the_gate if {
+	every chain in [null, false, "", [], {}, {"verified": true}] {
+		denied_by(with_context(call("support-bot", "ticket_read", {}), {"delegation": chain}), "delegation-unverified")
+	}
+}
+
+test_a_delegation_key_in_another_case_or_place_is_not_a_delegation_and_does_not_allow_more if {
+	# Only input.delegation is a delegation: "Delegation" is an unknown top-level member,
+	# the call is judged on the agent's own scopes (shell is allowed for it, ls only).
+	request := object.union(call("support-bot", "shell", {"command": "rm -rf /"}), {"Delegation": {"verified": true}})
+	not data.warden.has_delegation with input as request with data.warden_registry as registry
+	denied_by(request, "shell-not-allowlisted")
+}
+
+test_egress_group_is_entered_for_network_tools_only if {
+	request := call("support-bot", "http_request", {"url": "https://attacker.net/x"})
+	denied_by(request, "egress-not-allowlisted")
+	count(data.warden.egress_deny) == 0 with input as call("support-bot", "ticket_read", {"url": "https://attacker.net/x"}) with data.warden_registry as registry
+}
+
+test_network_tool_with_hostile_url_shapes_is_refused if {
+	every args in [{}, {"url": null}, {"url": ["https://a.example.com/"]}, {"url": {"href": "https://a.example.com/"}}, {"urls": "https://a.example.com/"}, {"urls": [1]}, {"URL": "https://a.example.com/"}, {"ｕｒｌ": "https://a.example.com/"}, {"url": "https://a.example.com\\@attacker.net/"}] {
+		d := decide(call("support-bot", "http_request", args))
+		d.effect == "deny"
+		count({"egress-url-invalid", "malformed-args", "ambiguous-url"} & rules_of(d)) > 0
+	}
+}
+
+test_shell_group_is_entered_for_shell_tools_only if {
+	denied_by(call("support-bot", "shell", {"command": "cat /etc/passwd"}), "shell-not-allowlisted")
+	denied_by(call("support-bot", "shell", {"command": "ls; rm -rf /"}), "shell-metacharacters")
+	count(data.warden.shell_deny) == 0 with input as call("support-bot", "ticket_read", {"command": "rm -rf /"}) with data.warden_registry as registry
+}
+
+test_shell_tool_with_hostile_command_shapes_is_refused if {
+	every args in [{}, {"command": null}, {"command": ["ls"]}, {"command": {"ls": true}}, {"command": 1}, {"cmd": "ls"}, {"Command": "ls"}, {"ｃｏｍｍａｎｄ": "ls"}] {
+		d := decide(call("support-bot", "shell", args))
+		d.effect == "deny"
+		"shell-not-allowlisted" in rules_of(d)
+	}
+}
+
+test_a_tool_name_in_another_case_or_form_is_never_a_closed_gate_that_allows if {
+	every tool in ["Shell", "SHELL", "shell ", "ｓｈｅｌｌ", "Http_Request", "http_request\u0000"] {
+		d := decide(call("support-bot", tool, {"command": "rm -rf /", "url": "https://attacker.net/"}))
+		d.effect == "deny"
+		count({"unknown-tool", "malformed-input"} & rules_of(d)) > 0
+	}
+}
+
+test_a_tool_field_of_another_type_is_refused if {
+	every tool in [null, 1, ["shell"], {"name": "shell"}] {
+		request := object.union(call("support-bot", "shell", {"command": "rm -rf /"}), {"action": {"tool": tool}})
+		denied_by(request, "malformed-input")
+	}
+}
+
+# -- the secret literal pre-check (sensitive_data.rego) ---------------------------------
+
+test_plain_input_skips_the_secret_regex if {
+	request := call("support-bot", "ticket_read", {"id": 7, "note": "see ticket 42, due 2026-01-01T00:00:00Z"})
+	not data.warden.secret_literal_present with input as request with data.warden_registry as registry
+	allowed(request)
+}
+
+test_every_kind_of_secret_passes_the_literal_pre_check if {
+	github := concat("", ["ghp_", "abcdefghijklmnopqrstuvwxyz0123456789"])
+	slack := "xoxb-1234567890-abcdef"
+	stripe := concat("", ["sk_live_", "abcdefghijklmnop1234"])
+	google := concat("", ["AIza", "SyA-abcdefghijklmnopqrstuvwxyz01234"])
+	pem := "-----BEGIN RSA PRIVATE KEY-----"
+	encoded := base64.encode(concat(" ", ["token", github]))
+	every secret in [aws_key, "ASIAIOSFODNN7EXAMPLE", github, slack, stripe, google, pem, encoded, base64url.encode_no_pad(slack)] {
+		request := call("support-bot", "ticket_read", {"note": secret})
+		data.warden.secret_literal_present with input as request with data.warden_registry as registry
+		denied_by(request, "secret-in-args")
+		denied_by(with_context(call("support-bot", "ticket_read", {}), {"note": secret}), "secret-in-context")
+	}
+}

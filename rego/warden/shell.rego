@@ -29,12 +29,19 @@ quoted_command := sprintf("%q", [args.command]) if is_string(args.command) else 
 
 shell_metacharacters := [";", "&", "|", "`", "$(", ">", "<", "\n", "\r"]
 
+# The two rules below (shell_deny) hold only for a shell tool, as each says; the compiled VM
+# pays for every rule definition it enters, so other decisions enter this definition alone.
+deny contains reason if {
+	tool_spec.category == "shell"
+	some reason in shell_deny
+}
+
 # METADATA
 # title: Shell commands must be on the agent's allowlist
 # custom:
 #   severity: critical
 #   controls: [eu_ai_act.art15(5), hipaa.164.312(a)(1), soc2.CC6.6, soc2.CC6.8]
-deny contains {
+shell_deny contains {
 	"rule": "shell-not-allowlisted",
 	"message": sprintf("Shell command %s is not on the allowlist of agent %v", [quoted_command, object.get(request, ["agent", "id"], "")]),
 	"controls": ["eu_ai_act.art15(5)", "hipaa.164.312(a)(1)", "soc2.CC6.6", "soc2.CC6.8"],
@@ -48,7 +55,7 @@ deny contains {
 # custom:
 #   severity: critical
 #   controls: [eu_ai_act.art15(5), soc2.CC6.6, soc2.CC6.8]
-deny contains {
+shell_deny contains {
 	"rule": "shell-metacharacters",
 	"message": sprintf("Shell command contains %v, which could run commands outside the allowlist", [meta]),
 	"controls": ["eu_ai_act.art15(5)", "soc2.CC6.6", "soc2.CC6.8"],

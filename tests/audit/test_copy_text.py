@@ -13,8 +13,8 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from agents_sdk.records import canonical_json
-from controlplane.audit import copy_text, records, storage
-from controlplane.audit.models import AuditEvent, Batch
+from controlplane.audit import copy_text, partitions, records, storage
+from controlplane.audit.models import AuditEvent, Batch, EventRule
 from tests.identity.factories import AgentFactory
 
 postgres_only = pytest.mark.skipif(connection.vendor != "postgresql", reason="COPY is PostgreSQL's")
@@ -79,6 +79,28 @@ def insert_with_write_row(batch: Batch, events: list[storage.EventRow], now: dat
                 ))
 
 
+def insert_rule_hits_with_write_row(events: list[storage.EventRow]) -> None:
+    """The rule rows as they were written first: psycopg adapts each value (`Copy.write_row`)."""
+    rows = [(key, e.time, e.pk) for e in events for key in dict.fromkeys(map(partitions.rule_key, e.rule_ids))]
+    with connection.cursor() as cursor, connection.wrap_database_errors:
+        with cursor.cursor.copy(f"COPY {EventRule._meta.db_table} (rule_id, time, event_id) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+
+
+def stored_rules(batch: Batch) -> list[tuple]:
+    """The rule rows of a batch's events: (rule key, time, the event's place in the batch)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT r.rule_id, r.time, e.id FROM {EventRule._meta.db_table} r "
+            f"JOIN {AuditEvent._meta.db_table} e ON e.id = r.event_id WHERE e.batch_id = %s ORDER BY e.id, r.rule_id",
+            [batch.pk],
+        )
+        rows = cursor.fetchall()
+    places = {event_id: place for place, event_id in enumerate(dict.fromkeys(row[2] for row in rows))}
+    return [(rule, moment, places[event_id]) for rule, moment, event_id in rows]
+
+
 def stored(batch: Batch) -> list[tuple]:
     """The stored columns of a batch's events, in insert order; jsonb also as its text."""
     with connection.cursor() as cursor:
@@ -109,10 +131,16 @@ def test_copy_rows_built_as_bytes_store_what_write_row_stored(two_batches, rows)
     fast, slow = two_batches
     now = datetime.now(UTC)
     with transaction.atomic():
-        storage.insert_events(fast, [event_row(r) for r in rows], now)
-        insert_with_write_row(slow, [event_row(r) for r in rows], now)
+        fast_events, slow_events = [event_row(r) for r in rows], [event_row(r) for r in rows]
+        storage.insert_events(fast, fast_events, now)
+        insert_with_write_row(slow, slow_events, now)
         assert stored(fast) == stored(slow)
         assert len(stored(fast)) == len(rows)
+        # The rule search's rows, also built as bytes, and the same way.
+        storage.insert_rule_hits(fast_events)
+        insert_rule_hits_with_write_row(slow_events)
+        assert stored_rules(fast) == stored_rules(slow)
+        assert len(stored_rules(fast)) == sum(len(set(map(partitions.rule_key, r["rule_ids"]))) for r in rows)
         transaction.set_rollback(True)
 
 

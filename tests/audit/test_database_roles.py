@@ -26,7 +26,7 @@ from agents_sdk.keys import encode_public_key, key_fingerprint, raw_public_key
 from agents_sdk.records import canonical_json
 from controlplane.audit import checkpoints, integrity
 from controlplane.audit.database_roles import DELETER, RoleNames
-from controlplane.audit.models import AuditEvent, Checkpoint, CheckpointKey
+from controlplane.audit.models import AuditEvent, Checkpoint, CheckpointKey, EventRule
 from controlplane.changelog.models import ChangeAction, ObjectChange
 from controlplane.changelog.services import record_change, snapshot
 from controlplane.policies.models import PolicyModule, PolicyRevision
@@ -197,10 +197,12 @@ def test_the_retention_job_runs_as_the_retention_role_and_not_as_the_app_role(ro
     as_app = run(roles.app)
     assert as_app.returncode != 0 and "permission denied for function warden_audit_retention_delete" in as_app.stderr
     assert AuditEvent.objects.count() == len(events)
+    assert EventRule.objects.count() == 2  # the two sessions' decisions name a rule
     as_job = run(roles.retention)
     assert as_job.returncode == 0, as_job.stderr
     assert as_job.stdout.strip() == f"[{len(events)}]"
     assert AuditEvent.objects.count() == 0
+    assert not EventRule.objects.exists()  # the events' rule rows went with them (migration 0010)
     output, ok = verify()
     assert ok, output
     assert f"{len(events)} removed by retention" in output

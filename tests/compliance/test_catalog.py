@@ -137,6 +137,9 @@ def test_every_control_named_in_the_library_metadata_exists():
     by_id = {r.id: r for r in rules}
     assert by_id["agent-not-active"].effect == "deny"
     assert "eu_ai_act.art14(4)(e)" in by_id["agent-not-active"].controls
+    # Rules of a gated group (delegation_deny, egress_deny, shell_deny) deny as well.
+    assert {by_id[r].effect for r in ("delegation-scope", "egress-not-allowlisted", "shell-metacharacters")} == {"deny"}
+    assert {r.effect for r in rules} <= {"deny", "require_approval", "mask", "allow"}
 
 
 def test_bad_roles_strengths_routes_and_versions_are_refused():

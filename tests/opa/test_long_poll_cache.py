@@ -2,6 +2,7 @@
 ETag is exact until an activation arrives, and the polls one activation wakes share one read."""
 
 import asyncio
+import contextlib
 
 import pytest
 from django.conf import settings
@@ -111,5 +112,66 @@ def test_a_lost_subscription_is_restarted_by_the_next_long_poll():
         async with notify.BundleChangeListener("dev"):
             assert notify.changes_are_pushed()
             assert notify._fan_in._task is not lost
+
+    run(scenario())
+
+
+def test_one_activation_wakes_every_waiter_of_its_environment_from_any_thread_and_no_other():
+    # _wake_local runs in a request's thread (publish) or in the loop (the Redis fan-in): both
+    # must wake every listener of the environment, once per loop, and leave others waiting.
+    from controlplane.bundles import notify
+
+    async def scenario():
+        async with contextlib.AsyncExitStack() as stack:
+            dev = [await stack.enter_async_context(notify.BundleChangeListener("dev")) for _ in range(3)]
+            staging = await stack.enter_async_context(notify.BundleChangeListener("staging"))
+
+            waits = [asyncio.create_task(listener.wait(10)) for listener in dev]
+            await asyncio.sleep(0)
+            await asyncio.to_thread(notify._wake_local, "dev")  # from another thread
+            assert await asyncio.gather(*waits) == [True, True, True]
+            assert await staging.wait(0.2) is False
+
+            for listener in dev:
+                listener.rearm()
+            notify._wake_local("dev")  # from the loop itself, before anyone waits: not lost
+            assert [await listener.wait(10) for listener in dev] == [True, True, True]
+            assert await staging.wait(0.1) is False
+
+    run(scenario())
+
+
+@pytest.mark.parametrize("cancelled_in", ["wait", "subscribe"])
+def test_a_poll_cancelled_by_a_disconnect_leaves_no_waiter_behind(cancelled_in, monkeypatch):
+    # The fast path cancels a held poll when its client goes away, while it waits or while
+    # the process is still subscribing to Redis (seconds on a loaded host): either way its
+    # listener must leave the registry, or every activation would wake it forever after.
+    from controlplane.bundles import notify
+
+    if cancelled_in == "subscribe":
+        async def never_subscribed():
+            await asyncio.Event().wait()
+
+        monkeypatch.setattr(notify._fan_in, "ensure_running", never_subscribed)
+    entered = []
+
+    async def held():
+        async with notify.BundleChangeListener("gone") as listener:
+            entered.append(listener)
+            await listener.wait(30)
+
+    async def scenario():
+        poll = asyncio.create_task(held())
+        for _ in range(100):
+            await asyncio.sleep(0.05)
+            if cancelled_in == "subscribe" or (entered and entered[0]._future is not None):
+                break
+        assert "gone" in notify._waiters
+        assert bool(entered) is (cancelled_in == "wait")
+        poll.cancel()
+        await asyncio.gather(poll, return_exceptions=True)
+        assert poll.cancelled()
+        assert "gone" not in notify._waiters
+        notify._wake_local("gone")  # nothing left to wake, nothing raised
 
     run(scenario())

@@ -7,6 +7,8 @@ import pytest
 
 from controlplane.bundles import services as bundle_services
 from controlplane.identity import services as identity_services
+from controlplane.opa import longpoll
+from controlplane.opa.longpoll import EARLY_END_FRACTION
 from tests.opa.opa_client import verify_bundle
 from tests.opa.sidecar import DJANGO_ONLY, FAST_PATH, EmulatedOPA, asgi_client, in_thread, run
 
@@ -19,9 +21,10 @@ def app(request):
     return request.param
 
 
-async def _held_poll_then(change, *, token, resource, etag, wait=5, app=FAST_PATH):
+async def _held_poll_then(change, *, token, resource, etag, wait=15, app=FAST_PATH):
     """Start a long poll, check it is held, make `change` in another thread, and return
-    (response, seconds from the change's commit to the answer)."""
+    (response, seconds from the change's commit to the answer). The wait outlasts a slow
+    change (a bundle rebuild on a loaded host) even when ended early (longpoll.hold_seconds)."""
     loop = asyncio.get_running_loop()
     async with asgi_client(app) as client:
         opa = EmulatedOPA(client, token=token, resource=resource)
@@ -83,8 +86,57 @@ def test_long_poll_without_change_is_answered_304_after_the_wait(dev, dev_token,
 
     response, elapsed = run(scenario())
     assert response.status_code == 304
-    assert 0.9 <= elapsed < 2.5, f"held {elapsed:.3f}s for wait=1"
+    # Ended early on purpose (longpoll.hold_seconds), but never so early that OPA, which asks
+    # again at once, would busy-loop.
+    assert 1 - EARLY_END_FRACTION <= elapsed < 2.5, f"held {elapsed:.3f}s for wait=1"
     assert response.headers["ETag"] == current
+
+
+def test_waits_that_start_together_end_spread_over_the_last_fifth_of_the_wait(dev, dev_token, monkeypatch):
+    """A fleet woken by one change re-polls together; exact waits would expire together, every
+    wait seconds, as one burst of 304s. Each hold ends at its own moment in the last fifth of
+    the wait, and every poll is still answered 304 with the ETag it holds, as OPA needs."""
+    wait, polls = 5, 20
+    chosen = []
+    real_hold = longpoll.hold_seconds
+    monkeypatch.setattr(longpoll, "hold_seconds", lambda w: chosen.append(real_hold(w)) or chosen[-1])
+    current = dev.active_bundle.etag
+
+    async def scenario():
+        loop = asyncio.get_running_loop()
+        async with asgi_client() as client:
+            fleet = [EmulatedOPA(client, token=dev_token, resource="bundles/dev") for _ in range(polls)]
+            for opa in fleet:
+                opa.etag = current
+
+            async def timed(opa):
+                response = await opa.download(wait=wait)
+                return response, loop.time() - started
+
+            started = loop.time()
+            return await asyncio.gather(*(timed(opa) for opa in fleet))
+
+    answers = run(scenario())
+    assert [r.status_code for r, _ in answers] == [304] * polls
+    assert {r.headers["ETag"] for r, _ in answers} == {current}
+    assert len(chosen) == polls and len(set(chosen)) == polls, "every poll draws its own end"
+    assert all((1 - EARLY_END_FRACTION) * wait <= hold <= wait for hold in chosen)
+    # The k-th answer cannot come before the k-th shortest hold has passed (no poll ends
+    # before the end drawn for it), and the first comes before the full wait: ends are spread.
+    elapsed = sorted(seconds for _, seconds in answers)
+    assert all(seconds >= hold for seconds, hold in zip(elapsed, sorted(chosen), strict=True))
+    assert elapsed[0] < wait, f"the first of {polls} polls was held the full {wait}s"
+
+
+def test_hold_seconds_draws_ends_across_the_last_fifth_of_the_wait(monkeypatch):
+    import random
+
+    draws = random.Random(20)
+    monkeypatch.setattr(longpoll.random, "random", draws.random)
+    holds = [longpoll.hold_seconds(30) for _ in range(2000)]
+    assert all(24 <= hold <= 30 for hold in holds)
+    assert min(holds) < 24.1 and max(holds) > 29.9  # the whole window, not a corner of it
+    assert longpoll.hold_seconds(1) >= 1 - EARLY_END_FRACTION  # short waits too: no busy loop
 
 
 def test_first_long_poll_without_etag_gets_the_bundle_at_once(dev, dev_token):
@@ -109,7 +161,7 @@ def test_long_poll_on_an_environment_without_bundle_ends_in_404_after_the_wait(s
             return response, loop.time() - started
 
     response, elapsed = run(scenario())
-    assert response.status_code == 404 and elapsed >= 0.9
+    assert response.status_code == 404 and elapsed >= 1 - EARLY_END_FRACTION
 
 
 def test_many_concurrent_long_polls_are_all_woken_by_one_activation(dev, staging, staging_token, admin):

@@ -1,6 +1,7 @@
 import django_filters
 from django.db import connection
 from django.db.models import F
+from rest_framework.filters import OrderingFilter
 
 from controlplane.audit import partitions
 from controlplane.audit.models import AuditEvent, Batch, QuarantinedRecord, QuarantineReason
@@ -39,7 +40,12 @@ class AuditEventFilter(django_filters.FilterSet):
             # on the event's key, in order of time, so a page reads as many index entries as it
             # shows. The time range is given to both tables (each then reads only its months).
             key = partitions.rule_key(value)
-            hits = {"rule_hits__rule_id": key, "rule_hits__time": F("time")}
+            # The event's time as a closed range, not `=`: the planner multiplies the two
+            # equalities' selectivities (id and time), estimates one row, and then joins and
+            # sorts every match of the rule (over 60 s for a common rule at 50 M events);
+            # with the range it estimates within about 10x of the matches. The page is
+            # ordered by the rule table's key (EventOrdering), read newest first.
+            hits = {"rule_hits__rule_id": key, "rule_hits__time__range": (F("time"), F("time"))}
             after, before = self.form.cleaned_data.get("time_after"), self.form.cleaned_data.get("time_before")
             if after:
                 hits["rule_hits__time__gte"] = after
@@ -61,6 +67,32 @@ class AuditEventFilter(django_filters.FilterSet):
         if value == "pending_checkpoint":
             return queryset.filter(id__gt=upto)
         return queryset
+
+
+RULE_KEY_FIELDS = {"time": "rule_hits__time", "id": "rule_hits__event_id"}
+
+
+def by_rule_key(ordering: list[str]) -> list[str]:
+    """An events ordering that starts with time (-time,-id), as the rule table's key of a
+    rule search: the same order (a rule row has its event's time and id), read from the
+    index of the rule's rows newest first and stopped after the page, whatever the time
+    range (none: every month)."""
+    if not ordering or ordering[0].lstrip("-") != "time":
+        return ordering
+    return [
+        ("-" if field.startswith("-") else "") + RULE_KEY_FIELDS.get(field.lstrip("-"), field.lstrip("-"))
+        for field in ordering
+    ]
+
+
+class EventOrdering(OrderingFilter):
+    """?ordering=, by the rule table's key for a rule search on PostgreSQL (by_rule_key)."""
+
+    def get_ordering(self, request, queryset, view):
+        ordering = super().get_ordering(request, queryset, view)
+        if connection.vendor == "postgresql" and request.query_params.get("rule"):
+            return by_rule_key(ordering)
+        return ordering
 
 
 class QuarantineFilter(django_filters.FilterSet):

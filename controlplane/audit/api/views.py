@@ -1,17 +1,19 @@
 from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404
+from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 from rest_framework.exceptions import NotFound, PermissionDenied
+from rest_framework.filters import SearchFilter
 from rest_framework.permissions import AllowAny
 from rest_framework.views import APIView
 
 from controlplane.accounts.roles import Role
 from controlplane.audit import checkpoints, conf, exports, ingestion, integrity, retention, selectors
-from controlplane.audit.api.filters import AuditEventFilter, BatchFilter, QuarantineFilter
+from controlplane.audit.api.filters import AuditEventFilter, BatchFilter, EventOrdering, QuarantineFilter
 from controlplane.audit.api.pagination import CappedCountPagination
 from controlplane.audit.api.serializers import (
     AuditEventSerializer,
@@ -95,6 +97,7 @@ class AuditEventViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
     queryset = selectors.events()
     serializer_class = AuditEventSerializer
     filterset_class = AuditEventFilter
+    filter_backends = [DjangoFilterBackend, SearchFilter, EventOrdering]
     pagination_class = CappedCountPagination
     ordering_fields = ["id", "time", "seq"]
     ordering = ["id"]
