@@ -6,20 +6,24 @@ live, partitioned `audit_auditevent` (controlplane/audit/partitions.py: same col
 indexes, per-partition guarantees), named `audit_events_partitioned` (AUDIT_SCALE_TABLE).
 
     .venv/bin/python bench/audit_scale.py generate --rows 100000000 --months 24 --workers 3 [--until 05:55]
-    .venv/bin/python bench/audit_scale.py measure --repeat 200 [--count]
+    .venv/bin/python bench/audit_scale.py measure --repeat 200 [--only count] [--budget 60]
+    .venv/bin/python bench/audit_scale.py explain --only "a rule: count"
     .venv/bin/python bench/audit_scale.py retention
 
 `generate` loads month by month, resumable, `--workers` months at once: each month is
 filled with generate_series into a table without indexes, indexed, then attached as a
 partition, with its rule rows (the rule search's table, `<table>_rule`) loaded and attached
-alike. Lean rows, realistic cardinalities: 5,000 agents, sessions of 20 records, 1,000
-tools and 2,000 rule ids (both skewed), 90 % allow / 8 % deny / 2 % require_approval.
+alike. Lean rows shaped like real sessions (see FILL): 5,000 agents, sessions of 20 records,
+tool calls of four records (intent, decision, result, output), 1,000 tools and 2,000 rule
+ids (both skewed), decisions 90 % allow / 8 % deny / 2 % require_approval.
 
 `measure` times the console's searches as the API builds them (random parameters in loaded
-months, each run `--repeat` times, in the console's order: newest first, -time,-id; the rule
-search through the rule table) and the page's count capped at 10,001 rows, and prints
-p50/p99/max in ms and the load average after each.
-`retention` times dropping the oldest month beside a DELETE of one day of it (rolled back).
+months, each run up to `--repeat` times, in the console's order: newest first, -time,-id;
+the rule search through the rule table): each filter and time range alone and combined,
+the page of 50 and the page's count capped at 10,001 rows; prints p50/p99/max in ms and the
+load average after each. `explain --only <name>` prints EXPLAIN (ANALYZE, BUFFERS) of them.
+`retention` drops the oldest month (events and rule rows) as retention does, beside a
+DELETE of one day of it (rolled back), and tries each write the app role must not make.
 Prints; asserts nothing. The machine is shared: noisy.
 """
 
@@ -53,24 +57,30 @@ RULES = 2_000
 SESSION_LENGTH = 20
 MONTH_LOCK = 0x5741524400000000  # + the month's index: the advisory lock of its loader
 
-# Lean rows (a short payload, a one-byte sealed record) with realistic cardinalities:
-# 5,000 agents, sessions of 20 records (5 million sessions at 100 M), 1,000 tools and
-# 2,000 rule ids, both skewed (a few are common, most rare), 90 % allow / 8 % deny /
-# 2 % ask, rule ids on denies and asks. Column order as in partitions.columns_sql().
+# Lean rows (a short payload, a one-byte sealed record) with realistic cardinalities and
+# the shape of real sessions: 5,000 agents, sessions of 20 records (5 million sessions at
+# 100 M), each tool call four records (intent, decision, result, output: records.rule_ids
+# names rules on decisions only), the call's tool on each of its records, 1,000 tools and
+# 2,000 rule ids (both skewed: a few are common, most rare), decisions 90 % allow / 8 % deny
+# / 2 % require_approval with rule ids on denies and asks (2.5 rule rows per 100 events).
+# Column order as in partitions.columns_sql(). `u` is a uniform draw per tool call.
 FILL = """
 INSERT INTO {stage} (id, record_id, agent_id, key_id, session_id, seq, kind, time, tool, effect, rule_ids, payload,
     masked_paths, prev_hash, record_hash, sealed_record, batch_id, stored_at)
 SELECT n, md5('r' || n)::uuid, md5('a' || ((n / {session}) % {agents}))::uuid, 'k', 's' || (n / {session}),
-    n % {session}, 'decision', t, 't' || floor({tools} * power(random(), 3))::int,
-    CASE WHEN n % 50 < 45 THEN 'allow' WHEN n % 50 < 49 THEN 'deny' ELSE 'require_approval' END,
-    CASE WHEN n % 50 >= 45 THEN jsonb_build_array('rule-' || floor({rules} * power(random(), 2))::int)
+    n % {session}, (ARRAY['intent', 'decision', 'result', 'output'])[n % 4 + 1], t,
+    't' || floor({tools} * power(u, 3))::int,
+    CASE WHEN n % 4 <> 1 THEN '' WHEN c % 50 < 45 THEN 'allow' WHEN c % 50 < 49 THEN 'deny'
+         ELSE 'require_approval' END,
+    CASE WHEN n % 4 = 1 AND c % 50 >= 45 THEN jsonb_build_array('rule-' || floor({rules} * power(random(), 2))::int)
          ELSE '[]'::jsonb END,
     '{{}}'::jsonb, '[]'::jsonb, '', repeat(md5(n::text), 2), '\\x00'::bytea, n / 1000,
     t + interval '1 second'
-FROM (SELECT {offset} + g AS n,
-             timestamptz '{start}' + ((g - 1)::double precision / {rows}) * (timestamptz '{end}' - timestamptz '{start}')
-             AS t
-      FROM generate_series(1, {rows}) AS g) AS s;
+FROM (SELECT n, n / 4 AS c, abs(hashint8(n / 4)::double precision) / 2147483649 AS u, t
+      FROM (SELECT {offset} + g AS n,
+                   timestamptz '{start}' + ((g - 1)::double precision / {rows})
+                       * (timestamptz '{end}' - timestamptz '{start}') AS t
+            FROM generate_series(1, {rows}) AS g) AS numbered) AS s;
 """
 
 
@@ -193,125 +203,171 @@ def _load_months(args, todo: list[tuple[int, datetime]]) -> None:
             cur.execute("SELECT pg_advisory_unlock(%s)", [MONTH_LOCK + index])
 
 
-def _timed(cur, sql: str, params_of, repeat: int) -> tuple[list[float], int]:
-    latencies, rows = [], 0
+def _timed(cur, sql: str, params_of, repeat: int, budget: float) -> tuple[list[float], int]:
+    """Runs `sql` up to `repeat` times with fresh parameters, fewer once `budget` seconds passed."""
+    latencies, rows, began = [], 0, time.perf_counter()
     for _ in range(repeat):
         params = params_of()
         started = time.perf_counter()
         cur.execute(sql, params)
         rows += len(cur.fetchall())
         latencies.append((time.perf_counter() - started) * 1000)
+        if time.perf_counter() - began > budget:
+            break
     return latencies, rows
+
+
+def searches(cur) -> tuple[dict[str, tuple[str, object]], str]:
+    """The console's searches as the API builds them, each with a draw of random parameters
+    (in loaded months), and a line describing the data."""
+    cur.execute("SELECT sum(c.reltuples)::bigint, pg_size_pretty(sum(pg_total_relation_size(c.oid))), count(*) "
+                f"FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = '{TABLE}'::regclass")
+    total, size, parts = cur.fetchone()  # estimates: counting 100 M rows takes longer than every search
+    cur.execute(f"SELECT sum(c.reltuples)::bigint FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+                f"WHERE i.inhparent = '{RULES_TABLE}'::regclass")
+    rule_rows = cur.fetchone()[0]
+    cur.execute(f"SELECT min(time), max(time) FROM {TABLE}")
+    first, last = cur.fetchone()
+    loaded = [(lower, upper) for _, lower, upper in partitions.monthly_partitions(cur, TABLE)]
+    # Rows a month as generated (ids are dense within a month): the generated row at a moment.
+    cur.execute(f"SELECT max(id) - min(id) + 1 FROM {partitions.partition_name(TABLE, loaded[0][0])}")
+    per_month = cur.fetchone()[0]
+    described = (f"~{total:,} events and ~{rule_rows:,} rule rows in {TABLE} ({parts} partitions, {size}), "
+                 f"{first:%Y-%m-%d} .. {last:%Y-%m-%d}")
+
+    def moment() -> datetime:
+        """A moment in a loaded month (a range in a month not loaded would find nothing, fast)."""
+        lower, upper = random.choice(loaded)
+        return lower + timedelta(seconds=random.uniform(0, (upper - lower).total_seconds()))
+
+    def agent() -> uuid.UUID:
+        return _uuid(f"a{random.randrange(AGENTS)}")
+
+    def rule() -> str:
+        return f"rule-{int(RULES * random.random() ** 2)}"  # as generated: common rules more often
+
+    def tool() -> str:
+        return f"t{int(TOOLS * random.random() ** 3)}"
+
+    def row() -> int:
+        return _loaded_row(moment(), per_month)
+
+    def week() -> tuple[datetime, datetime]:
+        return (m := moment()), m + timedelta(days=7)
+
+    def day() -> tuple[datetime, datetime]:
+        return (m := moment()), m + timedelta(days=1)
+
+    # The console's order, newest first: -time,-id (the API's ORDER BY for ?ordering=-time,-id).
+    newest = "ORDER BY time DESC, id DESC LIMIT 50"
+    # The rule search as filters.py builds it: the event's time as a closed range (one
+    # equality estimated, not two multiplied), ordered by the rule table's key.
+    rule_join = (f"FROM {TABLE} e JOIN {RULES_TABLE} r ON r.event_id = e.id "
+                 "WHERE r.rule_id = %s AND r.time BETWEEN e.time AND e.time")  # short ids: no recheck
+    by_rule_key = "ORDER BY r.time DESC, r.event_id DESC LIMIT 50"
+    in_range = "AND time >= %s AND time < %s"
+    rule_in_range = "AND e.time >= %s AND e.time < %s AND r.time >= %s AND r.time < %s"
+
+    def page(where: str, params_of) -> tuple[str, object]:
+        return f"SELECT id, time, agent_id, tool, effect FROM {TABLE} {where} {newest}", params_of
+
+    def count(where: str, params_of) -> tuple[str, object]:
+        # The page's count: CappedCountPagination counts up to 10,000 (+1 to know if more follow).
+        return f"SELECT count(*) FROM (SELECT 1 FROM {TABLE} {where} LIMIT {CAP + 1}) AS page", params_of
+
+    def rule_count(where: str, params_of) -> tuple[str, object]:
+        # A rule search's count from the rule table alone (AuditEventFilter.rule_rows_to_count).
+        return f"SELECT count(*) FROM (SELECT 1 FROM {RULES_TABLE} {where} LIMIT {CAP + 1}) AS page", params_of
+
+    found: dict[str, tuple[str, object]] = {
+        "everything: page": page("", lambda: ()),
+        "everything: count": count("", lambda: ()),
+        "a 7-day window: page": page(f"WHERE true {in_range}", week),
+        "a 7-day window: count": count(f"WHERE true {in_range}", week),
+        "an agent: page": page("WHERE agent_id = %s", lambda: (agent(),)),
+        "an agent: count": count("WHERE agent_id = %s", lambda: (agent(),)),
+        "an agent in 7 days: page": page(f"WHERE agent_id = %s {in_range}", lambda: (agent(), *week())),
+        "an agent in 7 days: count": count(f"WHERE agent_id = %s {in_range}", lambda: (agent(), *week())),
+        "session timeline (agent, session), by seq": (
+            f"SELECT id, seq, time, tool, effect FROM {TABLE} WHERE agent_id = %s AND session_id = %s "
+            "ORDER BY seq LIMIT 1000", lambda: _session_of(row())),
+        "a tool: page": page("WHERE tool = %s", lambda: (tool(),)),
+        "a tool: count": count("WHERE tool = %s", lambda: (tool(),)),
+        "a tool in 24 h: page": page(f"WHERE tool = %s {in_range}", lambda: (tool(), *day())),
+        "a tool in 24 h: count": count(f"WHERE tool = %s {in_range}", lambda: (tool(), *day())),
+        "denies: page": page("WHERE effect = 'deny'", lambda: ()),
+        "denies: count": count("WHERE effect = 'deny'", lambda: ()),
+        "approvals asked in 24 h: page": page(f"WHERE effect = 'require_approval' {in_range}", day),
+        "approvals asked in 24 h: count": count(f"WHERE effect = 'require_approval' {in_range}", day),
+        "a kind (results) in 24 h: page": page(f"WHERE kind = 'result' {in_range}", day),
+        "a kind (results) in 24 h: count": count(f"WHERE kind = 'result' {in_range}", day),
+        "a rule: page": (f"SELECT e.id, e.time, e.agent_id {rule_join} {by_rule_key}", lambda: (rule(),)),
+        "a rule: count (rule rows)": rule_count("WHERE rule_id = %s", lambda: (rule(),)),
+        "a rule: count (before: joined to events)": (
+            f"SELECT count(*) FROM (SELECT 1 {rule_join} LIMIT {CAP + 1}) AS page", lambda: (rule(),)),
+        "3 commonest rules: page": (
+            f"SELECT e.id, e.time, e.agent_id {rule_join} {by_rule_key}", lambda: (f"rule-{random.randrange(3)}",)),
+        "3 commonest rules: count (rule rows)": rule_count(
+            "WHERE rule_id = %s", lambda: (f"rule-{random.randrange(3)}",)),
+        "3 commonest rules: count (before: joined to events)": (
+            f"SELECT count(*) FROM (SELECT 1 {rule_join} LIMIT {CAP + 1}) AS page",
+            lambda: (f"rule-{random.randrange(3)}",)),
+        "a rule in 7 days: page": (
+            f"SELECT e.id, e.time, e.agent_id {rule_join} {rule_in_range} {by_rule_key}",
+            lambda: (rule(), *(w := week()), *w)),
+        "a rule in 7 days: count (rule rows)": rule_count(f"WHERE rule_id = %s {in_range}", lambda: (rule(), *week())),
+        "an agent's denies: page": page("WHERE agent_id = %s AND effect = 'deny'", lambda: (agent(),)),
+        "an agent's denies: count": count("WHERE agent_id = %s AND effect = 'deny'", lambda: (agent(),)),
+        "an agent's calls of a tool: page": page("WHERE agent_id = %s AND tool = %s", lambda: (agent(), tool())),
+        "an agent's calls of a tool: count": count("WHERE agent_id = %s AND tool = %s", lambda: (agent(), tool())),
+        "a tool's denies in 7 days: page": page(f"WHERE tool = %s AND effect = 'deny' {in_range}",
+                                                lambda: (tool(), *week())),
+        "a tool's denies in 7 days: count": count(f"WHERE tool = %s AND effect = 'deny' {in_range}",
+                                                  lambda: (tool(), *week())),
+        "an agent's events naming a rule: page": (
+            f"SELECT e.id, e.time, e.agent_id {rule_join} AND e.agent_id = %s {by_rule_key}",
+            lambda: (rule(), agent())),
+        "an agent's events naming a rule: count": (
+            f"SELECT count(*) FROM (SELECT 1 {rule_join} AND e.agent_id = %s LIMIT {CAP + 1}) AS page",
+            lambda: (rule(), agent())),
+        "a record by hash (every partition)": (
+            f"SELECT id FROM {TABLE} WHERE record_hash = %s", lambda: (_hash_of(row()),)),
+        "a record id of an agent (every partition)": (
+            f"SELECT id FROM {TABLE} WHERE agent_id = %s AND record_id = %s", lambda: _record_of(row())),
+    }
+    return found, described
 
 
 def measure(args) -> None:
     with connect() as conn, conn.cursor() as cur:
-        # Estimates (counting 100 M rows would take longer than every search together).
-        cur.execute("SELECT sum(c.reltuples)::bigint, pg_size_pretty(sum(pg_total_relation_size(c.oid))), count(*) "
-                    f"FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = '{TABLE}'::regclass")
-        total, size, parts = cur.fetchone()
-        cur.execute(f"SELECT min(time), max(time), max(id) FROM {TABLE}")
-        first, last, top = cur.fetchone()
-        loaded = [(lower, upper) for _, lower, upper in partitions.monthly_partitions(cur, TABLE)]
-        per_month = round(total / len(loaded))
-
-        def moment() -> datetime:
-            """A moment in a loaded month (a range in a month not loaded would find nothing, fast)."""
-            lower, upper = random.choice(loaded)
-            return lower + timedelta(seconds=random.uniform(0, (upper - lower).total_seconds()))
-
-        def agent() -> uuid.UUID:
-            return _uuid(f"a{random.randrange(AGENTS)}")
-
-        def rule() -> str:
-            return f"rule-{int(RULES * random.random() ** 2)}"  # as generated: common rules more often
-
-        def tool() -> str:
-            return f"t{int(TOOLS * random.random() ** 3)}"
-
-        # The console's order, newest first: -time,-id (what the API's ORDER BY is for ?ordering=-time,-id).
-        # Each search as the API builds it; the rule search joins the rule table as filters.py does.
-        newest = "ORDER BY time DESC, id DESC LIMIT 50"
-        # The rule search as filters.py builds it: the event's time as a closed range (one
-        # equality estimated, not two multiplied), ordered by the rule table's key.
-        rule_join = (f"FROM {TABLE} e JOIN {RULES_TABLE} r ON r.event_id = e.id "
-                     "WHERE r.rule_id = %s AND r.time BETWEEN e.time AND e.time")  # short ids: no recheck
-        by_rule_key = "ORDER BY r.time DESC, r.event_id DESC LIMIT 50"
-        searches = {
-            "latest 50 of one agent in a 7-day window": (
-                f"SELECT id, time, tool, effect FROM {TABLE} WHERE agent_id = %s AND time >= %s AND time < %s {newest}",
-                lambda: (agent(), (m := moment()), m + timedelta(days=7))),
-            "session timeline (agent, session), by seq": (
-                f"SELECT id, seq, time, tool, effect FROM {TABLE} WHERE agent_id = %s AND session_id = %s ORDER BY seq "
-                "LIMIT 1000",
-                lambda: _session_of(_loaded_row(moment(), per_month))),
-            "latest 50 denies in a 24-hour window": (
-                f"SELECT id, time, agent_id, tool FROM {TABLE} WHERE effect = 'deny' AND time >= %s AND time < %s "
-                f"{newest}",
-                lambda: ((m := moment()), m + timedelta(days=1))),
-            "latest 50 calls of a tool in a 24-hour window": (
-                f"SELECT id, time, agent_id, effect FROM {TABLE} WHERE tool = %s AND time >= %s AND time < %s {newest}",
-                lambda: (tool(), (m := moment()), m + timedelta(days=1))),
-            "latest 50 naming a rule in a 7-day window": (
-                f"SELECT e.id, e.time, e.agent_id {rule_join} AND e.time >= %s AND e.time < %s "
-                f"AND r.time >= %s AND r.time < %s {by_rule_key}",
-                lambda: _rule_window(rule(), moment())),
-            "latest 50 naming a rule (no time range)": (
-                f"SELECT e.id, e.time, e.agent_id {rule_join} {by_rule_key}",
-                lambda: _rule_of(rule())),
-            "latest 50 naming one of the 3 commonest rules (no range)": (
-                f"SELECT e.id, e.time, e.agent_id {rule_join} {by_rule_key}",
-                lambda: (f"rule-{random.randrange(3)}",)),
-            "a record by hash (no time range: every partition)": (
-                f"SELECT id FROM {TABLE} WHERE record_hash = %s",
-                lambda: (_hash_of(_loaded_row(moment(), per_month)),)),
-            "a record id of an agent (no time: every partition)": (
-                f"SELECT id FROM {TABLE} WHERE agent_id = %s AND record_id = %s",
-                lambda: _record_of(_loaded_row(moment(), per_month))),
-            "page 1 of everything, newest first": (
-                f"SELECT id, time, agent_id, tool, effect FROM {TABLE} {newest}",
-                lambda: ()),
-            # The page's count (the API counts up to 10,000 beyond the page: CappedCountPagination).
-            "count, capped at 10,001: everything": (
-                f"SELECT count(*) FROM (SELECT 1 FROM {TABLE} LIMIT {CAP + 1}) AS page", lambda: ()),
-            "count, capped: a tool in a 24-hour window": (
-                f"SELECT count(*) FROM (SELECT 1 FROM {TABLE} WHERE tool = %s AND time >= %s AND time < %s "
-                f"LIMIT {CAP + 1}) AS page",
-                lambda: (tool(), (m := moment()), m + timedelta(days=1))),
-            "count, capped: a rule in a 7-day window": (
-                f"SELECT count(*) FROM (SELECT 1 {rule_join} AND e.time >= %s AND e.time < %s "
-                f"AND r.time >= %s AND r.time < %s LIMIT {CAP + 1}) AS page",
-                lambda: _rule_window(rule(), moment())),
-            "count, capped: a rule (no time range)": (
-                f"SELECT count(*) FROM (SELECT 1 {rule_join} LIMIT {CAP + 1}) AS page", lambda: _rule_of(rule())),
-        }
-        print(f"\nAudit search: ~{total:,} events in {TABLE} ({parts} partitions, {size}), "
-              f"{first:%Y-%m-%d} .. {last:%Y-%m-%d}, PostgreSQL, {os.cpu_count()} CPUs (shared), load "
-              f"{os.getloadavg()[0]:.1f}, {args.repeat} runs each (random parameters)\n")
-        print(f"{'search':<52} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'rows/run':>9} {'load':>5}")
-        for name, (sql, params_of) in searches.items():
-            latencies, rows = _timed(cur, sql, params_of, args.repeat)
+        found, described = searches(cur)
+        print(f"\nAudit search: {described}, PostgreSQL, {os.cpu_count()} CPUs (shared), load "
+              f"{os.getloadavg()[0]:.1f}, up to {args.repeat} runs each (random parameters, at most "
+              f"{args.budget:.0f} s a search)\n")
+        print(f"{'search':<52} {'runs':>5} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'rows/run':>9} {'load':>5}")
+        for name, (sql, params_of) in found.items():
+            if args.only and args.only not in name:
+                continue
+            latencies, rows = _timed(cur, sql, params_of, args.repeat, args.budget)
             latencies.sort()
             p99 = latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))]
-            print(f"{name:<52} {statistics.median(latencies):>8.1f} {p99:>8.1f} {latencies[-1]:>8.1f} "
-                  f"{rows / args.repeat:>9.1f} {os.getloadavg()[0]:>5.1f}", flush=True)
-        if args.count:
-            # The console's page header counts the matches (LimitOffsetPagination): unfiltered, every row.
-            latencies, _ = _timed(cur, f"SELECT count(*) FROM {TABLE}", lambda: (), 3)
-            print(f"{'count(*) of everything (3 runs)':<52} {statistics.median(latencies):>8.1f} "
-                  f"{max(latencies):>8.1f} {max(latencies):>8.1f} {1:>9.1f}", flush=True)
+            print(f"{name:<52} {len(latencies):>5} {statistics.median(latencies):>8.1f} {p99:>8.1f} "
+                  f"{latencies[-1]:>8.1f} {rows / len(latencies):>9.1f} {os.getloadavg()[0]:>5.1f}", flush=True)
+
+
+def explain(args) -> None:
+    """EXPLAIN (ANALYZE, BUFFERS) of the searches whose name contains --only, one draw each."""
+    with connect() as conn, conn.cursor() as cur:
+        found, described = searches(cur)
+        print(described)
+        for name, (sql, params_of) in found.items():
+            if args.only in name:
+                params = params_of()
+                cur.execute(f"EXPLAIN (ANALYZE, BUFFERS) {sql}", params)
+                print(f"\n-- {name} {params}\n" + "\n".join(line for line, in cur.fetchall()), flush=True)
 
 
 CAP = 10_000  # controlplane/audit/api/pagination.py's COUNT_CAP
-
-
-def _rule_of(rule: str) -> tuple:
-    return (rule,)
-
-
-def _rule_window(rule: str, start: datetime) -> tuple:
-    end = start + timedelta(days=7)
-    return rule, start, end, start, end
 
 
 def _loaded_row(moment: datetime, per_month: int) -> int:
@@ -341,13 +397,18 @@ def _hash_of(n: int) -> str:
 
 
 def retention(args) -> None:
+    """Drop the oldest month (events and rule rows) as retention does, beside a DELETE of one
+    day of it (rolled back), and check the append-only guarantees a role with the app role's
+    grants (SELECT, INSERT on the parents) meets before and after."""
     with connect() as conn, conn.cursor() as cur:
-        cur.execute(f"SELECT min(time) FROM {TABLE}")
-        oldest = cur.fetchone()[0]
-        start = partitions.month_start(oldest)
-        name = partitions.partition_name(TABLE, start)
-        cur.execute(f"SELECT count(*) FROM {name}")
-        rows = cur.fetchone()[0]
+        start = partitions.monthly_partitions(cur, TABLE)[0][1]
+        name, rule_name = partitions.partition_name(TABLE, start), partitions.partition_name(RULES_TABLE, start)
+        cur.execute(f"SELECT (SELECT count(*) FROM {name}), (SELECT count(*) FROM {rule_name})")
+        rows, rule_rows = cur.fetchone()
+        print(f"\nRetention of {name}: {rows:,} events, {rule_rows:,} rule rows in {rule_name}; load "
+              f"{os.getloadavg()[0]:.1f}")
+        app = _app_role(cur)
+        _app_role_refusals(cur, app, name, rule_name, start)
         # For comparison: deleting one day of it row by row (as the retention role would; rolled back).
         cur.execute("BEGIN")
         cur.execute("SET LOCAL session_replication_role = replica")  # past the append-only trigger, for the timing
@@ -359,8 +420,60 @@ def retention(args) -> None:
         began = time.perf_counter()
         dropped = partitions.drop_partitions_before(cur, TABLE, partitions.next_month(start))
         drop_seconds = time.perf_counter() - began
-        print(f"\nRetention: DELETE of one day ({deleted:,} rows) {delete_seconds:.2f} s (rolled back); "
-              f"dropping the whole month {dropped} ({rows:,} rows) {drop_seconds * 1000:.0f} ms")
+        print(f"DELETE of one day ({deleted:,} rows) {delete_seconds:.2f} s (rolled back); "
+              f"warden_audit_drop_partitions {drop_seconds * 1000:.0f} ms, dropped {', '.join(dropped)}")
+        cur.execute("SELECT to_regclass(%s), to_regclass(%s)", [name, rule_name])
+        print(f"after: {name} {'gone' if cur.fetchone()[0] is None else 'STILL THERE'}, ", end="")
+        cur.execute(f"SELECT to_regclass(%s) IS NULL, (SELECT count(*) FROM {RULES_TABLE} WHERE time >= %s "
+                    "AND time < %s)", [rule_name, start, partitions.next_month(start)])
+        gone, left = cur.fetchone()
+        print(f"{rule_name} {'gone' if gone else 'STILL THERE'}, rule rows of that month left: {left:,}")
+        _app_role_refusals(cur, app, *(partitions.partition_name(t, partitions.next_month(start))
+                                       for t in (TABLE, RULES_TABLE)), partitions.next_month(start))
+        cur.execute(f"DROP OWNED BY {app}; DROP ROLE {app}")
+
+
+def _app_role(cur) -> str:
+    """A role granted what the app role has on the audit tables (SELECT, INSERT on the
+    parents), named after this database (roles are the cluster's)."""
+    cur.execute("SELECT current_database()")
+    app = f"{_ident_part(cur.fetchone()[0])}_bench_app"
+    cur.execute(f"DROP ROLE IF EXISTS {app}; CREATE ROLE {app} NOLOGIN")
+    cur.execute(f"GRANT SELECT, INSERT ON {TABLE}, {RULES_TABLE} TO {app}")
+    return app
+
+
+def _ident_part(name: str) -> str:
+    if not name.replace("_", "").isalnum():
+        raise SystemExit(f"database name {name!r}: letters, digits and _ only")
+    return name
+
+
+def _app_role_refusals(cur, app: str, name: str, rule_name: str, start: datetime) -> None:
+    """Each write the app role must not make, tried as it (rolled back): prints refused or ALLOWED."""
+    attempts = {
+        "DELETE through the parent": f"DELETE FROM {TABLE} WHERE time < '{start.isoformat()}'::timestamptz + interval '1 hour'",
+        "UPDATE through the parent": f"UPDATE {TABLE} SET tool = 'x' WHERE time < '{start.isoformat()}'::timestamptz + interval '1 hour'",
+        "DELETE rule rows": f"DELETE FROM {RULES_TABLE} WHERE time < '{start.isoformat()}'::timestamptz + interval '1 day'",
+        "DELETE on the partition": f"DELETE FROM {name}",
+        "TRUNCATE the partition": f"TRUNCATE {name}",
+        "TRUNCATE the rule partition": f"TRUNCATE {rule_name}",
+        "DETACH the partition": f"ALTER TABLE {TABLE} DETACH PARTITION {name}",
+        "DROP the partition": f"DROP TABLE {name}",
+        "DROP the rule partition": f"DROP TABLE {rule_name}",
+        "warden_audit_drop_partitions": f"SELECT warden_audit_drop_partitions('{TABLE}', now() - interval '1 year')",
+    }
+    results = []
+    for what, sql in attempts.items():
+        cur.execute("BEGIN")
+        cur.execute(f"SET LOCAL ROLE {app}")
+        try:
+            cur.execute(sql)
+            results.append(f"{what}: ALLOWED")
+        except psycopg.Error as exc:
+            results.append(f"{what}: refused ({type(exc).__name__})")
+        cur.execute("ROLLBACK")
+    print(f"app role on {name}: " + "; ".join(results))
 
 
 def main() -> None:
@@ -379,10 +492,13 @@ def main() -> None:
     gen.add_argument("--disk", default="/", help="the file system PostgreSQL's data is on")
     meas = sub.add_parser("measure")
     meas.add_argument("--repeat", type=int, default=200)
-    meas.add_argument("--count", action="store_true", help="also time the unfiltered count(*) (slow at 100 M)")
+    meas.add_argument("--budget", type=float, default=60, help="seconds a search is repeated at most")
+    meas.add_argument("--only", default="", help="the searches whose name contains this")
+    expl = sub.add_parser("explain")
+    expl.add_argument("--only", required=True, help="the searches whose name contains this")
     sub.add_parser("retention")
     args = parser.parse_args()
-    {"generate": generate, "measure": measure, "retention": retention}[args.command](args)
+    {"generate": generate, "measure": measure, "explain": explain, "retention": retention}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -18,16 +18,24 @@ change, `git archive HEAD rego | tar -x -C /tmp/before`), in the same run and on
 inputs, so hardening the pack is never paid for with a slower hot path without a figure.
 
 --instructions N, under callgrind, runs N uncached decisions of each sample (on --baseline-pack
-if given, else on rego/) between two `callgrind_control` dumps, one dump file per sample, for
-counts that the machine's load cannot blur (docs/rego-engine.md):
+if given, else on rego/) between two marker calls, math.gcd (callgrind zeroes its counters on
+entering it) and math.lgamma (callgrind writes a dump on entering it), then reads the dumps and
+prints instructions per decision for each sample, for counts that the machine's load cannot blur
+(docs/rego-engine.md). The markers are plain calls in this process, so no dump is lost or taken
+late (callgrind_control, used before, passed sample names through a shell: "(prod delete)" was a
+syntax error there and that sample's dump never came):
 
-    valgrind --tool=callgrind --callgrind-out-file=/tmp/cg.%p python bench/decision_engine.py --instructions 100
-    grep -H '^summary:' /tmp/cg.*.[0-9]   # instructions for N decisions, in sample order
+    valgrind --tool=callgrind --zero-before=math_gcd --dump-before=math_lgamma \
+        --callgrind-out-file=/tmp/cg.%p python bench/decision_engine.py --instructions 100
+
+--rules a,b,c with --instructions also counts each named rule of package warden alone
+(its inclusive cost on the compiled VM, `Rvm.execute_entry_point`), per sample.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import statistics
 import sys
@@ -127,26 +135,77 @@ def uncached(engine, modules):
             os.environ["WARDEN_DECISION_CACHE"] = previous
 
 
-def instructions(pack: str, decisions: int) -> int:
-    """Dump callgrind's counters around `decisions` uncached decisions of each sample."""
-    import subprocess
+# Callgrind markers (--zero-before=math_gcd --dump-before=math_lgamma): nothing on the
+# measured path calls either function.
+def zero_counters() -> None:
+    math.gcd(1, 1)
 
+
+def dump_counters() -> None:
+    math.lgamma(1.0)
+
+
+def dump_totals(prefix: str, count: int) -> list[int] | None:
+    """Instructions in callgrind's numbered dumps prefix.1 .. prefix.count, or None if one is missing."""
+    totals = []
+    for number in range(1, count + 1):
+        path = Path(f"{prefix}.{number}")
+        if not path.exists():
+            return None
+        lines = [line for line in path.read_text().splitlines() if line.startswith(("summary:", "totals:"))]
+        if not lines:
+            return None
+        totals.append(int(lines[0].split()[1]))
+    return totals
+
+
+def instructions(pack: str, decisions: int, out_file: str, rules: list[str]) -> int:
+    """Count instructions per uncached decision of each sample (and per rule, with --rules)."""
     from agents_sdk.engine import regorus_backend
+    from agents_sdk.engine.decision_cache import encode_input
     from agents_sdk.engine.verified_library import digest, verified_digests
 
     modules = {k: v for k, v in load_modules(pack).items() if not k.endswith("_test.rego")}
     trusted = verified_digests() | {digest(source) for source in modules.values()}
     regorus_backend.verified_digests = lambda: trusted  # as for --baseline-pack
     policy = uncached(RegoEngine("regorus"), modules)
-    pid = str(os.getpid())
+    measured: list[tuple[str, str]] = []  # (sample, what), in dump order
     for sample, item in SAMPLES.items():
         for _ in range(5):
             policy.evaluate("data.warden.decision", item)
-        subprocess.run(["callgrind_control", "-z", pid], check=True, capture_output=True)
+        zero_counters()
         for _ in range(decisions):
             policy.evaluate("data.warden.decision", item)
-        subprocess.run(["callgrind_control", "-d", sample, pid], check=True, capture_output=True)
-        print(f"{sample}: dumped after {decisions} decisions")
+        dump_counters()
+        measured.append((sample, "CompiledPolicy.evaluate"))
+    if rules:
+        run = regorus_backend.entry_point_runner(modules, REGISTRY, [f"data.warden.{rule}" for rule in rules])
+        for sample, item in SAMPLES.items():
+            text = encode_input(item)
+            for rule in rules:
+                for _ in range(3):
+                    run(f"data.warden.{rule}", text)
+                zero_counters()
+                for _ in range(decisions):
+                    run(f"data.warden.{rule}", text)
+                dump_counters()
+                measured.append((sample, rule))
+    prefix = out_file.replace("%p", str(os.getpid()))
+    totals = dump_totals(prefix, len(measured))
+    if totals is None:
+        print(f"no callgrind dumps at {prefix}.N: run under valgrind --tool=callgrind "
+              f"--zero-before=math_gcd --dump-before=math_lgamma --callgrind-out-file={out_file}")
+        return 1
+    table: dict[str, dict[str, float]] = {}
+    for (sample, what), total in zip(measured, totals, strict=True):
+        table.setdefault(what, {})[sample] = total / decisions
+    print(f"pack {pack}: instructions per call, {decisions} calls of each sample (decision: "
+          f"CompiledPolicy.evaluate, cache off; a rule: Rvm.execute_entry_point alone)")
+    short = [sample.split(" (")[0][:16] for sample in SAMPLES]
+    print(f"{'':36}" + "".join(f"{name:>17}" for name in short) + f"{'mean':>10}")
+    for what, per_sample in table.items():
+        values = [per_sample[sample] for sample in SAMPLES]
+        print(f"{what:36}" + "".join(f"{value / 1e6:16.3f}M" for value in values) + f"{statistics.fmean(values) / 1e6:9.3f}M")
     return 0
 
 
@@ -156,10 +215,13 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=2000)
     parser.add_argument("--baseline-pack", help="a directory holding another copy of rego/warden to time as well")
     parser.add_argument("--instructions", type=int, default=0, help="under callgrind: N decisions per sample between dumps")
+    parser.add_argument("--callgrind-out", default="/tmp/cg.%p", help="valgrind's --callgrind-out-file, to read the dumps")
+    parser.add_argument("--rules", default="", help="with --instructions: rules of package warden to count alone, comma-separated")
     parser.add_argument("--engines", default=",".join(BACKENDS), help="comma-separated backends to time (default: all)")
     options = parser.parse_args()
     if options.instructions:
-        return instructions(options.baseline_pack or str(ROOT / "rego"), options.instructions)
+        rules = [rule for rule in options.rules.split(",") if rule]
+        return instructions(options.baseline_pack or str(ROOT / "rego"), options.instructions, options.callgrind_out, rules)
 
     modules = {k: v for k, v in load_modules(ROOT / "rego", relative_to=ROOT).items() if not k.endswith("_test.rego")}
     inputs = list(SAMPLES.values())

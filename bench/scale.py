@@ -19,7 +19,8 @@ shipped policy pack, then for each size:
      first decision that denies it in each engine; and the bytes each engine downloaded;
      per mode (--modes): `snapshot` (the registry snapshot) and `delta` (both engines ask
      for delta bundles, `bundles/<env>/registry?delta=1`, and patch the data they hold);
-  4. reads the server's RSS (VmRSS now, VmHWM = the peak since start).
+  4. reads the server's RSS (VmRSS now, VmHWM = the peak since start), and how much the
+     bundle tables grew with the change (what the rebuild wrote: archives, or members).
 
     .venv/bin/python bench/scale.py [--sizes 1000,10000,100000] [--state /tmp/scale-seed.json]
         [--modes snapshot,delta] [--port 8201]
@@ -87,6 +88,7 @@ FROM generate_series({start}, {stop}) AS g;
 INSERT INTO identity_agentkey (key_id, public_key, label, created_at, revoked_reason, agent_id)
 SELECT encode(sha256(('{tag}' || g)::bytea), 'hex'), 'AAAA', '', now(), '', md5('{tag}' || g)::uuid
 FROM generate_series({start}, {stop}) AS g;
+ANALYZE identity_agent, identity_agentkey;
 """
 
 RECONCILE = r"""
@@ -94,11 +96,26 @@ import django
 django.setup()
 from controlplane.bundles.services import refresh_all_environments
 refresh_all_environments(reason="bench top-up")
+peak = [line.split()[1] for line in open("/proc/self/status") if line.startswith("VmHWM")][0]
+print(f"cold rebuild process (a worker's reconcile): peak RSS {int(peak) / 1024:.0f} MiB", flush=True)
 """
+
+# What the bundle tables hold (rows, TOAST, indexes): its growth around one change is what the
+# change wrote there.
+STORED_BYTES = (
+    "SELECT coalesce(sum(pg_total_relation_size(oid)), 0) FROM pg_class WHERE relkind = 'r' AND relname IN "
+    "('bundles_bundle', 'bundles_bundlepart', 'bundles_archivemember')"
+)
 
 
 def psql(database_url: str, sql: str) -> None:
     subprocess.run(["psql", database_url, "-q", "-v", "ON_ERROR_STOP=1", "-c", sql], check=True, timeout=600)
+
+
+def stored_bytes() -> int:
+    out = subprocess.run(["psql", os.environ["DATABASE_URL"], "-At", "-c", STORED_BYTES], check=True, timeout=60,
+                         capture_output=True, text=True)
+    return int(out.stdout.strip() or 0)
 
 
 def decision_input(agent: str, env: str) -> dict:
@@ -262,6 +279,7 @@ async def one_size(port: int, server_pid: int, seed: dict, size: int, layout: st
         raise SystemExit(f"the OPA-protocol engine did not start: {ready!r}")
     await asyncio.sleep(1.5)  # both polls are held by the server
     downloaded_before = sdk.downloaded
+    stored_before = await asyncio.to_thread(stored_bytes)
     rss_before = int(proc_status(server_pid)["VmRSS"].split()[0]) / 1024
     control = await Connection.open(port)
     clicked = time.time()
@@ -278,6 +296,7 @@ async def one_size(port: int, server_pid: int, seed: dict, size: int, layout: st
     opa_line = await asyncio.wait_for(engine.stdout.readline(), 200)
     await engine.wait()
     opa_result = json.loads(opa_line)
+    written = await asyncio.to_thread(stored_bytes) - stored_before
     status = proc_status(server_pid)
     sdk_rss = int(proc_status(os.getpid())["VmHWM"].split()[0]) / 1024
     registry = sdk.clients[-1].status().as_opa()
@@ -296,6 +315,7 @@ async def one_size(port: int, server_pid: int, seed: dict, size: int, layout: st
         "opa_bytes": opa_result["bytes"],
         "opa_type": "delta" if opa_result["delta"] else "snapshot",
         "opa_rss_peak": opa_result["rss_peak"],
+        "db_written": written,
         "rss_before": rss_before,
         "rss_after": int(status["VmRSS"].split()[0]) / 1024,
         "rss_peak": int(status["VmHWM"].split()[0]) / 1024,
@@ -356,14 +376,14 @@ def main() -> None:
           f"PostgreSQL, Redis, {os.cpu_count()} CPUs (shared), Python {sys.version.split()[0]}, "
           f"loadavg {open('/proc/loadavg').read().split()[:3]}\n")
     header = ("agents", "mode", "cold API s", "API returns s", "SDK denies s", "SDK bytes", "OPA-proto denies s", "OPA bytes",
-              "server RSS before/after/peak MiB", "engine peak RSS SDK/OPA MiB")
+              "bundle tables grew KB", "server RSS before/after/peak MiB", "engine peak RSS SDK/OPA MiB")
     print(" | ".join(header))
     for r in rows:
         def f(v):
             return "-" if v is None else f"{v:.2f}"
         print(" | ".join([
             f"{r['size']:,}", r["mode"], f(r["cold_api_seconds"]), f(r["api_seconds"]), f(r["sdk_denied"]), f"{r['sdk_bytes']:,} ({r['sdk_type']})", f(r["opa_denied"]),
-            f"{r['opa_bytes'] or 0:,} ({r['opa_type']})", f"{r['rss_before']:.0f}/{r['rss_after']:.0f}/{r['rss_peak']:.0f}",
+            f"{r['opa_bytes'] or 0:,} ({r['opa_type']})", f"{r['db_written'] / 1024:,.0f}", f"{r['rss_before']:.0f}/{r['rss_after']:.0f}/{r['rss_peak']:.0f}",
             f"{r['sdk_rss_peak']:.0f}/{r['opa_rss_peak']:.0f}",
         ]))
 

@@ -3,13 +3,16 @@ and decision logs (issue #20). Loopback, bounded in time.
 
 Starts `--web` uvicorn processes (the ASGI app with the bundle fast path, as
 bench/bundle_service.py does) and one Celery worker (it stores the queued uploads,
-controlplane/opa/uploads.py) against DATABASE_URL / REDIS_URL, seeds an environment, then
+controlplane/opa/uploads.py) against DATABASE_URL / REDIS_URL, seeds an environment, measures
+the web CPU each kind of request costs (one kind at a time, against web 0), then
 runs N sidecars spread round-robin over the web processes (as a load balancer would), each
 with two keep-alive connections: one long-polls a bundle
 (`Prefer: modes=snapshot,delta;wait=W`, If-None-Match the ETag it holds; re-polls at once
 on every answer), the other posts a status report every few seconds and a small batch of
 decision-log events (gzip, as OPA sends them). Measures:
 
+  - web CPU µs per plain 304, per long-poll 304 at its wait's end, per status post and per
+    decision-log post (process CPU time, idle rate subtracted: what other load barely moves);
   - long polls held, server RSS before and while holding them (memory per held poll);
   - 304s answering a long poll when its wait ends: arrival past the requested wait (negative
     when the server ended the wait early on purpose, see controlplane.opa.longpoll), how long
@@ -19,10 +22,13 @@ decision-log events (gzip, as OPA sends them). Measures:
   - wake-ups: an agent suspended through the API of web process 0; time from the click to
     each poll's 200, on the process that took the click and on the others (through Redis);
   - status and log posts: latency p50/p99/max; errors of every kind (429s included);
-  - decision-log events stored by the end against events accepted (nothing lost).
+  - decision-log events stored by the end against events accepted (nothing lost);
+  - the load generator's own loop lag and CPU per request: the fleet shares the server's
+    cores, so it is a lean client (requests are bytes made once, answers cut by
+    Content-Length, asyncio protocols, no streams) and reports what it costs.
 
     .venv/bin/python bench/sidecar_fleet.py [--sidecars 1000] [--wait 10] [--web 2] [--port 0]
-        [--resource registry] [--load-procs 1] [--server-probe]
+        [--resource registry] [--load-procs 1] [--server-probe] [--no-cpu-phases] [--tree DIR]
 
 `--load-procs N` splits the sidecars over N load processes, so one Python process driving
 the whole fleet is not the bottleneck; every load process measures its own event-loop lag
@@ -32,7 +38,9 @@ past its wait each long-poll 304 is sent, and the web loop's own lag (bench only
 
 `--port P` puts the web processes on P, P+1, ... (default: free ports). `--web 1 --no-worker`
 is the one-process topology of the first measurement (with this tree, add WARDEN_CELERY_EAGER=1
-so uploads are stored in their requests). Copied into an older tree's bench/, it measures that tree.
+so uploads are stored in their requests). `--tree DIR` runs the web tier, worker, migrations and
+seed from another source tree (e.g. a worktree of the previous revision, with a database of
+its own), driven by this load generator: a before/after in the same conditions.
 
 Prints a table; asserts nothing. The machine is shared: figures are noisy.
 """
@@ -58,7 +66,10 @@ sys.path[:0] = [str(ROOT / "bench")]
 
 from bundle_service import SERVER, Connection, free_port, percentile, rss_mib  # noqa: E402
 from bundle_service import stop as stop_process  # noqa: E402
-from served import PYTHON, bench_env, migrate_and_seed, wait_up  # noqa: E402
+from served import PYTHON, bench_env, wait_up  # noqa: E402
+
+# The source tree the web tier, worker and seed run from (--tree): this one, or an older worktree.
+TREE = ROOT
 
 SEED = r"""
 import json, sys
@@ -91,10 +102,79 @@ print(json.dumps({"events": DecisionLog.objects.filter(environment__name=sys.arg
 """
 
 
+class LeanConnection(asyncio.Protocol):
+    """The load generator's HTTP/1.1 keep-alive client: a request is bytes made once and
+    written as is; the answer is cut out of the buffer by its Content-Length. The fleet runs
+    on the same cores as the server, so every microsecond it spends is taken from the web
+    tier it measures (its loop lag and CPU are reported)."""
+
+    def __init__(self) -> None:
+        self.buffer = bytearray()
+        self.transport: asyncio.Transport | None = None
+        self.waiter: asyncio.Future | None = None
+
+    @classmethod
+    async def open(cls, port: int) -> LeanConnection:
+        _, protocol = await asyncio.get_running_loop().create_connection(cls, "127.0.0.1", port)
+        return protocol
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        if self.waiter is None or self.waiter.done():
+            return
+        end = self.buffer.find(b"\r\n\r\n")
+        if end < 0:
+            return
+        head = bytes(self.buffer[:end]).lower()
+        length = int(header_of(head, b"content-length") or 0)
+        if len(self.buffer) < end + 4 + length:
+            return
+        body = bytes(self.buffer[end + 4:end + 4 + length])
+        del self.buffer[:end + 4 + length]
+        self.waiter.set_result((int(head[9:12]), head, body))
+
+    def connection_lost(self, exc) -> None:
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_exception(ConnectionResetError("the server closed the connection"))
+
+    async def send(self, request: bytes) -> tuple[int, bytes, bytes]:
+        """(status, lower-cased head, body) of the answer to `request` (whole HTTP/1.1 bytes)."""
+        if self.transport is None or self.transport.is_closing():
+            raise ConnectionResetError("the connection is closed")
+        self.waiter = asyncio.get_running_loop().create_future()
+        self.transport.write(request)
+        return await self.waiter
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+
+def http_request(method: str, path: str, headers: dict[str, str], body: bytes = b"") -> bytes:
+    lines = [f"{method} {path} HTTP/1.1", "Host: 127.0.0.1", *(f"{k}: {v}" for k, v in headers.items())]
+    if body or method == "POST":
+        lines.append(f"Content-Length: {len(body)}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+
+def header_of(head: bytes, name: bytes) -> str | None:
+    """A header's value from a lower-cased response head (`name` lower-case, no colon)."""
+    at = head.find(b"\r\n" + name + b":")
+    if at < 0:
+        return None
+    start = at + len(name) + 3
+    end = head.find(b"\r\n", start)
+    return head[start:end if end >= 0 else None].strip().decode("latin-1")
+
+
 class Stats:
     def __init__(self) -> None:
         self.lateness: list[float] = []  # long-poll 304s: seconds past the requested wait (< 0: ended early)
         self.late_chosen: list[float] = []  # the same, past the hold the server chose (--server-probe)
+        self.chosen_at: list[float] = []  # when each of those arrived (time.time())
         self.late_at: list[float] = []  # when each of those arrived (time.time())
         self.woken_at: list[tuple[int, float]] = []  # (port, time.time()) of each long-poll 200
         self.loop_lag: list[tuple[float, float]] = []  # (time.time(), seconds) of this load process
@@ -103,32 +183,59 @@ class Stats:
         self.plain: list[float] = []
         self.errors: dict[str, int] = {}
         self.clicked: float | None = None
+        self.client_cpu = 0.0  # CPU seconds the load process(es) used while the fleet ran
 
     def error(self, what: str) -> None:
         self.errors[what] = self.errors.get(what, 0) + 1
 
 
+OPA_AGENT = "Open Policy Agent/1.4.2 (linux, amd64)"
+
+
+def log_events(seed: dict, instance: str, count: int = 5) -> bytes:
+    """A gzip decision-log chunk of `count` events with fresh decision ids, as OPA sends it."""
+    events = [{"decision_id": str(uuid.uuid4()), "path": "warden/decision", "labels": {"id": instance},
+               "timestamp": "2026-11-30T05:00:00.000000Z", "input": {"agent": {"name": f"fleet-{seed['tag']}-1"}},
+               "result": {"allow": True}} for _ in range(count)]
+    return gzip.compress(json.dumps(events).encode(), compresslevel=1)
+
+
+def status_report(seed: dict, instance: str) -> bytes:
+    return json.dumps({"labels": {"id": instance, "version": "1.4.2"},
+                       "bundles": {seed["env"]: {"name": seed["env"], "active_revision": "x"}}}).encode()
+
+
 async def sidecar(index: int, port: int, seed: dict, path: str, etag: str, wait: int, stats: Stats, stop: asyncio.Event):
-    poll_headers = {"Authorization": f"Bearer {seed['token']}", "Prefer": f"modes=snapshot,delta;wait={wait}",
-                    "User-Agent": "Open Policy Agent/1.4.2 (linux, amd64)"}
-    post_headers = {"Authorization": f"Bearer {seed['token']}", "Content-Type": "application/json",
-                    "User-Agent": "Open Policy Agent/1.4.2 (linux, amd64)"}
+    auth = f"Bearer {seed['token']}"
     instance = str(uuid.uuid4())
+    status_request = http_request("POST", "/opa/status", {"Authorization": auth, "Content-Type": "application/json",
+                                                          "User-Agent": OPA_AGENT}, status_report(seed, instance))
+    log_headers = {"Authorization": auth, "Content-Type": "application/json", "Content-Encoding": "gzip",
+                   "User-Agent": OPA_AGENT}
+
+    def poll_request(held: str) -> bytes:
+        return http_request("GET", path, {"Authorization": auth, "Prefer": f"modes=snapshot,delta;wait={wait}",
+                                          "User-Agent": OPA_AGENT, "If-None-Match": held})
 
     async def polls():
         nonlocal etag
-        conn = await Connection.open(port)
+        conn = await LeanConnection.open(port)
+        request = poll_request(etag)
         try:
             while not stop.is_set():
                 started = time.time()
-                status, headers, _ = await conn.request("GET", path, {**poll_headers, "If-None-Match": etag})
+                status, head, _ = await conn.send(request)
                 if status == 304:
-                    stats.late_at.append(time.time())
-                    stats.lateness.append(stats.late_at[-1] - started - wait)
-                    if "x-bench-hold" in headers:
-                        stats.late_chosen.append(stats.late_at[-1] - started - float(headers["x-bench-hold"]))
+                    arrived = time.time()
+                    stats.late_at.append(arrived)
+                    stats.lateness.append(arrived - started - wait)
+                    hold = header_of(head, b"x-bench-hold")
+                    if hold is not None:
+                        stats.late_chosen.append(arrived - started - float(hold))
+                        stats.chosen_at.append(arrived)
                 elif status == 200:
-                    etag = headers.get("etag", etag)
+                    etag = header_of(head, b"etag") or etag
+                    request = poll_request(etag)
                     stats.woken_at.append((port, time.time()))
                 else:
                     stats.error(f"poll HTTP {status}")
@@ -136,34 +243,24 @@ async def sidecar(index: int, port: int, seed: dict, path: str, etag: str, wait:
             conn.close()
 
     async def posts():
-        conn = await Connection.open(port)
+        conn = await LeanConnection.open(port)
         await asyncio.sleep(random.uniform(0, 5))
-        n = 0
         try:
             while not stop.is_set():
-                n += 1
-                status_report = {"labels": {"id": instance, "version": "1.4.2"},
-                                 "bundles": {seed["env"]: {"name": seed["env"], "active_revision": "x"}}}
                 started = time.perf_counter()
-                status, _, _ = await conn.request("POST", "/opa/status", post_headers, json.dumps(status_report).encode())
+                status, _, _ = await conn.send(status_request)
                 stats.posts.append(time.perf_counter() - started)
                 if status != 200:
                     stats.error(f"status HTTP {status}")
-                events = [{"decision_id": str(uuid.uuid4()), "path": "warden/decision", "labels": {"id": instance},
-                           "timestamp": "2026-11-30T05:00:00.000000Z", "input": {"agent": {"name": f"fleet-{seed['tag']}-1"}},
-                           "result": {"allow": True}} for _ in range(5)]
+                body = log_events(seed, instance)
                 started = time.perf_counter()
-                status, _, _ = await conn.request("POST", "/opa/logs", {**post_headers, "Content-Encoding": "gzip"},
-                                                  gzip.compress(json.dumps(events).encode()))
+                status, _, _ = await conn.send(http_request("POST", "/opa/logs", log_headers, body))
                 stats.posts.append(time.perf_counter() - started)
                 if status == 200:
-                    stats.events_accepted += len(events)
+                    stats.events_accepted += 5
                 else:
                     stats.error(f"logs HTTP {status}")
-                try:
-                    await asyncio.wait_for(stop.wait(), random.uniform(8, 12))
-                except TimeoutError:
-                    pass
+                await asyncio.sleep(random.uniform(8, 12))  # cancelled at the end
         finally:
             conn.close()
 
@@ -174,17 +271,66 @@ async def sidecar(index: int, port: int, seed: dict, path: str, etag: str, wait:
 
 
 async def plain_gets(port: int, seed: dict, path: str, etag_of, stats: Stats, stop: asyncio.Event):
-    conn = await Connection.open(port)
+    conn = await LeanConnection.open(port)
     headers = {"Authorization": f"Bearer {seed['token']}", "Prefer": "modes=snapshot,delta"}
     try:
         while not stop.is_set():
             started = time.perf_counter()
-            status, _, _ = await conn.request("GET", path, {**headers, "If-None-Match": etag_of()})
+            status, _, _ = await conn.send(http_request("GET", path, {**headers, "If-None-Match": etag_of()}))
             if status == 304:
                 stats.plain.append(time.perf_counter() - started)
             await asyncio.sleep(0.01)
     finally:
         conn.close()
+
+
+async def cpu_per_request(port: int, server, seed: dict, path: str, etag: str) -> tuple[list[tuple[str, str]], int]:
+    """Web CPU per answer of each kind, one kind at a time against one web process before the
+    fleet starts: its user + system CPU over the phase, less its idle rate, per request. CPU
+    time is what other load on the machine barely moves (unlike latencies). Returns the rows
+    and the decision-log events it posted."""
+    auth = f"Bearer {seed['token']}"
+    instance = str(uuid.uuid4())
+
+    async def idle_rate() -> float:
+        cpu, started = cpu_seconds([server]), time.perf_counter()
+        await asyncio.sleep(2)
+        return (cpu_seconds([server]) - cpu) / (time.perf_counter() - started)
+
+    async def phase(connections: int, requests: list[bytes], expect: int) -> str:
+        rate = await idle_rate()
+        share = len(requests) // connections
+        errors = 0
+
+        async def one(mine: list[bytes]) -> None:
+            nonlocal errors
+            conn = await LeanConnection.open(port)
+            try:
+                for request in mine:
+                    status, _, _ = await conn.send(request)
+                    errors += status != expect
+            finally:
+                conn.close()
+
+        cpu, started = cpu_seconds([server]), time.perf_counter()
+        await asyncio.gather(*(one(requests[i * share:(i + 1) * share]) for i in range(connections)))
+        used = cpu_seconds([server]) - cpu - rate * (time.perf_counter() - started)
+        return f"{used * 1e6 / (share * connections):.0f}" + (f" ({errors} not {expect})" if errors else "")
+
+    poll = {"Authorization": auth, "User-Agent": OPA_AGENT, "If-None-Match": etag}
+    post = {"Authorization": auth, "Content-Type": "application/json", "User-Agent": OPA_AGENT}
+    plain = await phase(8, [http_request("GET", path, {**poll, "Prefer": "modes=snapshot,delta"})] * 2000, 304)
+    held = await phase(250, [http_request("GET", path, {**poll, "Prefer": "modes=snapshot,delta;wait=1"})] * 1000, 304)
+    status = await phase(8, [http_request("POST", "/opa/status", post, status_report(seed, instance))] * 1200, 200)
+    logs = await phase(8, [http_request("POST", "/opa/logs", {**post, "Content-Encoding": "gzip"},
+                                        log_events(seed, instance)) for _ in range(1200)], 200)
+    return [
+        ("web CPU µs per request, one kind at a time (web 0, idle CPU subtracted):", ""),
+        ("  plain conditional GET answered 304", plain),
+        ("  long poll answered 304 at its wait's end (wait=1, 250 held at once)", held),
+        ("  status report (POST /opa/status)", status),
+        ("  decision-log chunk, 5 events gzip (POST /opa/logs)", logs),
+    ], 1200 * 5
 
 
 # --server-probe: bench-only ASGI wrapper (nothing of it is in the product). For each long
@@ -193,7 +339,17 @@ async def plain_gets(port: int, seed: dict, path: str, etag_of, stats: Stats, st
 # from late work after it. GET /bench/probe returns them (and resets them).
 PROBE = r"""
 import asyncio as _asyncio, contextvars as _contextvars, json as _json, re as _re, time as _time
-_probe = {"late": [], "lag": []}
+_probe = {"late": [], "lag": [], "gc": []}
+import gc as _gc
+_gc_started = [0.0]
+def _gc_timed(phase, info):  # full collections (generation 2): (time.time(), seconds)
+    if info["generation"] != 2:
+        return
+    if phase == "start":
+        _gc_started[0] = _time.perf_counter()
+    else:
+        _probe["gc"].append((_time.time(), _time.perf_counter() - _gc_started[0]))
+_gc.callbacks.append(_gc_timed)
 # The hold the server chose for this request (longpoll.hold_seconds, when the tree has it: it
 # may end a wait early on purpose), so lateness is measured past the end the server chose.
 _chosen = _contextvars.ContextVar("bench_chosen_hold")
@@ -214,14 +370,14 @@ def probed(app):
         while True:
             started = _time.perf_counter()
             await _asyncio.sleep(0.005)
-            _probe["lag"].append(_time.perf_counter() - started - 0.005)
+            _probe["lag"].append((_time.time(), _time.perf_counter() - started - 0.005))
     async def wrapped(scope, receive, send):
         if scope["type"] == "http" and scope["path"] == "/bench/probe":
             if not _probe.get("started"):
                 _probe["started"] = _asyncio.ensure_future(_lag())
-                _probe["lag"].clear(); _probe["late"].clear()
-            body = _json.dumps({"late": _probe["late"], "lag": _probe["lag"]}).encode()
-            _probe["late"], _probe["lag"] = [], []
+                _probe["lag"].clear(); _probe["late"].clear(); _probe["gc"].clear()
+            body = _json.dumps({"late": _probe["late"], "lag": _probe["lag"], "gc": _probe["gc"]}).encode()
+            _probe["late"], _probe["lag"], _probe["gc"] = [], [], []
             await send({"type": "http.response.start", "status": 200,
                         "headers": [(b"content-length", str(len(body)).encode())]})
             await send({"type": "http.response.body", "body": body})
@@ -264,7 +420,8 @@ async def fleet_part(indices: range, ports: list[int], seed: dict, path: str, et
     return tasks
 
 
-STATS_FIELDS = ("lateness", "late_chosen", "late_at", "woken_at", "loop_lag", "posts", "events_accepted", "errors")
+STATS_FIELDS = ("lateness", "late_chosen", "chosen_at", "late_at", "woken_at", "loop_lag", "posts", "events_accepted", "errors",
+                "client_cpu")
 
 
 def load_child(config: dict) -> None:
@@ -273,12 +430,14 @@ def load_child(config: dict) -> None:
 
     async def main() -> None:
         stats, stop = Stats(), asyncio.Event()
+        cpu = time.process_time()
         tasks = await fleet_part(range(config["first"], config["sidecars"], config["procs"]), config["ports"],
                                  config["seed"], config["path"], config["etag"], config["wait"], stats, stop,
                                  config["procs"])
         loop = asyncio.get_running_loop()
         while (await loop.run_in_executor(None, sys.stdin.readline)).strip() not in ("stop", ""):
             print(len(stats.woken_at), flush=True)
+        stats.client_cpu = time.process_time() - cpu
         stop.set()
         await asyncio.sleep(0.5)
         for task in tasks:
@@ -315,8 +474,8 @@ class LoadProcesses:
         for line in await self._ask("stop"):
             part = json.loads(line)
             for name in STATS_FIELDS:
-                if name == "events_accepted":
-                    stats.events_accepted += part[name]
+                if name in ("events_accepted", "client_cpu"):
+                    setattr(stats, name, getattr(stats, name) + part[name])
                 elif name == "errors":
                     for what, n in part[name].items():
                         stats.errors[what] = stats.errors.get(what, 0) + n
@@ -326,8 +485,19 @@ class LoadProcesses:
             child.wait(timeout=30)
 
 
+async def queue_drained(env: dict[str, str], max_seconds: float = 120) -> None:
+    """Until the upload queue is empty (the worker stored what the CPU phases posted)."""
+    import redis
+
+    client = redis.Redis.from_url(env["REDIS_URL"])
+    deadline = time.time() + max_seconds
+    while client.llen("warden:opa:uploads") and time.time() < deadline:
+        await asyncio.sleep(0.5)
+    client.close()
+
+
 async def probe(ports: list[int]) -> dict:
-    merged: dict[str, list[float]] = {"late": [], "lag": []}
+    merged: dict[str, list] = {"late": [], "lag": [], "gc": []}
     for port in ports:
         conn = await Connection.open(port)
         _, _, body = await conn.request("GET", "/bench/probe", {})
@@ -347,18 +517,24 @@ def web_tier(env: dict[str, str], count: int, base_port: int, worker: bool, serv
             port = base_port + i if base_port else free_port()
             server = SERVER.replace("uvicorn.run(application", PROBE + "uvicorn.run(probed(application)") \
                 if server_probe else SERVER
-            processes.append(subprocess.Popen([PYTHON, "-c", server, str(port)], cwd=ROOT, env=env))
+            processes.append(subprocess.Popen([PYTHON, "-c", server, str(port)], cwd=TREE, env=env))
             ports.append(port)
         workers = []
         if worker:
             workers.append(subprocess.Popen(
                 [PYTHON, "-m", "celery", "-A", "controlplane", "worker", "--pool", "solo", "--loglevel", "WARNING",
                  "--without-gossip", "--without-mingle", "--without-heartbeat", "-n", f"fleet-{os.getpid()}@%h"],
-                cwd=ROOT, env=env))
+                cwd=TREE, env=env))
         yield ports, processes, workers
     finally:
         for process in processes + (workers if worker else []):
             stop_process(process)
+
+
+def p99max(values: list[float]) -> str:
+    if not values:
+        return "-"
+    return f"{percentile(values, .99) * 1000:.1f} / {max(values) * 1000:.1f}"
 
 
 def held_spread(lateness: list[float], wait: int) -> str:
@@ -405,10 +581,16 @@ async def run(ports: list[int], servers, workers, seed: dict, args) -> list[tupl
         if status != 200:
             raise SystemExit(f"GET {path}: {status}")
     etag = headers["etag"]
+    stats, stop = Stats(), asyncio.Event()
+    cpu_rows: list[tuple[str, str]] = []
+    if not args.no_cpu_phases:
+        cpu_rows, stats.events_accepted = await cpu_per_request(ports[0], servers[0], seed, path, etag)
+        if workers:
+            await queue_drained(args.env)
     await asyncio.sleep(2)
     baseline = total_rss(servers)
     cpu_start, worker_cpu_start = cpu_seconds(servers), cpu_seconds(workers)
-    stats, stop = Stats(), asyncio.Event()
+    client_cpu = time.process_time()
     procs = max(1, args.load_procs)
     config = {"ports": ports, "seed": seed, "path": path, "etag": etag, "wait": args.wait, "sidecars": args.sidecars}
     children = LoadProcesses(procs, config, args.env)
@@ -435,6 +617,7 @@ async def run(ports: list[int], servers, workers, seed: dict, args) -> list[tupl
         await asyncio.sleep(0.2)
     peak = total_rss(servers)
     web_cpu = cpu_seconds(servers) - cpu_start
+    stats.client_cpu += time.process_time() - client_cpu
     server_side = await probe(ports) if args.server_probe else {}
     stop.set()
     await asyncio.sleep(0.5)
@@ -453,13 +636,16 @@ async def run(ports: list[int], servers, workers, seed: dict, args) -> list[tupl
         i = bisect.bisect_left(arrivals, at - 0.25)
         return i < len(arrivals) and arrivals[i] <= at + 0.25
 
+    clicked_at = stats.clicked or 0.0
+    before_click = [late for late, at in zip(stats.late_chosen, stats.chosen_at, strict=True) if at < clicked_at]
+    after_click = [late for late, at in zip(stats.late_chosen, stats.chosen_at, strict=True) if at >= clicked_at]
     lag_all = [lag for _, lag in stats.loop_lag]
     lag_herd = [lag for at, lag in stats.loop_lag if near_304s(at)]
     stored = {}
     if workers:
         queue_deadline = time.time() + 120  # the worker finishes the queue
         while time.time() < queue_deadline:
-            stored = json.loads(subprocess.run([PYTHON, "-c", STORED, seed["env"]], cwd=ROOT, env=args.env,
+            stored = json.loads(subprocess.run([PYTHON, "-c", STORED, seed["env"]], cwd=TREE, env=args.env,
                                                check=True, capture_output=True, text=True).stdout)
             if stored["events"] >= stats.events_accepted:
                 break
@@ -479,9 +665,13 @@ async def run(ports: list[int], servers, workers, seed: dict, args) -> list[tupl
         ("  count", f"{len(stats.lateness)}"),
         ("  held for (s) min / p50 / max", held_spread(stats.lateness, args.wait)),
         ("  past the end the server chose p50/p99/max (ms) (--server-probe)", p(stats.late_chosen)),
+        ("    before the click (the fleet held, nothing changing)", p(before_click)),
+        ("    from the click on (the suspension's rebuild and wake-ups)", p(after_click)),
         ("  busiest 100 ms: long-poll 304s arriving", f"{busiest(arrivals, 0.1)}"),
         (f"load generator loop lag p50/p99/max (ms), {procs} load process(es)", p(lag_all)),
         ("  while long-poll 304s arrive (±0.25 s) p50/p99/max (ms)", p(lag_herd)),
+        ("  load generator CPU µs per request (all load processes)",
+         f"{stats.client_cpu * 1e6 / max(requests, 1):.0f} ({stats.client_cpu:.1f} s)"),
         ("plain conditional GET 304 p50/p99/max (ms)", p(stats.plain)),
         ("  count", f"{len(stats.plain)}"),
         ("status + log posts p50/p99/max (ms)", p(stats.posts)),
@@ -493,8 +683,15 @@ async def run(ports: list[int], servers, workers, seed: dict, args) -> list[tupl
          p([w - min(wakeups) for w in wakeups] if wakeups else [])),
     ]
     if server_side:
+        clicked = stats.clicked or 0.0
+        full_gcs = [seconds for _, seconds in server_side["gc"]]
         rows[5:5] = [("  server side: 304 sent past the wait p50/p99/max (ms)", p(server_side["late"])),
-                     ("  server side: web loop lag p50/p99/max (ms)", p(server_side["lag"]))]
+                     ("  server side: web loop lag p50/p99/max (ms)", p([lag for _, lag in server_side["lag"]])),
+                     ("    before the click / from the click on, p99 / max (ms)",
+                      f"{p99max([lag for at, lag in server_side['lag'] if at < clicked])} / "
+                      f"{p99max([lag for at, lag in server_side['lag'] if at >= clicked])}"),
+                     ("  server side: full GC collections, count / max (ms)",
+                      f"{len(full_gcs)} / {max(full_gcs, default=0) * 1000:.1f}")]
     for i, port in enumerate(ports):
         where = "took the click" if i == 0 else "woken through Redis"
         rows.append((f"  web {i} ({where}) p50/p99/max (ms)", p(wakeups_by_web.get(port, []))))
@@ -505,7 +702,7 @@ async def run(ports: list[int], servers, workers, seed: dict, args) -> list[tupl
         rows.append(("decision-log events accepted / stored", f"{stats.events_accepted} / {stored.get('events', '-')}"))
         rows.append(("worker RSS (MiB)", f"{total_rss(workers):.0f}"))
     rows.append(("errors", json.dumps(stats.errors) if stats.errors else "none"))
-    return rows
+    return cpu_rows + rows
 
 
 def main() -> None:
@@ -518,18 +715,26 @@ def main() -> None:
     parser.add_argument("--resource", choices=["combined", "registry"], default="registry")
     parser.add_argument("--load-procs", type=int, default=1, help="load-generating processes")
     parser.add_argument("--server-probe", action="store_true", help="measure 304 lateness inside the web processes")
+    parser.add_argument("--no-cpu-phases", action="store_true", help="skip the CPU per request kind phases")
+    parser.add_argument("--tree", type=Path, default=ROOT,
+                        help="the source tree the web tier runs (e.g. an older worktree, for a before/after)")
     parser.add_argument("--load-child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.load_child:
         load_child(json.loads(args.load_child))
         return
-    env = bench_env(redis=True)
+    global TREE
+    TREE = args.tree.resolve()
+    env = {**bench_env(redis=True), "PYTHONPATH": str(TREE)}
     args.env = env
-    seed = migrate_and_seed(env, SEED)
+    subprocess.run([PYTHON, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=TREE, env=env, check=True, timeout=600)
+    seeded = subprocess.run([PYTHON, "-c", SEED, uuid.uuid4().hex[:6]], cwd=TREE, env=env, check=True,
+                            capture_output=True, text=True, timeout=300)
+    seed = json.loads(seeded.stdout.strip().splitlines()[-1])
     load = os.getloadavg()
     with web_tier(env, args.web, args.port, not args.no_worker, args.server_probe) as (ports, servers, workers):
         rows = asyncio.run(asyncio.wait_for(run(ports, servers, workers, seed, args), 900))
-    print(f"\nSidecar fleet: uvicorn ({args.web} process(es)){'' if args.no_worker else ' + 1 Celery worker'}, "
+    print(f"\nSidecar fleet ({TREE}): uvicorn ({args.web} process(es)){'' if args.no_worker else ' + 1 Celery worker'}, "
           f"PostgreSQL, Redis, {os.cpu_count()} CPUs (shared), Python {sys.version.split()[0]}, "
           f"resource {args.resource}, load average at start {load[0]:.2f} / at end {os.getloadavg()[0]:.2f}\n")
     width = max(len(name) for name, _ in rows)

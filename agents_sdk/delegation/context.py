@@ -27,8 +27,10 @@ REGISTRY_ROOT = "warden_registry"
 
 def registry_of(data: Any) -> Mapping[str, Any] | None:
     """``data.warden_registry`` of a bundle's data, or None."""
-    registry = data.get(REGISTRY_ROOT) if isinstance(data, Mapping) else None
-    return registry if isinstance(registry, Mapping) else None
+    # `type(x) is dict or isinstance(x, Mapping)`: called on every decision; the ABC check
+    # runs Python code, and a plain dict (what bundles and inputs are) can skip it.
+    registry = data.get(REGISTRY_ROOT) if (type(data) is dict or isinstance(data, Mapping)) else None
+    return registry if (type(registry) is dict or isinstance(registry, Mapping)) else None
 
 
 class ChainCache:
@@ -85,7 +87,7 @@ def delegation_input(
     ``input.delegation`` is still dropped.
     """
     context = input.get("context")
-    has_chain = isinstance(context, Mapping) and context.get("delegation") is not None
+    has_chain = (type(context) is dict or isinstance(context, Mapping)) and context.get("delegation") is not None
     if not has_chain and "delegation" not in input:
         return input, None, None
     result = dict(input)

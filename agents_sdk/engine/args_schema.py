@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeGuard
 
 TYPES = ("string", "number", "integer", "boolean", "array", "object", "null")
 _ANNOTATIONS = {"title", "description", "$schema"}
@@ -166,15 +166,22 @@ def tool_args_violations(input: Any, registry: Mapping[str, Any] | None) -> tupl
     """(tool, violations) of the input's arguments against the catalog's schema for its
     tool; no violations when the registry has no schema for it or the input's shape is not
     one a schema applies to (the input contract refuses those)."""
-    action = input.get("action") if isinstance(input, Mapping) else None
-    tool = action.get("tool") if isinstance(action, Mapping) else None
-    args = action.get("args", {}) if isinstance(action, Mapping) else None
-    tools = registry.get("tools") if isinstance(registry, Mapping) else None
-    spec = tools.get(tool) if isinstance(tools, Mapping) and isinstance(tool, str) else None
-    schema = spec.get("args_schema") if isinstance(spec, Mapping) else None
-    if not isinstance(schema, Mapping) or not isinstance(args, Mapping):
+    action = input.get("action") if _is_object(input) else None
+    tool = action.get("tool") if _is_object(action) else None
+    tools = registry.get("tools") if _is_object(registry) else None
+    spec = tools.get(tool) if isinstance(tool, str) and _is_object(tools) else None
+    schema = spec.get("args_schema") if _is_object(spec) else None
+    if schema is None or not _is_object(schema):  # the usual case: the catalog gives no schema
+        return str(tool), []
+    args = action.get("args", {}) if _is_object(action) else None
+    if not _is_object(args):
         return str(tool), []
     return str(tool), args_violations(args, schema)
+
+
+def _is_object(value: Any) -> TypeGuard[Mapping[str, Any]]:
+    # On every decision: a plain dict skips the Mapping ABC check, which runs Python code.
+    return type(value) is dict or isinstance(value, Mapping)
 
 
 def malformed_args_result(tool: str, violations: list[Violation]) -> dict[str, Any]:

@@ -11,12 +11,40 @@ very precise numbers, deep nesting, alternative argument names, and encoded secr
 from __future__ import annotations
 
 import base64
+import os
 import random
-from collections.abc import Iterator
+import re
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 SEED = 20261130
 SIZE = 12_000
+
+# A longer or another oracle run than the default (docs/rego-engine.md, "Conformance with real
+# OPA"): `WARDEN_ORACLE_CORPUS_SIZE=50000 nox -s opa-oracle`. Only the oracle reads them.
+ORACLE_SEED_VARIABLE = "WARDEN_ORACLE_CORPUS_SEED"
+ORACLE_SIZE_VARIABLE = "WARDEN_ORACLE_CORPUS_SIZE"
+
+
+def oracle_corpus_settings(environ: Mapping[str, str] = os.environ) -> tuple[int, int]:
+    """(seed, size) of the differential corpus the OPA oracle decides: SEED and SIZE unless
+    the environment sets WARDEN_ORACLE_CORPUS_SEED or WARDEN_ORACLE_CORPUS_SIZE.
+
+    Raises ValueError naming the variable when a value is not a whole number, or when the size
+    is below SIZE (a smaller corpus no longer reaches every rule)."""
+    settings = []
+    for variable, default, least in ((ORACLE_SEED_VARIABLE, SEED, 0), (ORACLE_SIZE_VARIABLE, SIZE, SIZE)):
+        text = environ.get(variable, "").strip()
+        if not text:
+            settings.append(default)
+            continue
+        if not re.fullmatch(r"-?[0-9]+", text):  # ASCII digits: int() also takes "1_000" and "１２"
+            raise ValueError(f"{variable} must be a whole number, not {text!r}")
+        value = int(text)
+        if value < least:
+            raise ValueError(f"{variable} must be at least {least}, not {value}")
+        settings.append(value)
+    return settings[0], settings[1]
 
 REGISTRY: dict[str, Any] = {
     "agents": {

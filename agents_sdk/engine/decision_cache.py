@@ -33,9 +33,19 @@ import json.encoder
 import json.scanner
 import os
 import re
+import threading
 from typing import Any
 
-__all__ = ["INPUT_ENCODER", "DecisionCache", "cache_enabled", "cache_key", "decision_cache_sound", "encode_input"]
+__all__ = [
+    "INPUT_ENCODER",
+    "DecisionCache",
+    "cache_enabled",
+    "cache_key",
+    "decision_cache_sound",
+    "encode_input",
+    "forget_encoding",
+    "remember_encoding",
+]
 
 # RFC 3339 date-time (section 5.6), ASCII digits only; fullmatch, so no trailing newline.
 _RFC3339 = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,9})?(?:Z|[+-][0-9]{2}:[0-9]{2})")
@@ -66,8 +76,31 @@ if json.encoder.c_make_encoder is not None and json.scanner.c_make_scanner is no
     _C_SCAN = json.scanner.c_make_scanner(_DECODER)
 
 
+class _KnownEncoding(threading.local):
+    value: Any = None
+    text: str | None = None
+
+
+# This thread's input whose text the caller has already made with encode_input (the Guard
+# validates an input by encoding it): the engine then takes that text instead of a second walk.
+_known = _KnownEncoding()
+
+
+def remember_encoding(value: Any, text: str) -> None:
+    """Until ``forget_encoding``, ``encode_input(value)`` in this thread is ``text``: the caller
+    made it with ``encode_input`` from the same, unchanged object."""
+    _known.value, _known.text = value, text
+
+
+def forget_encoding() -> None:
+    _known.value = _known.text = None
+
+
 def encode_input(value: Any) -> str:
     """``INPUT_ENCODER.encode(value)``, the same text and errors, without its per-call set-up."""
+    known = _known
+    if value is known.value and known.text is not None:
+        return known.text
     if _C_ENCODE is None:
         return INPUT_ENCODER.encode(value)
     try:

@@ -207,7 +207,7 @@ class Session:
         return vm
 
     def packages(self) -> list[str]:
-        return list(self._interpreter().get_packages())
+        return list(self._engine.get_packages())  # from the modules: no data needed
 
     def check(self, packages: list[str]) -> None:
         """Evaluate each package once with empty input, so unsafe variables and unknown
@@ -219,6 +219,8 @@ class Session:
                 engine.eval_query_as_json(package)  # JSON: Python sets cannot hold the objects a set rule may contain
             except RuntimeError as exc:
                 raise RegoCompileError(parse_regorus_errors(str(exc))) from None
+        if self.use_vm:
+            self._unload_interpreter_data()  # the VM decides: a second copy of the registry for nothing
 
     def _interpreter(self) -> Any:
         """The interpreter engine, with the current data loaded."""
@@ -228,10 +230,21 @@ class Session:
             self._pending_data = None
         return self._engine
 
+    def _unload_interpreter_data(self) -> None:
+        """Drop the interpreter's copy of the data, to be loaded again if it is next used:
+        where the VM decides, the interpreter is only a fallback. A 100,000-agent registry
+        takes ~170 MiB in either; freed before the VM loads its copy, the VM reuses that
+        memory instead of holding a second copy beside it."""
+        if self._pending_data is None:
+            self._engine.clear_data()
+            self._pending_data = self._data
+
     def replace_data(self, data: dict, generation: int) -> None:
         if self.use_vm:
             # Decisions are the VM's: the interpreter (a fallback) loads the data only if used.
             # Converting a 100,000-agent registry into it took as long as the VM's own load.
+            if self._pending_data is None:
+                self._engine.clear_data()  # the old data, loaded for a fallback since
             self._pending_data = data
         else:
             self._engine.clear_data()
@@ -366,6 +379,22 @@ class Session:
         if not rows:
             return None
         return rows[0]["expressions"][0]["value"]
+
+
+def entry_point_runner(modules: dict[str, str], data: dict, query_paths: list[str]) -> Any:
+    """For measurement only (bench/decision_engine.py --rules): a function that evaluates one
+    of `query_paths` (any rule, sets too) on the compiled VM for an input's JSON text and
+    returns the VM's JSON answer. Raises RuntimeError when the modules do not compile for it."""
+    program = regorus.Program.compile_from_modules("{}", sorted(modules.items()), list(query_paths))
+    vm = regorus.Rvm()
+    vm.load_program(program)
+    vm.set_data_json(json.dumps(data))
+
+    def run(query_path: str, input_text: str) -> str:
+        vm.set_input_json(input_text)
+        return str(vm.execute_entry_point(query_path))
+
+    return run
 
 
 def _root_name(node: dict) -> str:

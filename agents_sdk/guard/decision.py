@@ -41,6 +41,7 @@ DECISION_PATH = DECISION_QUERY.removeprefix("data.").replace(".", "/")
 EFFECTS = DECISION_EFFECTS
 # The controls a fail-closed deny answers to: robustness against faults (AI Act art. 15(4)).
 FAIL_CLOSED_CONTROLS = ("eu_ai_act.art15(4)",)
+_new = object.__new__
 # A result summary is a description, not the tool's output: bounded so a huge exception
 # message cannot bloat the audit log.
 MAX_SUMMARY_LENGTH = 500
@@ -115,21 +116,25 @@ class Decision:
             if not (type(raw) is dict or isinstance(raw, Mapping)):
                 return fail_closed("malformed-decision", "The policy answered a reason that is not an object")
             controls = raw.get("controls") or ()
-            reasons.append(
-                Reason(
-                    rule=str(raw.get("rule", "")),
-                    message=str(raw.get("message", "")),
-                    controls=tuple(map(str, controls)) if isinstance(controls, list | tuple) else (),
-                )
+            reason = _new(Reason)
+            # What the frozen dataclass's __init__ sets, without its object.__setattr__ per field
+            # (this runs on every decision).
+            reason.__dict__.update(
+                rule=str(raw.get("rule", "")),
+                message=str(raw.get("message", "")),
+                controls=tuple(map(str, controls)) if isinstance(controls, list | tuple) else (),
             )
+            reasons.append(reason)
         obligations = result.get("obligations")
-        return cls(
+        decision = _new(cls)
+        decision.__dict__.update(
             effect=effect,
             allow=effect == "allow",
             reasons=tuple(reasons),
             obligations=dict(obligations) if (type(obligations) is dict or isinstance(obligations, Mapping)) else {},
             decision_id=decision_id if isinstance(decision_id, str) else None,
         )
+        return decision
 
 
 def fail_closed(rule: str, message: str) -> Decision:
@@ -153,7 +158,10 @@ def fail_closed_result(rule: str, message: str) -> dict[str, Any]:
 
 def intent_payload(input: Mapping[str, Any], decision: Decision) -> dict[str, Any]:
     """The ``intent`` payload: the tool and its arguments, masked as the decision says."""
-    shown = masked(input, [f"{p}" for p in _mask_pointers(decision)])
+    pointers = _mask_pointers(decision)
+    if not pointers:  # the usual decision masks nothing: the arguments as they are
+        return {"tool": input["action"]["tool"], "args": input["action"]["args"]}
+    shown = masked(input, [f"{p}" for p in pointers])
     return {"tool": input["action"]["tool"], "args": shown["action"]["args"]}
 
 

@@ -27,6 +27,7 @@ from typing import Any, TypeVar, overload
 from agents_sdk.delegation import REFUSAL_RULE as DELEGATION_REFUSED
 from agents_sdk.delegation import ChainCache, delegation_input, registry_of
 from agents_sdk.engine.args_schema import malformed_args_result, tool_args_violations
+from agents_sdk.engine.decision_cache import forget_encoding, remember_encoding
 from agents_sdk.guard.backends import DecisionBackend
 from agents_sdk.guard.decision import (
     Decision,
@@ -37,7 +38,7 @@ from agents_sdk.guard.decision import (
     raise_unless_allowed,
     result_payload,
 )
-from agents_sdk.guard.inputs import DEFAULT_MAX_BYTES, DEFAULT_MAX_DEPTH, input_problem, printable
+from agents_sdk.guard.inputs import DEFAULT_MAX_BYTES, DEFAULT_MAX_DEPTH, encoded_input, input_problem, printable
 from agents_sdk.identity import AgentIdentity
 from agents_sdk.records import MAX_SESSION_ID_LENGTH, ActionSigner, utc_timestamp
 
@@ -126,13 +127,21 @@ class Guard:
         and any other field the organisation's policies read; ``server`` (an MCP server
         name) goes to ``input.action.server``. None values are left out.
         """
-        merged = {**(_scoped_context.get() or {}), **context}
+        scoped = _scoped_context.get()
+        merged = {**scoped, **context} if scoped else context
         call_args: Any = dict(args) if (type(args) is dict or isinstance(args, Mapping)) else ({} if args is None else args)
         action: dict[str, Any] = {"type": "tool_call", "tool": tool, "args": call_args}
         server = merged.pop("server", None)
         if server is not None:
             action["server"] = server
         ctx: dict[str, Any] = {}
+        if not merged:  # the usual call: the Guard's own session and environment, stamped now
+            if self.session_id is not None:
+                ctx["session_id"] = self.session_id
+            if self.environment is not None:
+                ctx["environment"] = self.environment
+            ctx["time"] = utc_timestamp()
+            return {"agent": dict(self._agent, scopes=list(self._agent["scopes"])), "action": action, "context": ctx}
         session_id = merged.pop("session_id", None) or self.session_id
         if session_id is not None:
             ctx["session_id"] = session_id
@@ -166,7 +175,11 @@ class Guard:
         non-JSON values, excessive depth or size give a ``malformed-input`` deny naming
         the field, and never reach the engine. Never raises for a policy outcome.
         """
-        problem = self.input_problem(input)
+        return self._decide(input)[0]
+
+    def _decide(self, input: dict[str, Any]) -> tuple[Decision, str | None]:
+        """``decide``, and the session the records were signed in (None without a signer)."""
+        problem, text = self._checked(input)
         chain = _chain_of(input)
         verified = None
         if problem is not None:
@@ -174,6 +187,7 @@ class Guard:
         else:
             # A chain is verified here when the bundle is in process, else by the sidecar.
             registry = registry_of(getattr(self.backend, "data", None))
+            checked = input
             input, verified, refusal = delegation_input(input, registry, cache=self._chains)
             # The catalog's argument schema, checked as the pack and `warden sidecar` check it.
             tool, violations = tool_args_violations(input, registry)
@@ -181,11 +195,20 @@ class Guard:
                 decision = fail_closed(DELEGATION_REFUSED, refusal)
             elif violations:
                 decision = Decision.from_result(malformed_args_result(tool, violations), None)
-            else:
+            elif text is None or input is not checked:
                 raw, decision_id = self.backend.decide(input, timeout=self.timeout)
                 decision = Decision.from_result(raw, decision_id)
+            else:
+                # The engine takes the text the check made: the input is encoded once.
+                remember_encoding(input, text)
+                try:
+                    raw, decision_id = self.backend.decide(input, timeout=self.timeout)
+                finally:
+                    forget_encoding()
+                decision = Decision.from_result(raw, decision_id)
+        session_id = None
         if self.signer is not None:
-            session_id = self.session_of(input)
+            session_id = self.session_of(input, checked=problem is None)
             if problem is None:
                 intent = intent_payload(input, decision)
                 if verified is not None:  # the record carries the chain, so `warden audit verify` re-checks it
@@ -195,40 +218,49 @@ class Guard:
                 intent = {"tool": _tool_name_of(input), "args": {}}
             # One spool write for both when the signer signs in the background; before any tool runs.
             self.signer.append_many(session_id, (("intent", intent), ("decision", decision_payload(decision))))
-        return decision
+        return decision, session_id
 
-    def session_of(self, input: Mapping[str, Any]) -> str:
+    def session_of(self, input: Mapping[str, Any], *, checked: bool = False) -> str:
         """The session a decision of ``input`` is signed in: the input's ``session_id`` when it
-        is a usable string, else the Guard's own."""
+        is a usable string, else the Guard's own. ``checked``: ``input_problem`` passed it."""
         context = input.get("context") if (type(input) is dict or isinstance(input, Mapping)) else None
         session_id = context.get("session_id") if (type(context) is dict or isinstance(context, Mapping)) else None
+        if checked and type(session_id) is str:  # the check refuses an input whose session id is unusable
+            return session_id
         if _session_id_problem(session_id) is None:
             return str(session_id)
         return self.session_id or str(uuid.uuid4())
 
     def input_problem(self, input: Any) -> str | None:
         """None when ``input`` may go to the engine, else why not (a JSON Pointer first)."""
+        return self._checked(input)[0]
+
+    def _checked(self, input: Any) -> tuple[str | None, str | None]:
+        """``input_problem``'s answer, and the input's JSON text for the engine when the check
+        made it (``agents_sdk.guard.inputs.encoded_input``: the usual input is never walked)."""
         if not (type(input) is dict or isinstance(input, Mapping)):
-            return f"the input is a {type(input).__name__}, not an object with agent, action and context"
+            return f"the input is a {type(input).__name__}, not an object with agent, action and context", None
         action = input.get("action")
         if not (type(action) is dict or isinstance(action, Mapping)):
-            return "/action is missing or not an object"
+            return "/action is missing or not an object", None
         tool = action.get("tool")
         if not isinstance(tool, str) or not tool:
-            return "/action/tool: the tool name must be a non-empty string"
+            return "/action/tool: the tool name must be a non-empty string", None
         args = action.get("args")
         if not (type(args) is dict or isinstance(args, Mapping)):
-            return f"/action/args is a {type(args).__name__}; tool arguments must be an object"
-        problem = input_problem(input, max_depth=self.max_input_depth, max_bytes=self.max_input_bytes)
-        if problem is not None:
-            return problem
+            return f"/action/args is a {type(args).__name__}; tool arguments must be an object", None
+        text = encoded_input(input, max_depth=self.max_input_depth, max_bytes=self.max_input_bytes)
+        if text is None:
+            problem = input_problem(input, max_depth=self.max_input_depth, max_bytes=self.max_input_bytes)
+            if problem is not None:
+                return problem, None
         context = input.get("context")
         if (type(context) is dict or isinstance(context, Mapping)) and "session_id" in context:
             # The decision is signed in this session: it must be a session id records can carry.
             problem = _session_id_problem(context["session_id"])
             if problem is not None:
-                return f"/context/{problem}; use a UUID or another short printable id"
-        return None
+                return f"/context/{problem}; use a UUID or another short printable id", None
+        return None, text
 
     def enforce(self, tool: str, args: Mapping[str, Any] | None = None, **context: Any) -> Decision:
         """``check``, then raise unless the decision is allow.
@@ -258,7 +290,7 @@ class Guard:
     def record_result(self, session_id: str, tool: str, summary: str) -> None:
         """Sign the ``result`` record of a call (does nothing without a signer)."""
         if self.signer is not None:
-            self.signer.append(session_id, "result", result_payload(tool, summary))
+            self.signer.append_many(session_id, (("result", result_payload(tool, summary)),))
 
     # -- the decorator ----------------------------------------------------------------
 
@@ -338,9 +370,13 @@ class Guard:
             def before(call_args: tuple[Any, ...], call_kwargs: dict[str, Any]) -> str:
                 args = tool_args(call_args, call_kwargs)
                 input = self.build_input(tool_name, args)
-                decision, input = self.resolve(input, self.decide(input))
+                decision, session_id = self._decide(input)
+                if self.approvals is not None:
+                    decision, input = self.resolve(input, decision)
+                    session_id = None
                 raise_unless_allowed(tool_name, args, decision)
-                return self.session_of(input)
+                # The result is signed in the session of the decision (without a signer: unused).
+                return session_id if session_id is not None else self.session_of(input)
 
             def describe(result: Any) -> str:
                 return summarize(result) if summarize is not None else f"returned {type(result).__name__}"

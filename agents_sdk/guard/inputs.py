@@ -21,11 +21,14 @@ The walk is iterative, so a hostile depth cannot exhaust Python's stack either.
 
 from __future__ import annotations
 
+import json
+import json.scanner
 from typing import Any
 
+from agents_sdk.engine.decision_cache import encode_input
 from agents_sdk.pointers import escape
 
-__all__ = ["DEFAULT_MAX_BYTES", "DEFAULT_MAX_DEPTH", "input_problem", "printable"]
+__all__ = ["DEFAULT_MAX_BYTES", "DEFAULT_MAX_DEPTH", "encoded_input", "input_problem", "printable"]
 
 DEFAULT_MAX_DEPTH = 64
 """Nested objects/arrays allowed in one decision input (the args start at depth 3)."""
@@ -34,6 +37,21 @@ DEFAULT_MAX_BYTES = 1024 * 1024
 
 _INT_MIN, _INT_MAX = -(2**63), 2**63 - 1
 _INF = float("inf")
+# The walk counts at most this many bytes per byte of the input's JSON text (a 0 in a list: 21).
+_SIZE_PER_TEXT_BYTE = 25
+
+
+def _int_in_range(text: str) -> int:
+    """The decoder's reading of an integer: refuses one outside the signed 64-bit range."""
+    value = int(text)
+    if not _INT_MIN <= value <= _INT_MAX:
+        raise ValueError(f"{text} is outside the signed 64-bit range")  # the walk then names it
+    return value
+
+
+# Integers only (rare in arguments) go through Python: everything else is the C scanner's.
+_DECODER = json.JSONDecoder(parse_int=_int_in_range)
+_SCAN: Any = json.scanner.make_scanner(_DECODER)  # type: ignore[arg-type]  # the C scanner where there is one
 
 
 def printable(text: object, limit: int = 200) -> str:
@@ -54,6 +72,31 @@ def _string_problem(text: str) -> str | None:
         return f"contains a lone surrogate (U+{ord(text[exc.start]):04X}), which is not valid Unicode; send UTF-8 text"
     if "\x00" in text:
         return "contains U+0000 (NUL), which the audit log cannot store; remove or encode it"
+    return None
+
+
+def encoded_input(value: Any, *, max_depth: int = DEFAULT_MAX_DEPTH, max_bytes: int = DEFAULT_MAX_BYTES) -> str | None:
+    """The input's JSON text as the engine takes it (``decision_cache.encode_input``) when the
+    text shows ``input_problem`` would find nothing, else None (then walk it for the problem).
+
+    The encoder (in C) refuses what is not JSON, NaN and infinities; the rest is read off the
+    text: no lone surrogate (it has no UTF-8 form), no escaped U+0000, fewer brackets than the
+    depth limit, few enough bytes, and its decoding (which refuses an integer outside the
+    signed 64-bit range) equals the value (a non-string key the encoder turned into a string,
+    or a tuple, makes them differ). Every test is conservative: what it passes, the walk passes.
+    """
+    try:
+        text = encode_input(value)
+        size = len(text.encode("utf-8"))
+        if (
+            size * _SIZE_PER_TEXT_BYTE <= max_bytes
+            and text.count("[") + text.count("{") <= max_depth
+            and "\\u0000" not in text
+            and _SCAN(text, 0)[0] == value
+        ):
+            return text
+    except (TypeError, ValueError, RecursionError):  # UnicodeEncodeError is a ValueError
+        pass
     return None
 
 

@@ -17,6 +17,7 @@ import json
 import json.encoder
 import json.scanner
 import math
+import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -91,12 +92,13 @@ def signable_payload(payload: Any) -> tuple[bytes, Any]:
     store cannot hold (U+0000, too deep, too long).
     """
     try:
-        encoded = _encode_fast(payload).encode("utf-8")
+        text = _encode_fast(payload)
+        encoded = text.encode("utf-8")
         # Under these bounds no string, total or nesting limit can be exceeded; U+0000 is
         # escaped by the encoder, so its absence shows as the absence of its escape.
         if (len(encoded) <= MAX_STRING_LENGTH and _NUL not in encoded
                 and encoded.count(b"[") + encoded.count(b"{") <= MAX_PAYLOAD_DEPTH):
-            copy = _decode_fast(encoded.decode("utf-8"))
+            copy = _decode_fast(text)
             if copy == payload:
                 return encoded, copy
     except (TypeError, ValueError, RecursionError):
@@ -185,11 +187,20 @@ def signing_bytes(record: Mapping[str, Any]) -> bytes:
     return canonical_json({k: v for k, v in record.items() if k != "signature"})
 
 
+_this_second: tuple[int, str] = (-1, "")
+
+
 def utc_timestamp(moment: datetime | None = None) -> str:
     """Return ``moment`` (default now) as RFC 3339 UTC with microseconds: ``2025-01-31T12:00:00.000000Z``."""
     if moment is None:
-        # isoformat is several times faster than strftime; now(UTC) ends in +00:00.
-        return datetime.now(UTC).isoformat(timespec="microseconds")[:-6] + "Z"
+        global _this_second
+        # As datetime.now(UTC) reads the clock (microseconds, rounded down), with the date and
+        # time of day formatted once per second: this runs on every governed call.
+        seconds, micros = divmod(time.time_ns() // 1000, 1_000_000)
+        second = _this_second
+        if second[0] != seconds:
+            second = _this_second = (seconds, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)))
+        return f"{second[1]}.{micros:06d}Z"
     if moment.tzinfo is None:
         raise SigningError("record times must be timezone-aware")
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

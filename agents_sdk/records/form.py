@@ -62,6 +62,18 @@ RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:Z|[+
 
 def payload_problem(kind: str, payload: Any) -> str | None:
     """Return why ``payload`` is not a valid payload for ``kind``, or None if it is."""
+    # The three kinds of every governed call, checked inline when plainly valid (each call
+    # signs all three); anything else gets the general check and its message.
+    if type(payload) is dict:
+        if kind == "intent":
+            tool = payload.get("tool")
+            if type(tool) is str and tool and type(payload.get("args")) is dict:
+                return None
+        elif kind == "decision":
+            if payload.get("effect") in DECISION_EFFECTS and type(payload.get("reasons")) is list:
+                return None
+        elif kind == "result" and type(payload.get("summary")) is str:
+            return None
     required = KIND_REQUIRED_FIELDS.get(kind)
     if required is None:
         return f"kind {kind!r} is not one of {', '.join(RECORD_KINDS)}"

@@ -9,13 +9,15 @@ as the embedded backend, and answers what agents ask an OPA:
     POST /v1/data/{path}   {"input": …} → {"result": …, "decision_id": …}  (result left out when undefined)
     GET  /v1/data/{path}   the same without input (or ?input=<JSON>)
     GET  /health           200 once a bundle is active, 500 before (also ?bundles, ?plugins)
+    GET  /metrics          decision-log counters (dropped, uploaded, pending), Prometheus text
 
 Each decision is shipped to ``<decision_logs service>/logs`` in OPA's decision-log format
 (gzip JSON array, batched, retried with backoff, bounded queue), and the sidecar's state
 to ``<status service>/status`` as OPA does. Where a real OPA runs, it replaces the
 sidecar with no change for the agents.
 
-HTTP is parsed by httptools (llhttp) under an asyncio protocol of the sidecar's own, with
+HTTP is parsed by httptools (llhttp) under an asyncio protocol of the sidecar's own (on
+uvloop's event loop where uvloop is installed), with
 limits on head and body size and on the time a request may take to arrive
 (``agents_sdk.sidecar.serving``); decisions are evaluated on the event loop's thread, which
 owns the engine, as each request completes, so a request costs one parse, one evaluation

@@ -42,8 +42,17 @@ from agents_sdk.engine.args_schema import malformed_args_result, tool_args_viola
 from agents_sdk.guard import DECISION_QUERY, EmbeddedBackend
 from agents_sdk.guard.decision import fail_closed_result
 from agents_sdk.guard.inputs import input_problem
-from agents_sdk.pointers import masked
-from agents_sdk.sidecar.answers import ENCODE, Decided, DecisionIds, as_json, encode, encode_result, string
+from agents_sdk.sidecar.answers import (
+    Decided,
+    DecisionIds,
+    LogEvents,
+    Repeat,
+    RepeatAnswers,
+    as_json,
+    encode,
+    encode_result,
+    log_metrics_text,
+)
 from agents_sdk.sidecar.config import (
     DEFAULT_ADDR,
     PATH_SEGMENT,
@@ -55,7 +64,7 @@ from agents_sdk.sidecar.config import (
     load_config,
 )
 from agents_sdk.sidecar.logproc import DecisionLogProcess
-from agents_sdk.sidecar.uploads import DecisionLogShipper, StatusReporter, timestamp
+from agents_sdk.sidecar.uploads import DecisionLogShipper, StatusReporter
 
 logger = logging.getLogger(__name__)
 
@@ -115,8 +124,8 @@ class Sidecar:
         self._routes: dict[str, tuple[str, str, bool] | None] = {}
         self.freeze_heap = False  # gc.freeze() after each activation: see _settle_heap
         self._decision_ids = DecisionIds()
-        self._log_head = '{"labels":' + ENCODE(self.labels) + ',"decision_id":"'
-        self._log_revision = ("", "")
+        self._repeats = RepeatAnswers()
+        self._log_events = LogEvents(self.labels, config.bundle.name, lambda: self.backend.revision)
         self._started = threading.Event()
         self._start_error: BaseException | None = None
         self.address: tuple[str, int] = self._bind
@@ -184,7 +193,7 @@ class Sidecar:
         return f"http://{self.address[0]}:{self.address[1]}"
 
     def _serve(self) -> None:
-        loop = asyncio.new_event_loop()
+        loop = self._serving.new_event_loop()
         self._loop = loop
         asyncio.set_event_loop(loop)
         try:
@@ -268,6 +277,16 @@ class Sidecar:
             report["decision_logs"] = logs
         return report
 
+    def metrics_text(self) -> str:
+        """``GET /metrics`` in Prometheus's text format: decisions answered again from the
+        table of repeated answers, and the decision-log counters, read without waiting on
+        the uploader (the event loop serves it)."""
+        return (
+            "# HELP warden_sidecar_repeated_answers_total Decisions answered from the table of repeated answers.\n"
+            "# TYPE warden_sidecar_repeated_answers_total counter\n"
+            f"warden_sidecar_repeated_answers_total {self._repeats.hits}\n"
+        ) + log_metrics_text(self.decision_logs.counters() if self.decision_logs is not None else None)
+
     # -- HTTP -----------------------------------------------------------------------------
 
     def _answer(self, method: str, target: str, body: bytes, requested_by: str) -> tuple[int, bytes]:
@@ -299,6 +318,10 @@ class Sidecar:
                 return 500, encode({"error": f"bundle {status.name} not activated"
                                      + (f": {status.message}" if status.message else "")})
             return 200, b"{}"
+        if path == "/metrics":
+            if method != "GET":
+                return 405, encode({"code": "method_not_allowed", "message": "use GET"})
+            return 200, self._serving.PrometheusText(self.metrics_text().encode("utf-8"))
         if path.startswith(("/access/v1/", "/.well-known/authzen-configuration")):
             # AuthZEN 1.0 (agents_sdk/sidecar/authzen.py), decided through _data like every caller.
             answer = authzen.handle(self, method, path, body, requested_by)
@@ -349,6 +372,9 @@ class Sidecar:
         if route is None:
             return 400, {"code": "invalid_parameter", "message": "unsupported data path: segments must be Rego identifiers"}
         query, log_path, is_decision = route
+        repeatable = is_decision and method == "POST" and self._repeats.admits(body, self.backend)
+        if repeatable and self.bundles.age_problem() is None and (repeat := self._repeats.get(body)) is not None:
+            return self._decided_again(repeat, log_path, requested_by, "metrics" in params)
         has_input, input_value = False, None
         if method == "POST" and body.strip():
             try:
@@ -372,7 +398,12 @@ class Sidecar:
         registry = registry_of(self.backend.data)
         if problem is None and isinstance(input_value, dict):
             # The policy sees only a verified chain (input.delegation), never the raw one.
+            raw_input = input_value
             input_value, _, refusal = delegation_input(input_value, registry, cache=self._chains)
+            # An input with a chain, or an approval grant, is decided against the clock: never repeated.
+            repeatable = repeatable and input_value is raw_input and not _presents_grant(input_value)
+        else:
+            repeatable = False
         started = time.perf_counter_ns()
         error = None
         stale = self.bundles.age_problem()
@@ -381,6 +412,7 @@ class Sidecar:
             result = fail_closed_result("malformed-input", problem)
             has_input, input_value = False, None  # never logged: it cannot be stored
         elif stale is not None:
+            repeatable = False
             result = fail_closed_result("stale-bundle", f"Every action is denied: {stale}") if is_decision else None
             if not is_decision:
                 error = {"code": "internal_error", "message": stale}
@@ -395,6 +427,7 @@ class Sidecar:
             except LookupError:
                 result = None  # no bundle yet: undefined, as in OPA
             except Exception as exc:  # noqa: BLE001 - RegoEngineError, or a value the engine's binding cannot convert
+                repeatable = False
                 message = str(exc) if isinstance(exc, RegoEngineError) else f"{type(exc).__name__}: {exc}"
                 # Log the text, never the exception: its frames hold this thread's engine session,
                 # and a kept log record would drop it on another thread ("Engine is unsendable").
@@ -409,47 +442,37 @@ class Sidecar:
         elapsed = time.perf_counter_ns() - started
         # Encoded once, for the answer and the decision log alike (Rego sets as OPA writes them).
         result_json = None if result is None else encode_result(result)
-        if self.decision_logs is not None:
-            event = self._log_event(decision_id, log_path, has_input, input_value, result, result_json, error,
-                                    elapsed, requested_by)
-            if event is not None:
+        if self.decision_logs is None and not (repeatable and has_input and error is None and result_json):
+            return Decided(decision_id, result, result_json, error, elapsed, "metrics" in params)
+        try:  # the event's input member: kept with a repeatable answer, logged with every one
+            logs = has_input and self.decision_logs is not None
+            logged_input = LogEvents.input_member(input_value, result) if logs else ""
+        except (TypeError, ValueError) as exc:  # never the decision's problem: count it, as OPA counts drops
+            if self.decision_logs is not None:
+                self.decision_logs.drop(decision_id, exc)
+        else:
+            if repeatable and has_input and error is None and result_json is not None:
+                self._repeats.put(body, Repeat(result, result_json, logged_input))
+            if self.decision_logs is not None:
+                event = self._log_events.event(decision_id, log_path, logged_input, result_json, error, elapsed,
+                                               requested_by)
                 self.decision_logs.log_encoded(event)
         return Decided(decision_id, result, result_json, error, elapsed, "metrics" in params)
 
-    def _log_event(self, decision_id: str, path: str, has_input: bool, input_value: Any, result: Any,
-                   result_json: str | None, error: dict[str, Any] | None, elapsed_ns: int,
-                   requested_by: str) -> bytes | None:
-        """The decision-log event in OPA's format, as the bytes ``json.dumps(event,
-        separators=(",", ":"))`` gives, built from fragments: the labels, path and bundle
-        revision are encoded once, the result is the answer's own encoding. None (a counted
-        drop) if the input has no JSON form."""
-        parts = [self._log_head, decision_id, '","path":', string(path), ',"requested_by":', string(requested_by),
-                 ',"timestamp":"', timestamp(), '","metrics":{"timer_rego_query_eval_ns":', str(elapsed_ns), "}"]
-        revision = self.backend.revision
-        if revision:
-            if revision != self._log_revision[0]:
-                self._log_revision = (revision, ',"bundles":' + ENCODE({self.config.bundle.name: {"revision": revision}}))
-            parts.append(self._log_revision[1])
-        if has_input:
-            pointers = (result.get("obligations") or {}).get("mask") if isinstance(result, dict) else None
-            try:
-                if pointers:
-                    # The policy asks that these input values never reach the audit log.
-                    erased = [f"/input{p}" for p in as_json(pointers)]
-                    shown = masked({"input": input_value}, erased, "**REDACTED**")["input"]
-                    parts += [',"input":', ENCODE(shown), ',"erased":', ENCODE(erased)]
-                else:
-                    parts += [',"input":', ENCODE(input_value)]
-            except (TypeError, ValueError) as exc:  # never the decision's problem: count it, as OPA counts drops
-                assert self.decision_logs is not None
-                self.decision_logs.drop(decision_id, exc)
-                return None
-        if result_json is not None:
-            parts += [',"result":', result_json]
-        if error is not None:
-            parts += [',"error":', ENCODE(error)]
-        parts.append("}")
-        return "".join(parts).encode("ascii")
+    def _decided_again(self, repeat: Repeat, log_path: str, requested_by: str, metrics: bool) -> Decided:
+        """A repeated request's answer (agents_sdk.sidecar.answers.RepeatAnswers), with a
+        decision id and a decision-log event of its own."""
+        decision_id = self._decision_ids.next()
+        if self.decision_logs is not None:
+            event = self._log_events.event(decision_id, log_path, repeat.logged_input, repeat.result_json, None, 0,
+                                           requested_by)
+            self.decision_logs.log_encoded(event)
+        return Decided(decision_id, repeat.result, repeat.result_json, None, 0, metrics)
+
+
+def _presents_grant(input_value: dict[str, Any]) -> bool:
+    context = input_value.get("context")
+    return isinstance(context, dict) and "approval_token" in context
 
 
 def _short(exc: BaseException) -> str:

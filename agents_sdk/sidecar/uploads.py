@@ -138,6 +138,10 @@ class DecisionLogShipper:
     def pending(self) -> int:
         return len(self._queue)
 
+    def counters(self) -> dict[str, int]:
+        """``uploaded``, ``dropped`` and ``pending`` (served at the sidecar's /metrics)."""
+        return {"uploaded": self.uploaded, "dropped": self.dropped, "pending": len(self._queue)}
+
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="warden-decision-logs", daemon=True)
         self._thread.start()

@@ -14,7 +14,7 @@ from collections import Counter
 import pytest
 
 from agents_sdk.engine import RegoEngine, load_modules
-from agents_sdk.engine.corpus import DATA, ORG_MODULES, SEED, SIZE, corpus, decision_summary
+from agents_sdk.engine.corpus import DATA, ORG_MODULES, SIZE, corpus, decision_summary, oracle_corpus_settings
 from agents_sdk.tests.conftest import REPO_ROOT
 
 if os.environ.get("WARDEN_OPA_ORACLE") == "1":
@@ -53,15 +53,16 @@ def test_differential_corpus_has_no_disagreements(engines):
     regorus_policy, opa_policy, rule_ids = engines
     disagreements = []
     reached: Counter = Counter()
+    seed, requested = oracle_corpus_settings()  # WARDEN_ORACLE_CORPUS_SEED / _SIZE for a longer run
     size = 0
-    for index, request in enumerate(corpus(SEED, SIZE)):
+    for index, request in enumerate(corpus(seed, requested)):
         size += 1
         ours, theirs = decision_summary(regorus_policy.decide(request)), decision_summary(opa_policy.decide(request))
         reached.update(ours[1])
         if ours != theirs:
             disagreements.append((index, request, ours, theirs))
-    print(f"corpus: {size} inputs, {len(disagreements)} disagreements; rules reached: {dict(sorted(reached.items()))}")
-    assert size >= 10_000
+    print(f"corpus (seed {seed}): {size} inputs, {len(disagreements)} disagreements; rules reached: {dict(sorted(reached.items()))}")
+    assert size == requested >= SIZE
     assert disagreements[:5] == []
     unreached = [rule for rule in rule_ids if rule not in reached]
     assert unreached == [], f"rules the corpus never reaches: {unreached}"

@@ -325,3 +325,19 @@ def test_a_guard_fed_by_a_long_polling_bundle_client_exits_cleanly(tmp_path):
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "allow"
     assert "unsendable" not in done.stderr, done.stderr
+
+
+def test_a_decision_read_from_a_result_is_the_frozen_dataclass_its_constructor_makes():
+    from dataclasses import FrozenInstanceError
+
+    from agents_sdk.guard.decision import Reason
+
+    raw = {"allow": False, "effect": "deny", "obligations": {"log": True},
+           "reasons": [{"rule": "r", "message": "m", "controls": ["c", 1]}]}
+    read = Decision.from_result(raw, "id-1")
+    made = Decision("deny", False, (Reason("r", "m", ("c", "1")),), {"log": True}, "id-1")
+    assert read == made and repr(read) == repr(made) and hash(read.reasons) == hash(made.reasons)
+    with pytest.raises(FrozenInstanceError):
+        read.effect = "allow"  # type: ignore[misc]
+    with pytest.raises(FrozenInstanceError):
+        read.reasons[0].rule = "x"  # type: ignore[misc]

@@ -8,13 +8,19 @@ import sys
 import textwrap
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from agents_sdk.engine.decision_cache import encode_input
 from agents_sdk.guard import EmbeddedBackend, Guard, input_problem
+from agents_sdk.guard.inputs import encoded_input
 from agents_sdk.identity import AgentIdentity
 from agents_sdk.records import ActionSigner
 from agents_sdk.tests.conftest import REPO_ROOT
 from agents_sdk.tests.signed_bundles import library_modules, registry
 from agents_sdk.verify import verify_records
+
+from .test_fuzz import JSON_LIKE, TEXT
 
 
 @pytest.fixture(scope="module")
@@ -178,3 +184,73 @@ def test_a_refused_call_with_a_broken_tool_name_is_signed_end_to_end(support_bot
     assert records[2]["payload"]["tool"] == "read\\ud800"
     assert "bad \\ud800 value" in records[3]["payload"]["summary"]
     assert verify_records(records, {support_bot.key_id: support_bot.public_key_b64}).ok
+
+
+# -- the check that encodes: what it passes, the walk passes, and the engine takes its text --
+
+ODD_SHAPES = st.deferred(
+    lambda: st.one_of(
+        SCALARS_WITH_EDGES,
+        st.lists(ODD_SHAPES, max_size=4),
+        st.lists(ODD_SHAPES, max_size=3).map(tuple),  # a tuple: accepted as an array, by the walk
+        st.dictionaries(st.one_of(TEXT, st.integers(), st.booleans(), st.none(), st.floats()), ODD_SHAPES, max_size=4),
+    )
+)
+SCALARS_WITH_EDGES = st.one_of(
+    JSON_LIKE,
+    st.sampled_from([2**63 - 1, -(2**63), 2**63, -(2**63) - 1, 10**18, 1234567890123456789012, 1e16, -0.0]),
+    st.sampled_from(["a\\u0000b", "\\u0000", "[[[[", "{{{{", "9" * 25, "é😀\u2028"]),
+)
+
+
+@settings(max_examples=1500, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+@given(value=ODD_SHAPES, max_depth=st.integers(min_value=1, max_value=70), max_bytes=st.integers(min_value=50, max_value=5000))
+def test_the_encoding_check_passes_only_what_the_walk_passes(value, max_depth, max_bytes):
+    text = encoded_input(value, max_depth=max_depth, max_bytes=max_bytes)
+    if text is not None:
+        assert input_problem(value, max_depth=max_depth, max_bytes=max_bytes) is None
+        assert text == encode_input(value)
+
+
+@settings(max_examples=500, deadline=None, database=None)
+@given(value=JSON_LIKE)
+def test_plain_json_the_walk_passes_is_encoded_without_a_walk(value):
+    value = {"action": {"args": {"v": value}}}
+    if input_problem(value) is None:
+        text = encode_input(value)
+        # What the cheap tests leave to the walk although it is fine: an escaped NUL's look-alike
+        # (a backslash before u0000), brackets in strings.
+        if "\\u0000" not in text and text.count("[") + text.count("{") <= 64:
+            assert encoded_input(value) == text
+
+
+@pytest.mark.parametrize(
+    "args",
+    [{1: "x"}, {"a": {True: 1}}, {"n": 2**64}, {"s": "a\x00"}, {"s": "\ud800"}, {"t": (1, 2)}, {"n": float("nan")},
+     {"d": deep(70)}, {"b": "x" * 60_000}],
+)
+def test_shapes_the_encoding_check_leaves_to_the_walk(args):
+    assert encoded_input({"action": {"args": args}}) is None
+
+
+def test_the_engine_evaluates_the_text_the_check_made(support_bot, backend, monkeypatch):
+    from agents_sdk.engine import decision_cache
+
+    guard = Guard(support_bot, backend, environment="prod")
+    made: list[str] = []
+    original = decision_cache.encode_input
+
+    def counting(value):
+        made.append("encoded")
+        return original(value)
+
+    monkeypatch.setattr("agents_sdk.guard.inputs.encode_input", counting)
+    encodings: list[str] = []  # every run of the C encoder, the check's and the engine's
+    real_encode = decision_cache._C_ENCODE
+    monkeypatch.setattr(decision_cache, "_C_ENCODE", lambda v, i: encodings.append("x") or real_encode(v, i))
+    assert guard.check("ticket_read", {"ticket_id": 7}).allow
+    assert made == ["encoded"] and encodings == ["x"]  # the check's encoding; the engine took its text
+    assert decision_cache._known.value is None  # forgotten after the decision
+    # A tuple is walked (the check's text is not taken), then the engine encodes the input itself.
+    assert guard.check("ticket_read", {"ticket_id": 7, "tags": ("a", "b")}).effect in ("allow", "deny")
+    assert len(encodings) == 3

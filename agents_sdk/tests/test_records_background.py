@@ -20,7 +20,7 @@ import pytest
 from agents_sdk.errors import SigningError
 from agents_sdk.identity import AgentIdentity
 from agents_sdk.records import ActionSigner, read_jsonl, record_form_problem
-from agents_sdk.records.background import recover_spool
+from agents_sdk.records.background import _ASLEEP, recover_spool
 from agents_sdk.records.spool import ed25519_signer
 from agents_sdk.tests.conftest import REPO_ROOT, run_warden
 from agents_sdk.verify import verify_records
@@ -424,26 +424,83 @@ def test_a_forked_child_cannot_append_to_its_parents_spool(identity, tmp_path):
     signer.close()
 
 
+def _until(condition, what: str) -> None:
+    """Wait for a state the test brings about; the deadline only turns a hang into a failure."""
+    deadline = time.monotonic() + 60
+    while not condition():
+        assert time.monotonic() < deadline, f"never happened: {what}"
+        time.sleep(0.002)
+
+
+def _stopped(pid: int) -> bool:
+    """True once the kernel has stopped ``pid`` (``kill`` returns before SIGSTOP takes effect)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        return stat.read().rsplit(")", 1)[1].split()[0] in ("T", "t")
+
+
+def _stop_asleep(signer: ActionSigner) -> int:
+    """Stop the signer process at a moment its ``asleep`` byte is set; return its pid.
+
+    No timing: the process is stopped for certain before the byte is read, and a process that
+    woke between the check and the stop is let go and stopped again."""
+    background = signer._background
+    assert background is not None and background._shared is not None
+    pid: int = signer.stats()["signer_pid"]
+    while True:
+        _until(lambda: background._shared[_ASLEEP], "the signer process went to sleep")
+        os.kill(pid, signal.SIGSTOP)
+        _until(lambda: _stopped(pid), "the signer process stopped")
+        if background._shared[_ASLEEP]:
+            return pid
+        os.kill(pid, signal.SIGCONT)
+
+
 def test_the_agent_rings_only_a_sleeping_signer_and_hears_from_it_only_while_it_waits(identity, tmp_path):
     signer = ActionSigner(identity, spool_dir=tmp_path, keep_log=False)
     background = signer._background
     assert background is not None and background._shared is not None
     signer.append("s-1", "result", {"summary": "first"})
-    assert signer.flush(timeout=30)
-    deadline = time.monotonic() + 30
-    while not background._shared[0]:  # the signer process went to sleep
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
-    rings, reports = signer.stats()["rings"], signer.stats()["reports"]
-    pid = _signer_process(signer, signal.SIGSTOP)
+    _until(lambda: background._refresh() == 0, "the first record signed")  # read off the page: nobody listens
+
+    # Rings: the process is stopped while asleep, so only the agent touches the page meanwhile.
+    pid = _stop_asleep(signer)
+    rings = signer.stats()["rings"]
     for i in range(100):
         signer.append("s-1", "result", {"summary": str(i)})
     assert signer.stats()["rings"] == rings + 1  # the first append woke it; the others found it awake
+    assert background._shared[_ASLEEP] == 0
     os.kill(pid, signal.SIGCONT)
-    while background._refresh():  # signed: the count is on the shared page, without a report
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
-    assert signer.stats()["reports"] == reports
-    assert signer.flush(timeout=30)
+    # Signed while nobody listened; asleep again means its last batch's report decision is made.
+    _until(lambda: background._refresh() == 0, "the 100 records signed")
+    _until(lambda: background._shared[_ASLEEP], "the signer process asleep again")
+
+    # Reports: a listening agent is told; then closing joins the thread that counts reports.
+    pid = _stop_asleep(signer)
+    with background._progress:
+        background._listen(1)
+    signer.append("s-1", "result", {"summary": "while listening"})
+    os.kill(pid, signal.SIGCONT)
+    _until(lambda: background._refresh() == 0, "the record signed while the agent listens")
+    _until(lambda: background._shared[_ASLEEP], "the signer process asleep again")
+    with background._progress:
+        background._listen(-1)
     signer.close()
-    assert len(read_jsonl(background.log_path)) == 101
+    # One report when the signer process started (its count), at least one while listening, none else.
+    assert signer.stats()["reports"] >= 2
+    assert len(read_jsonl(background.log_path)) == 102
+
+
+def test_a_signer_that_nobody_listens_to_reports_only_its_start(identity, tmp_path):
+    signer = ActionSigner(identity, spool_dir=tmp_path, keep_log=False)
+    background = signer._background
+    assert background is not None and background._shared is not None
+    for i in range(50):
+        signer.append("s-1", "result", {"summary": str(i)})
+        if i % 10 == 0:
+            pid = _stop_asleep(signer)  # some appends find it asleep, some awake, none wait for it
+            os.kill(pid, signal.SIGCONT)
+    _until(lambda: background._refresh() == 0, "every record signed")
+    _until(lambda: background._shared[_ASLEEP], "the signer process asleep again")
+    signer.close()  # nothing left to sign: its flush listens, but no batch is signed while it does
+    assert signer.stats()["reports"] == 1  # the count it reports on starting, and nothing after
+    assert len(read_jsonl(background.log_path)) == 50

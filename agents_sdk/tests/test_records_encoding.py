@@ -93,3 +93,24 @@ def test_the_returned_record_the_sink_copy_and_the_log_share_nothing():
     record["payload"]["args"]["list"].append(2)
     received[0]["payload"]["args"]["path"] = "/evil"
     assert signer.session_log()[0]["payload"]["args"] == {"path": "/a", "list": [1]}
+
+
+PAYLOADS = [
+    ("intent", {"tool": "t", "args": {}}), ("intent", {"tool": "", "args": {}}), ("intent", {"tool": "t", "args": []}),
+    ("intent", {"tool": 1, "args": {}}), ("intent", {"args": {}}), ("decision", {"effect": "allow", "reasons": []}),
+    ("decision", {"effect": "maybe", "reasons": []}), ("decision", {"effect": "deny", "reasons": ()}),
+    ("decision", {"effect": ["allow"], "reasons": []}), ("result", {"summary": "ok"}), ("result", {"summary": None}),
+    ("result", {}), ("output", {"output": 1}), ("nope", {"summary": "ok"}), ("result", ["summary"]),
+    ("intent", OrderedDict(tool="t", args={})),
+]
+
+
+@pytest.mark.parametrize(("kind", "payload"), PAYLOADS)
+def test_the_inline_payload_check_agrees_with_the_general_one(kind, payload):
+    from agents_sdk.records.form import KIND_REQUIRED_FIELDS, payload_problem
+
+    required = KIND_REQUIRED_FIELDS.get(kind)
+    general = required is not None and isinstance(payload, dict) and all(
+        name in payload and check(payload[name]) for name, check in required.items()
+    )
+    assert (payload_problem(kind, payload) is None) == general

@@ -18,7 +18,7 @@ import pytest
 
 from agents_sdk.sidecar import Sidecar, parse_config
 from agents_sdk.sidecar.config import DecisionLogConfig, Service
-from agents_sdk.sidecar.logproc import DecisionLogProcess
+from agents_sdk.sidecar.logproc import CHILD_NICENESS, DecisionLogProcess
 from agents_sdk.tests.signed_bundles import REPO_ROOT
 from agents_sdk.tests.test_sidecar import EXAMPLES, opa_config, request, server, signer  # noqa: F401 - fixtures
 
@@ -177,3 +177,11 @@ def test_the_child_flushes_when_the_sidecar_is_killed(server, signer, tmp_path):
         if process.poll() is None:
             process.kill()
             process.wait(10)
+
+
+def test_the_child_yields_the_core_to_the_decisions(sidecar_with_process):
+    """Uploads wait where they compete with decisions for a core: the child runs at a
+    higher nice value than the serving process."""
+    child = sidecar_with_process.decision_logs._child
+    expected = min(19, os.getpriority(os.PRIO_PROCESS, 0) + CHILD_NICENESS)
+    assert wait_for(lambda: os.getpriority(os.PRIO_PROCESS, child.pid) == expected)

@@ -9,7 +9,7 @@ import json
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -39,13 +39,29 @@ class Served:
         return 200, json.dumps(answer).encode()
 
 
+@pytest.fixture(params=["asyncio", "uvloop"])
+def new_loop(request) -> Callable[[], asyncio.AbstractEventLoop]:
+    """The event loops the sidecar serves on (agents_sdk.sidecar.serving.new_event_loop)."""
+    if request.param == "uvloop":
+        return pytest.importorskip("uvloop").new_event_loop  # type: ignore[no-any-return]
+    return asyncio.new_event_loop
+
+
 @pytest.fixture(params=[TIMEOUT])
-def served(request) -> Iterator[Served]:
+def served(request, new_loop) -> Iterator[Served]:
     state = Served()
     server = serving.server(state.handler, read_timeout=TIMEOUT, keep_alive_timeout=request.param)
     sock = serving.listening_socket("127.0.0.1", 0)
     state.port = sock.getsockname()[1]
-    thread = threading.Thread(target=lambda: asyncio.run(server.serve([sock])), daemon=True)
+
+    def serve() -> None:
+        loop = new_loop()
+        try:
+            loop.run_until_complete(server.serve([sock]))
+        finally:
+            loop.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
     thread.start()
     yield state
     server.should_exit = True

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from binascii import hexlify
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -137,26 +138,32 @@ def event_copy_rows(events: list[EventRow], *, agent_id, batch_id: int, now: dat
     """The events (their `pk` set) as COPY text rows in EVENT_COLUMNS order, built directly:
     psycopg's `write_row` finds a dumper per value, which cost more than the rest of the store.
     Raises DataError for U+0000 in a text value, as `write_row` does."""
-    text, json_bytes, bytea, plain = copy_text.text, copy_text.json_bytes, copy_text.bytea, copy_text.plain
+    text, json_bytes, plain = copy_text.text, copy_text.json_bytes, copy_text.plain
     encode_json = records.json_text
     agent, tail = str(agent_id), f"\t{batch_id}\t{now.isoformat()}\n".encode()
-    rows = []
+    parts: list[bytes] = []  # every row's pieces, joined once
+    add = parts.extend
     for e in events:
         payload = e.payload_json if e.payload_json is not None else encode_json(e.payload).encode()
-        key_id, session_id, kind, tool, effect, prev_hash = e.key_id, e.session_id, e.kind, e.tool, e.effect, e.prev_hash
-        if not plain(f"{key_id}{session_id}{kind}{tool}{effect}{prev_hash}"):  # one scan for the six values
-            key_id, session_id, kind, tool, effect, prev_hash = map(text, (key_id, session_id, kind, tool, effect,
-                                                                          prev_hash))
+        key_id, session_id, kind, tool, effect, prev_hash, record_hash = (
+            e.key_id, e.session_id, e.kind, e.tool, e.effect, e.prev_hash, e.record_hash
+        )
+        if not plain(f"{key_id}{session_id}{kind}{tool}{effect}{prev_hash}{record_hash}"):  # one scan for seven
+            key_id, session_id, kind, tool, effect, prev_hash, record_hash = map(
+                text, (key_id, session_id, kind, tool, effect, prev_hash, record_hash)
+            )
         rule_ids = "[]" if not e.rule_ids else text(encode_json(e.rule_ids))
         masked_paths = "[]" if not e.masked_paths else text(encode_json(e.masked_paths))
-        rows.append(b"".join((
+        add((
             f"{e.pk}\t{e.record_id}\t{agent}\t{key_id}\t{session_id}\t{e.seq}\t{kind}\t{e.time.isoformat()}\t"
             f"{tool}\t{effect}\t{rule_ids}\t".encode(),
             json_bytes(payload),
-            f"\t{masked_paths}\t{prev_hash}\t{text(e.record_hash)}\t{bytea(e.sealed_record)}".encode(),
+            # bytea in hex form, its backslash escaped for COPY (copy_text.bytea), made as bytes
+            f"\t{masked_paths}\t{prev_hash}\t{record_hash}\t\\\\x".encode(),
+            hexlify(e.sealed_record),
             tail,
-        )))
-    return b"".join(rows)
+        ))
+    return b"".join(parts)
 
 
 def lock_heads(agent_id, sessions: list[str]) -> dict[str, ChainHead]:

@@ -14,7 +14,7 @@ class BundleAdmin(ReadOnlyAdmin):
     list_display = ("environment", "revision", "size", "signing_key", "reason", "created_at")
     list_filter = ("environment",)
     search_fields = ("revision", "reason")
-    exclude = ("archive",)
+    exclude = ("archive", "members")
 
 
 @admin.register(BundleActivation)

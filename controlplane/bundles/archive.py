@@ -58,11 +58,25 @@ def sign_rs256(header: dict, payload: dict, private_key_pem: bytes) -> str:
 
 @dataclass(frozen=True)
 class BuiltArchive:
-    archive: bytes
+    packed: packing.Packed  # the tar.gz as gzip members, never joined by a build
     revision: str
     manifest: dict
     files: dict[str, str]  # path → sha256, every file but .signatures.json
     etag: str
+
+    @property
+    def archive(self) -> bytes:
+        """The whole tar.gz (a copy: builds store `packed` member by member instead)."""
+        return self.packed.joined()
+
+    @property
+    def size(self) -> int:
+        return self.packed.size
+
+    @property
+    def members(self) -> bytes:
+        """The list of member digests a Bundle or BundlePart row stores (controlplane.bundles.storage)."""
+        return b"".join(self.packed.digests)
 
 
 def data_hash(content: bytes | packing.Pieces) -> str:
@@ -131,13 +145,13 @@ def build_archive(
     }
     jws = signer({"alg": "RS256", "kid": key_id, "typ": "JWT"}, payload)
     files[SIGNATURES] = canonical_json({"signatures": [jws]})
-    archive, digest = packing.pack(files, level=GZIP_LEVEL)
+    packed = packing.pack_members(files, level=GZIP_LEVEL)
     return BuiltArchive(
-        archive=archive,
+        packed=packed,
         revision=revision,
         manifest=manifest,
         files=hashes_by_name,
-        etag='"' + digest[:32] + '"',  # names the bytes (packing.pack), without hashing megabytes again
+        etag='"' + packed.digest[:32] + '"',  # names the bytes (packing.Packed), without hashing megabytes again
     )
 
 

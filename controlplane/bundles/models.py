@@ -6,6 +6,7 @@ import uuid
 
 from django.conf import settings
 from django.db import models
+from django.db.models.query_utils import DeferredAttribute
 from django.utils import timezone
 
 from controlplane.accounts.models import BearerCredential
@@ -65,6 +66,56 @@ class SigningKey(models.Model):
         return self.kid
 
 
+class ArchiveMember(models.Model):
+    """One gzip member of bundle archives, keyed by the SHA-256 of its bytes (docs/opa.md,
+    "Bundle layout"). Written once, never updated or deleted: an archive lists its members
+    by digest, so a reader holding any archive's list, however old, reads that archive
+    whole, and a registry change writes only the members it compressed anew."""
+
+    digest = models.CharField(max_length=64, primary_key=True)  # hex SHA-256 of `data`
+    data = models.BinaryField()
+
+    def __str__(self) -> str:
+        return self.digest
+
+
+class _CompleteArchive(DeferredAttribute):
+    """Reading `archive` gives the complete tar.gz: the stored bytes of an archive written
+    whole (before migration 0005), else its members joined (controlplane.bundles.storage),
+    read once per instance and list of members."""
+
+    def __get__(self, instance, cls=None):
+        if instance is None:
+            return self
+        stored = super().__get__(instance, cls)
+        members = bytes(instance.members or b"")
+        if not members:
+            return stored
+        cached = instance.__dict__.get("_joined_archive")
+        if cached is None or cached[0] != members:
+            from controlplane.bundles.storage import read_archive
+
+            cached = instance.__dict__["_joined_archive"] = (members, read_archive(members))
+        return cached[1]
+
+    def __set__(self, instance, value) -> None:  # a data descriptor: read through __get__ even once loaded
+        instance.__dict__[self.field.attname] = value
+
+
+class ArchiveField(models.BinaryField):
+    """A bundle's archive column: empty when the row lists its members (`members`)."""
+
+    descriptor_class = _CompleteArchive
+
+    def pre_save(self, model_instance, add):
+        # What the row stores, never the joined archive the attribute reads: a save must not
+        # write back whole the archive its members hold.
+        return model_instance.__dict__.get(self.attname, b"")
+
+    def value_from_object(self, obj):
+        return obj.__dict__.get(self.attname, b"")
+
+
 class Bundle(models.Model):
     """An immutable, signed OPA bundle built for one environment.
 
@@ -76,7 +127,9 @@ class Bundle(models.Model):
     environment = models.ForeignKey(Environment, on_delete=models.PROTECT, related_name="bundles")
     revision = models.CharField(max_length=64)
     etag = models.CharField(max_length=70)
-    archive = models.BinaryField()
+    archive = ArchiveField()
+    # The archive as the SHA-256 digests (32 bytes each, in order) of its ArchiveMembers.
+    members = models.BinaryField(blank=True, default=b"")
     size = models.PositiveIntegerField()
     manifest = models.JSONField()
     files = models.JSONField(help_text="{path: sha256} of every file in the bundle.")
@@ -86,7 +139,7 @@ class Bundle(models.Model):
     reason = models.CharField(max_length=500, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
 
-    change_log_exclude = ("archive",)
+    change_log_exclude = ("archive", "members")
 
     class Meta:
         ordering = ["-created_at"]
@@ -136,14 +189,16 @@ class BundlePart(models.Model):
     kind = models.CharField(max_length=16, choices=Kind.choices)
     revision = models.CharField(max_length=64)
     etag = models.CharField(max_length=70)
-    archive = models.BinaryField()
+    archive = ArchiveField()
+    members = models.BinaryField(blank=True, default=b"")  # as Bundle.members
     size = models.PositiveIntegerField()
     manifest = models.JSONField()
     # Registry parts: what changed since the registry part with ETag `previous_etag` (the
     # environment's active one when this was built), so delta bundles need not diff two
     # snapshots: {"agents": {name: facts JSON text or None}, "keys": {key id: entry JSON text
-    # or None}, "rest": whether anything else in data.warden_registry changed}. Null when
-    # the build cannot tell (the first build in a process, or another process built since).
+    # or None}, "ops": patch ops for the rest of data.warden_registry (omitted when none),
+    # "rest": true when the rest changed in a way ops cannot carry}. Null when the build
+    # cannot tell (the first build in a process, or another process built since).
     previous_etag = models.CharField(max_length=70, blank=True)
     changes = models.JSONField(null=True, blank=True)
 

@@ -22,6 +22,7 @@ import tarfile
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping
+from typing import NamedTuple
 
 BLOCK = tarfile.BLOCKSIZE
 RECORD = tarfile.RECORDSIZE
@@ -318,11 +319,30 @@ def _member(run: bytes, level: int) -> tuple[bytes, bytes]:
     return members.member(run, level)
 
 
-def pack(files: dict[str, bytes | Pieces], *, level: int) -> tuple[bytes, str]:
-    """A reproducible tar.gz of `files` (names without the leading slash), as members, and
-    its digest: the SHA-256 of its members' SHA-256s, which names these bytes as well as a
-    hash of the whole archive would (the packer is deterministic), at the cost of hashing
-    only the members compressed now."""
+class Packed(NamedTuple):
+    """An archive as its gzip members (each a complete gzip file, most shared with earlier
+    archives: never joined here) and the SHA-256 of each member."""
+
+    members: tuple[bytes, ...]
+    digests: tuple[bytes, ...]
+
+    @property
+    def digest(self) -> str:
+        """The SHA-256 of the members' SHA-256s: names these bytes as well as a hash of the
+        whole archive would (the packer is deterministic), hashing only the members
+        compressed now."""
+        return hashlib.sha256(b"".join(self.digests)).hexdigest()
+
+    @property
+    def size(self) -> int:
+        return sum(len(member) for member in self.members)
+
+    def joined(self) -> bytes:
+        return b"".join(self.members)
+
+
+def pack_members(files: Mapping[str, bytes | Pieces], *, level: int) -> Packed:
+    """A reproducible tar.gz of `files` (names without the leading slash), as members."""
     out: list[bytes] = []
     digests: list[bytes] = []
     fresh: list[bytes] = []
@@ -344,9 +364,15 @@ def pack(files: dict[str, bytes | Pieces], *, level: int) -> tuple[bytes, str]:
         digests.append(digest)
     if fresh:
         flush()
-    return b"".join(out), hashlib.sha256(b"".join(digests)).hexdigest()
+    return Packed(tuple(out), tuple(digests))
+
+
+def pack(files: dict[str, bytes | Pieces], *, level: int) -> tuple[bytes, str]:
+    """The archive of `pack_members`, joined, and its digest (`Packed.digest`)."""
+    packed = pack_members(files, level=level)
+    return packed.joined(), packed.digest
 
 
 def pack_tar_gz(files: dict[str, bytes | Pieces], *, level: int) -> bytes:
     """The archive of `pack`."""
-    return pack(files, level=level)[0]
+    return pack_members(files, level=level).joined()

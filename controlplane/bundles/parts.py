@@ -20,7 +20,7 @@ from collections.abc import Callable
 from django.db import connection
 from django.db.models import Model
 
-from controlplane.bundles import archive
+from controlplane.bundles import archive, storage
 from controlplane.bundles.models import Bundle, BundlePart
 
 REGISTRY_ROOT = "warden_registry"
@@ -30,25 +30,14 @@ def policy_revision(policy_files: dict[str, str]) -> str:
     return archive.revision_of_hashes({path: archive.file_hash(path, src.encode("utf-8")) for path, src in policy_files.items()})
 
 
-def store_archive(model: type[Model], pk, blob: bytes | None = None, *, copy_from: BundlePart | None = None) -> None:
-    """Write the `archive` column of one row: `blob`, or the archive of `copy_from`, copied
-    inside the database. On PostgreSQL `blob` goes as a binary parameter: Django's
-    client-side binding would send megabytes quoted as text, twice their size."""
+def copy_legacy_archive(model: type[Model], pk, copy_from: BundlePart) -> None:
+    """Copy the whole stored archive of a part written before members (migration 0005)
+    inside the database: it is never read back into this process."""
     table = connection.ops.quote_name(model._meta.db_table)
-    if copy_from is not None:
-        source = connection.ops.quote_name(BundlePart._meta.db_table)
-        with connection.cursor() as cursor:
-            cursor.execute(f"UPDATE {table} SET archive = (SELECT archive FROM {source} WHERE id = %s) WHERE id = %s",
-                           [copy_from.pk, pk])
-        return
-    if connection.vendor != "postgresql":
-        model.objects.filter(pk=pk).update(archive=blob)
-        return
-    import psycopg  # the PostgreSQL driver: a plain cursor binds parameters on the server
-
-    connection.ensure_connection()
-    with psycopg.Cursor(connection.connection) as cursor:
-        cursor.execute(f"UPDATE {table} SET archive = %b WHERE id = %s", [blob, pk])
+    source = connection.ops.quote_name(BundlePart._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(f"UPDATE {table} SET archive = (SELECT archive FROM {source} WHERE id = %s), members = %s "
+                       "WHERE id = %s", [copy_from.pk, b"", pk])
 
 
 def store_parts(
@@ -72,11 +61,13 @@ def store_parts(
     if current is not None and current.pk != bundle.pk:
         reused = (BundlePart.objects.defer("archive")
                   .filter(bundle=current, kind=BundlePart.Kind.POLICY, revision=revision).first())
-    if reused is not None:  # the same bytes and ETag, copied in the database
-        fields = {"revision": reused.revision, "etag": reused.etag, "size": reused.size, "manifest": reused.manifest}
+    if reused is not None:  # the same bytes and ETag: the same list of members
+        fields = {"revision": reused.revision, "etag": reused.etag, "size": reused.size, "manifest": reused.manifest,
+                  "members": bytes(reused.members or b"")}
         policy, _ = BundlePart.objects.update_or_create(bundle=bundle, kind=BundlePart.Kind.POLICY,
                                                         defaults={**fields, "archive": b""})
-        store_archive(BundlePart, policy.pk, copy_from=reused)
+        if not fields["members"]:
+            copy_legacy_archive(BundlePart, policy.pk, reused)
     else:
         built = archive.build_archive(
             policy_files=policy_files, data=None, roots=archive.roots_for(packages, []),
@@ -103,7 +94,7 @@ def _changes_since(current: Bundle | None, data_json) -> dict:
 
 def _store(bundle: Bundle, kind: str, built: archive.BuiltArchive, *, previous_etag: str = "",
            changes: dict | None = None) -> None:
-    fields = {"revision": built.revision, "etag": built.etag, "archive": b"", "size": len(built.archive),
-              "manifest": built.manifest, "previous_etag": previous_etag, "changes": changes}
-    part, _ = BundlePart.objects.update_or_create(bundle=bundle, kind=kind, defaults=fields)
-    store_archive(BundlePart, part.pk, built.archive)
+    storage.write_members(built.packed)  # before the row lists them, in the same transaction
+    fields = {"revision": built.revision, "etag": built.etag, "archive": b"", "members": built.members,
+              "size": built.size, "manifest": built.manifest, "previous_etag": previous_etag, "changes": changes}
+    BundlePart.objects.update_or_create(bundle=bundle, kind=kind, defaults=fields)

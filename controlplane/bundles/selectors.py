@@ -113,7 +113,7 @@ def delivery_report(agent=None) -> list[dict]:
     their latest status reports (OPA instances and Warden sidecars alike)."""
     # Not the archives: megabytes each at 100,000 agents, on the kill switch's path.
     environments = (Environment.objects.exclude(active_bundle=None).select_related("active_bundle")
-                    .defer("active_bundle__archive"))
+                    .defer("active_bundle__archive", "active_bundle__members"))
     report = []
     for environment in environments.order_by("position", "name"):
         if agent is not None and environment.name not in agent.environments:

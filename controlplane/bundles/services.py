@@ -5,6 +5,7 @@ long-polling engines."""
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import threading
 from collections import OrderedDict
@@ -15,9 +16,9 @@ from django.utils import timezone
 
 from agents_sdk.bundles.format import canonical_json, package_of
 from controlplane.accounts.services import issue_credential, revoke_credential
-from controlplane.bundles import archive, notify, parts
+from controlplane.bundles import archive, notify, parts, patches, storage
 from controlplane.bundles.packing import Pieces, Run
-from controlplane.bundles.models import Bundle, BundleActivation, Environment, EnvironmentToken
+from controlplane.bundles.models import Bundle, BundleActivation, BundlePart, Environment, EnvironmentToken
 from controlplane.bundles.registry import agents_json, registry_json
 from controlplane.bundles.selectors import built_at_of, policy_digest, previous_policy_bundle, registry_data
 from controlplane.bundles.signing import active_signing_key, private_key_pem
@@ -60,7 +61,9 @@ def policy_files_of(bundle: Bundle) -> dict[str, str]:
     with _cache_lock:
         cached = _policy_files.get(key)
     if cached is None:
-        files = archive.read_tar_gz(bytes(bundle.archive))
+        # The policy part when there is one: the same modules without megabytes of data.json.
+        part = BundlePart.objects.filter(bundle=bundle, kind=BundlePart.Kind.POLICY).defer("archive").first()
+        files = archive.read_tar_gz(bytes((part or bundle).archive))
         cached = {name: content.decode("utf-8") for name, content in files.items() if name not in NON_POLICY_FILES}
         _remember(_policy_files, key, cached)
     return dict(cached)
@@ -96,12 +99,24 @@ def bundle_data_json(environment: Environment) -> RegistryData:
     data.changes = None
     changed = agents_json.last_changes(environment.name)
     if previous is not None and changed is not None:
+        rest_ops = _rest_ops(previous[1], rest)
         data.changes = (previous[0], {
             "agents": {name: _value_text(name, new) for name, (_, new) in changed.agents.items()},
             "keys": {key_id: _value_text(key_id, new) for key_id, (_, new) in changed.keys.items()},
-            "rest": rest != previous[1],
+            "rest": rest_ops is None,
+            **({"ops": rest_ops} if rest_ops else {}),
         })
     return data
+
+
+def _rest_ops(before: tuple[bytes, ...], after: tuple[bytes, ...]) -> list[dict] | None:
+    """Patch ops for data.json outside the agents' and keys' runs (the tool catalog, the audit
+    head, grants...: the pieces left are that JSON with both objects empty, a few KB), or None
+    when an op would land on those objects (it could not be composed with their entries)."""
+    if before == after:
+        return []
+    ops = patches.diff(json.loads(b"".join(before)), json.loads(b"".join(after)))
+    return None if patches.touches_entries(ops) else ops
 
 
 def _value_text(key: str, fragment: bytes | None) -> str | None:
@@ -217,29 +232,31 @@ def build_bundle(
 
 
 def _save_bundle(environment, existing, built, key, *, by, reason: str, tests_passed: int) -> Bundle:
+    # The members first, in this transaction: the row names them only once they are stored.
+    storage.write_members(built.packed)
     if existing is not None:
-        # Same content built again: one row per revision, re-stamped and re-signed.
-        existing.etag, existing.signing_key = built.etag, key
-        existing.size, existing.manifest, existing.files = len(built.archive), built.manifest, built.files
-        existing.save(update_fields=["etag", "signing_key", "size", "manifest", "files"])
-        bundle = existing
-    else:
-        bundle = Bundle.objects.create(
-            environment=environment,
-            revision=built.revision,
-            etag=built.etag,
-            archive=b"",  # written below, as binary
-            size=len(built.archive),
-            manifest=built.manifest,
-            files=built.files,
-            signing_key=key,
-            tests_passed=tests_passed,
-            built_by=by if getattr(by, "pk", None) else None,
-            reason=reason[:500],
-        )
-    parts.store_archive(Bundle, bundle.pk, built.archive)
-    bundle.archive = built.archive
-    return bundle
+        # Same content built again: one row per revision, re-stamped and re-signed. Its new
+        # list of members replaces the old one whole; the old members stay, so an instance
+        # loaded before still reads the complete archive it listed (controlplane.bundles.storage).
+        existing.etag, existing.signing_key, existing.members = built.etag, key, built.members
+        existing.size, existing.manifest, existing.files = built.size, built.manifest, built.files
+        existing.archive = b""
+        existing.save(update_fields=["etag", "signing_key", "members", "archive", "size", "manifest", "files"])
+        return existing
+    return Bundle.objects.create(
+        environment=environment,
+        revision=built.revision,
+        etag=built.etag,
+        archive=b"",
+        members=built.members,
+        size=built.size,
+        manifest=built.manifest,
+        files=built.files,
+        signing_key=key,
+        tests_passed=tests_passed,
+        built_by=by if getattr(by, "pk", None) else None,
+        reason=reason[:500],
+    )
 
 
 def _revision_of(policy_files: dict[str, str], data_json: bytes | Pieces) -> str:

@@ -111,20 +111,30 @@ async def _read_body(scope, receive, max_bytes: int) -> bytes:
 
 
 async def _unless_disconnected(coroutine, receive) -> Reply | None:
-    work = asyncio.ensure_future(coroutine)
+    """`await coroutine` in this task, or None once the client has gone away: a watcher
+    (the one task a held poll adds) cancels this task on `http.disconnect`."""
+    request = asyncio.current_task()
+    if request is None:  # not in a task: nothing to cancel (ASGI servers always run one)
+        return await coroutine
+    gone = False
 
-    async def disconnected():
+    async def watch():
+        nonlocal gone
         while (await receive())["type"] != "http.disconnect":
             pass
+        gone = True
+        request.cancel()
 
-    watcher = asyncio.ensure_future(disconnected())
+    watcher = asyncio.ensure_future(watch())
     try:
-        await asyncio.wait({work, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        return await coroutine
+    except asyncio.CancelledError:
+        if not gone:
+            raise  # cancelled from outside (shutdown): not ours to swallow
+        request.uncancel()
+        return None
     finally:
         watcher.cancel()
-        if not work.done():
-            work.cancel()
-    return work.result() if work.done() and not work.cancelled() else None
 
 
 async def _send(send, reply: Reply) -> None:

@@ -110,15 +110,16 @@ async def bundle_reply(
         return error_reply(404, f"environment {environment!r} has no active bundle yet: publish or promote one")
     archive = None
     if not etag_matches(if_none_match, state.etag):
-        archive = selectors.cached_bundle_archive(state.bundle_id, state.etag)
+        if part == "registry" and if_none_match and deltas.wants_delta(prefer, query_string):
+            # The delta first: when the builds recorded what changed, the snapshot is never read.
+            from_etag = if_none_match.strip()
+            archive = await _shared(("delta", from_etag, state.etag), deltas.delta_archive,
+                                    environment, from_etag, state.bundle_id, state.etag)
+        if archive is None:
+            archive = selectors.cached_bundle_archive(state.bundle_id, state.etag)
         if archive is None:
             archive = await _shared(("archive", state.bundle_id, state.etag), selectors.bundle_archive,
                                     state.bundle_id, state.etag)
-        if part == "registry" and if_none_match and deltas.wants_delta(prefer, query_string):
-            from_etag = if_none_match.strip()
-            delta = await _shared(("delta", from_etag, state.etag), deltas.delta_archive,
-                                  environment, from_etag, state.bundle_id, archive, state.etag)
-            archive = delta or archive
     return _bundle_or_304(state, if_none_match, archive, long_polling=wait is not None)
 
 

@@ -15,15 +15,14 @@ configured for deltas (persist off) may receive them.
 The patch is computed once per (from, to) pair per process (every poller holding the
 previous snapshot shares it):
 
-- from what the build recorded on the target part (BundlePart.previous_etag / changes:
-  the agents and delegation keys that changed and their new entries) when the poller holds
-  exactly the part it was built from: nothing is decoded;
-- fast path (`TextIndex`): the process keeps the text of the latest registry part it saw
-  per environment and where each agent's entry starts in it; the next part's text shares a
-  prefix and a suffix with it, so only the entries between them are decoded and compared.
-  A suspension decodes one agent, not 100,000 (at that size a full decode is seconds);
-- otherwise (another part in the window, a cold process, a change outside the agents
-  object): both parts' data are decoded and diffed.
+- from what the builds recorded on the registry parts (BundlePart.previous_etag / changes:
+  the agents and delegation keys that changed and their new entries), composed along the
+  chain of parts from the one the poller holds to the active one: nothing is read or
+  decoded, not even the snapshot;
+- when a link recorded nothing (built by a process that had not encoded the registry
+  before): the two snapshots' texts are compared entry by entry between their common
+  prefix and suffix (`TextIndex`), so a suspension decodes one agent, not 100,000;
+- otherwise (a change outside the agents object): both parts' data are decoded and diffed.
 """
 
 from __future__ import annotations
@@ -38,16 +37,16 @@ from typing import Any
 
 from agents_sdk.bundles.format import MANIFEST_FILE, canonical_json
 from controlplane.bundles import archive as bundle_archive
+from controlplane.bundles import storage
+from controlplane.bundles.patches import DIFF_DEPTH, diff, pointer
 from controlplane.bundles.models import Bundle, BundleActivation, BundlePart
 from controlplane.bundles.signing import private_key_pem
+from controlplane.opa import selectors
 
 # Registry parts back from the active one a delta is served from (older: a snapshot).
 DELTA_WINDOW = 32
 # A delta larger than this share of the snapshot's data.json is not worth it: the snapshot.
 MAX_DELTA_SHARE = 0.5
-# Ops are computed down to this depth: warden_registry/agents/<name>/<field>,
-# warden_registry/delegation/keys/<kid>.
-DIFF_DEPTH = 4
 _CACHE_ENTRIES = 64
 
 _deltas: OrderedDict[tuple[str, str], bytes | None] = OrderedDict()
@@ -164,9 +163,6 @@ def text_patch(old: TextIndex, new_etag: str, new_text: str) -> tuple[list[dict]
     return ops, index
 
 
-_latest: dict[str, TextIndex] = {}  # environment name -> the latest registry part seen
-
-
 def wants_delta(prefer: str | None, query_string: str) -> bool:
     """The downloader opted in (`delta=1` in the resource) and accepts deltas (`Prefer`)."""
     if not prefer or "delta" not in prefer.lower():
@@ -174,46 +170,21 @@ def wants_delta(prefer: str | None, query_string: str) -> bool:
     return any(pair in ("delta=1", "delta=true") for pair in query_string.split("&"))
 
 
-def pointer(path: list[str]) -> str:
-    """A JSON pointer (RFC 6901), as OPA parses patch paths."""
-    return "".join("/" + part.replace("~", "~0").replace("/", "~1") for part in path)
-
-
-def diff(old: Any, new: Any, path: list[str] | None = None, depth: int = DIFF_DEPTH) -> list[dict]:
-    """OPA patch operations turning `old` into `new` (both JSON objects): `remove` for keys
-    gone, `upsert` for keys new or changed, recursing into objects down to `depth`."""
-    path = path or []
-    ops: list[dict] = []
-    for key in sorted(old.keys() - new.keys()):
-        ops.append({"op": "remove", "path": pointer([*path, key])})
-    for key in sorted(new):
-        value = new[key]
-        if key not in old:
-            ops.append({"op": "upsert", "path": pointer([*path, key]), "value": value})
-        elif old[key] != value:
-            if depth > 1 and isinstance(value, dict) and isinstance(old[key], dict) and value and old[key]:
-                ops.extend(diff(old[key], value, [*path, key], depth - 1))
-            else:
-                ops.append({"op": "upsert", "path": pointer([*path, key]), "value": value})
-    return ops
-
-
 def _files(archive: bytes) -> dict[str, bytes]:
     return bundle_archive.read_tar_gz(archive, max_bytes=1 << 30)
 
 
-def delta_archive(
-    environment_name: str, from_etag: str, to_part_id: str, to_archive: bytes, to_etag: str
-) -> bytes | None:
+def delta_archive(environment_name: str, from_etag: str, to_part_id: str, to_etag: str) -> bytes | None:
     """The signed delta bundle from the registry part with ETag `from_etag` to the active
     one, or None when a snapshot must be sent (not in the window, nothing to patch, or the
-    patch is not much smaller). Runs in a database thread."""
+    patch is not much smaller). Reads the snapshot only when the builds did not record what
+    changed. Runs in a database thread."""
     key = (from_etag, to_etag)
     with _lock:
         if key in _deltas:
             _deltas.move_to_end(key)
             return _deltas[key]
-    built = _build(environment_name, from_etag, int(to_part_id.removeprefix("part:")), to_archive, to_etag)
+    built = _build(environment_name, from_etag, int(to_part_id.removeprefix("part:")), to_etag)
     with _lock:
         _deltas[key] = built
         while len(_deltas) > _CACHE_ENTRIES:
@@ -221,54 +192,77 @@ def delta_archive(
     return built
 
 
-def _build(environment_name: str, from_etag: str, to_part_id: int, to_archive: bytes, to_etag: str) -> bytes | None:
+def recorded_changes(parts: dict[str, tuple[str, dict | None]], from_etag: str, to_etag: str) -> dict | None:
+    """What changed from the registry part `from_etag` to `to_etag`, composed from what each
+    build recorded (`parts`: {etag: (previous_etag, changes)}, the window's registry parts),
+    later changes over earlier ones; None when a link of the chain recorded nothing."""
+    chain: list[dict] = []
+    etag, seen = to_etag, set()
+    while etag != from_etag:
+        if etag in seen or etag not in parts:
+            return None
+        seen.add(etag)
+        previous, changes = parts[etag]
+        if not previous or changes is None or changes.get("rest", True):
+            return None
+        chain.append(changes)
+        etag = previous
+    composed: dict = {"agents": {}, "keys": {}, "rest": False, "ops": []}
+    for changes in reversed(chain):
+        for section in ("agents", "keys"):
+            composed[section].update(changes.get(section) or {})
+        composed["ops"] += changes.get("ops") or []  # ops outside the entries, in order
+    return composed
+
+
+def _build(environment_name: str, from_etag: str, to_part_id: int, to_etag: str) -> bytes | None:
     recent = list(
         BundleActivation.objects.filter(environment__name=environment_name)
         .order_by("-activated_at", "-id")
         .values_list("bundle_id", flat=True)[:DELTA_WINDOW]
     )
-    source = BundlePart.objects.filter(kind=BundlePart.Kind.REGISTRY, etag=from_etag, bundle_id__in=recent)
-    if not source.exists():
+    window = {
+        etag: (previous, changes)
+        for etag, previous, changes in BundlePart.objects.filter(kind=BundlePart.Kind.REGISTRY, bundle_id__in=recent)
+        .values_list("etag", "previous_etag", "changes")
+    }
+    if from_etag not in window:
         return None
-    previous_etag, changes, manifest = BundlePart.objects.values_list("previous_etag", "changes", "manifest").get(
-        pk=to_part_id
-    )
-    if previous_etag == from_etag and changes is not None and not changes.get("rest", True):
-        # The build recorded what changed since the part the poller holds: no decoding at all.
+    size, manifest = BundlePart.objects.values_list("size", "manifest").get(pk=to_part_id)
+    changes = recorded_changes(window, from_etag, to_etag)
+    if changes is not None:
+        # The builds recorded what changed since the part the poller holds: no decoding at all.
         ops = recorded_ops(changes)
         patch = canonical_json({"data": ops})
-        if not ops or len(patch) > len(to_archive):  # larger than the compressed snapshot: send that
+        if not ops or len(patch) > size:  # larger than the compressed snapshot: send that
             return None
         return _signed(to_part_id, {MANIFEST_FILE: canonical_json(manifest), "patch.json": patch})
-    new_files = _files(to_archive)
-    new_json = new_files.get("data.json", b"{}")
-    new_text = new_json.decode("utf-8")
-    with _lock:
-        latest = _latest.get(environment_name)
-    patched = text_patch(latest, to_etag, new_text) if latest is not None and latest.etag == from_etag else None
-    index: TextIndex | None
-    if patched is not None:
-        ops, index = patched
-    else:
-        archive = source.values_list("archive", flat=True).first()
-        old_text = _files(bytes(archive)).get("data.json", b"{}").decode("utf-8")
-        ops = diff(json.loads(old_text), json.loads(new_text))
-        index = index_text(to_etag, new_text)
-    if index is not None:
-        with _lock:
-            _latest[environment_name] = index
+    # Nothing recorded (a link built by a process that had not encoded the registry before):
+    # compare the two snapshots' texts entry by entry between their common prefix and suffix;
+    # decoding both whole held hundreds of MB of Python objects at 100,000 agents.
+    new_files = _files(selectors.bundle_archive(f"part:{to_part_id}", to_etag))
+    manifest_json, new_text = new_files[MANIFEST_FILE], new_files.pop("data.json", b"{}").decode("utf-8")
+    del new_files
+    source = BundlePart.objects.filter(kind=BundlePart.Kind.REGISTRY, etag=from_etag, bundle_id__in=recent)
+    old_text = _files(storage.archive_of(BundlePart, source.values_list("pk", flat=True).first())[0]).get(
+        "data.json", b"{}").decode("utf-8")
+    old_index = index_text(from_etag, old_text)
+    patched = text_patch(old_index, to_etag, new_text) if old_index is not None else None
+    del old_index
+    ops = patched[0] if patched is not None else diff(json.loads(old_text), json.loads(new_text))
     if not ops:
         return None  # an empty patch would be a snapshot erasing the data (OPA's Bundle.Type)
     patch = canonical_json({"data": ops})
-    if len(patch) > MAX_DELTA_SHARE * len(new_json):
+    if len(patch) > MAX_DELTA_SHARE * len(new_text):
         return None
-    return _signed(to_part_id, {MANIFEST_FILE: new_files[MANIFEST_FILE], "patch.json": patch})
+    return _signed(to_part_id, {MANIFEST_FILE: manifest_json, "patch.json": patch})
 
 
 def recorded_ops(changes: dict) -> list[dict]:
     """OPA patch operations from what the build recorded on a registry part
     (BundlePart.changes: {"agents": {name: facts JSON text or None}, "keys": {...}})."""
-    ops: list[dict] = []
+    # Ops outside the agents and keys first (they never land on those objects), then the entries.
+    ops: list[dict] = list(changes.get("ops") or [])
     for section, path in (
         ("agents", ["warden_registry", "agents"]),
         ("keys", ["warden_registry", "delegation", "keys"]),
@@ -300,4 +294,3 @@ def _signed(to_part_id: int, files: dict[str, bytes]) -> bytes:
 def forget_cached_deltas() -> None:
     with _lock:
         _deltas.clear()
-        _latest.clear()

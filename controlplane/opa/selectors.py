@@ -21,7 +21,7 @@ from datetime import timedelta
 from django.db.models import BooleanField, Case, F, Q, QuerySet, Value, When
 from django.utils import timezone
 
-from controlplane.bundles import notify
+from controlplane.bundles import notify, storage
 from controlplane.bundles.models import Bundle, BundlePart, Environment
 from controlplane.opa.models import DecisionLog, OPAInstance
 
@@ -32,6 +32,7 @@ ACTIVE_BUNDLE_TTL = 1.0
 # Redis hiccup then delays a change by at most this much.
 PUSHED_ACTIVE_BUNDLE_TTL = 30.0
 ARCHIVE_CACHE_ENTRIES = 32
+ARCHIVE_CACHE_BYTES = 32 * 1024 * 1024
 # OPA reports status at every bundle poll (at least every 120 s by default), so an instance
 # silent for this long has stopped or lost its way to Warden.
 STALE_AFTER = timedelta(minutes=5)
@@ -103,13 +104,15 @@ def bundle_archive(bundle_id: str, etag: str) -> bytes:
             _archives.move_to_end(key)
             return archive
     if bundle_id.startswith("part:"):
-        archive_bytes, current_etag = BundlePart.objects.values_list("archive", "etag").get(pk=bundle_id[5:])
+        archive, current_etag = storage.archive_of(BundlePart, bundle_id[5:])
     else:
-        archive_bytes, current_etag = Bundle.objects.values_list("archive", "etag").get(pk=bundle_id)
-    archive = bytes(archive_bytes)
+        archive, current_etag = storage.archive_of(Bundle, bundle_id)
     with _lock:
         _archives[(bundle_id, current_etag)] = archive
-        while len(_archives) > ARCHIVE_CACHE_ENTRIES:
+        # Bounded in bytes too: at 100,000 agents a registry snapshot is about 9 MB.
+        while len(_archives) > ARCHIVE_CACHE_ENTRIES or (
+            len(_archives) > 1 and sum(map(len, _archives.values())) > ARCHIVE_CACHE_BYTES
+        ):
             _archives.popitem(last=False)
     return archive
 

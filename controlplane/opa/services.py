@@ -8,6 +8,7 @@ decision log chunk when it missed our 2xx, and sends a status report at every po
 from __future__ import annotations
 
 import json
+from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -134,33 +135,42 @@ def ingest_decision_logs(environment: Environment, events, *, received_at: datet
     Sensitive key names are masked before anything is stored. A decision is stored once per
     (environment, instance, decision_id): a resent chunk stores nothing new.
     """
-    if not isinstance(events, list):
-        raise InvalidInput("must be a JSON array of decision events", field="body")
-    received_at = received_at or timezone.now()
+    return ingest_decision_log_uploads(environment, [(events, received_at or timezone.now())])[0]
+
+
+def ingest_decision_log_uploads(environment: Environment, uploads: list[tuple[Any, datetime]]) -> list[IngestResult]:
+    """Several uploads `(events, received_at)` of one environment, each stored as
+    ingest_decision_logs stores it, in order (a decision an earlier upload stored counts as
+    already stored in a later one), with one agent lookup, one lookup of known decision ids
+    per 500 and one insert for all of them: the upload queue's drain stores its batch so."""
+    for events, _ in uploads:
+        if not isinstance(events, list):
+            raise InvalidInput("must be a JSON array of decision events", field="body")
     sensitive = audit_conf.sensitive_keys()
-    rows: dict[tuple[str, str], DecisionLog] = {}
-    rejected: list[_Rejection] = []
-    parsed: list[tuple[int, DecisionLog]] = []
-    for index, event in enumerate(events):
-        problem = value_problem(event, f"[{index}]")
-        if problem:
-            rejected.append(_Rejection(index, "unstorable", problem, event))
-            continue
-        try:
-            parsed.append((index, _decision_log(environment, event, index, received_at)))
-        except InvalidInput as exc:
-            rejected.append(_Rejection(index, "malformed", _first_error(exc), event))
-    allowed = _agents_running_in(environment, [row.input for _, row in parsed])
-    for index, row in parsed:
+    rows: dict[tuple[str, str], tuple[int, DecisionLog]] = {}
+    rejected: list[tuple[int, _Rejection]] = []
+    parsed: list[tuple[int, int, DecisionLog]] = []
+    for upload, (events, received_at) in enumerate(uploads):
+        for index, event in enumerate(events):
+            problem = value_problem(event, f"[{index}]")
+            if problem:
+                rejected.append((upload, _Rejection(index, "unstorable", problem, event)))
+                continue
+            try:
+                parsed.append((upload, index, _decision_log(environment, event, index, received_at)))
+            except InvalidInput as exc:
+                rejected.append((upload, _Rejection(index, "malformed", _first_error(exc), event)))
+    allowed = _agents_running_in(environment, [row.input for _, _, row in parsed])
+    for upload, index, row in parsed:
         agent = _agent_named(row.input)
         if agent is not None and agent not in allowed:
-            rejected.append(_Rejection(index, "foreign_agent", (
+            rejected.append((upload, _Rejection(index, "foreign_agent", (
                 f"[{index}].input.agent names {agent!r}, which does not run in environment {environment.name!r}: "
                 "decision logs of an agent come from its own environment's OPA"
-            ), row.event))
+            ), row.event)))
             continue
         _mask_sensitive(row, sensitive)
-        rows.setdefault((row.instance_id, row.decision_id), row)
+        rows.setdefault((row.instance_id, row.decision_id), (upload, row))
     with transaction.atomic():
         known: set[tuple[str, str]] = set()
         keys = list(rows)
@@ -170,13 +180,19 @@ def ingest_decision_logs(environment: Environment, events, *, received_at: datet
                 DecisionLog.objects.filter(environment=environment, decision_id__in=[d for _, d in chunk])
                 .values_list("instance_id", "decision_id")
             )
-        fresh = [row for key, row in rows.items() if key not in known]
+        fresh = [(upload, row) for key, (upload, row) in rows.items() if key not in known]
         # ignore_conflicts: a concurrent upload of the same chunk may have stored some meanwhile.
-        DecisionLog.objects.bulk_create(fresh, batch_size=_LOOKUP_CHUNK, ignore_conflicts=True)
+        DecisionLog.objects.bulk_create([row for _, row in fresh], batch_size=_LOOKUP_CHUNK, ignore_conflicts=True)
         RejectedDecisionLog.objects.bulk_create(
-            [_rejected_row(environment, r, received_at, sensitive) for r in rejected], batch_size=_LOOKUP_CHUNK
+            [_rejected_row(environment, r, uploads[upload][1], sensitive) for upload, r in rejected],
+            batch_size=_LOOKUP_CHUNK,
         )
-    return IngestResult(received=len(events), stored=len(fresh), rejected=len(rejected))
+    stored = Counter(upload for upload, _ in fresh)
+    refused = Counter(upload for upload, _ in rejected)
+    return [
+        IngestResult(received=len(events), stored=stored[upload], rejected=refused[upload])
+        for upload, (events, _) in enumerate(uploads)
+    ]
 
 
 def _first_error(exc: InvalidInput) -> str:
@@ -312,6 +328,33 @@ def record_status(environment: Environment, report, *, seen_at: datetime | None 
     Unknown fields (metrics, and whatever later OPA versions add) are ignored; known fields
     of the wrong type are refused with their path.
     """
+    fields = _instance_fields(environment, report, seen_at or timezone.now())
+    return _upsert_instance(environment, fields["labels"]["id"], fields)
+
+
+# What a status report updates on its instance's row (first_seen is set once, on insert).
+_INSTANCE_FIELDS = ["version", "labels", "bundles", "discovery", "decision_logs", "plugins", "bundle_name",
+                    "active_revision", "last_seen"]
+
+
+def record_statuses(reports: list[tuple[Environment, Any, datetime]]) -> None:
+    """Status reports `(environment, report, seen_at)`, each recorded as record_status
+    records it, in one upsert (the upload queue's drain); of several reports of one instance
+    the last wins. InvalidInput names the first bad report's field, and nothing is stored."""
+    latest: dict[tuple[Any, str], OPAInstance] = {}
+    for environment, report, seen_at in reports:
+        fields = _instance_fields(environment, report, seen_at)
+        latest[(environment.pk, fields["labels"]["id"])] = OPAInstance(
+            environment=environment, instance_id=fields["labels"]["id"], **fields
+        )
+    with transaction.atomic():
+        OPAInstance.objects.bulk_create(
+            list(latest.values()), update_conflicts=True, unique_fields=["environment", "instance_id"],
+            update_fields=_INSTANCE_FIELDS,
+        )
+
+
+def _instance_fields(environment: Environment, report, seen_at: datetime) -> dict:
     fields = status_fields(environment.name, report)
     bundles = fields["bundles"]
     bundle_name = warden_bundle_name(environment, bundles)
@@ -319,8 +362,8 @@ def record_status(environment: Environment, report, *, seen_at: datetime | None 
     if not bundle_name and f"{environment.name}-registry" in bundles:
         bundle_name = f"{environment.name}-registry"
         active_revision = split_revision(environment, bundles)
-    fields.update(bundle_name=bundle_name[:256], active_revision=active_revision, last_seen=seen_at or timezone.now())
-    return _upsert_instance(environment, fields["labels"]["id"], fields)
+    fields.update(bundle_name=bundle_name[:256], active_revision=active_revision, last_seen=seen_at)
+    return fields
 
 
 def status_fields(environment_name: str, report) -> dict:

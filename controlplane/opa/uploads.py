@@ -257,12 +257,14 @@ def _set_aside(client, item: bytes, reason: str) -> None:
 
 
 def store(items: list[bytes], *, on_failure) -> None:
-    """Store queued uploads: decision logs in order, status reports coalesced per instance.
-    A DatabaseError propagates (the items stay queued); any other failure of an item calls
-    `on_failure(item, reason)`."""
+    """Store queued uploads: the decision logs of each environment together, in order, and
+    the status reports in one upsert, coalesced per instance (the latest wins): a few queries
+    per batch, not per upload. A DatabaseError propagates (the items stay queued); any other
+    failure of an item calls `on_failure(item, reason)`, and the others are stored."""
     from controlplane.bundles.models import Environment
 
     environments: dict[str, Environment | None] = {}
+    logs: dict[str, list[tuple[bytes, Environment, list, datetime]]] = {}
     latest_status: dict[tuple[str, str], tuple[bytes, Environment, object, datetime]] = {}
     for item in items:
         try:
@@ -276,21 +278,64 @@ def store(items: list[bytes], *, on_failure) -> None:
             received_at = datetime.fromisoformat(header["received_at"])
             raw = decode_body(body, header["encoding"], max_inflated_bytes=LIMITS[header["kind"]][1])
             if header["kind"] == LOGS:
-                services.ingest_decision_logs(environment, parse_json_values_later(raw), received_at=received_at)
+                events = parse_json_values_later(raw)
+                if not isinstance(events, list):
+                    raise InvalidInput("must be a JSON array of decision events", field="body")
+                logs.setdefault(environment_id, []).append((item, environment, events, received_at))
             else:
                 report = parse_json(raw)
                 latest_status[(environment_id, report["labels"]["id"])] = (item, environment, report, received_at)
         except DatabaseError:
             raise
         except Exception as exc:  # noqa: BLE001 - set aside with its reason, never dropped silently
-            on_failure(item, f"{type(exc).__name__}: {exc}"[:500])
-    for item, environment, report, received_at in latest_status.values():
+            on_failure(item, _reason(exc))
+    for of_one_environment in logs.values():
+        _together(of_one_environment, on_failure, _store_logs, _store_log)
+    _together(list(latest_status.values()), on_failure, _store_statuses, _store_status)
+
+
+# Each item below is (queued item, environment, parsed body, received_at).
+def _store_logs(items: list[tuple]) -> None:
+    services.ingest_decision_log_uploads(items[0][1], [(events, at) for _, _, events, at in items])
+
+
+def _store_log(item: tuple) -> None:
+    services.ingest_decision_logs(item[1], item[2], received_at=item[3])
+
+
+def _store_statuses(items: list[tuple]) -> None:
+    services.record_statuses([(environment, report, at) for _, environment, report, at in items])
+
+
+def _store_status(item: tuple) -> None:
+    services.record_status(item[1], item[2], seen_at=item[3])
+
+
+def _together(group: list[tuple], on_failure, store_all, store_one) -> None:
+    """`store_all(group)`; if it fails for a reason other than the database, each item again
+    on its own (`store_one`), so only the items that cannot be stored are set aside."""
+    if not group:
+        return
+    try:
+        with transaction.atomic():
+            store_all(group)
+        return
+    except DatabaseError:
+        raise
+    except Exception:  # noqa: BLE001 - found item by item below
+        logger.warning("storing %d queued uploads together failed; storing them one by one", len(group), exc_info=True)
+    for one in group:
         try:
-            services.record_status(environment, report, seen_at=received_at)
+            with transaction.atomic():
+                store_one(one)
         except DatabaseError:
             raise
-        except Exception as exc:  # noqa: BLE001
-            on_failure(item, f"{type(exc).__name__}: {exc}"[:500])
+        except Exception as exc:  # noqa: BLE001 - set aside with its reason, never dropped silently
+            on_failure(one[0], _reason(exc))
+
+
+def _reason(exc: Exception) -> str:
+    return f"{type(exc).__name__}: {exc}"[:500]
 
 
 def queued() -> int:

@@ -150,7 +150,7 @@ mailboxes contains [name, trim_space(part)] if {
 	trim_space(part) != ""
 }
 
-printable_recipients(value) if regex.match(`^[\x20-\x7e]*$`, value)
+printable_recipients(value) if printable_text(value)
 
 mailbox_address(mailbox) := mailbox if regex.match(bare_address_pattern, mailbox)
 

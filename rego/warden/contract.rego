@@ -16,9 +16,22 @@ max_number := 9007199254740992 # 2^53: larger numbers are not exact in every eng
 
 # Printable ASCII without space: no control characters (NUL, CR, LF, tab, DEL), no
 # Unicode, whose case mapping and normalisation differ between Go, Rust and Python.
-printable_ascii_pattern := `^[\x21-\x7e]+$`
+# Checked with trim instead of a regex: trim removes leading and trailing characters of its
+# cutset (code points, in OPA as in regorus), so nothing is left exactly when every character
+# is one of them; regorus builds a regex at every call (~50 k VM instructions), trim costs ~1 k.
+printable_ascii(s) if {
+	s != ""
+	trim(s, printable_ascii_characters) == ""
+}
 
-printable_ascii(s) if regex.match(printable_ascii_pattern, s)
+# The 94 characters from "!" (0x21) to "~" (0x7e), in order, and the same after a space
+# (prechecks_test.rego checks both).
+printable_ascii_characters := "!\"#$%&'()*+,-./0123456789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[\\]^_`abcdefghijklmnopqrstuvwxyz{|}~"
+
+# Printable ASCII and spaces (the empty string too).
+printable_text(s) if trim(s, printable_text_characters) == ""
+
+printable_text_characters := " !\"#$%&'()*+,-./0123456789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[\\]^_`abcdefghijklmnopqrstuvwxyz{|}~"
 
 input_shape_violations contains ["input", "a JSON object"] if not input_is_object
 
@@ -75,9 +88,11 @@ input_shape_violations contains [field, "a non-empty string of printable ASCII"]
 	not identifier_at(path)
 }
 
-# Both identifiers in one regex call (regex calls are most of a decision's cost); the
-# field at fault is looked for only when this fails.
-identifiers_printable if regex.match(`^[\x21-\x7e]+ [\x21-\x7e]+$`, concat(" ", [agent_id, tool]))
+# Both identifiers in one check; the field at fault is looked for only when this fails.
+identifiers_printable if {
+	printable_ascii(agent_id)
+	printable_ascii(tool)
+}
 
 identifier_at(path) if {
 	value := object.get(request, path, null)
@@ -174,7 +189,13 @@ judged_category := "file" if {
 args_violations contains [key, "a lowercase ASCII name"] if {
 	judged_category in {"file", "network", "email", "git_push", "shell"}
 	some key, _ in args
-	not regex.match(`^[a-z0-9_]+$`, key)
+	not lowercase_name(key)
+}
+
+# ^[a-z0-9_]+$ (trim: see printable_ascii).
+lowercase_name(key) if {
+	key != ""
+	trim(key, "abcdefghijklmnopqrstuvwxyz0123456789_") == ""
 }
 
 # The checks of one tool category are reached only for a tool of that category, and a
@@ -292,12 +313,12 @@ args_violations contains [name, "free of control characters (NUL, CR, LF, tab)"]
 	regex.match(`[\x00-\x1f\x7f]`, value)
 }
 
-# The judged strings made of printable ASCII and spaces alone: one regex per string, which
+# The judged strings made of printable ASCII and spaces alone: one check per string, which
 # answers for the control characters above, canonical paths (files.rego) and printable URLs
 # (egress.rego) alike.
 printable_judged_strings contains value if {
 	some [_, value] in judged_strings
-	regex.match(`^[\x20-\x7e]*$`, value)
+	printable_text(value)
 }
 
 # [argument name, string] for every string a rule judges by its text.

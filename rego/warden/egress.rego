@@ -24,17 +24,10 @@ url_values contains [sprintf("urls/%d", [i]), value] if {
 	is_string(value)
 }
 
-# scheme :// authority, then path, query or fragment (or nothing).
-url_pattern := `^[hH][tT][tT][pP][sS]?://([^/?#]*)([/?#].*)?$`
-
-# host, then an optional port.
-authority_pattern := `^([^:@\[\]]+)(:[0-9]{1,5})?$`
-
 # Each URL the action names is parsed once per decision, in rules (whose values the engine
 # keeps) rather than in functions (which it evaluates at every call): the rules below ask
-# for the same URL's authority and host several times, and regex calls are most of a
-# decision's cost.
-# printable_ascii(url), from the judged strings' one regex (every URL is one: contract.rego).
+# for the same URL's authority and host several times.
+# printable_ascii(url), from the judged strings' one check (every URL is one: contract.rego).
 printable_urls contains url if {
 	some [_, url] in url_values
 	url in printable_judged_strings
@@ -42,14 +35,42 @@ printable_urls contains url if {
 	not contains(url, " ")
 }
 
-url_authorities[url] := match[1] if {
+# A URL is scheme :// authority, then path, query or fragment (or nothing): as the regex
+# ^[hH][tT][tT][pP][sS]?://([^/?#]*)([/?#].*)?$ reads a printable URL, without building one
+# (regorus builds a regex at every call, ~50 k VM instructions; these builtins cost a few k).
+# The authority is what comes before the first "/", "?" or "#" after the scheme.
+url_authorities[url] := authority if {
 	some url in printable_urls
-	some match in regex.find_all_string_submatch_n(url_pattern, url, 1)
+	rest := url_after_scheme(url)
+	authority := split(split(split(rest, "/")[0], "?")[0], "#")[0]
+	is_string(authority) # a later use: see agents_sdk/engine/vm_safety.py
 }
 
-url_hosts[url] := lower(match[1]) if {
+# The URL after http:// or https://, in any ASCII case (a printable URL is ASCII: lower and
+# substring count the same characters in every engine).
+url_after_scheme(url) := substring(url, 7, -1) if lower(substring(url, 0, 7)) == "http://"
+
+url_after_scheme(url) := substring(url, 8, -1) if lower(substring(url, 0, 8)) == "https://"
+
+# The host, then an optional port: as ^([^:@\[\]]+)(:[0-9]{1,5})?$ reads an authority.
+url_hosts[url] := lower(host) if {
 	some url, authority in url_authorities
-	some match in regex.find_all_string_submatch_n(authority_pattern, authority, 1)
+	parts := split(authority, ":")
+	host := parts[0]
+	host != ""
+	not contains_any(host, ["@", "[", "]"])
+	url_port_valid(parts)
+}
+
+# [host] or [host, port]: a port is 1 to 5 ASCII digits.
+url_port_valid(parts) if count(parts) == 1
+
+url_port_valid(parts) if {
+	count(parts) == 2
+	port := parts[1]
+	port != ""
+	count(port) <= 5
+	trim(port, "0123456789") == ""
 }
 
 # For the URLs of url_values only (looked up by iterating: see contract.rego on indexing).

@@ -6,6 +6,7 @@ and chain link one record at a time, across batch boundaries, in order."""
 from __future__ import annotations
 
 import copy
+import gzip
 import json
 
 import pytest
@@ -123,3 +124,35 @@ def test_a_sensitive_key_in_a_non_ascii_record_is_masked_in_the_store(ship, sign
     intent = AuditEvent.objects.get(kind="intent")
     assert intent.payload["args"]["nested"][0]["Api_Key"] == records.MASK
     assert intent.masked_paths == ["/args/nested/0/Api_Key"]
+
+
+def test_a_gzip_body_is_stored_as_sent_and_verified_from_it(ship, signer, settings):
+    records_sent = sign_session(signer, "s1") + sign_session(signer, "s2")
+    sent = gzip.compress(body_of(records_sent))
+    assert ship(records_sent, compress=True).status_code == 202
+    batch = Batch.objects.get()
+    opened = records.unseal(batch.body)
+    # The body as the agent sent it (compressed), behind the API's mark; not the inflated bytes.
+    assert opened.startswith(records.FORM_CHECKED_GZIP)
+    assert gzip.decompress(opened[len(records.FORM_CHECKED_GZIP):]) == body_of(records_sent)
+    assert len(opened) == len(records.FORM_CHECKED_GZIP) + len(sent) and len(sent) < batch.byte_count
+    assert batch.status == BatchStatus.VERIFIED and batch.event_count == 8
+    items, form_checked = records.unseal_batch(batch.body)
+    assert form_checked and items == json.loads(body_of(records_sent))["records"]
+
+
+def test_a_stored_gzip_body_is_verified_even_if_the_size_limit_was_lowered_since(identity, signer, settings):
+    body = body_of(sign_session(signer, "s1"))
+    batch = Batch.objects.create(
+        agent=Agent.objects.get(name=identity.name), key_id=identity.key_id, record_count=4, byte_count=len(body),
+        body=records.seal_checked_batch(body, gzipped=gzip.compress(body)),
+    )
+    settings.WARDEN_AUDIT_MAX_BATCH_BYTES = 100  # the body was within the limit when it was received
+    outcome = verification.verify_batch(batch.pk)
+    assert (outcome.events, outcome.quarantined) == (4, 0)
+
+
+def test_an_identity_body_is_stored_inflated_as_before(ship, signer):
+    assert ship(sign_session(signer, "s1")).status_code == 202
+    opened = records.unseal(Batch.objects.get().body)
+    assert opened.startswith(records.FORM_CHECKED) and not opened.startswith(records.FORM_CHECKED_GZIP)

@@ -136,3 +136,15 @@ def test_a_rule_search_is_estimated_at_about_its_matches_so_a_page_stops_early(c
         cursor.execute("SELECT id FROM audit_auditevent WHERE rule_ids @> '[\"common.rule\"]' "
                        "ORDER BY time DESC, id DESC LIMIT 50")
         assert page == [row[0] for row in cursor.fetchall()]
+
+
+def test_a_rule_searchs_count_reads_the_rule_tables_key_and_no_event(events):
+    """The page's capped count (CappedCountPagination, through AuditEventFilter.rule_rows_to_count):
+    the rule's entries of the rule table's key, no event fetched (a common rule's count fetched
+    10,001 events from disk: p99 1.0 s at 50 M events)."""
+    for params in ("rule=exfiltration.egress", "rule=exfiltration.egress&time_after=2026-01-01T00:00:00Z"):
+        rows = AuditEventFilter(QueryDict(params), queryset=AuditEvent.objects.all()).rule_rows_to_count()
+        plan = rows.order_by()[:10_001].explain()
+        assert RULE_KEY in plan and f"Seq Scan on audit_auditevent_rule{MONTH}" not in plan, plan  # empty months: any
+        assert "audit_auditevent_y" not in plan and "audit_auditevent_default" not in plan, plan
+        assert rows.count() == EVENTS // RARE_EVERY

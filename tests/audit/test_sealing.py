@@ -23,12 +23,12 @@ EDGE_LENGTHS = [0, 1, 15, 16, 17, 31, 32, 33, 4096, 4111]
 
 
 def fixed_parts(monkeypatch, moment: int = 1_700_000_000) -> list[bytes]:
-    """Make the sealer's IVs and time known: the IVs it drew, in order."""
+    """Make the sealer's IVs and time known: what it drew, in order (each draw 16-byte pieces)."""
     counter = itertools.count(1)
     drawn: list[bytes] = []
 
     def urandom(n: int) -> bytes:
-        value = next(counter).to_bytes(n, "big")
+        value = b"".join(next(counter).to_bytes(16, "big") for _ in range(n // 16))  # 16-byte pieces, all distinct
         drawn.append(value)
         return value
 
@@ -44,11 +44,25 @@ def test_each_token_is_the_one_fernet_makes_with_the_same_iv_and_time(monkeypatc
     assert sealer.fast
     messages = [bytes((i % 251,)) * n for i, n in enumerate(EDGE_LENGTHS * 2)]
     tokens = [sealer.seal(message) for message in messages]
-    ivs = drawn[1:]  # the first draw is the context's own IV, never in a token
-    assert len(ivs) == len(messages)
+    # The first draw is the context's own IV, never in a token; then one draw of IVs for many tokens.
+    assert len(drawn) == 2 and len(drawn[1]) == 16 * sealing.IVS_PER_DRAW
+    ivs = [drawn[1][i:i + 16] for i in range(0, 16 * len(messages), 16)]
     for message, token, iv in zip(messages, tokens, ivs, strict=True):
         assert token == fernet._encrypt_from_parts(message, 1_700_000_000, iv)
         assert fernet.decrypt(token) == message
+
+
+def test_tokens_past_one_draw_of_ivs_take_fresh_ivs_each_and_match_fernets(monkeypatch):
+    drawn = fixed_parts(monkeypatch)
+    fernet = Fernet(KEY)
+    sealer = sealing.BatchSealer(fernet)
+    count = 2 * sealing.IVS_PER_DRAW + 3  # across two refills
+    tokens = [sealer.seal(b"record %d" % i) for i in range(count)]
+    ivs = [pool[i:i + 16] for pool in drawn[1:] for i in range(0, len(pool), 16)]
+    assert len(drawn) == 4 and len(set(ivs)) == len(ivs)  # three draws of IVs, none repeated
+    for i, token in enumerate(tokens):
+        assert token == fernet._encrypt_from_parts(b"record %d" % i, 1_700_000_000, ivs[i])
+        assert fernet.decrypt(token) == b"record %d" % i
 
 
 @given(messages=st.lists(st.binary(max_size=300), min_size=1, max_size=12))

@@ -89,6 +89,19 @@ def test_verdicts_match_openssl_for_good_altered_and_crafted_signatures():
             assert key.verifies(signature, signed) is openssl_accepts(private, signature, signed)
 
 
+def test_one_key_judges_messages_of_any_length_in_any_order_as_openssl_does():
+    # The key reuses one output buffer for libsodium: a short message after a long one, a
+    # refusal between two acceptances, and an empty message must each be judged alone.
+    private = Ed25519PrivateKey.generate()
+    key = signatures.PublicKey(raw_public(private))
+    for length in (500, 3, 4000, 0, 64, 700, 1):
+        message = os.urandom(length)
+        good = private.sign(message)
+        altered = bytes([good[0] ^ 1]) + good[1:]
+        for signature, signed in ((good, message), (altered, message), (good, message + b"!"), (good, message)):
+            assert key.verifies(signature, signed) is openssl_accepts(private, signature, signed)
+
+
 def test_a_record_signed_with_a_small_order_r_is_stored_as_the_offline_verifier_judges_it(ship, signer, identity):
     with signer.session(session_id="crafted") as session:
         first = session.intent("refund", {"ticket": 1})

@@ -1,10 +1,16 @@
 """Long polling as OPA does it (`Prefer: modes=snapshot,delta;wait=N`): the request is held
-until the environment's bundle changes, and answered within a second of the change."""
+until the environment's bundle changes, and answered when the change wakes it.
+
+No test here asserts how fast: a loaded machine would make that flaky, and the benches
+measure it (bench/bundle_service.py, bench/sidecar_fleet.py). What is proved instead is
+why a poll was answered: woken by the change (the listener's wake-up, a 200 before its hold
+ended), or by its hold's end (never before the end drawn for it)."""
 
 import asyncio
 
 import pytest
 
+from controlplane.bundles import notify
 from controlplane.bundles import services as bundle_services
 from controlplane.identity import services as identity_services
 from controlplane.opa import longpoll
@@ -21,11 +27,41 @@ def app(request):
     return request.param
 
 
-async def _held_poll_then(change, *, token, resource, etag, wait=15, app=FAST_PATH):
-    """Start a long poll, check it is held, make `change` in another thread, and return
-    (response, seconds from the change's commit to the answer). The wait outlasts a slow
-    change (a bundle rebuild on a loaded host) even when ended early (longpoll.hold_seconds)."""
-    loop = asyncio.get_running_loop()
+@pytest.fixture
+def held(monkeypatch):
+    """What the held polls went through: the holds drawn, the timeouts they waited with, and
+    (environment, listener) of each wake-up by an activation (one activation may wake a
+    listener twice: in-process and again through Redis)."""
+    record = {"holds": [], "waits": [], "woken": []}
+    real_hold, real_wait, real_wake = longpoll.hold_seconds, notify.BundleChangeListener.wait, \
+        notify.BundleChangeListener.wake
+
+    def hold_seconds(wait):
+        record["holds"].append(real_hold(wait))
+        return record["holds"][-1]
+
+    async def wait(listener, timeout):
+        record["waits"].append(timeout)
+        return await real_wait(listener, timeout)
+
+    def wake(listener):
+        record["woken"].append((listener.environment_name, id(listener)))
+        return real_wake(listener)
+
+    monkeypatch.setattr(longpoll, "hold_seconds", hold_seconds)
+    monkeypatch.setattr(notify.BundleChangeListener, "wait", wait)
+    monkeypatch.setattr(notify.BundleChangeListener, "wake", wake)
+    return record
+
+
+# Long enough that a poll answered 200 was answered by the change, not by its hold's end,
+# however slow a bundle rebuild is on a loaded machine.
+HELD_WAIT = 60
+
+
+async def _held_poll_then(change, *, token, resource, etag, wait=HELD_WAIT, app=FAST_PATH):
+    """Start a long poll, check it is held, make `change` in another thread, and return the
+    answer. A poll whose hold ended with no change is answered 304 with the ETag it held."""
     async with asgi_client(app) as client:
         opa = EmulatedOPA(client, token=token, resource=resource)
         opa.etag = etag
@@ -33,13 +69,13 @@ async def _held_poll_then(change, *, token, resource, etag, wait=15, app=FAST_PA
         await asyncio.sleep(0.5)
         assert not poll.done(), "the long poll was answered before anything changed"
         await in_thread(change)
-        changed_at = loop.time()
-        response = await asyncio.wait_for(poll, wait + 5)
-        return response, loop.time() - changed_at
+        return await poll
 
 
-def test_long_poll_receives_a_promoted_bundle_within_one_second(dev, staging, staging_token, admin, signing_key, app):
-    response, elapsed = run(
+def test_a_held_long_poll_is_woken_by_a_promotion_and_receives_the_bundle(
+    dev, staging, staging_token, admin, signing_key, app, held
+):
+    response = run(
         _held_poll_then(
             lambda: bundle_services.promote_bundle(dev, to=staging, by=admin),
             token=staging_token, resource="bundles/staging", etag="", app=app,
@@ -47,7 +83,8 @@ def test_long_poll_receives_a_promoted_bundle_within_one_second(dev, staging, st
     )
     staging.refresh_from_db()
     assert response.status_code == 200
-    assert elapsed < 1.0, f"answered {elapsed:.3f}s after the promotion"
+    assert {name for name, _ in held["woken"]} == {"staging"}  # by the activation, not a database re-read
+    assert max(held["waits"]) > 10  # nor by the end of its hold
     assert response.headers["Content-Type"] == LONG_POLL  # exactly: OPA keeps long polling
     assert "Content-Encoding" not in response.headers
     assert response.headers["ETag"] == staging.active_bundle.etag
@@ -55,9 +92,11 @@ def test_long_poll_receives_a_promoted_bundle_within_one_second(dev, staging, st
     assert verified.manifest["revision"] == staging.active_bundle.revision
 
 
-def test_long_poll_receives_the_suspension_of_an_agent_within_one_second(dev, dev_token, agent, admin, signing_key):
+def test_a_held_long_poll_is_woken_by_the_suspension_of_an_agent_and_receives_it(
+    dev, dev_token, agent, admin, signing_key, held
+):
     old_etag = dev.active_bundle.etag
-    response, elapsed = run(
+    response = run(
         _held_poll_then(
             lambda: identity_services.suspend_agent(agent, by=admin, reason="leaked key"),
             token=dev_token, resource="bundles/dev", etag=old_etag,
@@ -65,14 +104,14 @@ def test_long_poll_receives_the_suspension_of_an_agent_within_one_second(dev, de
     )
     dev.refresh_from_db()
     assert response.status_code == 200
-    assert elapsed < 1.0, f"answered {elapsed:.3f}s after the suspension"
+    assert "dev" in {name for name, _ in held["woken"]}
     assert response.headers["ETag"] == dev.active_bundle.etag != old_etag
     assert response.headers["Content-Type"] == LONG_POLL
     verified = verify_bundle(response.content, public_key_pem=signing_key.public_key_pem, keyid=signing_key.kid)
     assert verified.data["warden_registry"]["agents"]["billing-bot"]["status"] == "suspended"
 
 
-def test_long_poll_without_change_is_answered_304_after_the_wait(dev, dev_token, app):
+def test_long_poll_without_change_is_answered_304_after_the_wait(dev, dev_token, app, held):
     current = dev.active_bundle.etag
 
     async def scenario():
@@ -87,19 +126,19 @@ def test_long_poll_without_change_is_answered_304_after_the_wait(dev, dev_token,
     response, elapsed = run(scenario())
     assert response.status_code == 304
     # Ended early on purpose (longpoll.hold_seconds), but never so early that OPA, which asks
-    # again at once, would busy-loop.
-    assert 1 - EARLY_END_FRACTION <= elapsed < 2.5, f"held {elapsed:.3f}s for wait=1"
+    # again at once, would busy-loop: not before the hold drawn for it, and never woken.
+    (hold,) = held["holds"]
+    assert 1 - EARLY_END_FRACTION <= hold <= 1 and elapsed >= hold
+    assert held["waits"] and max(held["waits"]) <= hold and held["woken"] == []
     assert response.headers["ETag"] == current
 
 
-def test_waits_that_start_together_end_spread_over_the_last_fifth_of_the_wait(dev, dev_token, monkeypatch):
+def test_waits_that_start_together_end_spread_over_the_last_fifth_of_the_wait(dev, dev_token, held):
     """A fleet woken by one change re-polls together; exact waits would expire together, every
     wait seconds, as one burst of 304s. Each hold ends at its own moment in the last fifth of
     the wait, and every poll is still answered 304 with the ETag it holds, as OPA needs."""
     wait, polls = 5, 20
-    chosen = []
-    real_hold = longpoll.hold_seconds
-    monkeypatch.setattr(longpoll, "hold_seconds", lambda w: chosen.append(real_hold(w)) or chosen[-1])
+    chosen = held["holds"]
     current = dev.active_bundle.etag
 
     async def scenario():
@@ -122,10 +161,13 @@ def test_waits_that_start_together_end_spread_over_the_last_fifth_of_the_wait(de
     assert len(chosen) == polls and len(set(chosen)) == polls, "every poll draws its own end"
     assert all((1 - EARLY_END_FRACTION) * wait <= hold <= wait for hold in chosen)
     # The k-th answer cannot come before the k-th shortest hold has passed (no poll ends
-    # before the end drawn for it), and the first comes before the full wait: ends are spread.
+    # before the end drawn for it), and no timer was set past the longest hold drawn, itself
+    # short of the full wait: the ends are spread.
     elapsed = sorted(seconds for _, seconds in answers)
     assert all(seconds >= hold for seconds, hold in zip(elapsed, sorted(chosen), strict=True))
-    assert elapsed[0] < wait, f"the first of {polls} polls was held the full {wait}s"
+    # (Without a live Redis subscription a poll also waits in steps of notify.DB_POLL_SECONDS.)
+    assert len(held["waits"]) >= polls and max(held["waits"]) <= max(chosen) < wait
+    assert held["woken"] == []
 
 
 def test_hold_seconds_draws_ends_across_the_last_fifth_of_the_wait(monkeypatch):
@@ -139,16 +181,14 @@ def test_hold_seconds_draws_ends_across_the_last_fifth_of_the_wait(monkeypatch):
     assert longpoll.hold_seconds(1) >= 1 - EARLY_END_FRACTION  # short waits too: no busy loop
 
 
-def test_first_long_poll_without_etag_gets_the_bundle_at_once(dev, dev_token):
+def test_first_long_poll_without_etag_gets_the_bundle_at_once(dev, dev_token, held):
     async def scenario():
-        loop = asyncio.get_running_loop()
         async with asgi_client() as client:
-            started = loop.time()
-            response = await EmulatedOPA(client, token=dev_token, resource="bundles/dev").download(wait=30)
-            return response, loop.time() - started
+            return await EmulatedOPA(client, token=dev_token, resource="bundles/dev").download(wait=30)
 
-    response, elapsed = run(scenario())
-    assert response.status_code == 200 and elapsed < 1.0
+    response = run(scenario())
+    assert response.status_code == 200
+    assert held["waits"] == []  # answered without waiting at all
     assert response.headers["Content-Type"] == LONG_POLL
 
 
@@ -164,19 +204,20 @@ def test_long_poll_on_an_environment_without_bundle_ends_in_404_after_the_wait(s
     assert response.status_code == 404 and elapsed >= 1 - EARLY_END_FRACTION
 
 
-def test_many_concurrent_long_polls_are_all_woken_by_one_activation(dev, staging, staging_token, admin):
+def test_many_concurrent_long_polls_are_all_woken_by_one_activation(dev, staging, staging_token, admin, held):
     async def scenario():
         async with asgi_client() as client:
             sidecars = [EmulatedOPA(client, token=staging_token, resource="bundles/staging") for _ in range(50)]
-            polls = [asyncio.create_task(opa.download(wait=10)) for opa in sidecars]
+            polls = [asyncio.create_task(opa.download(wait=HELD_WAIT)) for opa in sidecars]
             await asyncio.sleep(0.5)
             assert not any(p.done() for p in polls)
             await in_thread(bundle_services.promote_bundle, dev, to=staging, by=admin)
-            return await asyncio.wait_for(asyncio.gather(*polls), 5)
+            return await asyncio.gather(*polls)
 
     responses = run(scenario())
     assert {r.status_code for r in responses} == {200}
     assert len({r.headers["ETag"] for r in responses}) == 1
+    assert len(set(held["woken"])) == 50 and {name for name, _ in held["woken"]} == {"staging"}
 
 
 def test_with_redis_down_a_change_made_by_another_process_still_ends_the_long_poll(
@@ -207,9 +248,56 @@ def test_with_redis_down_a_change_made_by_another_process_still_ends_the_long_po
         )
         Environment.objects.filter(pk=staging.pk).update(active_bundle=bundle)
 
-    response, _ = run(
+    response = run(
         _held_poll_then(activate_elsewhere, token=staging_token, resource="bundles/staging", etag=old_etag, wait=20)
     )
     staging.refresh_from_db()
     assert response.status_code == 200
     assert response.headers["ETag"] == staging.active_bundle.etag != old_etag
+
+
+@pytest.mark.parametrize("ended_by", ["client-gone", "server-shutdown"])
+def test_a_held_poll_ends_when_its_client_goes_away_and_leaves_no_waiter(dev, dev_token, ended_by):
+    """The fast path stops holding a poll whose client disconnected (no answer is sent, the
+    request ends normally); a cancellation from outside (the server shutting down) is not
+    swallowed. Either way the poll's listener leaves the registry."""
+    sent = []
+    current = dev.active_bundle.etag
+
+    async def scenario():
+        gone = asyncio.Event()
+        body_sent = []
+
+        async def receive():
+            if not body_sent:
+                body_sent.append(1)
+                return {"type": "http.request", "body": b"", "more_body": False}
+            await gone.wait()
+            return {"type": "http.disconnect"}
+
+        async def send(message):
+            sent.append(message)
+
+        headers = {"authorization": f"Bearer {dev_token}", "if-none-match": current,
+                   "prefer": f"modes=snapshot,delta;wait={HELD_WAIT}"}
+        scope = {"type": "http", "method": "GET", "path": "/opa/bundles/dev", "root_path": "", "query_string": b"",
+                 "headers": [(k.encode(), v.encode()) for k, v in headers.items()]}
+        poll = asyncio.create_task(FAST_PATH(scope, receive, send))
+        for _ in range(200):
+            await asyncio.sleep(0.05)
+            if "dev" in notify._waiters:
+                break
+        assert "dev" in notify._waiters and not poll.done()
+        if ended_by == "client-gone":
+            gone.set()
+        else:
+            poll.cancel()
+        await asyncio.gather(poll, return_exceptions=True)
+        return poll
+
+    poll = run(scenario())
+    assert poll.cancelled() is (ended_by == "server-shutdown")
+    if ended_by == "client-gone":
+        assert poll.exception() is None
+    assert sent == []
+    assert "dev" not in notify._waiters

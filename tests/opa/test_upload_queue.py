@@ -145,6 +145,7 @@ def test_uploads_stay_queued_when_the_database_fails_while_storing(
 
     with monkeypatch.context() as patch:
         patch.setattr(services, "ingest_decision_logs", database_down)
+        patch.setattr(services, "ingest_decision_log_uploads", database_down)
         with pytest.raises(OperationalError):
             uploads.drain()
     assert queued_uploads.llen(uploads.QUEUE_KEY) == 1 and DecisionLog.objects.count() == 0
@@ -208,3 +209,85 @@ def test_metrics_report_the_queue_its_bytes_and_what_was_set_aside(
     uploads.drain()
     assert scrape() == {"warden_opa_upload_queue_items": 0, "warden_opa_upload_queue_bytes": 0,
                         "warden_opa_uploads_set_aside": 1}
+
+
+def test_a_batch_is_stored_in_a_few_queries_whatever_its_number_of_uploads(
+    logs_token, billing_bot, drains_requested, queued_uploads
+):
+    """The drain stores a batch together (one agent lookup, one id lookup, one insert, one
+    status upsert), not a handful of queries per upload: at 1,000 sidecars those were most
+    of the machine's CPU. What is stored is what storing them one by one stores."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    def post_and_drain(instances: list[str]) -> int:
+        repeated = event()
+        posts = []
+        for n, instance in enumerate(instances):
+            posts.append(("logs", [event(labels={"id": instance}),
+                                   event(labels={"id": instance}, input={"agent": {"id": "someone-elsewhere"}})]))
+            posts.append(("status", {**status_report(f"r{n}"), "labels": {"id": instance, "version": "1.4.2"}}))
+        posts += [("logs", [repeated]), ("logs", [repeated])]  # OPA resending a chunk it got no 2xx for
+        posts.append(("status", {**status_report("newest"), "labels": {"id": instances[0], "version": "1.4.2"}}))
+        assert {a.status_code for a in run(_post_all(logs_token, posts))} == {200}
+        with CaptureQueriesContext(connection) as queries:
+            assert uploads.drain() == len(posts)
+        assert DecisionLog.objects.filter(decision_id=repeated["decision_id"]).count() == 1
+        return len(queries)
+
+    few = post_and_drain([str(uuid.uuid4()) for _ in range(2)])
+    instances = [str(uuid.uuid4()) for _ in range(20)]
+    assert post_and_drain(instances) == few  # 45 uploads, as many queries as 9
+    assert DecisionLog.objects.count() == 2 + 1 + len(instances) + 1
+    assert RejectedDecisionLog.objects.filter(reason="foreign_agent").count() == 2 + len(instances)
+    assert OPAInstance.objects.count() == 2 + len(instances)
+    assert OPAInstance.objects.get(instance_id=instances[0]).active_revision == "newest"
+    assert OPAInstance.objects.get(instance_id=instances[5]).active_revision == "r5"
+
+
+def test_a_later_status_report_updates_the_instance_and_keeps_when_it_was_first_seen(
+    logs_token, drains_requested, queued_uploads
+):
+    run(_post_all(logs_token, [("status", status_report("r1"))]))
+    uploads.drain()
+    first = OPAInstance.objects.get(instance_id=INSTANCE)
+    run(_post_all(logs_token, [("status", {**status_report("r2"), "plugins": {"bundle": {"state": "OK"}}})]))
+    uploads.drain()
+    later = OPAInstance.objects.get(instance_id=INSTANCE)
+    assert later.pk == first.pk and later.first_seen == first.first_seen and later.last_seen > first.last_seen
+    assert later.active_revision == "r2" and later.plugins == {"bundle": {"state": "OK"}}
+
+
+def test_an_item_that_fails_in_a_batch_is_set_aside_alone_and_the_rest_of_the_batch_is_stored(
+    logs_token, billing_bot, drains_requested, queued_uploads, monkeypatch
+):
+    from django.utils import timezone
+
+    good = [event(), event()]
+    run(_post_all(logs_token, [("logs", [good[0]]), ("logs", [good[1]]), ("status", status_report())]))
+    # A queued status report the checks of its day let through but storing now refuses.
+    environment_id = uploads.decode(queued_uploads.lrange(uploads.QUEUE_KEY, 0, 0)[0])[0]["environment_id"]
+    bad = uploads.encode("status", environment_id, json.dumps({"labels": {"id": "x" * 500}}).encode(), "",
+                         timezone.now())
+    queued_uploads.rpush(uploads.QUEUE_KEY, bad)
+    # And a decision-log chunk whose storing fails for a reason other than the database.
+    real = services.ingest_decision_log_uploads
+
+    def refuse_the_second(environment, events, *, received_at):
+        if events[0]["decision_id"] == good[1]["decision_id"]:
+            raise ValueError("cannot store this one")
+        return real(environment, [(events, received_at)])[0]
+
+    def batch_fails(*args, **kwargs):
+        raise ValueError("cannot store this one")
+
+    monkeypatch.setattr(services, "ingest_decision_logs", refuse_the_second)
+    monkeypatch.setattr(services, "ingest_decision_log_uploads", batch_fails)
+    assert uploads.drain() == 4
+    assert list(DecisionLog.objects.values_list("decision_id", flat=True)) == [good[0]["decision_id"]]
+    assert OPAInstance.objects.get().instance_id == INSTANCE
+    set_aside = [json.loads(entry.partition(b"\n")[0])["reason"] for entry in
+                 queued_uploads.lrange(uploads.FAILED_KEY, 0, -1)]
+    assert len(set_aside) == 2
+    assert any("cannot store this one" in reason for reason in set_aside)
+    assert any("at most 128 characters" in reason for reason in set_aside)  # the labels.id too long

@@ -1,10 +1,10 @@
 import django_filters
 from django.db import connection
-from django.db.models import F
+from django.db.models import F, QuerySet
 from rest_framework.filters import OrderingFilter
 
 from controlplane.audit import partitions
-from controlplane.audit.models import AuditEvent, Batch, QuarantinedRecord, QuarantineReason
+from controlplane.audit.models import AuditEvent, Batch, EventRule, QuarantinedRecord, QuarantineReason
 from controlplane.core.filters import UTCDateTimeFilter
 
 
@@ -60,6 +60,32 @@ class AuditEventFilter(django_filters.FilterSet):
         # SQLite has no JSON containment; match the quoted element in the stored text.
         return queryset.filter(rule_ids__icontains=f'"{value}"')
 
+    def rule_rows_to_count(self) -> QuerySet[EventRule] | None:
+        """The rule search's matches as rows of the rule table alone, when nothing but the
+        rule, the time range and the status filter (PostgreSQL; a short rule id): the page's
+        capped count then reads the rule's entries of its key and their narrow rows instead
+        of fetching 10,001 events from disk (a common rule at 100 M events: p99 18.5 ms,
+        671 ms before; docs/scale.md). Exact:
+        a rule row is stored, and removed, with its event (migrations 0010, 0011). None
+        otherwise: the events are counted."""
+        if connection.vendor != "postgresql" or not self.is_valid():
+            return None
+        data = self.form.cleaned_data
+        if any(value not in (None, "", []) for name, value in data.items() if name not in RULE_COUNT_FILTERS):
+            return None
+        key = partitions.rule_key(data.get("rule") or "")
+        if not key or key.startswith(partitions.RULE_DIGEST_PREFIX):
+            return None  # no rule, or a digest key, which rechecks the event's rule ids
+        rows = EventRule.objects.filter(rule_id=key)
+        if data.get("time_after"):
+            rows = rows.filter(time__gte=data["time_after"])
+        if data.get("time_before"):
+            rows = rows.filter(time__lt=data["time_before"])
+        if data.get("status") in ("checkpointed", "pending_checkpoint"):
+            upto = self.request.parser_context["view"].checkpointed_upto() if self.request else 0
+            rows = rows.filter(**{"event_id__lte" if data["status"] == "checkpointed" else "event_id__gt": upto})
+        return rows
+
     def filter_status(self, queryset, name, value):
         upto = self.request.parser_context["view"].checkpointed_upto() if self.request else 0
         if value == "checkpointed":
@@ -69,6 +95,8 @@ class AuditEventFilter(django_filters.FilterSet):
         return queryset
 
 
+# The filters a count of the rule table's rows alone can answer (rule_rows_to_count).
+RULE_COUNT_FILTERS = {"rule", "time_after", "time_before", "status"}
 RULE_KEY_FIELDS = {"time": "rule_hits__time", "id": "rule_hits__event_id"}
 
 

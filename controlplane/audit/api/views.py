@@ -111,6 +111,12 @@ class AuditEventViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
     def get_serializer_context(self):
         return {**super().get_serializer_context(), "checkpointed_upto": self.checkpointed_upto()}
 
+    def count_queryset(self, queryset):
+        """What the page's capped count counts (CappedCountPagination): a rule search's rule
+        rows alone where they say the same (AuditEventFilter.rule_rows_to_count)."""
+        rows = self.filterset_class(self.request.query_params, queryset=queryset, request=self.request).rule_rows_to_count()
+        return queryset if rows is None else rows
+
     @extend_schema(
         parameters=[OpenApiParameter(
             "originals", bool, description="the records exactly as signed, unmasked (roles in "

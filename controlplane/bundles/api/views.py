@@ -129,7 +129,7 @@ class EnvironmentTokenViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, 
 class BundleViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     """Every bundle ever built: immutable, signed, content-addressed by revision."""
 
-    queryset = Bundle.objects.select_related("environment", "built_by").defer("archive")
+    queryset = Bundle.objects.select_related("environment", "built_by").defer("archive", "members")
     serializer_class = BundleSerializer
     filterset_fields = {"environment__name": ["exact"], "revision": ["exact"]}
     ordering_fields = ["created_at", "size"]
@@ -138,7 +138,7 @@ class BundleViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
     @action(detail=True, methods=["get"])
     def download(self, request, pk=None):
         """The bundle archive exactly as engines receive it."""
-        bundle = get_object_or_404(Bundle.objects.only("archive", "etag", "revision"), pk=pk)
+        bundle = get_object_or_404(Bundle.objects.only("archive", "members", "etag", "revision"), pk=pk)
         response = HttpResponse(bytes(bundle.archive), content_type="application/gzip")
         response["ETag"] = bundle.etag
         response["Content-Disposition"] = f'attachment; filename="bundle-{bundle.revision[:12]}.tar.gz"'
