@@ -73,6 +73,7 @@ def opa_oracle(session: nox.Session) -> None:
         # python -m: the repository root on sys.path, for pyproject's `-p tests.xdist_env`.
         "python", "-m", "pytest", "-p", "no:django", "-p", "no:cacheprovider", "-q", "-s",
         "agents_sdk/tests/test_engine_opa_oracle.py", "agents_sdk/tests/test_opa_oracle_documents.py",
+        "agents_sdk/tests/test_engine_card_numbers.py",
         # Bundles the suites built with WARDEN_RECORD_BUNDLES set (make test sets it).
         "agents_sdk/tests/test_opa_oracle_bundles.py",
         env={"WARDEN_OPA_ORACLE": "1"},

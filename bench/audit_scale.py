@@ -265,6 +265,7 @@ def searches(cur) -> tuple[dict[str, tuple[str, object]], str]:
     rule_join = (f"FROM {TABLE} e JOIN {RULES_TABLE} r ON r.event_id = e.id "
                  "WHERE r.rule_id = %s AND r.time BETWEEN e.time AND e.time")  # short ids: no recheck
     by_rule_key = "ORDER BY r.time DESC, r.event_id DESC LIMIT 50"
+    names_a_rule = "AND e.rule_ids <> '[]'::jsonb"  # filters.NAMES_A_RULE
     in_range = "AND time >= %s AND time < %s"
     rule_in_range = "AND e.time >= %s AND e.time < %s AND r.time >= %s AND r.time < %s"
 
@@ -324,10 +325,17 @@ def searches(cur) -> tuple[dict[str, tuple[str, object]], str]:
                                                 lambda: (tool(), *week())),
         "a tool's denies in 7 days: count": count(f"WHERE tool = %s AND effect = 'deny' {in_range}",
                                                   lambda: (tool(), *week())),
+        # With an agent, filters.py adds the predicate of the index of events naming a rule.
         "an agent's events naming a rule: page": (
-            f"SELECT e.id, e.time, e.agent_id {rule_join} AND e.agent_id = %s {by_rule_key}",
+            f"SELECT e.id, e.time, e.agent_id {rule_join} AND e.agent_id = %s {names_a_rule} {by_rule_key}",
             lambda: (rule(), agent())),
         "an agent's events naming a rule: count": (
+            f"SELECT count(*) FROM (SELECT 1 {rule_join} AND e.agent_id = %s {names_a_rule} LIMIT {CAP + 1}) AS page",
+            lambda: (rule(), agent())),
+        "an agent's events naming a rule: page (before: no rule_ids predicate)": (
+            f"SELECT e.id, e.time, e.agent_id {rule_join} AND e.agent_id = %s {by_rule_key}",
+            lambda: (rule(), agent())),
+        "an agent's events naming a rule: count (before: no rule_ids predicate)": (
             f"SELECT count(*) FROM (SELECT 1 {rule_join} AND e.agent_id = %s LIMIT {CAP + 1}) AS page",
             lambda: (rule(), agent())),
         "a record by hash (every partition)": (

@@ -213,7 +213,9 @@ def opa_protocol_engine(port: int, seed: dict, resources: list[str], agent: str,
     modules = {n: c.decode() for v in verified for n, c in v.files.items() if n.endswith(".rego")}
     data = verified[-1].data
     roots = verified[-1].manifest.get("roots", [""])
-    policy = RegoEngine().compile(modules, data)
+    # No copy of the data: OPA keeps the store it loaded and patches it; a copy would make the
+    # first patched document share nothing with the one the engine encoded (engine.data_json).
+    policy = RegoEngine().compile(modules, data, copied=False)
     probe = decision_input(agent, seed["env"])
     if suspended_in(policy.decide(probe)):
         raise SystemExit("OPA-protocol engine: the probe is denied before the suspension")
@@ -235,7 +237,7 @@ def opa_protocol_engine(port: int, seed: dict, resources: list[str], agent: str,
         data = latest.data
         new_modules = {n: c.decode() for n, c in latest.files.items() if n.endswith(".rego")} or modules
         if new_modules != modules:
-            policy = RegoEngine().compile(new_modules, data)
+            policy = RegoEngine().compile(new_modules, data, copied=False)
     policy.set_data(data, copied=False)
     denied = suspended_in(policy.decide(probe))
     print(json.dumps({"denied_at": time.time(), "denied": denied, "bytes": len(body), "delta": delta is not None,
@@ -252,6 +254,7 @@ async def one_size(port: int, server_pid: int, seed: dict, size: int, layout: st
     # the cold figure is printed too.
     warm = f"scale-{seed['tag']}-{size // 2 + 1 + offset:06d}"
     control = await Connection.open(port)
+    registry_etag = sdk.clients[-1].etag
     began = time.time()
     reply, _, body = await control.request(
         "POST", f"/api/v1/agents/{warm}/suspend/",
@@ -260,7 +263,15 @@ async def one_size(port: int, server_pid: int, seed: dict, size: int, layout: st
     control.close()
     if reply >= 300:  # pragma: no cover - a bench
         raise SystemExit(f"warm-up suspend failed: {reply} {body[:300]!r}")
-    sdk.backend.wait_until_ready(60)
+    # The engine holds the warm change before the probe is decided (its deciding thread loads
+    # that data now): else the first decision after the click loaded the warm change's data
+    # too, measured as part of the suspension.
+    for _ in range(1200):
+        if sdk.clients[-1].etag != registry_etag:
+            break
+        await asyncio.sleep(0.1)
+    else:
+        raise SystemExit("the SDK engine did not receive the warm-up change within 120 s")
     await asyncio.sleep(1.0)
     victim = f"scale-{seed['tag']}-{size // 2 + offset:06d}"
     probe = decision_input(victim, seed["env"])

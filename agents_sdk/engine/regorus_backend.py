@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import copy
 import json
+import json.scanner
 import math
 import os
 from typing import Any
@@ -71,6 +72,17 @@ VM_QUERIES = frozenset({"data.warden.decision"})
 
 # What Rvm.execute answers for an undefined result (and for run-time errors).
 _VM_UNDEFINED = '"<undefined>"'
+
+# The VM's answer is one JSON value that regorus wrote: read with the C scanner that
+# json.loads ends in, without its per-call checks (~9 k instructions of a ~30 k read).
+_SCAN_ANSWER = json.scanner.make_scanner(json.JSONDecoder())
+
+
+def _vm_answer(text: str) -> Any:
+    try:
+        return _SCAN_ANSWER(text, 0)[0]
+    except StopIteration:
+        raise ValueError(f"the VM answered text that is not JSON: {text[:80]!r}") from None
 
 
 def version() -> str:
@@ -289,7 +301,7 @@ class Session:
                     raise
                 text = _VM_UNDEFINED
             if text != _VM_UNDEFINED:
-                result = json.loads(text)
+                result = _vm_answer(text)
                 if _consistent(result):
                     if key is not None and self.cache is not None:
                         self.cache.put(key, result)

@@ -99,7 +99,7 @@ class EmbeddedBackend:
             with self._lock:
                 self._revision, self._data = bundle.revision, bundle.data
             return
-        policy = self.engine.compile(bundle.modules, bundle.data)
+        policy = self.engine.compile(bundle.modules, bundle.data, copied=False)  # a parsed bundle's data
         with self._lock:
             self._policy, self._revision, self._data = policy, bundle.revision, bundle.data
 

@@ -112,6 +112,7 @@ class LogEvents:
         self._bundle_name = bundle_name
         self._revision = revision
         self._bundles = ("", "")  # (revision, its "bundles" member)
+        self._callers: dict[tuple[str, str], str] = {}  # (path, requested_by) -> their members, encoded
 
     @staticmethod
     def input_member(input_value: Any, result: Any) -> str:
@@ -127,8 +128,15 @@ class LogEvents:
 
     def event(self, decision_id: str, path: str, logged_input: str, result_json: str | None,
               error: dict[str, Any] | None, elapsed_ns: int, requested_by: str) -> bytes:
-        parts = [self._head, decision_id, '","path":', string(path), ',"requested_by":', string(requested_by),
-                 ',"timestamp":"', timestamp(), '","metrics":{"timer_rego_query_eval_ns":', str(elapsed_ns), "}"]
+        members = self._callers.get((path, requested_by))
+        if members is None:
+            # A connection asks again and again: its path and address are encoded once.
+            if len(self._callers) >= _MAX_CALLERS:
+                self._callers.clear()
+            members = '","path":' + string(path) + ',"requested_by":' + string(requested_by) + ',"timestamp":"'
+            self._callers[(path, requested_by)] = members
+        parts = [self._head, decision_id, members, timestamp(), '","metrics":{"timer_rego_query_eval_ns":',
+                 str(elapsed_ns), "}"]
         revision = self._revision()
         if revision:
             if revision != self._bundles[0]:
@@ -160,6 +168,8 @@ class DecisionIds:
         return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:]}"
 
 
+# Encoded (path, requested_by) members kept by LogEvents: a few per open connection.
+_MAX_CALLERS = 4096
 # RFC 4122 variant bits (10xx) over the random nibble.
 _VARIANT = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}
 # One compact ASCII encoder for answers and log events; the result's also writes Rego sets.

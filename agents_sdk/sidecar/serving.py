@@ -133,7 +133,7 @@ class Connection(asyncio.Protocol):
         self._in_head = True
         self._heads = 0  # heads parsed on this connection
         self._head_raw = 0  # bytes of reads that ended no head (llhttp holds them)
-        self._head_parsed = 0  # bytes llhttp handed over for this head
+        self._head_parsed = 0  # bytes llhttp handed over for this head (a whole head may arrive in one read)
         self._url = b""
         self._declared = -1  # Content-Length
         self._expect_continue = False
@@ -254,20 +254,19 @@ class Connection(asyncio.Protocol):
 
     def on_url(self, url: bytes) -> None:
         self._url += url
-        self._count_head(len(url))
+        self._head_parsed += len(url)
+        if self._head_parsed > MAX_HEADER_BYTES:
+            self._stop(431, "request headers too large")
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._count_head(len(name) + len(value) + 4)
+        # Called for every header line: the head is counted here, without a call of its own.
+        self._head_parsed += len(name) + len(value) + 4
+        if self._head_parsed > MAX_HEADER_BYTES:
+            self._stop(431, "request headers too large")
         if len(name) == 14 and name.lower() == b"content-length":
             self._declared = int(value)  # llhttp accepts only digits, and one length
         elif len(name) == 6 and name.lower() == b"expect" and value.lower() == b"100-continue":
             self._expect_continue = True
-
-    def _count_head(self, size: int) -> None:
-        # A whole head may arrive in one read: count what the parser hands over too.
-        self._head_parsed += size
-        if self._head_parsed > MAX_HEADER_BYTES:
-            self._stop(431, "request headers too large")
 
     def on_headers_complete(self) -> None:
         self._in_head = False

@@ -83,9 +83,9 @@ def test_a_registry_bundle_replaces_the_data_without_recompiling_the_policy():
         compiled: list[dict] = []
         compile_modules = backend.engine.compile
 
-        def counting_compile(modules, data=None):
+        def counting_compile(modules, data=None, **options):
             compiled.append(modules)
-            return compile_modules(modules, data)
+            return compile_modules(modules, data, **options)
 
         backend.engine.compile = counting_compile  # type: ignore[method-assign]
         bundles.start()

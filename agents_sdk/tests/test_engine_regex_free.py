@@ -29,9 +29,19 @@ checks := {
 	"printable_ascii": [printable_ascii, regex.match(`^[\x21-\x7e]+$`, input.s)],
 	"printable_text": [printable_text, regex.match(`^[\x20-\x7e]*$`, input.s)],
 	"lowercase_name": [lowercase_name, regex.match(`^[a-z0-9_]+$`, input.s)],
-	"cards": [data.warden.card_numbers(input.s), [replace(replace(m[2], " ", ""), "-", "") |
-		some m in regex.find_all_string_submatch_n(data.warden.card_candidate_pattern, input.s, -1)
-	]],
+	"cards": [data.warden.card_numbers(input.s), pattern_card_numbers],
+}
+
+pattern_card_numbers := {digits |
+	some chain in regex.find_n(data.warden.card_chain_pattern, input.s, -1)
+	count(chain) >= 13
+	groups := split(replace(chain, "-", " "), " ")
+	some i in numbers.range(0, count(groups) - 1)
+	some j in numbers.range(i, min([i + 18, count(groups) - 1]))
+	digits := concat("", array.slice(groups, i, j + 1))
+	count(digits) >= 13
+	count(digits) <= 19
+	trim(digits, "0123456789") == ""
 }
 
 url := input.action.args.url

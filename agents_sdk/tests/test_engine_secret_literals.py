@@ -1,6 +1,6 @@
-"""The secret pre-check's literal test (rego/warden/sensitive_data.rego, secret_erasers) is a
-necessary condition for its regex: every text sensitive_text_pattern matches holds one of
-the erasers, so skipping the regex when none is present never skips a secret."""
+"""The secret pre-check's literal test (rego/warden/sensitive_data.rego, secret_literal_pattern)
+is a necessary condition for its regex: every text sensitive_text_pattern matches holds one of
+the literals, so skipping the regex when none is present never skips a secret."""
 
 from __future__ import annotations
 
@@ -24,8 +24,10 @@ def pack():
     alternatives = []
     for name in ("secret_text_pattern", "base64_marker_pattern"):
         alternatives += re.search(rf"{name} := `([^`]*)`", source).group(1).split("|")
-    erasers = set(re.findall(r'"([^"]+)": ""', re.search(r"secret_erasers := \{(.*?)\n\}", source, re.S).group(1)))
-    return policy, alternatives, erasers
+    literals = re.search(r"secret_literal_pattern := `([^`]*)`", source).group(1).split("|")
+    # Literals alone: the regex then matches exactly where one of them occurs.
+    assert all(re.escape(literal) == literal for literal in literals), literals
+    return policy, alternatives, set(literals)
 
 
 def fixed_prefixes(alternative: str) -> list[str]:
@@ -94,3 +96,22 @@ def test_the_pack_skips_the_regex_only_without_an_eraser(pack):
     assert policy.evaluate("data.warden.secret_literal_present", plain) is None
     key = {**plain, "action": {"tool": "ticket_read", "args": {"note": "AKIAIOSFODNN7EXAMPLE"}}}
     assert policy.evaluate("data.warden.secret_literal_present", key) is True
+
+
+@pytest.mark.parametrize(
+    "note, present",
+    [
+        ("due 2026-01-01T00:00:00Z", False),  # T and Z alone: timestamps
+        ("lowercase text, digits 0123456789 and _-+/=", False),
+        ("gh_ghq_xo-x k-live dob doc2", False),  # near misses of each lowercase literal
+        ("xAx", True),
+        ("ghr_", True),
+        ("a docl b", True),
+        ("é k_live_", True),
+    ],
+)
+def test_the_literal_pattern_holds_exactly_where_a_literal_occurs(pack, note, present):
+    policy, _, literals = pack
+    request = {"agent": {"id": "support-bot"}, "action": {"tool": "ticket_read", "args": {"note": note}}}
+    assert any(literal in note for literal in literals) == present
+    assert (policy.evaluate("data.warden.secret_literal_present", request) is True) == present

@@ -4,6 +4,7 @@ dead child replaced with its loss counted, and a flush when the sidecar stops or
 
 from __future__ import annotations
 
+import gzip
 import http.client
 import json
 import os
@@ -12,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections import deque
 from pathlib import Path
 
 import pytest
@@ -19,6 +21,7 @@ import pytest
 from agents_sdk.sidecar import Sidecar, parse_config
 from agents_sdk.sidecar.config import DecisionLogConfig, Service
 from agents_sdk.sidecar.logproc import CHILD_NICENESS, DecisionLogProcess
+from agents_sdk.sidecar.uploads import DecisionLogShipper
 from agents_sdk.tests.signed_bundles import REPO_ROOT
 from agents_sdk.tests.test_sidecar import EXAMPLES, opa_config, request, server, signer  # noqa: F401 - fixtures
 
@@ -39,6 +42,16 @@ def children_of(pid: int) -> list[int]:
     for task in Path(f"/proc/{pid}/task").glob("*/children"):
         found += [int(child) for child in task.read_text().split()]
     return found
+
+
+def metrics_of(sidecar: Sidecar) -> dict[str, float]:
+    """The sidecar's ``GET /metrics`` text (``Sidecar.metrics_text``) as name -> value."""
+    values: dict[str, float] = {}
+    for line in sidecar.metrics_text().splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.split(" ")
+            values[name] = float(value)
+    return values
 
 
 @pytest.fixture
@@ -99,6 +112,9 @@ def test_the_childs_queue_is_bounded_and_its_drops_are_counted(server, signer, t
             request(sidecar, "POST", "/v1/data/warden/decision", {"input": EXAMPLES[2]})
         assert not sidecar.decision_logs.flush()
         assert sidecar.decision_logs.pending == 3 and sidecar.decision_logs.dropped == 2
+        # The same counts at GET /metrics (served from the child's latest report, without waiting for it).
+        assert wait_for(lambda: metrics_of(sidecar).get("warden_decision_logs_dropped_total") == 2)
+        assert metrics_of(sidecar)["warden_decision_logs_pending"] == 3
         status = sidecar.status()["decision_logs"]
         assert status["metrics"]["counter_decision_logs_dropped"] == 2
         assert status["http_code"] == 503 and "log upload failed" in status["message"]
@@ -117,6 +133,39 @@ def test_a_full_queue_in_the_serving_process_drops_the_oldest_without_waiting():
     assert time.perf_counter() - started < 5  # bounded, not a timing claim: it never blocked
     assert logs.dropped == 997 and logs.pending == 3
     assert [frame[4:] for frame in logs._frames] == [b'{"decision_id":"%d"}' % i for i in (997, 998, 999)]
+
+
+@pytest.mark.parametrize("batches", [[2, 1], [5], [1, 7, 0, 2], [3, 3]])
+def test_the_child_queues_a_read_of_events_as_it_would_one_by_one(batches):
+    # The child queues each read of the pipe at once (log_many): the same events kept, the
+    # same oldest dropped and counted, as with one log_encoded per event, over the bound too.
+    config = DecisionLogConfig("cp", buffer_size_limit_events=3)
+    one_by_one = DecisionLogShipper(Service("cp", "http://127.0.0.1:9"), config)
+    at_once = DecisionLogShipper(Service("cp", "http://127.0.0.1:9"), config)
+    count = 0
+    for size in batches:
+        events = [b'{"decision_id":"%d"}' % (count + i) for i in range(size)]
+        count += size
+        for event in events:
+            one_by_one.log_encoded(event)
+        at_once.log_many(events)
+        assert list(at_once._queue) == list(one_by_one._queue)
+        assert at_once.dropped == one_by_one.dropped == max(0, count - 3)
+
+
+def test_uploads_stay_within_the_limit_as_the_compression_ratio_changes():
+    # Groups are cut at the last upload's compression ratio: after very compressible events,
+    # events that hardly compress must still be split to the limit, none lost or repeated.
+    shipper = DecisionLogShipper(Service("cp", "http://127.0.0.1:9"), DecisionLogConfig("cp", upload_size_limit_bytes=4096))
+    batches = [[b'{"decision_id":"%d","note":"%s"}' % (i, b"a" * 600) for i in range(400)],
+               [b'{"decision_id":"%d","note":"%s"}' % (i, os.urandom(300).hex().encode()) for i in range(400)],
+               [b'{"decision_id":"%d","note":"%s"}' % (i, b"b" * 600) for i in range(400)]]
+    for events in batches:
+        chunks = shipper._chunks(deque(events))
+        assert all(len(body) <= 4096 for body, _ in chunks)
+        assert [event for _, sent in chunks for event in sent] == events
+        assert [json.loads(gzip.decompress(body)) for body, _ in chunks] == [[json.loads(e) for e in sent] for _, sent in chunks]
+    assert shipper.dropped == 0
 
 
 def test_a_killed_child_is_replaced_and_its_loss_is_counted(server, sidecar_with_process):  # noqa: F811

@@ -82,6 +82,64 @@ def test_a_new_bundle_empties_the_repeated_answers(server, signer, sidecar):  # 
     assert sidecar._repeats.hits == 1  # the suspension was decided, not answered from before
 
 
+def test_an_answer_kept_under_one_revision_is_never_served_under_the_next(server, signer, sidecar):  # noqa: F811
+    # Revision B has the very modules and data of A: the answer would be the same, but it is
+    # B's to give (its log event names B), so the first request after the activation is decided.
+    body = body_of(EXAMPLES[2])
+    post(sidecar, body), post(sidecar, body)
+    assert sidecar._repeats.hits == 1
+    server.state.publish(build_bundle(signer, revision="rev-2"))
+    deadline = time.monotonic() + 10
+    while sidecar.backend.revision != "rev-2" and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert sidecar.backend.revision == "rev-2"
+    post(sidecar, body)
+    assert sidecar._repeats.hits == 1  # decided afresh under rev-2
+    post(sidecar, body)
+    assert sidecar._repeats.hits == 2  # and kept for rev-2
+    assert sidecar.decision_logs.flush()
+    revisions = [event["bundles"]["prod"]["revision"] for event in server.state.decision_events()]
+    assert revisions == ["rev-1", "rev-1", "rev-2", "rev-2"]
+
+
+def raw_post(sidecar: Sidecar, body: bytes, headers: dict[str, str]) -> bytes:
+    connection = http.client.HTTPConnection(*sidecar.address, timeout=5)
+    try:
+        connection.request("POST", DECISION, body=body, headers=headers)
+        response = connection.getresponse()
+        assert response.status == 200
+        return response.read()
+    finally:
+        connection.close()
+
+
+def test_the_same_bytes_get_the_same_answer_whatever_the_headers_and_each_log_names_its_caller(server, sidecar):  # noqa: F811
+    # The key is the body alone: nothing else in a request changes a decision. A header cannot
+    # make the table serve another body's answer, and a repeat's log event is the repeat's own
+    # (its caller's address, not the first caller's).
+    body = body_of(EXAMPLES[3])
+    answers = [raw_post(sidecar, body, headers) for headers in (
+        {"Content-Type": "application/json"}, {"Content-Type": "text/plain"},
+        {"Content-Type": "application/x-www-form-urlencoded", "Content-Encoding": "identity"}, {})]
+    assert sidecar._repeats.hits == 3
+    assert all(without_id(answer) == without_id(answers[0]) for answer in answers)
+    spaced = body.replace(b": ", b":  ")  # other bytes, same input: decided, and decided alike
+    assert without_id(raw_post(sidecar, spaced, {})) == without_id(answers[0])
+    assert sidecar._repeats.hits == 3 and len(sidecar._repeats) == 2
+    assert sidecar.decision_logs.flush()
+    events = server.state.decision_events()
+    assert len({event["requested_by"] for event in events}) == len(events) == 5  # one connection each
+
+
+def test_large_bodies_are_decided_every_time(sidecar):
+    big = {**EXAMPLES[2], "action": {**EXAMPLES[2]["action"], "args": {"id": 1, "note": "x" * 5000}}}
+    body = body_of(big)
+    assert len(body) > sidecar._repeats.max_body
+    first, second = post(sidecar, body), post(sidecar, body)
+    assert without_id(first) == without_id(second)
+    assert sidecar._repeats.hits == 0 and len(sidecar._repeats) == 0
+
+
 def test_inputs_with_an_approval_grant_or_a_delegation_chain_are_always_decided(sidecar):
     delegated = {**EXAMPLES[2], "context": {"delegation": [{"token": "not-a-chain"}]}}
     for input_value in (EXAMPLES[0], delegated):  # EXAMPLES[0] presents context.approval_token

@@ -28,8 +28,9 @@ class Batch(models.Model):
     id = models.BigAutoField(primary_key=True)
     agent = models.ForeignKey(Agent, on_delete=models.PROTECT, related_name="audit_batches")
     key_id = models.CharField(max_length=64, help_text="The key that signed the upload request.")
-    # The JSON body as received (after gzip inflation), Fernet-encrypted: it holds values the
-    # API shows masked. The worker decrypts and parses it again.
+    # The body as the agent sent it (gzip-compressed when it came so), after the mark that the
+    # API checked its form (records.seal_checked_batch), Fernet-encrypted: it holds values the
+    # API shows masked. The worker decrypts, inflates and parses it again.
     body = models.BinaryField()
     record_count = models.PositiveIntegerField()
     byte_count = models.PositiveIntegerField()
@@ -63,7 +64,9 @@ class AuditEvent(models.Model):
     # PostgreSQL the key includes `time`, the partition key (verification refuses an id
     # reused with another time: it looks ids up in every partition).
     record_id = models.UUIDField()
-    agent = models.ForeignKey(Agent, on_delete=models.PROTECT, related_name="audit_events")
+    # No database constraint on agent and batch (migration 0013): a row trigger per event; the
+    # worker writes both from the batch it holds locked, and the batch outlives its events.
+    agent = models.ForeignKey(Agent, on_delete=models.PROTECT, db_constraint=False, related_name="audit_events")
     key_id = models.CharField(max_length=64)
     session_id = models.CharField(max_length=200)
     seq = models.BigIntegerField()
@@ -77,7 +80,7 @@ class AuditEvent(models.Model):
     prev_hash = models.CharField(max_length=64)
     record_hash = models.CharField(max_length=64, help_text="SHA-256 of the signed record: the next record's prev_hash.")
     sealed_record = models.BinaryField(help_text="The record as signed, Fernet-encrypted.")
-    batch = models.ForeignKey(Batch, on_delete=models.PROTECT, related_name="events")
+    batch = models.ForeignKey(Batch, on_delete=models.PROTECT, db_constraint=False, related_name="events")
     stored_at = models.DateTimeField(default=timezone.now)
 
     class Meta:

@@ -138,7 +138,7 @@ def event_copy_rows(events: list[EventRow], *, agent_id, batch_id: int, now: dat
     """The events (their `pk` set) as COPY text rows in EVENT_COLUMNS order, built directly:
     psycopg's `write_row` finds a dumper per value, which cost more than the rest of the store.
     Raises DataError for U+0000 in a text value, as `write_row` does."""
-    text, json_bytes, plain = copy_text.text, copy_text.json_bytes, copy_text.plain
+    text, json_bytes, plain, literal_bytea = copy_text.text, copy_text.json_bytes, copy_text.plain, copy_text.literal_bytea
     encode_json = records.json_text
     agent, tail = str(agent_id), f"\t{batch_id}\t{now.isoformat()}\n".encode()
     parts: list[bytes] = []  # every row's pieces, joined once
@@ -154,13 +154,16 @@ def event_copy_rows(events: list[EventRow], *, agent_id, batch_id: int, now: dat
             )
         rule_ids = "[]" if not e.rule_ids else text(encode_json(e.rule_ids))
         masked_paths = "[]" if not e.masked_paths else text(encode_json(e.masked_paths))
+        sealed = e.sealed_record
+        if not literal_bytea(sealed):
+            # bytea in hex form, its backslash escaped for COPY (copy_text.bytea), made as bytes
+            sealed = b"\\\\x" + hexlify(sealed)
         add((
             f"{e.pk}\t{e.record_id}\t{agent}\t{key_id}\t{session_id}\t{e.seq}\t{kind}\t{e.time.isoformat()}\t"
             f"{tool}\t{effect}\t{rule_ids}\t".encode(),
             json_bytes(payload),
-            # bytea in hex form, its backslash escaped for COPY (copy_text.bytea), made as bytes
-            f"\t{masked_paths}\t{prev_hash}\t{record_hash}\t\\\\x".encode(),
-            hexlify(e.sealed_record),
+            f"\t{masked_paths}\t{prev_hash}\t{record_hash}\t".encode(),
+            sealed,
             tail,
         ))
     return b"".join(parts)

@@ -4,8 +4,12 @@ At 100,000 agents the registry is tens of megabytes of JSON. Building it through
 (a prefetch per agent, JSON decoding of every row) and re-encoding it on every change made
 one suspension cost over half a minute. Here:
 
-- one query returns each agent of the environment with the version of its row and of its
-  keys' rows (`_VERSIONS`), so unchanged agents are never built, hashed or decoded;
+- the agents written since the last encode are read from the change feed the database keeps
+  (identity.AgentChange, filled by triggers in the writing transactions; `_FEED`), so a
+  suspension reads one agent, whatever the registry's size; when the feed cannot be trusted
+  (the first encode, one older than AGENT_CHANGES_TRUSTED, one that read its own uncommitted
+  writes), one query returns each agent of the environment with the version of its row and
+  of its keys' rows (`_VERSIONS`), so unchanged agents are never built, hashed or decoded;
 - the facts of new or changed agents (usually one) are fetched by a second, small query
   and encoded once as a canonical JSON fragment;
 - the fragments live, in key order, in runs of about CHUNK_AGENTS agents of the `agents`
@@ -26,16 +30,19 @@ from __future__ import annotations
 import json
 import re
 import threading
+import time
 from collections import OrderedDict
+from datetime import timedelta
 from typing import NamedTuple
 
 from django.db import connection
+from django.utils import timezone
 
 from agents_sdk.bundles.format import canonical_json
 from controlplane.bundles.models import Environment
 from controlplane.bundles.packing import Pieces, RunList
 from controlplane.bundles.selectors import registry_data
-from controlplane.identity.models import Agent, AgentKey
+from controlplane.identity.models import Agent, AgentChange, AgentKey
 
 # Stands for the agents object while the rest of the registry is encoded; a NUL never
 # occurs in a JSON key or value we write unescaped, so its encoding is unique.
@@ -106,6 +113,45 @@ _CHANGED = (
 )
 _ALL = _ALL.format(version=_VERSION)
 
+# The change feed (identity.AgentChange). A snapshot (pg_current_snapshot) is taken with each
+# read; the next read lists the agents written by transactions that snapshot did not see
+# committed (an index range from its xmin), by the transaction the snapshot was taken in (a
+# snapshot counts its own transaction as seen), and by the current one. Rows are pruned after
+# AGENT_CHANGES_KEPT; a snapshot older than AGENT_CHANGES_TRUSTED is not used.
+AGENT_CHANGES_TRUSTED = 6 * 3600
+AGENT_CHANGES_KEPT = 24 * 3600
+_CHANGE_TABLE = AgentChange._meta.db_table
+_OWN_XID = "pg_current_xact_id_if_assigned()::text::bigint"
+_SNAPSHOT = (
+    f"SELECT pg_current_snapshot()::text, {_OWN_XID}, "
+    f"EXISTS (SELECT 1 FROM {_CHANGE_TABLE} c WHERE c.xid = {_OWN_XID})"
+)
+_FEED = (
+    f"{_SNAPSHOT}, ARRAY(SELECT c.agent_name FROM {_CHANGE_TABLE} c "
+    "WHERE c.xid >= pg_snapshot_xmin(%(snapshot)s::pg_snapshot)::text::bigint "
+    "AND NOT pg_visible_in_snapshot(c.xid::text::xid8, %(snapshot)s::pg_snapshot) "
+    f"UNION SELECT c.agent_name FROM {_CHANGE_TABLE} c WHERE c.xid = %(xid)s OR c.xid = {_OWN_XID})"
+)
+
+
+class Snapshot(NamedTuple):
+    """Where the feed was last read: the database snapshot, the xid of the transaction it was
+    taken in (None: none assigned), and when."""
+
+    snapshot: str
+    xid: int | None
+    taken: float  # this process's clock (time.time()), to tell its age
+
+
+def _take_snapshot(cursor, query: str, params=None) -> tuple[Snapshot | None, list[str] | None]:
+    """(the snapshot to read the feed from next, or None when this read saw the current
+    transaction's own writes: they may roll back, so the next read lists every version;
+    the names of the agents the feed lists, when `query` is _FEED)."""
+    cursor.execute(query, params)
+    row = cursor.fetchone()
+    snapshot = None if row[2] else Snapshot(row[0], row[1], time.time())
+    return snapshot, (list(row[3]) if len(row) > 3 else None)
+
 
 def _entry(name: str, facts_text: str) -> tuple[bytes, tuple[str, ...]]:
     """(the agent's fragment "name":{facts}, its current key ids)."""
@@ -136,6 +182,13 @@ class _Environment:
         self.keys = RunList(every=CHUNK_AGENTS)
         self.lock = threading.Lock()
         self.last_changes: Changes | None = None
+        self.snapshot: Snapshot | None = None  # where to read the change feed from next
+        self.names: frozenset[str] | None = None  # frozenset(versions), made again only when an agent comes or goes
+
+    def agent_names(self) -> frozenset[str]:
+        if self.names is None or len(self.names) != len(self.versions):
+            self.names = frozenset(self.versions)
+        return self.names
 
 
 class AgentsJSON:
@@ -172,16 +225,21 @@ class AgentsJSON:
     def _encode(self, environment_name: str, state: _Environment) -> tuple[frozenset[str], list[bytes], list[bytes]]:
         membership = json.dumps([environment_name])
         if not state.versions:
+            with connection.cursor() as cursor:  # before reading: later writes are in the next feed
+                state.snapshot, _ = _take_snapshot(cursor, _SNAPSHOT)
             self._encode_all(membership, state)
-            return frozenset(state.versions), state.agents.pieces, state.keys.pieces
-        with connection.cursor() as cursor:
-            cursor.execute(_VERSIONS, [membership])
-            versions = _versions(cursor.fetchall())
+            return state.agent_names(), state.agents.pieces, state.keys.pieces
         known = state.versions
-        changed = [name for name, version in versions.items() if known.get(name) != version]
-        added = sum(1 for name in changed if name not in known)
-        # Agents that left the environment (or were deleted): looked for only when there are some.
-        removed = [name for name in known if name not in versions] if len(known) + added > len(versions) else []
+        changed, removed = self._changed_by_feed(state)
+        if changed is None:
+            with connection.cursor() as cursor:
+                state.snapshot, _ = _take_snapshot(cursor, _SNAPSHOT)
+                cursor.execute(_VERSIONS, [membership])
+                versions = _versions(cursor.fetchall())
+            changed = [name for name, version in versions.items() if known.get(name) != version]
+            added = sum(1 for name in changed if name not in known)
+            # Agents that left the environment (or were deleted): looked for only when there are some.
+            removed = [name for name in known if name not in versions] if len(known) + added > len(versions) else []
         agent_changes: dict[str, bytes | None] = dict.fromkeys(removed)
         key_ids: dict[str, tuple[str, ...] | None] = dict.fromkeys(removed)
         fresh_versions: dict[str, str] = {}
@@ -194,8 +252,8 @@ class AgentsJSON:
                     # first read, the next build sees a version other than this one.
                     agent_changes[name], key_ids[name] = _entry(name, facts_text)
                     fresh_versions[name] = version
-        for name in changed:  # left the environment between the two reads
-            if name not in fresh_versions:
+        for name in changed:  # left the environment (between the two reads, or written by the feed's list)
+            if name not in fresh_versions and name in known:
                 agent_changes[name], key_ids[name] = None, None
         old_keys = {key_id for name in key_ids for key_id in state.key_ids.get(name, ())}
         new_keys = {key_id for ids in key_ids.values() for key_id in ids or ()}
@@ -203,6 +261,8 @@ class AgentsJSON:
         key_changes.update(keys_json.fragments(sorted(new_keys - old_keys)))
         agents_changed = state.agents.update(agent_changes)
         keys_changed = state.keys.update(key_changes)
+        if any((ids is None) == (name in state.versions) for name, ids in key_ids.items()):
+            state.names = None  # an agent came or went
         for name, ids in key_ids.items():
             if ids is None:
                 state.versions.pop(name, None)
@@ -211,8 +271,23 @@ class AgentsJSON:
                 state.versions[name] = fresh_versions[name]
                 state.key_ids[name] = ids
         state.last_changes = Changes(agents_changed, keys_changed)
-        # A copy of the names: another build may change them once the lock is released.
-        return frozenset(state.versions), state.agents.pieces, state.keys.pieces
+        # Never the dict's keys: another build may change them once the lock is released.
+        return state.agent_names(), state.agents.pieces, state.keys.pieces
+
+    def _changed_by_feed(self, state: _Environment) -> tuple[list[str] | None, list[str]]:
+        """(the agents written since the last read, to read again; []), or (None, []) when the
+        feed cannot tell (then every version is listed)."""
+        previous = state.snapshot
+        state.snapshot = None  # until this read is done: a failure below must not skip writes
+        if previous is None:
+            return None, []
+        with connection.cursor() as cursor:
+            snapshot, names = _take_snapshot(cursor, _FEED, {"snapshot": previous.snapshot, "xid": previous.xid})
+        if names is None or "" in names or time.time() - previous.taken > AGENT_CHANGES_TRUSTED:
+            return None, []  # a TRUNCATE, or rows may have been pruned since: list the versions
+        # None (the feed listed our own writes, which may roll back): the next read lists the versions.
+        state.snapshot = snapshot
+        return sorted(set(names)), []
 
     def _encode_all(self, membership: str, state: _Environment) -> None:
         """Every agent, streamed in key order into the runs (a server-side cursor, batches of
@@ -246,6 +321,13 @@ class AgentsJSON:
 
 
 agents_json = AgentsJSON()
+
+
+def prune_agent_changes() -> int:
+    """Delete change-feed rows older than AGENT_CHANGES_KEPT (the reconcile job calls this);
+    returns how many. A process that last read the feed before them lists every version."""
+    cutoff = timezone.now() - timedelta(seconds=AGENT_CHANGES_KEPT)
+    return AgentChange.objects.filter(created_at__lt=cutoff).delete()[0]
 
 # A key's agent, public key and creation time never change (a key is only revoked), so its
 # fragment is read when the key appears in an environment's registry, and kept in its runs.

@@ -139,7 +139,11 @@ async def _unless_disconnected(coroutine, receive) -> Reply | None:
 
 async def _send(send, reply: Reply) -> None:
     headers = [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in reply.headers.items()]
-    headers.append((b"content-length", str(len(reply.body)).encode("ascii")))
+    headers.append((b"content-length", str(reply.content_length).encode("ascii")))
     headers.append((b"x-content-type-options", b"nosniff"))
     await send({"type": "http.response.start", "status": reply.status, "headers": headers})
-    await send({"type": "http.response.body", "body": reply.body})
+    # Chunk by chunk (a snapshot's gzip members, shared with the archive cache): the server
+    # waits for the client to drain each, so a fleet woken at once buffers no copy per poll.
+    chunks = reply.chunks
+    for index, chunk in enumerate(chunks):
+        await send({"type": "http.response.body", "body": chunk, "more_body": index + 1 < len(chunks)})

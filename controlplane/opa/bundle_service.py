@@ -29,7 +29,17 @@ BUNDLE_PARTS = frozenset({"", "policy", "registry"})
 class Reply:
     status: int
     headers: dict[str, str] = field(default_factory=dict)
-    body: bytes = b""
+    # A snapshot is its archive's gzip members (controlplane.opa.selectors.bundle_members),
+    # written one after the other: served, an archive is never joined into one copy.
+    body: bytes | tuple[bytes, ...] = b""
+
+    @property
+    def chunks(self) -> tuple[bytes, ...]:
+        return (self.body,) if isinstance(self.body, bytes) else self.body
+
+    @property
+    def content_length(self) -> int:
+        return sum(map(len, self.chunks))
 
 
 def error_reply(status: int, message: str, **headers: str) -> Reply:
@@ -40,7 +50,8 @@ def unauthorized(exc: AuthenticationFailed) -> Reply:
     return error_reply(401, exc.message, **{"WWW-Authenticate": 'Bearer realm="warden"'})
 
 
-def _bundle_or_304(state, if_none_match: str | None, archive: bytes | None, *, long_polling: bool) -> Reply:
+def _bundle_or_304(state, if_none_match: str | None, archive: bytes | tuple[bytes, ...] | None, *,
+                   long_polling: bool) -> Reply:
     if etag_matches(if_none_match, state.etag):
         return Reply(304, {"ETag": state.etag})
     # The body is itself a tar.gz: never add Content-Encoding, or OPA's HTTP client would
@@ -116,9 +127,9 @@ async def bundle_reply(
             archive = await _shared(("delta", from_etag, state.etag), deltas.delta_archive,
                                     environment, from_etag, state.bundle_id, state.etag)
         if archive is None:
-            archive = selectors.cached_bundle_archive(state.bundle_id, state.etag)
+            archive = selectors.cached_bundle_members(state.bundle_id, state.etag)
         if archive is None:
-            archive = await _shared(("archive", state.bundle_id, state.etag), selectors.bundle_archive,
+            archive = await _shared(("archive", state.bundle_id, state.etag), selectors.bundle_members,
                                     state.bundle_id, state.etag)
     return _bundle_or_304(state, if_none_match, archive, long_polling=wait is not None)
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import functools
 
-from django.http import HttpResponse, HttpResponseNotModified, JsonResponse
+from django.http import HttpResponse, HttpResponseNotModified, JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
@@ -68,11 +68,20 @@ def opa_endpoint(view):
     return csrf_exempt(wrapper)
 
 
-def _http_response(reply: Reply) -> HttpResponse:
+async def _chunks(chunks: tuple[bytes, ...]):
+    for chunk in chunks:
+        yield chunk
+
+
+def _http_response(reply: Reply) -> HttpResponse | StreamingHttpResponse:
     if reply.status == 304:
         response = HttpResponseNotModified()
-    else:
+    elif isinstance(reply.body, bytes):
         response = HttpResponse(reply.body, status=reply.status, content_type=reply.headers.get("Content-Type"))
+    else:  # a snapshot's members, written as asgi.BundleServiceFastPath writes them
+        response = StreamingHttpResponse(_chunks(reply.body), status=reply.status,
+                                         content_type=reply.headers.get("Content-Type"))
+        response["Content-Length"] = str(reply.content_length)
     for name, value in reply.headers.items():
         if name != "Content-Type":
             response[name] = value

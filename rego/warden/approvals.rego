@@ -278,6 +278,7 @@ approval_required contains {
 	"message": sprintf("Push to protected branch %s requires human approval", [branch]),
 	"controls": ["eu_ai_act.art14(1)", "eu_ai_act.art14(4)(d)", "soc2.CC5.1", "soc2.CC8.1"],
 } if {
+	judged_category == "git_push" # pushed_refs holds refs of git_push tools only: not entered for others
 	some branch in pushed_refs
 	protected_branch(branch)
 }
@@ -308,7 +309,7 @@ approval_required contains {
 #   controls: [eu_ai_act.art14(4)(e), eu_ai_act.art73, soc2.CC7.4]
 approval_required contains {
 	"rule": "detector-hold",
-	"message": sprintf("Agent %s is held by the anomaly detector (alert %v); a person must approve its actions until the alert is closed", [agent_id, object.get(detector_hold, "alert", "unknown")]),
+	"message": sprintf("Agent %s is held by the anomaly detector (alert %s); a person must approve its actions until the alert is closed", [agent_id, shown(object.get(detector_hold, "alert", "unknown"))]),
 	"controls": ["eu_ai_act.art14(4)(e)", "eu_ai_act.art73", "soc2.CC7.4"],
 } if {
 	detector_hold

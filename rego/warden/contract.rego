@@ -14,6 +14,26 @@ import rego.v1
 
 max_number := 9007199254740992 # 2^53: larger numbers are not exact in every engine and client
 
+# A value as message text, the same in every engine: a string as it is, a whole number
+# within ±2^53 in digits, anything else by its type. sprintf's %v writes numbers as each
+# engine holds them (OPA: 2^64+1 exact and 1e+308; regorus: 18446744073709552000 and 309
+# digits, "-0" for -0.0) and json.marshal differs likewise, so input values reach
+# messages only through this. (regorus' %d writes -5 as "--5": the sign is put in here.)
+shown(x) := x if {
+	is_string(x)
+} else := format_int(abs(x), 10) if {
+	exact_whole(x)
+	x >= 0
+} else := concat("", ["-", format_int(abs(x), 10)]) if {
+	exact_whole(x)
+} else := sprintf("(%s)", [type_name(x)])
+
+exact_whole(x) if {
+	is_number(x)
+	abs(x) <= max_number
+	x == floor(x)
+}
+
 # Printable ASCII without space: no control characters (NUL, CR, LF, tab, DEL), no
 # Unicode, whose case mapping and normalisation differ between Go, Rust and Python.
 # Checked with trim instead of a regex: trim removes leading and trailing characters of its
@@ -50,8 +70,19 @@ input_well_formed if {
 	is_object(object.get(input.action, "args", {}))
 	is_object(object.get(input, "context", {}))
 	identifiers_printable
-	strings_array(object.get(input.agent, "scopes", []))
-	strings_array(object.get(context, "on_behalf_of", []))
+
+	# strings_array and exact_count written out: a function call costs the VM ~7 k
+	# instructions, more than the checks themselves.
+	scopes := object.get(input.agent, "scopes", [])
+	is_array(scopes)
+	every scope in scopes {
+		is_string(scope)
+	}
+	on_behalf_of := object.get(context, "on_behalf_of", [])
+	is_array(on_behalf_of)
+	every delegator in on_behalf_of {
+		is_string(delegator)
+	}
 	is_string(object.get(context, "approval_token", ""))
 	counters_well_formed
 }
@@ -62,7 +93,10 @@ counters_well_formed if {
 	every counters in all_counters {
 		is_object(counters)
 		every used in counters {
-			exact_count(used)
+			is_number(used)
+			used >= 0
+			used <= max_number
+			used == floor(used)
 		}
 	}
 }
@@ -89,9 +123,12 @@ input_shape_violations contains [field, "a non-empty string of printable ASCII"]
 }
 
 # Both identifiers in one check; the field at fault is looked for only when this fails.
+# One trim over both (each is printable ASCII exactly when their concatenation is), not
+# two calls of printable_ascii: the compiled VM pays ~7 k instructions per function call.
 identifiers_printable if {
-	printable_ascii(agent_id)
-	printable_ascii(tool)
+	agent_id != ""
+	tool != ""
+	trim(concat("", [agent_id, tool]), printable_ascii_characters) == ""
 }
 
 identifier_at(path) if {
@@ -321,20 +358,25 @@ printable_judged_strings contains value if {
 	printable_text(value)
 }
 
-# [argument name, string] for every string a rule judges by its text.
+# [argument name, string] for every string a rule judges by its text. Each source holds
+# strings only for a tool of its category (paths: for a tool of any category, whatever
+# its value), so the category is tested first: the VM pays for every rule it calls.
 judged_strings contains [name, value] if {
 	some [name, value] in action_path_values
 }
 
 judged_strings contains [name, value] if {
+	judged_category == "network"
 	some [name, value] in url_values
 }
 
 judged_strings contains [name, value] if {
+	judged_category == "email"
 	some [name, value] in recipient_values
 }
 
 judged_strings contains [name, value] if {
+	judged_category == "git_push"
 	some [name, value] in ref_values
 }
 

@@ -179,4 +179,4 @@ org_reason(reason) := {"rule": reason.rule, "message": reason.message, "controls
 	is_object(reason)
 	is_string(reason.rule)
 	is_string(reason.message)
-} else := {"rule": "org-policy-malformed-reason", "message": sprintf("Organisation policy gave a reason that is not {rule, message}: %v", [reason]), "controls": []}
+} else := {"rule": "org-policy-malformed-reason", "message": sprintf("Organisation policy gave a reason that is not {rule, message}: %s", [shown(reason)]), "controls": []}

@@ -94,7 +94,7 @@ delegation_deny contains {
 #   controls: [eu_ai_act.art14(4)(e), eu_ai_act.art26(5), hipaa.164.312(a)(1), soc2.CC6.1, soc2.CC6.3]
 delegation_deny contains {
 	"rule": "delegation-audience",
-	"message": sprintf("The delegation chain ends at %v, not at the acting agent %v", [last, agent_id]),
+	"message": sprintf("The delegation chain ends at %s, not at the acting agent %s", [shown(last), shown(agent_id)]),
 	"controls": delegation_controls,
 } if {
 	delegation_verified
@@ -148,7 +148,7 @@ path_arguments := ["path", "file_path", "directory", "source", "destination"]
 #   controls: [eu_ai_act.art14(4)(e), eu_ai_act.art26(5), hipaa.164.312(a)(1), soc2.CC6.1, soc2.CC6.3]
 delegation_deny contains {
 	"rule": "delegation-path",
-	"message": sprintf("Argument %s is outside %v, the path delegated to this agent", [name, prefix]),
+	"message": sprintf("Argument %s is outside %s, the path delegated to this agent", [name, shown(prefix)]),
 	"controls": delegation_controls,
 } if {
 	some constraint, prefix in object.get(delegation, "constraints", {})
@@ -174,7 +174,7 @@ path_within(path, prefix) if {
 #   controls: [eu_ai_act.art14(4)(e), eu_ai_act.art26(5), hipaa.164.312(a)(1), soc2.CC6.1, soc2.CC6.3]
 delegation_deny contains {
 	"rule": "delegation-amount",
-	"message": sprintf("Argument amount must be a number of at most %v under this delegation", [ceiling]),
+	"message": sprintf("Argument amount must be a number of at most %s under this delegation", [shown(ceiling)]),
 	"controls": delegation_controls,
 } if {
 	some constraint, ceiling in object.get(delegation, "constraints", {})
@@ -184,9 +184,13 @@ delegation_deny contains {
 	not amount_within(value, ceiling)
 }
 
+# Both exact (within ±2^53): beyond it regorus holds 2^64 + 1 as 2^64 and OPA does not, so
+# the comparison, and the decision, would depend on the engine.
 amount_within(value, ceiling) if {
 	is_number(value)
 	is_number(ceiling)
+	abs(value) <= max_number
+	abs(ceiling) <= max_number
 	value <= ceiling
 }
 
@@ -199,7 +203,7 @@ recipient_arguments := ["to", "recipient", "email", "cc", "bcc"]
 #   controls: [eu_ai_act.art14(4)(e), eu_ai_act.art26(5), hipaa.164.312(a)(1), soc2.CC6.1, soc2.CC6.3]
 delegation_deny contains {
 	"rule": "delegation-recipient",
-	"message": sprintf("Argument %s names a recipient outside %v, the domain delegated to this agent", [name, domain]),
+	"message": sprintf("Argument %s names a recipient outside %s, the domain delegated to this agent", [name, shown(domain)]),
 	"controls": delegation_controls,
 } if {
 	some constraint, domain in object.get(delegation, "constraints", {})

@@ -89,7 +89,7 @@ approval_required contains {
 #   controls: [eu_ai_act.art15(5), hipaa.164.312(a)(1), soc2.CC6.1]
 deny contains {
 	"rule": "path-not-canonical",
-	"message": sprintf("Path %v must be absolute, printable ASCII, without . or .. segments, // or backslashes", [path]),
+	"message": sprintf("Path %s must be absolute, printable ASCII, without . or .. segments, // or backslashes", [shown(path)]),
 	"controls": ["eu_ai_act.art15(5)", "hipaa.164.312(a)(1)", "soc2.CC6.1"],
 } if {
 	some path in action_paths

@@ -42,7 +42,7 @@ deny contains {
 #   controls: [eu_ai_act.art14(4)(e), eu_ai_act.art26(5), hipaa.164.308(a)(3)(ii)(C), soc2.CC6.2, soc2.CC7.4]
 deny contains {
 	"rule": "delegator-not-active",
-	"message": sprintf("Agent %v, on whose behalf this agent acts, is not active", [delegator]),
+	"message": sprintf("Agent %s, on whose behalf this agent acts, is not active", [shown(delegator)]),
 	"controls": [
 		"eu_ai_act.art14(4)(e)", "eu_ai_act.art26(5)",
 		"hipaa.164.308(a)(3)(ii)(C)", "soc2.CC6.2", "soc2.CC7.4",

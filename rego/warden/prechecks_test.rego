@@ -222,3 +222,24 @@ test_every_kind_of_secret_passes_the_literal_pre_check if {
 		denied_by(with_context(call("support-bot", "ticket_read", {}), {"note": secret}), "secret-in-context")
 	}
 }
+
+# -- the card pre-check counts ASCII digits of the arguments' JSON text -------------------
+
+may_hold_card(args) if {
+	data.warden.args_may_hold_card with input as call("support-bot", "ticket_read", args) with data.warden_registry as registry
+}
+
+test_card_precheck_counts_digits_across_arguments_and_only_ascii_digits if {
+	may_hold_card({"a": "1234567", "b": 123456}) # 13 digits over a string and a number
+	not may_hold_card({"a": "123456", "b": 123456}) # 12
+	not may_hold_card({"a": "١٢٣٤٥٦٧٨٩٠١٢٣٤", "b": "１２３４５６７８９０１２３"}) # Arabic-Indic, fullwidth
+	not may_hold_card({"long text without digits": "abcdefghijklmnopqrstuvwxyz"})
+}
+
+# Go's encoder writes <, >, & as \u003c, \u003e, \u0026 (regorus as they are): their digits
+# are never counted, so both engines agree; other escapes count as they always did.
+test_card_precheck_drops_the_escapes_only_go_writes if {
+	not may_hold_card({"a": "<<<<>>>>&&&&", "b": "123456789012"})
+	may_hold_card({"a": "<\u0001", "b": "123456789"}) # \u0001: its digits 0001 count
+	not may_hold_card({"a": "\u0001", "b": "12345678"})
+}

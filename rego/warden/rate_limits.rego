@@ -36,7 +36,7 @@ rate_limit_hits contains [sprintf("tool %s", [tool]), name, used, limit] if {
 #   controls: [eu_ai_act.art9, eu_ai_act.art15(4), soc2.CC7.2]
 deny contains {
 	"rule": "rate-limit-exceeded",
-	"message": sprintf("Rate limit %s of %s reached: %v of %v", [name, subject, used, limit]),
+	"message": sprintf("Rate limit %s of %s reached: %s of %s", [name, subject, shown(used), shown(limit)]),
 	"controls": ["eu_ai_act.art9", "eu_ai_act.art15(4)", "soc2.CC7.2"],
 } if {
 	some [subject, name, used, limit] in rate_limit_hits

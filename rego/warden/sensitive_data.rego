@@ -44,18 +44,16 @@ input_may_hold_secret if {
 
 input_text := concat("", [args_text, context_text])
 
-# Before that regex (~50 k VM instructions, most of it building the regex), one
-# strings.replace_n (~1 k per eraser): every text sensitive_text_pattern matches holds one
-# of these (each secret alternative's fixed prefix, or each base64 marker, holds one), and
-# erasing them leaves such a text shorter. Uppercase letters but T and Z, which timestamps
-# carry; agents_sdk/tests/test_engine_secret_literals.py checks every alternative.
-secret_literal_present if count(strings.replace_n(secret_erasers, input_text)) < count(input_text)
+# Before that regex (~50 k VM instructions, most of it building the regex), a test for
+# literals: every text sensitive_text_pattern matches holds one of these (each secret
+# alternative's fixed prefix, or each base64 marker, holds one). Uppercase letters but T and
+# Z, which timestamps carry; agents_sdk/tests/test_engine_secret_literals.py checks every
+# alternative. A regex made of literals alone is cheap to build (~6 k VM instructions, where
+# strings.replace_n erasing the 19 literals cost ~35 k) and matches exactly when the text
+# holds one of them, in RE2 as in Rust's regex.
+secret_literal_present if regex.match(secret_literal_pattern, input_text)
 
-secret_erasers := {
-	"A": "", "B": "", "F": "", "G": "", "H": "", "L": "", "U": "", "V": "", "X": "",
-	"ghp_": "", "gho_": "", "ghu_": "", "ghs_": "", "ghr_": "", "xox": "", "k_live_": "",
-	"dob1": "", "doc1": "", "docl": "",
-}
+secret_literal_pattern := `A|B|F|G|H|L|U|V|X|ghp_|gho_|ghu_|ghs_|ghr_|xox|k_live_|dob1|doc1|docl`
 
 # The two pre-checks for the arguments, each kept apart: a string's secret scans run only
 # when the first holds, its card scan only when the second does (so a card number does
@@ -73,7 +71,18 @@ sensitive_text_pattern := concat("|", [secret_text_pattern, base64_marker_patter
 # regorus writes them as they are: the escapes are dropped so both count the same digits.
 go_json_escapes := {`\u003c`: "", `\u003e`: "", `\u0026`: "", `\u2028`: "", `\u2029`: ""}
 
-args_may_hold_card if has_13_digits(strings.replace_n(go_json_escapes, args_text))
+# Only a text with an escape (`\u`) can hold one of them, and the digits are counted in the
+# rule body (a function call costs the VM ~7 k instructions; regex.replace of the class
+# [0-9], ASCII digits in RE2 and Rust's regex alike, ~10 k less than erasing ten digits).
+args_may_hold_card if {
+	not contains(args_text, `\u`)
+	count(args_text) - count(regex.replace(args_text, `[0-9]`, "")) >= 13
+}
+
+args_may_hold_card if {
+	contains(args_text, `\u`)
+	has_13_digits(strings.replace_n(go_json_escapes, args_text))
+}
 
 args_may_hold_sensitive_text if args_may_hold_card
 
@@ -212,6 +221,19 @@ args_nested_too_deep if {
 	some [_, node, _] in arg_nodes_16
 	is_collection(node)
 	count(node) > 0
+	args_strings_may_hold_sensitive_text
+}
+
+# The card pre-check counts the digits of numbers as well, and the engines write numbers
+# differently (OPA keeps 10^30 exact, 31 digits; regorus writes 1e+30, 3 digits): numbers
+# never hold a card, but refusing on their digits would refuse in one engine only. So deep
+# arguments are refused for the digits of their strings (keys too) alone, at any depth. (The
+# secret pre-check cannot match a number's text: no secret or marker is made of [0-9.eE+-].)
+args_strings_may_hold_sensitive_text if args_may_hold_secret
+
+args_strings_may_hold_sensitive_text if {
+	strings_text := concat("", regex.find_n(`"(?:[^"\\]|\\.)*"`, args_text, -1))
+	has_13_digits(strings.replace_n(go_json_escapes, strings_text))
 }
 
 # RFC 6901: "~" becomes "~0" before "/" becomes "~1".
@@ -327,8 +349,16 @@ mask contains pointer if {
 	some [pointer, _] in secret_findings
 }
 
-# ASCII boundaries for the same reason as above; the number is the pattern's group 2.
-card_candidate_pattern := `(^|[^A-Za-z0-9_])((?:[0-9][ -]?){12,18}[0-9])([^A-Za-z0-9_]|$)`
+# A card candidate is a run of whole digit groups: ASCII digits, single spaces or dashes
+# between groups, 13 to 19 digits, and no ASCII letter, digit or _ glued to either end (ASCII
+# boundaries for the same reason as above). Every such run is a candidate, overlapping ones
+# too, so a card next to other numbers ("4111 1111 1111 1111 123", "4111111111111112
+# 4111111111111111") is still found: a pattern that consumes the boundary after one match
+# cannot see the next, and one that takes the longest run misses the card inside it.
+# The pattern matches each chain of ASCII words joined by single separators that holds a
+# digit, from the start of its first word to the end of its last (only those two words may
+# hold letters), so a chain never starts or ends inside a word.
+card_chain_pattern := `[A-Za-z0-9_]*[0-9](?:[0-9]|[ -][0-9])*[A-Za-z0-9_]*`
 
 card_pointers contains pointer if {
 	args_may_hold_card
@@ -338,21 +368,29 @@ card_pointers contains pointer if {
 	luhn_valid(digits)
 }
 
-# The digits of each card candidate in a string (the pattern's group 2 without its spaces
-# and dashes). A string that is one card number's shape alone ("4111 1111 1111 1111": 13 to
-# 19 ASCII digits, single spaces or dashes between them) is the pattern's only match in it
-# (^ before it, $ after it), so it needs no regex (~50 k VM instructions to build, at every
-# call); any other string with 13 digits goes through the pattern.
-card_numbers(value) := [digits] if {
-	digits := strings.replace_n({" ": "", "-": ""}, value)
+# The digits of each card candidate in a string: every run of consecutive all-digit groups of
+# a chain with 13 to 19 digits.
+card_numbers(value) := {digits |
+	some chain in card_chains(value)
+	count(chain) >= 13
+	groups := split(replace(chain, "-", " "), " ")
+	last := count(groups) - 1
+	some i in numbers.range(0, last)
+	some j in numbers.range(i, min([i + 18, last]))
+	digits := concat("", array.slice(groups, i, j + 1))
 	count(digits) >= 13
 	count(digits) <= 19
 	trim(digits, "0123456789") == ""
+}
+
+# A string that is one chain alone ("4111 1111 1111 1111": ASCII digits with single spaces or
+# dashes between them) is the pattern's only match in it, so it needs no regex (~50 k VM
+# instructions to build, at every call); any other string with 13 digits goes through it.
+card_chains(value) := [value] if {
+	trim(strings.replace_n({" ": "", "-": ""}, value), "0123456789") == ""
 	trim(value, " -") == value
 	not contains_any(value, ["  ", "--", " -", "- "])
-} else := [replace(replace(match[2], " ", ""), "-", "") |
-	some match in regex.find_all_string_submatch_n(card_candidate_pattern, value, -1)
-] if {
+} else := regex.find_n(card_chain_pattern, value, -1) if {
 	has_13_digits(value)
 } else := []
 

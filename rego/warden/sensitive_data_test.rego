@@ -174,3 +174,26 @@ test_base64_after_glued_non_ascii_base64_is_still_found if {
 	d := decide(call("support-bot", "ticket_read", {"note": encoded}))
 	"secret-in-args" in rules_of(d)
 }
+
+# Every run of whole digit groups is a candidate, overlapping runs too: a Luhn-invalid
+# number in front of a card (which once consumed the space before it), a CVV group after
+# one, other numbers around it. Glued to letters or _, or after two separators, it is not.
+test_card_next_to_other_digit_groups_is_masked if {
+	every note in [
+		"4111111111111112 4111111111111111", "x 4111111111111112-4111111111111111 y",
+		"4111 1111 1111 1111 123", "99 4111 1111 1111 1111", "1234567890123 4111111111111111",
+		"ab12 4111111111111111 cd", "٤4111111111111111٤",
+	] {
+		decide(call("support-bot", "ticket_read", {"note": note})).obligations.mask == ["/action/args/note"]
+	}
+	every note in ["a4111111111111112 4111111111111111b", "4111111111111111_", "4111  1111 1111 1111", "４１１１１１１１１１１１１１１１"] {
+		decide(call("support-bot", "ticket_read", {"note": note})).obligations.mask == []
+	}
+}
+
+test_card_numbers_are_every_group_aligned_run if {
+	data.warden.card_numbers("4111 1111 1111 1111 123") == {"4111111111111111", "111111111111123", "4111111111111111123"}
+	data.warden.card_numbers("4111111111111112 4111111111111111") == {"4111111111111112", "4111111111111111"}
+	data.warden.card_numbers("a4111111111111111 4111111111111111b c") == set()
+	data.warden.card_numbers("x4111 1111 1111 1111 1111") == {"1111111111111111"}
+}

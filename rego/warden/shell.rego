@@ -43,7 +43,7 @@ deny contains reason if {
 #   controls: [eu_ai_act.art15(5), hipaa.164.312(a)(1), soc2.CC6.6, soc2.CC6.8]
 shell_deny contains {
 	"rule": "shell-not-allowlisted",
-	"message": sprintf("Shell command %s is not on the allowlist of agent %v", [quoted_command, object.get(request, ["agent", "id"], "")]),
+	"message": sprintf("Shell command %s is not on the allowlist of agent %s", [quoted_command, shown(object.get(request, ["agent", "id"], ""))]),
 	"controls": ["eu_ai_act.art15(5)", "hipaa.164.312(a)(1)", "soc2.CC6.6", "soc2.CC6.8"],
 } if {
 	tool_spec.category == "shell"

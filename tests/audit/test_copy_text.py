@@ -12,6 +12,8 @@ from django.db import DataError, connection, transaction
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from cryptography.fernet import Fernet
+
 from agents_sdk.records import canonical_json
 from controlplane.audit import copy_text, partitions, records, storage
 from controlplane.audit.models import AuditEvent, Batch, EventRule
@@ -44,7 +46,8 @@ events = st.fixed_dictionaries({
     "masked_paths": st.lists(text_values, max_size=3),
     "prev_hash": text_values.map(lambda s: s[:64]),
     "record_hash": text_values.map(lambda s: s[:64]),
-    "sealed_record": st.binary(max_size=64),
+    # Any bytes, and ASCII like a Fernet token's (sent as is) with the bytes that must go as hex.
+    "sealed_record": st.binary(max_size=64) | st.text("AZaz09-_=x\\\t\x01", max_size=64).map(str.encode),
     "signed": st.booleans(),  # payload_json given (cut from the record) or encoded by the store
 })
 COLUMNS = [c for c in storage.EVENT_COLUMNS if c not in ("id", "record_id", "batch_id")]
@@ -200,3 +203,24 @@ def test_an_intent_masked_only_by_the_next_decisions_pointer_is_stored_masked(sh
     assert intent.payload["args"] == {"ticket": 4711, "note": "[masked]"}
     assert intent.masked_paths == ["/args/note"]
     assert decision.payload == signed[1]["payload"] and result.payload == signed[2]["payload"]
+
+
+TOKEN = Fernet(Fernet.generate_key()).encrypt(b'{"record":"\\\t"}')
+
+
+@postgres_only
+@pytest.mark.parametrize("sealed", [
+    TOKEN, b"", b"x41", b"\\x41", b"\\\\x41", b"\\001", b"\\N", b"a\\b", b"\\.", b"abc\x7f\x01\x1f",
+    b"\x00", b"\t\n\r", b"\xc3\xa9", b"\x80\xff",
+])
+def test_a_sealed_record_is_stored_as_its_exact_bytes_sent_as_is_or_in_hex(two_batches, sealed):
+    # A Fernet token (base64url) goes as its own bytes; any byte bytea's escape format or
+    # COPY would read otherwise (backslash, tab, newline, CR, U+0000, non-ASCII) sends hex.
+    assert copy_text.literal_bytea(TOKEN)
+    event = event_row({
+        "key_id": "k", "session_id": "s", "seq": 0, "kind": "output", "time": datetime.now(UTC), "tool": "",
+        "effect": "", "rule_ids": [], "payload": {}, "masked_paths": [], "prev_hash": "p", "record_hash": "h",
+        "sealed_record": sealed, "signed": False,
+    })
+    storage.insert_events(two_batches[0], [event], datetime.now(UTC))
+    assert bytes(AuditEvent.objects.get(pk=event.pk).sealed_record) == sealed

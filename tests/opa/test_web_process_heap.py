@@ -29,3 +29,28 @@ def test_loading_the_asgi_application_loads_every_view_and_freezes_the_start_up_
     assert before == "0"
     assert int(frozen) > 10_000  # Django, DRF, every app and view: left out of every collection
     assert views_loaded == "True"  # the URLconf's views were loaded before freezing, not at the first request
+
+
+LOAD_AND_LIST_HEAVY_MODULES = """
+import sys
+import django
+django.setup()
+import controlplane.asgi
+from controlplane.celery import app
+app.loader.import_default_modules()  # what a Celery worker imports at start
+print(sorted(name for name in ("numpy", "scipy", "scipy.stats") if name in sys.modules))
+from controlplane.detection.engine import stats
+print(stats.count_threshold([1, 2, 3, 40], floor=5).value > 40, "scipy.stats" in sys.modules)
+"""
+
+
+def test_web_and_worker_processes_import_numpy_and_scipy_only_when_a_threshold_is_computed():
+    """scipy.stats and numpy are some 75 MiB of resident memory that a web process, which
+    never computes a detection threshold, carried from start-up (issue #20)."""
+    done = subprocess.run(
+        [sys.executable, "-c", LOAD_AND_LIST_HEAVY_MODULES], cwd=ROOT, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": "controlplane.settings", "PYTHONPATH": str(ROOT)}, check=True,
+    )
+    at_start, computed = done.stdout.strip().splitlines()[-2:]
+    assert at_start == "[]"
+    assert computed == "True True"  # and a threshold still computes, importing them then

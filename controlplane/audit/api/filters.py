@@ -1,15 +1,17 @@
 import django_filters
 from django.db import connection
-from django.db.models import F, QuerySet
+from django.db.models import BooleanField, F, QuerySet
+from django.db.models.expressions import RawSQL
 from rest_framework.filters import OrderingFilter
 
 from controlplane.audit import partitions
 from controlplane.audit.models import AuditEvent, Batch, EventRule, QuarantinedRecord, QuarantineReason
 from controlplane.core.filters import UTCDateTimeFilter
+from controlplane.identity.models import Agent
 
 
 class AuditEventFilter(django_filters.FilterSet):
-    agent = django_filters.CharFilter(field_name="agent__name")
+    agent = django_filters.CharFilter(field_name="agent__name", method="filter_agent")
     session = django_filters.CharFilter(field_name="session_id")
     tool = django_filters.CharFilter()
     effect = django_filters.ChoiceFilter(
@@ -34,6 +36,14 @@ class AuditEventFilter(django_filters.FilterSet):
         model = AuditEvent
         fields = ["key_id", "batch"]
 
+    def filter_agent(self, queryset, name, value):
+        # The agent's id, looked up first (names are unique): compared to a constant, each
+        # month's index is read newest first and the page stops after 50 events. Joined by
+        # name, the planner loops over the agent table and sorts every match of the agent.
+        agent = Agent.objects.filter(name=value).values_list("pk", flat=True).first()
+        # No such agent: the join, which finds nothing at once (and still runs the count).
+        return queryset.filter(agent__name=value) if agent is None else queryset.filter(agent_id=agent)
+
     def filter_rule(self, queryset, name, value):
         if connection.vendor == "postgresql":
             # Through the rule table (partitions.rule_table_sql), keyed (rule, time, event): joined
@@ -56,7 +66,15 @@ class AuditEventFilter(django_filters.FilterSet):
                 # ids: recheck the event's. Not otherwise: the planner cannot estimate JSON
                 # containment, and would fetch and sort every match instead of reading 50.
                 hits["rule_ids__contains"] = [value]
-            return queryset.filter(**hits)
+            queryset = queryset.filter(**hits)
+            if self.form.cleaned_data.get("agent"):
+                # An agent's events naming a rule: read that agent's events that name any
+                # (the partial index audit_event_agent_rules, whose predicate this repeats) and
+                # look each up in the rule table's key, instead of fetching the rule's matches
+                # of every agent to refuse them (3.2 s p99 at 100 M events). Exact: an event
+                # with a rule row names a rule.
+                queryset = queryset.filter(NAMES_A_RULE)
+            return queryset
         # SQLite has no JSON containment; match the quoted element in the stored text.
         return queryset.filter(rule_ids__icontains=f'"{value}"')
 
@@ -95,6 +113,9 @@ class AuditEventFilter(django_filters.FilterSet):
         return queryset
 
 
+# partitions.NAMES_RULES, the predicate of the index audit_event_agent_rules, word for word
+# (the planner uses a partial index only when the query implies its predicate).
+NAMES_A_RULE = RawSQL(f"{AuditEvent._meta.db_table}.rule_ids <> '[]'::jsonb", [], output_field=BooleanField())
 # The filters a count of the rule table's rows alone can answer (rule_rows_to_count).
 RULE_COUNT_FILTERS = {"rule", "time_after", "time_before", "status"}
 RULE_KEY_FIELDS = {"time": "rule_hits__time", "id": "rule_hits__event_id"}

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-import numpy as np
-from scipy import stats
+# numpy and scipy.stats are imported where they are used: together some 75 MiB of resident
+# memory, and every web process imports this module (through the detection views) without
+# ever computing a threshold.
 
 # One false alarm per million agent-hours per metric: rare enough that the benign alert
 # rate is dominated by true novelty (new tools, new destinations), not by noise.
@@ -40,6 +41,9 @@ def count_threshold(history: list[int] | list[float], *, floor: float) -> Thresh
     The largest of: `floor`; median + 8 × MAD (scaled to σ); the count a Poisson process at
     the history's mean rate exceeds with probability 1e-6; 1.5 × the busiest hour seen.
     """
+    import numpy as np
+    from scipy import stats
+
     values = np.asarray(history, dtype=float)
     if values.size == 0:
         return Threshold(value=float(floor), median=0.0, mad=0.0, peak=0.0, hours=0)
@@ -54,6 +58,9 @@ def count_threshold(history: list[int] | list[float], *, floor: float) -> Thresh
 
 def volume_threshold(history: list[int] | list[float], *, floor: float) -> Threshold:
     """Like `count_threshold` for volumes (bytes), where a Poisson model does not apply."""
+    import numpy as np
+    from scipy import stats
+
     values = np.asarray(history, dtype=float)
     if values.size == 0:
         return Threshold(value=float(floor), median=0.0, mad=0.0, peak=0.0, hours=0)
@@ -66,12 +73,16 @@ def volume_threshold(history: list[int] | list[float], *, floor: float) -> Thres
 
 def denial_surprise(denied: int, decided: int, baseline_ratio: float) -> float:
     """P(at least `denied` denials in `decided` decisions) when each is denied with the baseline ratio."""
+    from scipy import stats
+
     ratio = min(max(baseline_ratio, 0.01), 0.99)
     return float(stats.binom.sf(denied - 1, decided, ratio))
 
 
 def hour_share(profile: list[int], hour: int) -> float:
     """The share of an agent's past calls made in UTC hour `hour` (0..23)."""
+    import numpy as np
+
     counts = np.asarray(profile, dtype=float)
     total = counts.sum()
     return float(counts[hour] / total) if total else 0.0
