@@ -25,6 +25,20 @@ def request(agent: str, tool: str = "ticket_read", args: dict | None = None) -> 
     }
 
 
+def count_encodes(monkeypatch) -> list:
+    """The values data_json's encoder is handed from now on (what an encode had to redo)."""
+    encoded: list = []
+    real = data_json._ENCODER
+
+    class Counting:
+        def encode(self, value):
+            encoded.append(value)
+            return real.encode(value)
+
+    monkeypatch.setattr(data_json, "_ENCODER", Counting())
+    return encoded
+
+
 def status_of(name: str, status: str) -> list[dict]:
     return [{"op": "upsert", "path": f"/warden_registry/agents/{name}/status", "value": status}]
 
@@ -124,15 +138,7 @@ def test_one_change_among_many_agents_re_encodes_that_agent_only(monkeypatch):
     data = {"warden_registry": {"agents": {f"agent-{i}": {"status": "active", "scopes": ["s"]} for i in range(2000)}, "tools": {}}}
     encoder = DataEncoder()
     encoder.encode(data)
-    encoded: list = []
-    real = data_json._ENCODER
-
-    class Counting:
-        def encode(self, value):
-            encoded.append(value)
-            return real.encode(value)
-
-    monkeypatch.setattr(data_json, "_ENCODER", Counting())
+    encoded = count_encodes(monkeypatch)
     for change in (
         status_of("agent-7", "suspended"),
         [{"op": "upsert", "path": "/warden_registry/agents/agent-new", "value": {"status": "active"}}],
@@ -216,15 +222,7 @@ def test_the_first_delta_after_a_bundle_compiles_re_encodes_the_changed_agent_on
     backend.activate(snapshot)
     assert backend.policy._data is snapshot.data  # the parsed bundle's data, not a copy of it
     assert backend.decide(request("agent-0007"))[0]["effect"] == "allow"
-    encoded: list = []
-    real = data_json._ENCODER
-
-    class Counting:
-        def encode(self, value):
-            encoded.append(value)
-            return real.encode(value)
-
-    monkeypatch.setattr(data_json, "_ENCODER", Counting())
+    encoded = count_encodes(monkeypatch)
     delta = Bundle(revision="r2", roots=("",), manifest={}, modules=snapshot.modules,
                    data=apply_patch(snapshot.data, status_of("agent-0007", "suspended")), files=(), archive=b"", delta=True)
     backend.activate(delta)
