@@ -59,6 +59,7 @@ from agents_sdk.engine.errors import (
     parse_regorus_errors,
     strip_backtrace,
 )
+from agents_sdk.engine.literal_nesting import nesting_problems
 from agents_sdk.engine.verified_library import digest, verified_digests
 from agents_sdk.engine.vm_safety import vm_hazards
 
@@ -167,6 +168,10 @@ class Session:
         engine.set_rego_v0(False)
         errors = []
         for path in sorted(modules):
+            nesting = nesting_problems(path, modules[path])
+            if nesting:  # never handed to the parser: it would take exponential time
+                errors.extend(nesting)
+                continue
             try:
                 engine.add_policy(path, modules[path])
             except RuntimeError as exc:

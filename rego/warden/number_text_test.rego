@@ -52,9 +52,10 @@ test_amount_beyond_2_53_is_over_any_ceiling if {
 # Deep arguments are refused for digits in their strings, not for a number's digits (OPA
 # writes 10^30 with 31 digits, regorus as 1e+30).
 test_deep_arguments_with_a_long_number_and_plain_text_are_not_refused if {
-	deep := [[[[[[[[[[[[[[[[[["plain text"]]]]]]]]]]]]]]]]]]
+	# Built from text: directly nested brackets in a literal take regorus exponential time to parse.
+	deep := json.unmarshal(`[[[[[[[[[[[[[[[[[["plain text"]]]]]]]]]]]]]]]]]]`)
 	d := decide(call("support-bot", "ticket_read", {"n": 1000000000000000000000000000000, "deep": deep}))
 	not "args-too-deep" in rules_of(d)
-	card := [[[[[[[[[[[[[[[[[["4111 1111 1111 1111"]]]]]]]]]]]]]]]]]]
+	card := json.unmarshal(`[[[[[[[[[[[[[[[[[["4111 1111 1111 1111"]]]]]]]]]]]]]]]]]]`)
 	denied_by(call("support-bot", "ticket_read", {"deep": card}), "args-too-deep")
 }

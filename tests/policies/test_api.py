@@ -24,6 +24,19 @@ def test_rego_error_is_a_400_with_file_line_column(token_client):
     assert {"file", "line", "column", "message"} <= set(body["errors"][0])
 
 
+def test_a_module_with_brackets_nested_past_the_engines_limit_is_a_400_not_a_hung_worker(token_client):
+    # regorus parses `[[[...` in exponential time: 40 levels would hold the request for hours.
+    deep = "[" * 40 + "1" + "]" * 40
+    response = token_client("policy_author").post(
+        "/api/v1/policies/", {"path": "deep.rego", "source": f"package deep\n\nx := {deep}\n"}, format="json"
+    )
+    assert response.status_code == 400
+    (error,) = response.json()["errors"]
+    assert (error["file"], error["line"]) == ("org/deep.rego", 3)
+    assert "json.unmarshal" in error["message"]
+    assert not PolicyModule.objects.filter(path="deep.rego").exists()
+
+
 def test_revisions_and_update_through_the_api(token_client):
     client = token_client("policy_author")
     created = client.post("/api/v1/policies/", {"path": "refunds.rego", "source": DENY_REFUNDS}, format="json").json()
