@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import regorus
 
 from agents_sdk.engine.errors import RegoCompileError, RegoError, parse_regorus_errors
+from agents_sdk.engine.literal_nesting import nesting_problems
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,9 @@ def outline(path: str, source: str) -> ModuleOutline:
         source.encode("utf-8")
     except UnicodeEncodeError as exc:
         raise RegoCompileError([RegoError(path, 0, 0, f"the module is not valid UTF-8 text ({exc.reason})")]) from None
+    nesting = nesting_problems(path, source)
+    if nesting:  # never handed to the parser: it would take exponential time
+        raise RegoCompileError(nesting)
     engine = regorus.Engine()
     engine.set_rego_v0(False)
     try:

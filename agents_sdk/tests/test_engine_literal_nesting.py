@@ -111,3 +111,14 @@ def _plain_reading_has_run(source: str) -> bool:
         elif char not in " \t\r\n":
             run = 0
     return False
+
+
+def test_the_outline_parse_refuses_the_run_too():
+    # The control plane's publish gate outlines each module on its own before compiling it.
+    from agents_sdk.engine.outline import outline
+
+    started = time.monotonic()
+    with pytest.raises(RegoCompileError) as refused:
+        outline("org/deep.rego", "package org.deep\n\nx := " + "{" * 40 + "}" * 40 + "\n")
+    assert time.monotonic() - started < 30
+    assert refused.value.errors[0].line == 3

@@ -6,14 +6,16 @@ from __future__ import annotations
 import base64
 import gzip
 import json
+from datetime import UTC, datetime
 
 import pytest
+from django.db import connection
 from rest_framework.test import APIClient
 
 from agents_sdk.identity import AgentIdentity
 from agents_sdk.records import ActionSigner, canonical_json
 from agents_sdk.shipper import request_headers
-from controlplane.audit import verification
+from controlplane.audit import partitions, verification
 from controlplane.core import tasks as core_tasks
 from controlplane.identity.models import Agent, AgentKey
 from tests.identity.factories import AgentFactory
@@ -125,3 +127,24 @@ def client_for_agents() -> APIClient:
 def jsonl(response) -> list[dict]:
     content = b"".join(response.streaming_content)
     return [json.loads(line) for line in content.splitlines() if line.strip()]
+
+
+def insert_january_events(select_sql: str, params: list) -> None:
+    """Events of January 2026 written straight into the partitions by one INSERT ... SELECT
+    (`select_sql` yields the columns of EVENT_COLUMNS, `n` from generate_series), their rule
+    rows filled as ingestion and the migration fill them, and statistics gathered: tables big
+    enough for the planner to care, in a second (tests that check a search's plan)."""
+    with connection.cursor() as cursor:
+        partitions.ensure_partitions(
+            cursor, "audit_auditevent", datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 2, tzinfo=UTC)
+        )
+        cursor.execute(f"INSERT INTO audit_auditevent ({EVENT_COLUMNS}) {select_sql}", params)
+        cursor.execute(partitions.rule_rows_sql("audit_auditevent"))
+        for table in ("audit_auditevent", "audit_auditevent_rule"):
+            cursor.execute(f"ANALYZE {table}")
+
+
+EVENT_COLUMNS = (
+    "record_id, agent_id, key_id, session_id, seq, kind, time, tool, effect, "
+    "rule_ids, payload, masked_paths, prev_hash, record_hash, sealed_record, batch_id, stored_at"
+)

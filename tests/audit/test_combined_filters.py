@@ -19,7 +19,7 @@ from agents_sdk.records import ActionSigner
 from controlplane.audit import partitions
 from controlplane.audit.api.filters import AuditEventFilter, by_rule_key
 from controlplane.audit.models import AuditEvent, Batch
-from tests.audit.conftest import register
+from tests.audit.conftest import insert_january_events, register
 from tests.identity.factories import AgentFactory
 
 pytestmark = pytest.mark.skipif(
@@ -37,24 +37,15 @@ def crowd(db):
     (which busy-bot names 1,800 times). Statistics gathered."""
     busy, quiet = AgentFactory(name="busy-bot"), AgentFactory(name="quiet-bot")
     batch = Batch.objects.create(agent=busy, key_id="k", body=b"", record_count=0, byte_count=0)
-    with connection.cursor() as cursor:
-        partitions.ensure_partitions(
-            cursor, "audit_auditevent", datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 2, tzinfo=UTC)
-        )
-        cursor.execute(
-            "INSERT INTO audit_auditevent (record_id, agent_id, key_id, session_id, seq, kind, time, tool, effect, "
-            "rule_ids, payload, masked_paths, prev_hash, record_hash, sealed_record, batch_id, stored_at) "
-            "SELECT gen_random_uuid(), CASE WHEN n %% 100 = 0 THEN %s ELSE %s END, 'k', 's-' || (n / 20), n, "
-            "'decision', timestamptz '2026-01-01' + n * interval '2 minutes', "
-            "CASE WHEN n %% 100 = 0 THEN 't0' ELSE 't' || (n %% 50) END, "
-            "CASE WHEN n %% 10 = 0 THEN 'deny' WHEN n %% 10 = 5 THEN 'require_approval' ELSE 'allow' END, "
-            "CASE WHEN n %% 10 = 0 THEN '[\"common.rule\"]' WHEN n %% 10 = 5 THEN '[\"ask.rule\"]' ELSE '[]' END::jsonb, "
-            "'{}', '[]', '', md5(n::text), '\\x00', %s, now() FROM generate_series(1, %s) AS n",
-            [quiet.pk, busy.pk, batch.pk, EVENTS],
-        )
-        cursor.execute(partitions.rule_rows_sql("audit_auditevent"))
-        for table in ("audit_auditevent", "audit_auditevent_rule"):
-            cursor.execute(f"ANALYZE {table}")
+    insert_january_events(
+        "SELECT gen_random_uuid(), CASE WHEN n %% 100 = 0 THEN %s ELSE %s END, 'k', 's-' || (n / 20), n, "
+        "'decision', timestamptz '2026-01-01' + n * interval '2 minutes', "
+        "CASE WHEN n %% 100 = 0 THEN 't0' ELSE 't' || (n %% 50) END, "
+        "CASE WHEN n %% 10 = 0 THEN 'deny' WHEN n %% 10 = 5 THEN 'require_approval' ELSE 'allow' END, "
+        "CASE WHEN n %% 10 = 0 THEN '[\"common.rule\"]' WHEN n %% 10 = 5 THEN '[\"ask.rule\"]' ELSE '[]' END::jsonb, "
+        "'{}', '[]', '', md5(n::text), '\\x00', %s, now() FROM generate_series(1, %s) AS n",
+        [quiet.pk, busy.pk, batch.pk, EVENTS],
+    )
     return busy, quiet
 
 

@@ -16,6 +16,7 @@ from django.http import QueryDict
 from controlplane.audit import partitions
 from controlplane.audit.api.filters import AuditEventFilter, by_rule_key
 from controlplane.audit.models import AuditEvent, Batch
+from tests.audit.conftest import insert_january_events
 from tests.identity.factories import AgentFactory
 
 pytestmark = pytest.mark.skipif(
@@ -33,22 +34,13 @@ RULE_KEY = f"audit_auditevent_rule_pkey{MONTH}"
 def events(db):
     agent = AgentFactory(name="rule-index-bot")
     batch = Batch.objects.create(agent=agent, key_id="k", body=b"", record_count=0, byte_count=0)
-    with connection.cursor() as cursor:
-        partitions.ensure_partitions(
-            cursor, "audit_auditevent", datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 2, tzinfo=UTC)
-        )
-        cursor.execute(
-            "INSERT INTO audit_auditevent (record_id, agent_id, key_id, session_id, seq, kind, time, tool, effect, "
-            "rule_ids, payload, masked_paths, prev_hash, record_hash, sealed_record, batch_id, stored_at) "
-            "SELECT gen_random_uuid(), %s, 'k', 's-' || (n / 100), n, 'decision', "
-            "timestamptz '2026-01-01' + n * interval '1 minute', 'ticket_read', 'deny', "
-            "CASE WHEN n %% %s = 0 THEN '[\"exfiltration.egress\"]' ELSE '[\"common.allow\"]' END::jsonb, "
-            "'{}', '[]', '', md5(n::text), '\\x00', %s, now() FROM generate_series(1, %s) AS n",
-            [agent.pk, RARE_EVERY, batch.pk, EVENTS],
-        )
-        cursor.execute(partitions.rule_rows_sql("audit_auditevent"))  # as ingestion and the migration fill it
-        cursor.execute("ANALYZE audit_auditevent")
-        cursor.execute("ANALYZE audit_auditevent_rule")
+    insert_january_events(
+        "SELECT gen_random_uuid(), %s, 'k', 's-' || (n / 100), n, 'decision', "
+        "timestamptz '2026-01-01' + n * interval '1 minute', 'ticket_read', 'deny', "
+        "CASE WHEN n %% %s = 0 THEN '[\"exfiltration.egress\"]' ELSE '[\"common.allow\"]' END::jsonb, "
+        "'{}', '[]', '', md5(n::text), '\\x00', %s, now() FROM generate_series(1, %s) AS n",
+        [agent.pk, RARE_EVERY, batch.pk, EVENTS],
+    )
     return agent
 
 
