@@ -74,6 +74,8 @@ def test_webhook_is_signed_slack_compatible_retried_and_logged(identity, people,
         assert "pay-bot" in payload["text"] and payload["blocks"][0]["type"] == "section"
         assert payload["warden"]["event"] == "requested" and "4242424242424242" not in body.decode()
         log = client_of(people.admin).get(f"/api/v1/approval-webhooks/{created.json()['id']}/deliveries/").json()
+        assert log["count"] == 1  # paged like every list, as the schema says
+        log = log["results"]
         assert log[0]["attempts"] == 2 and log[0]["status_code"] == 200 and log[0]["delivered_at"]
     finally:
         server.shutdown()

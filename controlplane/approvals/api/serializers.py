@@ -70,8 +70,8 @@ class GrantSerializer(serializers.Serializer):
 class ApprovalRequestSerializer(serializers.ModelSerializer):
     """A request as people and its agent see it: masked arguments only, never the raw ones."""
 
-    agent = serializers.SlugRelatedField(slug_field="name", read_only=True)
-    requested_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    agent = serializers.SlugRelatedField(slug_field="name", read_only=True, allow_null=True)
+    requested_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
     votes = VoteSerializer(many=True, read_only=True)
     decided_by = serializers.SerializerMethodField()
     url = serializers.SerializerMethodField()

@@ -189,9 +189,11 @@ class WebhookEndpointViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, W
     @extend_schema(responses={200: WebhookDeliverySerializer(many=True)})
     @action(detail=True, methods=["get"])
     def deliveries(self, request, pk=None):
-        """The delivery log: every event sent to this endpoint, its attempts and last error."""
-        deliveries = self.get_object().deliveries.all()[:200]
-        return Response(WebhookDeliverySerializer(deliveries, many=True).data)
+        """The delivery log, newest first and paged: every event sent to this endpoint, its
+        attempts and last error."""
+        deliveries = self.get_object().deliveries.order_by("-created_at", "-pk")
+        page = self.paginate_queryset(deliveries)
+        return self.get_paginated_response(WebhookDeliverySerializer(page, many=True).data)
 
 
 class ReleaseGateViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, WardenViewSet):

@@ -87,6 +87,13 @@ class TimelineEntrySerializer(serializers.Serializer):
     kind = serializers.CharField(allow_null=True)
 
 
+class TimelineSerializer(serializers.Serializer):
+    agent = serializers.CharField()
+    session = serializers.CharField()
+    count = serializers.IntegerField()
+    entries = TimelineEntrySerializer(many=True)
+
+
 class ProblemSerializer(serializers.Serializer):
     problem = serializers.CharField()
     message = serializers.CharField()

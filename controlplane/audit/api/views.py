@@ -25,7 +25,7 @@ from controlplane.audit.api.serializers import (
     QuarantinedRecordSerializer,
     RetentionPolicySerializer,
     RetentionPolicyWriteSerializer,
-    TimelineEntrySerializer,
+    TimelineSerializer,
     VerificationReportSerializer,
 )
 from controlplane.audit.authentication import (
@@ -160,7 +160,7 @@ class TimelineView(APIView):
             OpenApiParameter("agent", str, required=True, description="agent name"),
             OpenApiParameter("session", str, required=True, description="session id"),
         ],
-        responses={200: TimelineEntrySerializer(many=True)},
+        responses={200: TimelineSerializer},
     )
     def get(self, request):
         agent = request.query_params.get("agent", "")

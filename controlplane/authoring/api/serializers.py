@@ -36,9 +36,9 @@ class AuthoredRuleWriteSerializer(DraftRequestSerializer):
 
 
 class AuthoredRuleSerializer(serializers.ModelSerializer):
-    module_path = serializers.CharField(source="module.path", read_only=True, default=None)
-    source = serializers.CharField(source="module.current_revision.source", read_only=True, default=None)
-    tests = serializers.CharField(source="test_module.current_revision.source", read_only=True, default=None)
+    module_path = serializers.CharField(source="module.path", read_only=True, default=None, allow_null=True)
+    source = serializers.CharField(source="module.current_revision.source", read_only=True, default=None, allow_null=True)
+    tests = serializers.CharField(source="test_module.current_revision.source", read_only=True, default=None, allow_null=True)
     edited_as_rego = serializers.SerializerMethodField()
 
     class Meta:
@@ -66,10 +66,10 @@ class PreviewRequestSerializer(serializers.Serializer):
 class ImpactPreviewSerializer(serializers.ModelSerializer):
     environment = serializers.CharField(source="environment.name", read_only=True)
     progress = serializers.IntegerField(read_only=True)
-    requested_by = serializers.CharField(source="requested_by.username", read_only=True, default=None)
-    second_person = serializers.CharField(source="second_person.username", read_only=True, default=None)
+    requested_by = serializers.CharField(source="requested_by.username", read_only=True, default=None, allow_null=True)
+    second_person = serializers.CharField(source="second_person.username", read_only=True, default=None, allow_null=True)
     needs_second_person = serializers.SerializerMethodField()
-    bundle_revision = serializers.CharField(source="bundle.revision", read_only=True, default=None)
+    bundle_revision = serializers.CharField(source="bundle.revision", read_only=True, default=None, allow_null=True)
 
     class Meta:
         model = ImpactPreview

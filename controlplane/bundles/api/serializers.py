@@ -16,7 +16,7 @@ PATH_LIST_MAX = 200
 class BundleSerializer(serializers.ModelSerializer):
     environment = serializers.SlugRelatedField(slug_field="name", read_only=True)
     signing_key = serializers.PrimaryKeyRelatedField(read_only=True)
-    built_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    built_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
     # Declared so the schema does not depend on the database's integer range.
     size = serializers.IntegerField(read_only=True)
     tests_passed = serializers.IntegerField(read_only=True)
@@ -131,8 +131,8 @@ class PromoteSerializer(RollbackSerializer):
 
 class ActivationSerializer(serializers.ModelSerializer):
     bundle = BundleSummarySerializer(read_only=True)
-    previous_revision = serializers.CharField(source="previous_bundle.revision", read_only=True, default=None)
-    activated_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    previous_revision = serializers.CharField(source="previous_bundle.revision", read_only=True, default=None, allow_null=True)
+    activated_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
 
     class Meta:
         model = BundleActivation

@@ -58,7 +58,7 @@ class ControlResultSerializer(serializers.ModelSerializer):
 
 class GapReportSerializer(serializers.ModelSerializer):
     environment = serializers.SlugRelatedField(slug_field="name", read_only=True)
-    requested_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    requested_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
     pdf_url = serializers.SerializerMethodField()
     package_url = serializers.SerializerMethodField()
     sign_offs = SignOffSerializer(many=True, read_only=True)
@@ -162,13 +162,14 @@ class MappingSerializer(serializers.Serializer):
 
 class ComplianceScopeSerializer(serializers.ModelSerializer):
     environment = serializers.SlugRelatedField(slug_field="name", read_only=True)
-    updated_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    updated_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
     eu_role = serializers.ChoiceField(choices=EURole.choices, required=False, allow_blank=True)
     hipaa_entity = serializers.ChoiceField(choices=HIPAAEntity.choices, required=False, allow_blank=True)
     soc2_categories = serializers.ListField(
         child=serializers.ChoiceField(choices=[c for c in SOC2_CATEGORIES if c != "security"]), required=False,
         max_length=4, help_text="Optional categories; security is always in scope.")
     out_of_scope = serializers.CharField(required=False, allow_blank=True, max_length=5000, trim_whitespace=False)
+    updated_at = serializers.DateTimeField(read_only=True, allow_null=True, help_text="null: never set")
 
     class Meta:
         model = ComplianceScope
@@ -185,7 +186,7 @@ class ModelUsedSerializer(serializers.Serializer):
 
 class AgentClassificationSerializer(serializers.ModelSerializer):
     agent = serializers.SlugRelatedField(slug_field="name", read_only=True)
-    assessed_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    assessed_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
     status = serializers.ChoiceField(choices=ClassificationStatus.choices)
     high_risk_route = serializers.ChoiceField(choices=HighRiskRoute.choices, required=False)
     eu_role = serializers.ChoiceField(choices=EURole.choices, required=False, allow_blank=True)
@@ -194,6 +195,7 @@ class AgentClassificationSerializer(serializers.ModelSerializer):
     models_used = ModelUsedSerializer(many=True, required=False, max_length=50)
     rationale = serializers.CharField(required=False, allow_blank=True, max_length=10000, trim_whitespace=False)
     annex_reference = serializers.CharField(required=False, allow_blank=True, max_length=100)
+    updated_at = serializers.DateTimeField(read_only=True, allow_null=True, help_text="null: never assessed")
 
     class Meta:
         model = AgentClassification
@@ -209,7 +211,7 @@ class AttestationSerializer(serializers.ModelSerializer):
     environment = serializers.SlugRelatedField(slug_field="name", read_only=True)
     owner = serializers.SlugRelatedField(slug_field="username", read_only=True)
     created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
-    approved_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    approved_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
     document_url = serializers.SerializerMethodField()
     state = serializers.SerializerMethodField()
 

@@ -15,7 +15,7 @@ class DelegationRuleSerializer(serializers.ModelSerializer):
         help_text='People whose grants the agent accepts: e-mail addresses, "@domain", or "*".',
     )
     max_lifetime_seconds = serializers.IntegerField(min_value=1, max_value=7 * 24 * 3600, allow_null=True, required=False)
-    updated_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    updated_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
 
     class Meta:
         model = DelegationRule
@@ -42,7 +42,7 @@ class PersonGrantCreateSerializer(serializers.Serializer):
 
 class PersonGrantSerializer(serializers.ModelSerializer):
     audience = serializers.SlugRelatedField(slug_field="name", read_only=True)
-    issued_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    issued_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
     revoked = serializers.SerializerMethodField()
 
     class Meta:
@@ -60,7 +60,7 @@ class RevocationCreateSerializer(serializers.Serializer):
 
 
 class RevocationSerializer(serializers.ModelSerializer):
-    revoked_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    revoked_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
 
     class Meta:
         model = Revocation

@@ -28,7 +28,7 @@ def environment_field() -> serializers.RegexField:
 
 class AgentKeySerializer(serializers.ModelSerializer):
     agent = serializers.SlugRelatedField(slug_field="name", read_only=True)
-    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
     is_active = serializers.BooleanField(read_only=True)
 
     class Meta:

@@ -7,7 +7,7 @@ from controlplane.policies.services import MAX_MODULE_BYTES
 
 
 class PolicyRevisionSerializer(serializers.ModelSerializer):
-    author = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    author = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
     number = serializers.IntegerField(read_only=True)
 
     class Meta:
@@ -17,9 +17,9 @@ class PolicyRevisionSerializer(serializers.ModelSerializer):
 
 
 class PolicyModuleSerializer(serializers.ModelSerializer):
-    revision = serializers.IntegerField(source="current_revision.number", read_only=True)
-    source = serializers.CharField(source="current_revision.source", read_only=True)
-    author = serializers.CharField(source="current_revision.author.username", read_only=True, default=None)
+    revision = serializers.IntegerField(source="current_revision.number", read_only=True, allow_null=True)
+    source = serializers.CharField(source="current_revision.source", read_only=True, allow_null=True)
+    author = serializers.CharField(source="current_revision.author.username", read_only=True, default=None, allow_null=True)
     relaxations = serializers.ListField(
         child=serializers.DictField(), source="current_revision.relaxations", read_only=True, default=list,
         help_text="Replayed inputs the current revision made less strict; empty when it relaxes nothing.",

@@ -271,7 +271,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** @description The delivery log: every event sent to this endpoint, its attempts and last error. */
+        /**
+         * @description The delivery log, newest first and paged: every event sent to this endpoint, its
+         *     attempts and last error.
+         */
         get: operations["approval_webhooks_deliveries_list"];
         put?: never;
         post?: never;
@@ -659,7 +662,7 @@ export interface paths {
          * @description A session's full timeline: verified events in chain order, quarantined records and
          *     the OPA decision logs of the same agent and session, by time.
          */
-        get: operations["audit_timeline_list"];
+        get: operations["audit_timeline_retrieve"];
         put?: never;
         post?: never;
         delete?: never;
@@ -2459,9 +2462,9 @@ export interface components {
         Activation: {
             readonly id: number;
             readonly bundle: components["schemas"]["BundleSummary"];
-            readonly previous_revision: string;
+            readonly previous_revision: string | null;
             /** @description Required. 150 characters or fewer. Letters, digits and @/./+/-/_ only. */
-            readonly activated_by: string;
+            readonly activated_by: string | null;
             readonly reason: string;
             /** Format: date-time */
             readonly activated_at: string;
@@ -2503,7 +2506,7 @@ export interface components {
             status: components["schemas"]["AgentClassificationStatusEnum"];
             rationale?: string;
             /** @description Required. 150 characters or fewer. Letters, digits and @/./+/-/_ only. */
-            readonly assessed_by: string;
+            readonly assessed_by: string | null;
             /** Format: date-time */
             readonly assessed_at: string | null;
             high_risk_route?: components["schemas"]["HighRiskRouteEnum"];
@@ -2512,8 +2515,11 @@ export interface components {
             eu_role?: components["schemas"]["EuRoleEnum"] | components["schemas"]["BlankEnum"];
             models_used?: components["schemas"]["ModelUsed"][];
             handles_ephi?: boolean;
-            /** Format: date-time */
-            readonly updated_at: string;
+            /**
+             * Format: date-time
+             * @description null: never assessed
+             */
+            readonly updated_at: string | null;
         };
         AgentClassificationRequest: {
             status: components["schemas"]["AgentClassificationStatusEnum"];
@@ -2542,7 +2548,7 @@ export interface components {
             /** Format: date-time */
             readonly created_at: string;
             /** @description Required. 150 characters or fewer. Letters, digits and @/./+/-/_ only. */
-            readonly created_by: string;
+            readonly created_by: string | null;
             /** Format: date-time */
             readonly revoked_at: string | null;
             readonly revoked_reason: string;
@@ -2648,11 +2654,11 @@ export interface components {
             /** Format: date-time */
             readonly acknowledged_at: string | null;
             /** @description Required. 150 characters or fewer. Letters, digits and @/./+/-/_ only. */
-            readonly acknowledged_by: string;
+            readonly acknowledged_by: string | null;
             /** Format: date-time */
             readonly closed_at: string | null;
             /** @description Required. 150 characters or fewer. Letters, digits and @/./+/-/_ only. */
-            readonly closed_by: string;
+            readonly closed_by: string | null;
             readonly note: string;
             /** @description The automatic response taken, if any. */
             readonly response: unknown;
@@ -2709,11 +2715,11 @@ export interface components {
             /** Format: date-time */
             readonly acknowledged_at: string | null;
             /** @description Required. 150 characters or fewer. Letters, digits and @/./+/-/_ only. */
-            readonly acknowledged_by: string;
+            readonly acknowledged_by: string | null;
             /** Format: date-time */
             readonly closed_at: string | null;
             /** @description Required. 150 characters or fewer. Letters, digits and @/./+/-/_ only. */
-            readonly closed_by: string;
+            readonly closed_by: string | null;
             readonly note: string;
             /** @description The automatic response taken, if any. */
             readonly response: unknown;
@@ -2737,9 +2743,9 @@ export interface components {
             readonly kind: components["schemas"]["ApprovalKindEnum"];
             readonly state: components["schemas"]["ApprovalStateEnum"];
             /** @description Stable identifier used in policies and URLs: lowercase slug. */
-            readonly agent: string;
+            readonly agent: string | null;
             /** @description Required. 150 characters or fewer. Letters, digits and @/./+/-/_ only. */
-            readonly requested_by: string;
+            readonly requested_by: string | null;
             readonly environment: string;
             readonly session_id: string;
             readonly tool: string;
@@ -2855,7 +2861,7 @@ export interface components {
             readonly reason: string;
             readonly compensating_measure: string;
             /** @description Required. 150 characters or fewer. Letters, digits and @/./+/-/_ only. */
-            readonly approved_by: string;
+            readonly approved_by: string | null;
             /** Format: date-time */
             readonly approved_at: string | null;
             /** Format: date-time */
@@ -2933,9 +2939,9 @@ export interface components {
             log_only?: boolean;
             /** Format: uuid */
             module?: string | null;
-            readonly module_path: string;
-            readonly source: string;
-            readonly tests: string;
+            readonly module_path: string | null;
+            readonly source: string | null;
+            readonly tests: string | null;
             readonly edited_as_rego: boolean;
             /** Format: date-time */
             readonly created_at: string;
@@ -3021,7 +3027,7 @@ export interface components {
             readonly signing_key: string;
             readonly tests_passed: number;
             /** @description Required. 150 characters or fewer. Letters, digits and @/./+/-/_ only. */
-            readonly built_by: string;
+            readonly built_by: string | null;
             readonly reason: string;
             /** Format: date-time */
             readonly created_at: string;
@@ -3137,9 +3143,12 @@ export interface components {
             hipaa_entity?: components["schemas"]["HipaaEntityEnum"] | components["schemas"]["BlankEnum"];
             out_of_scope?: string;
             /** @description Required. 150 characters or fewer. Letters, digits and @/./+/-/_ only. */
-            readonly updated_by: string;
-            /** Format: date-time */
-            readonly updated_at: string;
+            readonly updated_by: string | null;
+            /**
+             * Format: date-time
+             * @description null: never set
+             */
+            readonly updated_at: string | null;
         };
         ComplianceScopeRequest: {
             eu_role?: components["schemas"]["EuRoleEnum"] | components["schemas"]["BlankEnum"];
@@ -3269,7 +3278,7 @@ export interface components {
             /** Format: date-time */
             readonly updated_at: string;
             /** @description Required. 150 characters or fewer. Letters, digits and @/./+/-/_ only. */
-            readonly updated_by: string;
+            readonly updated_by: string | null;
         };
         DelegationRuleRequest: {
             may_delegate_to: string[];
@@ -3436,7 +3445,7 @@ export interface components {
             readonly stage: string;
             readonly trigger: components["schemas"]["TriggerEnum"];
             /** @description Required. 150 characters or fewer. Letters, digits and @/./+/-/_ only. */
-            readonly requested_by: string;
+            readonly requested_by: string | null;
             /** Format: date-time */
             readonly created_at: string;
             /** Format: date-time */
@@ -3483,7 +3492,7 @@ export interface components {
             readonly stage: string;
             readonly trigger: components["schemas"]["TriggerEnum"];
             /** @description Required. 150 characters or fewer. Letters, digits and @/./+/-/_ only. */
-            readonly requested_by: string;
+            readonly requested_by: string | null;
             /** Format: date-time */
             readonly created_at: string;
             /** Format: date-time */
@@ -3599,13 +3608,13 @@ export interface components {
             /** Format: int64 */
             duration_ms?: number | null;
             error?: string;
-            readonly requested_by: string;
-            readonly second_person: string;
+            readonly requested_by: string | null;
+            readonly second_person: string | null;
             /** Format: date-time */
             released_at?: string | null;
             /** Format: uuid */
             bundle?: string | null;
-            readonly bundle_revision: string;
+            readonly bundle_revision: string | null;
             /** Format: date-time */
             readonly created_at: string;
             /** Format: date-time */
@@ -4592,7 +4601,7 @@ export interface components {
             /** @description The grant as a one-link chain, ready for context.delegation. */
             token: string;
             /** @description Required. 150 characters or fewer. Letters, digits and @/./+/-/_ only. */
-            readonly issued_by: string;
+            readonly issued_by: string | null;
             /** Format: date-time */
             expires_at: string;
             /** Format: date-time */
@@ -4635,14 +4644,14 @@ export interface components {
             readonly path: string;
             readonly bundle_path: string;
             readonly package: string;
-            readonly revision: number;
-            readonly author: string;
+            readonly revision: number | null;
+            readonly author: string | null;
             readonly is_deleted: boolean;
             /** Format: date-time */
             readonly created_at: string;
             /** Format: date-time */
             readonly updated_at: string;
-            readonly source: string;
+            readonly source: string | null;
             /** @description Replayed inputs the current revision made less strict; empty when it relaxes nothing. */
             readonly relaxations: {
                 [key: string]: unknown;
@@ -4661,7 +4670,7 @@ export interface components {
             readonly sha256: string;
             readonly message: string;
             /** @description Required. 150 characters or fewer. Letters, digits and @/./+/-/_ only. */
-            readonly author: string;
+            readonly author: string | null;
             /** Format: date-time */
             readonly created_at: string;
             /** @description Unified diff from the previous revision. */
@@ -4880,7 +4889,7 @@ export interface components {
              */
             expires_at?: string | null;
             /** @description Required. 150 characters or fewer. Letters, digits and @/./+/-/_ only. */
-            readonly revoked_by: string;
+            readonly revoked_by: string | null;
             /** Format: date-time */
             readonly created_at: string;
         };
@@ -5006,6 +5015,12 @@ export interface components {
             test: string;
             passed: boolean;
             message: string | null;
+        };
+        Timeline: {
+            agent: string;
+            session: string;
+            count: number;
+            entries: components["schemas"]["TimelineEntry"][];
         };
         TimelineEntry: {
             source: components["schemas"]["SourceEnum"];
@@ -6396,7 +6411,7 @@ export interface operations {
             };
         };
     };
-    audit_timeline_list: {
+    audit_timeline_retrieve: {
         parameters: {
             query: {
                 /** @description agent name */
@@ -6415,7 +6430,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["TimelineEntry"][];
+                    "application/json": components["schemas"]["Timeline"];
                 };
             };
         };
