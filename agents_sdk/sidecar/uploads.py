@@ -104,6 +104,9 @@ class DecisionLogShipper:
         self._queue: deque[bytes] = deque()
         self._http = _pool(service.response_header_timeout)
         self._lock = threading.Lock()
+        # One flush at a time: the upload thread's and a caller's (stop, the log process's
+        # flush frame) would otherwise post two chunks at once, the later events first.
+        self._flushing = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -166,7 +169,12 @@ class DecisionLogShipper:
             self._thread.join(timeout)
 
     def flush(self) -> bool:
-        """Upload everything queued now; True if the queue was emptied."""
+        """Upload everything queued now, in the order logged; True if the queue was emptied.
+        A flush already running is waited for (its events go first)."""
+        with self._flushing:
+            return self._flush()
+
+    def _flush(self) -> bool:
         while True:
             with self._lock:
                 events, self._queue = self._queue, deque()

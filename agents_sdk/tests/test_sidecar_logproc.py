@@ -12,13 +12,14 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections import deque
 from pathlib import Path
 
 import pytest
 
-from agents_sdk.sidecar import Sidecar, parse_config
+from agents_sdk.sidecar import Sidecar, parse_config, uploads
 from agents_sdk.sidecar.config import DecisionLogConfig, Service
 from agents_sdk.sidecar.logproc import CHILD_NICENESS, DecisionLogProcess
 from agents_sdk.sidecar.uploads import DecisionLogShipper
@@ -234,3 +235,35 @@ def test_the_child_yields_the_core_to_the_decisions(sidecar_with_process):
     child = sidecar_with_process.decision_logs._child
     expected = min(19, os.getpriority(os.PRIO_PROCESS, 0) + CHILD_NICENESS)
     assert wait_for(lambda: os.getpriority(os.PRIO_PROCESS, child.pid) == expected)
+
+
+def test_two_flushes_at_once_post_in_the_order_logged(monkeypatch):
+    # The upload thread and a caller's flush (stop, the log process's flush frame) may run
+    # together: the second must wait for the first's post, or later events reach the
+    # control plane first (seen under load: the last 38 of 200 decisions arrived first).
+    posted: list[list[str]] = []
+    first_post_entered, release_first, second_post = threading.Event(), threading.Event(), threading.Event()
+
+    def post(pool, service, resource, body, headers):
+        posted.append([event["decision_id"] for event in json.loads(gzip.decompress(body))])
+        if len(posted) == 1:
+            first_post_entered.set()
+            assert release_first.wait(10)
+        else:
+            second_post.set()
+
+    monkeypatch.setattr(uploads, "_post", post)
+    shipper = DecisionLogShipper(Service("cp", "http://127.0.0.1:9"), DecisionLogConfig("cp"))
+    shipper.log_many([b'{"decision_id":"%d"}' % i for i in range(3)])
+    first = threading.Thread(target=shipper.flush, daemon=True)
+    first.start()
+    assert first_post_entered.wait(10)
+    shipper.log_many([b'{"decision_id":"%d"}' % i for i in range(3, 5)])
+    second = threading.Thread(target=shipper.flush, daemon=True)
+    second.start()
+    assert not second_post.wait(1), "a second flush posted while the first was still posting"
+    release_first.set()
+    first.join(10)
+    second.join(10)
+    assert posted == [["0", "1", "2"], ["3", "4"]]
+    assert shipper.uploaded == 5 and shipper.pending == 0
