@@ -6,22 +6,13 @@ from django.test import Client
 from rest_framework.test import APIClient
 
 from controlplane.identity.models import Agent
+from tests.demo.seeding import seed_demo_verified_in_process
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def test_seed_demo_is_idempotent_and_its_tokens_work(settings, tmp_path, monkeypatch):
-    from controlplane.audit import verification as audit_verification
-    from controlplane.core import tasks as core_tasks
-
-    settings.VAR_DIR = tmp_path
-    # Verify in-process, as the embedded default does (CI has a broker but no worker here).
-    send_now = core_tasks.send_now
-    monkeypatch.setattr(core_tasks, "send_now", lambda name, *args, queue=None: (
-        audit_verification.verify_batch(*args) if name == "audit.verify_batch" else send_now(name, *args, queue=queue)
-    ))
-    call_command("seed_demo")
-    call_command("seed_demo")
+    seed_demo_verified_in_process(settings, tmp_path, monkeypatch, times=2)
     assert Agent.objects.count() == 4
     assert Agent.objects.get(name="data-cleaner").status == "suspended"
     assert all(agent.keys.filter(revoked_at__isnull=True).count() == 1 for agent in Agent.objects.all())
