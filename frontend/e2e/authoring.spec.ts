@@ -58,6 +58,7 @@ for (const form of FORMS) {
 }
 
 test("a bad answer is explained, an example becomes a passing test, the rule is saved log-only, previewed and enforced", async ({ page }) => {
+  test.setTimeout(240_000);
   await login(page, "policy-author");
   await page.goto("/authoring/new/require_approval");
   await answer(page, "e2e_payments", PAYMENTS);
@@ -89,7 +90,8 @@ test("a bad answer is explained, an example becomes a passing test, the rule is 
   await expect(page.getByTestId("impact-preview")).toContainText(/Replayed [\d,]+ decisions/);
   await shot(page, "authoring-impact-preview");
   await page.getByRole("dialog").getByRole("button", { name: "Publish", exact: true }).click();
-  await expect(page.getByTestId("publish-result")).toContainText(/dev now runs revision|waits for an approver/);
+  // Publishing compiles and runs the policy tests in the worker (5-7 s idle, more on a busy machine).
+  await expect(page.getByTestId("publish-result")).toContainText(/dev now runs revision|waits for an approver/, { timeout: 60_000 });
   await page.keyboard.press("Escape");
 
   await page.getByRole("button", { name: "Enforce e2e_payments" }).click();

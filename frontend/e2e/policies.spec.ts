@@ -1,6 +1,10 @@
 import { expect, test, type Page } from "@playwright/test";
 import { checkA11y, login, shot } from "./fixtures";
 
+// Running the policy tests, publishing, promoting and rolling back each compile and run the
+// library's Rego tests in the policy worker: 5-7 s on an idle machine, more on a busy one.
+const SLOW = 60_000;
+
 const BROKEN = `package warden.org.e2e
 
 import rego.v1
@@ -29,6 +33,7 @@ async function setSource(page: Page, text: string) {
 }
 
 test("edit a policy with a compile error, fix it, publish, promote and roll back", async ({ page }) => {
+  test.setTimeout(240_000);  // the policy tests run three times (tests tab, publish, promote), each 5-7 s idle
   await login(page, "policy-author");
   await page.goto("/policies");
   await expect(page.getByRole("button", { name: "New module" })).toBeVisible();
@@ -64,7 +69,7 @@ test("edit a policy with a compile error, fix it, publish, promote and roll back
 
   await page.goto("/policies?tab=tests");
   await page.getByRole("button", { name: "Run policy tests" }).click();
-  await expect(page.getByTestId("test-report")).toContainText(/\d+ passed, 0 failed/);
+  await expect(page.getByTestId("test-report")).toContainText(/\d+ passed, 0 failed/, { timeout: SLOW });
 
   await page.goto("/policies?tab=release");
   const stagingBefore = await page.getByTestId("revision-staging").textContent();
@@ -76,18 +81,18 @@ test("edit a policy with a compile error, fix it, publish, promote and roll back
   await checkA11y(page, "release-confirm");
   await shot(page, "policy-publish-confirm");
   await page.getByRole("button", { name: "Confirm publish" }).click();
-  await expect(page.getByTestId("release-result")).toContainText("dev now runs revision");
+  await expect(page.getByTestId("release-result")).toContainText("dev now runs revision", { timeout: SLOW });
 
   await page.getByRole("button", { name: "Promote dev to staging" }).click();
   await expect(page.getByTestId("release-changes")).toContainText("org/e2e/refunds.rego");
   await page.getByRole("button", { name: "Confirm promote" }).click();
-  await expect(page.getByTestId("release-result")).toContainText("staging now runs revision");
+  await expect(page.getByTestId("release-result")).toContainText("staging now runs revision", { timeout: SLOW });
   await expect(page.getByTestId("revision-staging")).not.toHaveText(stagingBefore ?? "");
 
   await page.getByRole("button", { name: "Roll back staging" }).click();
   await expect(page.getByTestId("release-changes")).toContainText("Back to the policies of revision");
   await page.getByRole("button", { name: "Confirm rollback" }).click();
-  await expect(page.getByTestId("release-result")).toContainText("staging now runs revision");
+  await expect(page.getByTestId("release-result")).toContainText("staging now runs revision", { timeout: SLOW });
   await shot(page, "policy-rollback-result");
 });
 
