@@ -51,8 +51,10 @@ MIN_WALKED = 87  # all but 4: authored rules and previews, quarantine, person gr
 
 
 def add_what_the_demo_lacks(client):
-    """An approval rule, a pending approval request, a webhook with one delivery, a policy
-    module, an engine's status and one of its decisions."""
+    """What the demo data has none of: an approval rule, a pending approval request, a webhook
+    with one delivery, a policy module, an engine's status and one of its decisions, an alert
+    with a delivery and an incident, a baseline, response and delegation rules, a revocation,
+    an attestation with its document and a gap report."""
     agent = Agent.objects.get(name="billing-agent")
     prod = Environment.objects.get(name="prod")
     OPAInstanceFactory(environment=prod)
