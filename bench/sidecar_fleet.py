@@ -59,6 +59,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -342,13 +343,13 @@ import asyncio as _asyncio, contextvars as _contextvars, json as _json, re as _r
 _probe = {"late": [], "lag": [], "gc": []}
 import gc as _gc
 _gc_started = [0.0]
-def _gc_timed(phase, info):  # full collections (generation 2): (time.time(), seconds)
-    if info["generation"] != 2:
+def _gc_timed(phase, info):  # collections of generations 1 and 2: (time.time(), seconds, generation)
+    if info["generation"] == 0:
         return
     if phase == "start":
         _gc_started[0] = _time.perf_counter()
     else:
-        _probe["gc"].append((_time.time(), _time.perf_counter() - _gc_started[0]))
+        _probe["gc"].append((_time.time(), _time.perf_counter() - _gc_started[0], info["generation"]))
 _gc.callbacks.append(_gc_timed)
 # The hold the server chose for this request (longpoll.hold_seconds, when the tree has it: it
 # may end a wait early on purpose), so lateness is measured past the end the server chose.
@@ -376,7 +377,10 @@ def probed(app):
             if not _probe.get("started"):
                 _probe["started"] = _asyncio.ensure_future(_lag())
                 _probe["lag"].clear(); _probe["late"].clear(); _probe["gc"].clear()
-            body = _json.dumps({"late": _probe["late"], "lag": _probe["lag"], "gc": _probe["gc"]}).encode()
+            # What a full collection walks at this moment, by generation, and what is frozen.
+            tracked = [[len(_gc.get_objects(g)) for g in range(3)] + [_gc.get_freeze_count()]]
+            body = _json.dumps({"late": _probe["late"], "lag": _probe["lag"], "gc": _probe["gc"],
+                                "tracked": tracked}).encode()
             _probe["late"], _probe["lag"], _probe["gc"] = [], [], []
             await send({"type": "http.response.start", "status": 200,
                         "headers": [(b"content-length", str(len(body)).encode())]})
@@ -497,7 +501,7 @@ async def queue_drained(env: dict[str, str], max_seconds: float = 120) -> None:
 
 
 async def probe(ports: list[int]) -> dict:
-    merged: dict[str, list] = {"late": [], "lag": [], "gc": []}
+    merged: dict[str, list] = {"late": [], "lag": [], "gc": [], "tracked": []}
     for port in ports:
         conn = await Connection.open(port)
         _, _, body = await conn.request("GET", "/bench/probe", {})
@@ -596,6 +600,7 @@ async def run(ports: list[int], servers, workers, seed: dict, args) -> list[tupl
     children = LoadProcesses(procs, config, args.env)
     if args.server_probe:
         await probe(ports)  # starts the web loops' lag probes
+    fleet_started = time.time()
     fleet = await fleet_part(range(0, args.sidecars, procs), ports, seed, path, etag, args.wait, stats, stop, procs)
     await asyncio.sleep(3)
     holding = total_rss(servers)
@@ -667,6 +672,10 @@ async def run(ports: list[int], servers, workers, seed: dict, args) -> list[tupl
         ("  past the end the server chose p50/p99/max (ms) (--server-probe)", p(stats.late_chosen)),
         ("    before the click (the fleet held, nothing changing)", p(before_click)),
         ("    from the click on (the suspension's rebuild and wake-ups)", p(after_click)),
+        ("    those over 25 ms late, by second since the fleet connected (s: count)",
+         " ".join(f"{second}: {count}" for second, count in sorted(Counter(
+             int(at - fleet_started) for at, late in zip(stats.chosen_at, stats.late_chosen, strict=True) if late > 0.025).items()))
+         or "none"),
         ("  busiest 100 ms: long-poll 304s arriving", f"{busiest(arrivals, 0.1)}"),
         (f"load generator loop lag p50/p99/max (ms), {procs} load process(es)", p(lag_all)),
         ("  while long-poll 304s arrive (±0.25 s) p50/p99/max (ms)", p(lag_herd)),
@@ -684,14 +693,19 @@ async def run(ports: list[int], servers, workers, seed: dict, args) -> list[tupl
     ]
     if server_side:
         clicked = stats.clicked or 0.0
-        full_gcs = [seconds for _, seconds in server_side["gc"]]
+        full_gcs = [seconds for _, seconds, generation in server_side["gc"] if generation == 2]
+        middle_gcs = [seconds for _, seconds, generation in server_side["gc"] if generation == 1]
         rows[5:5] = [("  server side: 304 sent past the wait p50/p99/max (ms)", p(server_side["late"])),
                      ("  server side: web loop lag p50/p99/max (ms)", p([lag for _, lag in server_side["lag"]])),
                      ("    before the click / from the click on, p99 / max (ms)",
                       f"{p99max([lag for at, lag in server_side['lag'] if at < clicked])} / "
                       f"{p99max([lag for at, lag in server_side['lag'] if at >= clicked])}"),
                      ("  server side: full GC collections, count / max (ms)",
-                      f"{len(full_gcs)} / {max(full_gcs, default=0) * 1000:.1f}")]
+                      f"{len(full_gcs)} / {max(full_gcs, default=0) * 1000:.1f}"),
+                     ("  server side: generation-1 collections, count / over 10 ms / max (ms)",
+                      f"{len(middle_gcs)} / {sum(s > 0.01 for s in middle_gcs)} / {max(middle_gcs, default=0) * 1000:.1f}"),
+                     ("  server side: objects a full GC walks (gen 0+1+2) / frozen, per process at the end",
+                      ", ".join(f"{sum(t[:3]):,} / {t[3]:,}" for t in server_side["tracked"]))]
     for i, port in enumerate(ports):
         where = "took the click" if i == 0 else "woken through Redis"
         rows.append((f"  web {i} ({where}) p50/p99/max (ms)", p(wakeups_by_web.get(port, []))))

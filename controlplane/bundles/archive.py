@@ -47,10 +47,15 @@ def _rsa_private_key(private_key_pem: bytes):
     return serialization.load_pem_private_key(private_key_pem, password=None)
 
 
+def signing_key(private_key_pem: bytes):
+    """The loaded key sign_rs256 signs with (loaded once per process: bundles.warmup)."""
+    return _rsa_private_key(bytes(private_key_pem))
+
+
 def sign_rs256(header: dict, payload: dict, private_key_pem: bytes) -> str:
     """A compact JWS (RS256). RSASSA-PKCS1-v1_5 is deterministic, so the same content
     signed with the same key gives the same bytes, and so the same ETag."""
-    key = _rsa_private_key(bytes(private_key_pem))
+    key = signing_key(private_key_pem)
     signing_input = f"{_b64url(canonical_json(header))}.{_b64url(canonical_json(payload))}".encode("ascii")
     signature = key.sign(signing_input, padding.PKCS1v15(), hashes.SHA256())
     return f"{signing_input.decode('ascii')}.{_b64url(signature)}"

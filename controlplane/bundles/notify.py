@@ -226,6 +226,9 @@ class BundleChangeListener:
             _waiters[self.environment_name].discard(self._entry)
             if not _waiters[self.environment_name]:
                 _waiters.pop(self.environment_name, None)
+        # The entry holds the listener: without this, each ended poll left a cycle that only a
+        # collection walking every held poll frees (tests/opa/test_long_poll_garbage.py).
+        self._entry = None
 
 
 def _time_out(future: asyncio.Future) -> None:

@@ -54,6 +54,23 @@ def _web_process(tmp_path, name: str):
     raise AssertionError(f"web process {name} did not start: {(tmp_path / f'{name}.log').read_text()[-2000:]}")
 
 
+def test_a_web_process_warms_its_rebuild_caches_after_start(tmp_path, dev):
+    """controlplane/asgi.py starts bundles.warmup: the first kill switch the process serves
+    finds the policy set compiled and the signing key loaded (tests/bundles/test_warmup.py)."""
+    server, _, log = _web_process(tmp_path, "web-warm")
+    try:
+        for _ in range(300):
+            text = (tmp_path / "web-warm.log").read_text()
+            if "rebuild caches" in text:
+                break
+            threading.Event().wait(0.2)
+        assert "bundle rebuild caches warm for 1 environment(s)" in text, text[-2000:]
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
+        log.close()
+
+
 @pytest.fixture
 def two_web_processes(tmp_path, dev):
     started = []
