@@ -21,9 +21,12 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import content_type_conformance, response_schema_conformance
 
 from controlplane.approvals.models import ApprovalRequest, ApprovalRule, WebhookDelivery, WebhookEndpoint
+from controlplane.audit.models import Batch, QuarantinedRecord, QuarantineReason
+from controlplane.authoring.models import AuthoredRule, ImpactPreview
+from controlplane.authoring.templates import TEMPLATES
 from controlplane.bundles.models import Environment
 from controlplane.celery import app as celery_app
-from controlplane.delegation.models import DelegationRule, Revocation
+from controlplane.delegation.models import DelegationRule, PersonGrant, Revocation
 from controlplane.detection.models import (
     Alert, AlertDelivery, AgentBaseline, DeliveryChannel, Detector, Incident, ResponsePolicy, Severity,
 )
@@ -47,14 +50,15 @@ AGENT_SIGNED = {"/api/v1/approvals/requests/{id}/wait/"}
 # Objects every environment or agent has without a list of them (a default scope, a baseline).
 DEFAULTS = {"environment": "prod", "agent": "billing-agent"}
 # The walk must reach at least this many operations with a populated object behind them.
-MIN_WALKED = 87  # all but 4: authored rules and previews, quarantine, person grants
+MIN_WALKED = 91  # every user GET
 
 
 def add_what_the_demo_lacks(client):
     """What the demo data has none of: an approval rule, a pending approval request, a webhook
     with one delivery, a policy module, an engine's status and one of its decisions, an alert
     with a delivery and an incident, a baseline, response and delegation rules, a revocation,
-    an attestation with its document and a gap report."""
+    a person's grant, a quarantined record, an authored rule not yet published, a queued impact
+    preview, an attestation with its document and a gap report."""
     agent = Agent.objects.get(name="billing-agent")
     prod = Environment.objects.get(name="prod")
     OPAInstanceFactory(environment=prod)
@@ -86,6 +90,21 @@ def add_what_the_demo_lacks(client):
     ResponsePolicy.objects.create(environment="prod", risk_tiers=["high"])
     DelegationRule.objects.create(agent=agent)
     Revocation.objects.create(grant_hash="f" * 64)
+    PersonGrant.objects.create(
+        grant_hash="e" * 64, grant={"audience": agent.name}, token="walk", audience=agent, session="walk-1",
+        expires_at=now + timedelta(hours=1),
+    )
+    # Nullable fields empty, as a record refused before its form was read leaves them.
+    QuarantinedRecord.objects.create(
+        batch=Batch.objects.filter(agent=agent).first() or Batch.objects.first(), position=10**6, agent=agent,
+        reason=QuarantineReason.MALFORMED, message="walk", raw=None, sealed_record=b"x",
+    )
+    # Authoring objects as they are before any publish or replay: no module, nothing counted.
+    AuthoredRule.objects.create(name="walk-rule", template=next(iter(TEMPLATES)), params={}, sentence="walk")
+    ImpactPreview.objects.create(
+        environment=prod, window_start=now - timedelta(days=1), window_end=now, baseline_files={},
+        candidate_files={}, candidate_digest="0" * 64,
+    )
     # An attestation with its document, and a gap report built here as a worker would.
     attestation = client.post("/api/v1/compliance/attestations/", {
         "kind": "attestation", "framework": "hipaa", "control_id": "164.308(a)(1)(ii)(D)", "environment": "prod",
