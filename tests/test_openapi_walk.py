@@ -34,6 +34,7 @@ from controlplane.identity.models import Agent
 from tests.opa.factories import DecisionLogFactory, OPAInstanceFactory
 from controlplane.wsgi import application
 from tests.demo.seeding import seed_demo_verified_in_process
+from tests.tasks_inline import tasks_run_inline
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -114,12 +115,8 @@ def add_what_the_demo_lacks(client):
         "document_base64": base64.b64encode(b"review minutes").decode(), "document_name": "minutes.txt",
     }, format="json")
     assert attestation.status_code == 201, attestation.content
-    eager = celery_app.conf.task_always_eager
-    celery_app.conf.task_always_eager = True
-    try:
+    with tasks_run_inline():
         report = client.post("/api/v1/compliance/reports/", {"framework": "soc2", "environment": "prod"}, format="json")
-    finally:
-        celery_app.conf.task_always_eager = eager
     assert report.status_code == 202, report.content
 
 

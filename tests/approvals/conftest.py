@@ -17,6 +17,7 @@ from controlplane.celery import app as celery_app
 from controlplane.identity.models import Agent, AgentKey
 from controlplane.policies import services as policy_services
 from tests.accounts.factories import UserFactory
+from tests.tasks_inline import tasks_run_inline
 
 REQUESTS_URL = "/api/v1/approvals/requests/"
 HELD = Decision(
@@ -30,10 +31,8 @@ HELD = Decision(
 @pytest.fixture(autouse=True)
 def inline_tasks():
     """Notifications run in this process when the request commits (no broker involved)."""
-    eager = celery_app.conf.task_always_eager
-    celery_app.conf.task_always_eager = True
-    yield
-    celery_app.conf.task_always_eager = eager
+    with tasks_run_inline():
+        yield
 
 
 @pytest.fixture

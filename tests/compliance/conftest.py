@@ -25,15 +25,14 @@ from controlplane.identity.models import Agent
 from controlplane.opa.models import DecisionLog
 from controlplane.policies import services as policy_services
 from tests.accounts.factories import UserFactory
+from tests.tasks_inline import tasks_run_inline
 
 
 @pytest.fixture
 def build_inline():
     """Reports are built in this process when the request commits (no broker involved)."""
-    eager = celery_app.conf.task_always_eager
-    celery_app.conf.task_always_eager = True
-    yield
-    celery_app.conf.task_always_eager = eager
+    with tasks_run_inline():
+        yield
 
 
 @dataclass

@@ -16,6 +16,7 @@ from controlplane.identity.models import Agent
 from tests.bundles.factories import built_bundle, environment
 from tests.identity.factories import AgentFactory
 from tests.core.test_settings import ROOT
+from tests.tasks_inline import tasks_run_inline
 
 DEADLINE = 30.0  # a failure bound, not a measured figure
 
@@ -23,10 +24,8 @@ DEADLINE = 30.0  # a failure bound, not a measured figure
 @pytest.fixture
 def eager():
     """Tasks run in-process, as on the embedded default."""
-    before = current_app.conf.task_always_eager
-    current_app.conf.task_always_eager = True
-    yield
-    current_app.conf.task_always_eager = before
+    with tasks_run_inline():
+        yield
 
 
 def bot_status_in_bundle(name="dev") -> str:

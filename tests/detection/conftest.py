@@ -13,6 +13,7 @@ from agents_sdk.shipper import request_headers
 from controlplane.celery import app as celery_app
 from controlplane.identity.models import Agent, AgentKey
 from tests.identity.factories import AgentFactory
+from tests.tasks_inline import tasks_run_inline
 
 BATCHES_URL = "/api/v1/audit/batches/"
 
@@ -29,11 +30,8 @@ def short_warmup(settings):
 @pytest.fixture
 def eager_tasks():
     """Tasks sent by name (verification, deliveries) run in this process, at commit."""
-    celery_app.loader.import_default_modules()  # registers every app's tasks (autodiscovery is lazy)
-    before = celery_app.conf.task_always_eager
-    celery_app.conf.task_always_eager = True
-    yield
-    celery_app.conf.task_always_eager = before
+    with tasks_run_inline():
+        yield
 
 
 class SignedAgent:

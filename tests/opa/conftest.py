@@ -13,16 +13,15 @@ from controlplane.opa.database import close_db_connections
 from controlplane.opa.selectors import forget_cached_bundles
 from tests.accounts.factories import UserFactory
 from tests.identity.factories import AgentFactory
+from tests.tasks_inline import tasks_run_inline
 
 
 @pytest.fixture(autouse=True)
 def uploads_stored_in_the_request():
     """Status reports and decision logs are stored by the request that carries them, as in
     the embedded default; tests/opa/test_upload_queue.py turns the Redis queue on."""
-    eager = celery_app.conf.task_always_eager
-    celery_app.conf.task_always_eager = True
-    yield
-    celery_app.conf.task_always_eager = eager
+    with tasks_run_inline():
+        yield
 
 
 @pytest.fixture
