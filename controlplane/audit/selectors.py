@@ -31,6 +31,18 @@ def events() -> QuerySet[AuditEvent]:
     return AuditEvent.objects.select_related("agent").defer("sealed_record")
 
 
+def events_by_keys(queryset: QuerySet[AuditEvent], keys: list[tuple[int, Any]]) -> list[AuditEvent]:
+    """The events of `keys`, (id, time) pairs, in the order given: each looked up by its key,
+    the times naming the months to read (one query)."""
+    if not keys:
+        return []
+    found = {
+        event.pk: event
+        for event in queryset.filter(pk__in=[pk for pk, _ in keys], time__in={moment for _, moment in keys}).order_by()
+    }
+    return [found[pk] for pk, _ in keys if pk in found]
+
+
 def checkpointed_upto() -> int:
     return Checkpoint.objects.filter(kind=CheckpointKind.EVENTS).aggregate(top=Max("last_event_id"))["top"] or 0
 

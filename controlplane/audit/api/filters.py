@@ -134,8 +134,27 @@ def by_rule_key(ordering: list[str]) -> list[str]:
     ]
 
 
+def rule_row_ordering(ordering: list[str]) -> list[str] | None:
+    """The rule rows' ordering that lists their events in `ordering` (events fields), or None
+    when it names a field a rule row does not have (a rule row has its event's time and id)."""
+    mapped = []
+    for field in ordering:
+        name = field.lstrip("-")
+        if name not in RULE_ROW_FIELDS:
+            return None
+        mapped.append(("-" if field.startswith("-") else "") + RULE_ROW_FIELDS[name])
+    return mapped or None
+
+
+RULE_ROW_FIELDS = {"time": "time", "id": "event_id"}
+
+
 class EventOrdering(OrderingFilter):
     """?ordering=, by the rule table's key for a rule search on PostgreSQL (by_rule_key)."""
+
+    def requested(self, request, queryset, view) -> list[str]:
+        """The ordering asked for (or the view's default), in events fields."""
+        return list(super().get_ordering(request, queryset, view) or [])
 
     def get_ordering(self, request, queryset, view):
         ordering = super().get_ordering(request, queryset, view)

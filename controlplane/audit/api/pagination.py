@@ -4,7 +4,9 @@ The console shows a count on every page; an exact count of an unfiltered search 
 event (7.5 s at 75 M), so it stops at COUNT_CAP rows beyond the page: `count` is then the
 cap and `count_is_capped` is true (the console shows "10,000+"), and `next` is given as
 long as rows follow the page. A view may name what to count instead of the listed
-queryset (`count_queryset(queryset)`: the rule search counts its rule table's rows).
+queryset (`count_queryset(queryset)`: the rule search counts its rule table's rows), and
+how to fetch a page (`page_of(queryset, offset, limit)`, None for the queryset's slice: the
+rule search reads the page's keys from its rule table first).
 """
 
 from __future__ import annotations
@@ -33,7 +35,9 @@ class CappedCountPagination(WardenPagination):
         self.count = min(counted, bound)
         if self.count == 0 or self.offset > self.count:
             return []
-        return list(queryset[self.offset : self.offset + self.limit])
+        paging = getattr(view, "page_of", None)
+        page = paging(queryset, self.offset, self.limit) if paging is not None else None
+        return list(queryset[self.offset : self.offset + self.limit]) if page is None else page
 
     def get_next_link(self):
         if self.count_is_capped:  # rows follow this page: the count stopped before them
