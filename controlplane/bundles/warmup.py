@@ -24,8 +24,8 @@ logger = logging.getLogger(__name__)
 
 
 # Held while warming: a rebuild waits for it (services.refresh_registry_data), then finds the
-# caches warm, instead of encoding beside it (two encodes of 100,000 agents at once took the
-# process to 407 MiB, one at a time it peaks at 246).
+# caches warm, instead of reading and compile-checking the same policy set beside it (the
+# agents' encode is one at a time per environment already: registry.AgentsJSON).
 WARMING = threading.Lock()
 
 
