@@ -30,18 +30,26 @@ MONTH = "_y2026m01"
 RULE_KEY = f"audit_auditevent_rule_pkey{MONTH}"
 
 
-@pytest.fixture
-def events(db):
-    agent = AgentFactory(name="rule-index-bot")
+def _january_decisions(name: str, *, count: int, minute: str, rules: str):
+    """`count` decision events of a new agent `name` in January 2026: the n-th `minute` (SQL
+    of n) minutes past its start, naming the rules `rules` (SQL of n giving a JSON array)."""
+    agent = AgentFactory(name=name)
     batch = Batch.objects.create(agent=agent, key_id="k", body=b"", record_count=0, byte_count=0)
     insert_january_events(
         "SELECT gen_random_uuid(), %s, 'k', 's-' || (n / 100), n, 'decision', "
-        "timestamptz '2026-01-01' + n * interval '1 minute', 'ticket_read', 'deny', "
-        "CASE WHEN n %% %s = 0 THEN '[\"exfiltration.egress\"]' ELSE '[\"common.allow\"]' END::jsonb, "
+        f"timestamptz '2026-01-01' + ({minute}) * interval '1 minute', 'ticket_read', 'deny', ({rules})::jsonb, "
         "'{}', '[]', '', md5(n::text), '\\x00', %s, now() FROM generate_series(1, %s) AS n",
-        [agent.pk, RARE_EVERY, batch.pk, EVENTS],
+        [agent.pk, batch.pk, count],
     )
     return agent
+
+
+@pytest.fixture
+def events(db):
+    return _january_decisions(
+        "rule-index-bot", count=EVENTS, minute="n",
+        rules=f"CASE WHEN n %% {RARE_EVERY} = 0 THEN '[\"exfiltration.egress\"]' ELSE '[\"common.allow\"]' END",
+    )
 
 
 def _search(params: str):
@@ -145,16 +153,10 @@ def test_a_rule_searchs_count_reads_the_rule_tables_key_and_no_event(events):
 @pytest.fixture
 def tied(db):
     """60 events naming one rule, ten to a minute (ties in time), among others that name another."""
-    agent = AgentFactory(name="rule-ties-bot")
-    batch = Batch.objects.create(agent=agent, key_id="k", body=b"", record_count=0, byte_count=0)
-    insert_january_events(
-        "SELECT gen_random_uuid(), %s, 'k', 's-' || (n / 100), n, 'decision', "
-        "timestamptz '2026-01-01' + (n / 30) * interval '1 minute', 'ticket_read', 'deny', "
-        "CASE WHEN n %% 3 = 0 THEN '[\"tied.rule\"]' ELSE '[\"other.rule\"]' END::jsonb, "
-        "'{}', '[]', '', md5(n::text), '\\x00', %s, now() FROM generate_series(1, 180) AS n",
-        [agent.pk, batch.pk],
+    return _january_decisions(
+        "rule-ties-bot", count=180, minute="n / 30",
+        rules="CASE WHEN n %% 3 = 0 THEN '[\"tied.rule\"]' ELSE '[\"other.rule\"]' END",
     )
-    return agent
 
 
 def test_a_rule_searchs_page_reads_its_keys_from_the_rule_table_then_only_its_events(tied, auditor_client):

@@ -11,17 +11,11 @@ from controlplane.bundles.models import Bundle, Environment
 from controlplane.changelog.models import ChangeAction, ObjectChange
 from controlplane.identity import services as identity_services
 from tests.bundles.factories import environment
+from tests.bundles.test_incremental_build import POLICIES
 from tests.identity.factories import AgentFactory
 
 pytestmark = pytest.mark.django_db
 
-POLICIES = {
-    "warden/killswitch.rego": (
-        "package warden.killswitch\n\n"
-        "default active := false\n\n"
-        'active if data.warden_registry.agents[input.agent.name].status == "active"\n'
-    )
-}
 
 
 def _forget_everything() -> None:
