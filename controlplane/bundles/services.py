@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from agents_sdk.bundles.format import canonical_json, package_of
 from controlplane.accounts.services import issue_credential, revoke_credential
-from controlplane.bundles import archive, notify, parts, patches, storage, warmup
+from controlplane.bundles import archive, notify, parts, patches, storage
 from controlplane.bundles.packing import Pieces, Run
 from controlplane.bundles.models import Bundle, BundleActivation, BundlePart, Environment, EnvironmentToken
 from controlplane.bundles.registry import agents_json, registry_json
@@ -38,6 +38,10 @@ _compiled: OrderedDict[str, None] = OrderedDict()
 _policy_files: OrderedDict[str, dict[str, str]] = OrderedDict()
 _library_reports: OrderedDict[str, object] = OrderedDict()
 _cache_lock = threading.Lock()
+# Held while this process warms the caches above (bundles.warmup): a rebuild waits for it, then
+# finds them warm, instead of reading and compile-checking the same policy set beside it (the
+# agents' encode is one at a time per environment already: registry.AgentsJSON).
+WARMING = threading.Lock()
 
 
 def _remember(cache: OrderedDict, key: str, value) -> None:
@@ -347,7 +351,7 @@ def rollback_bundle(environment: Environment, *, by, message: str = "") -> Bundl
 def refresh_registry_data(environment: Environment, *, reason: str) -> Bundle | None:
     """Rebuild and activate the active bundle with fresh registry data if that data changed;
     returns the new bundle, or None when nothing changed."""
-    with warmup.WARMING:  # a process warming its caches (bundles.warmup) finishes first
+    with WARMING:  # a process warming its caches (bundles.warmup) finishes first
         pass
     environment = Environment.objects.select_for_update().get(pk=environment.pk)
     if environment.active_bundle_id is None:

@@ -20,28 +20,23 @@ import time
 
 from django.db import connection
 
+from controlplane.bundles import archive, services
+from controlplane.bundles.models import Bundle, Environment, SigningKey
+from controlplane.bundles.signing import private_key_pem
+
 logger = logging.getLogger(__name__)
-
-
-# Held while warming: a rebuild waits for it (services.refresh_registry_data), then finds the
-# caches warm, instead of reading and compile-checking the same policy set beside it (the
-# agents' encode is one at a time per environment already: registry.AgentsJSON).
-WARMING = threading.Lock()
 
 
 def warm_rebuild_caches() -> list[str]:
     """Fill this process's caches a registry rebuild reads: each environment's active policy
     set (read, compile-checked), its registry JSON (the agents' fragments) and the signing key.
-    Returns the environments warmed. Changes nothing stored."""
-    with WARMING:
+    Returns the environments warmed. Changes nothing stored. A rebuild meanwhile waits
+    (services.WARMING)."""
+    with services.WARMING:
         return _warm()
 
 
 def _warm() -> list[str]:
-    from controlplane.bundles import archive, services
-    from controlplane.bundles.models import Bundle, Environment, SigningKey
-    from controlplane.bundles.signing import private_key_pem
-
     key = SigningKey.objects.filter(is_active=True).first()
     if key is not None:
         archive.signing_key(private_key_pem(key))
