@@ -118,7 +118,15 @@ class AuditEventFilter(django_filters.FilterSet):
 NAMES_A_RULE = RawSQL(f"{AuditEvent._meta.db_table}.rule_ids <> '[]'::jsonb", [], output_field=BooleanField())
 # The filters a count of the rule table's rows alone can answer (rule_rows_to_count).
 RULE_COUNT_FILTERS = {"rule", "time_after", "time_before", "status"}
+# An event's time and id as the rule search's join names them, and as a rule row names them.
 RULE_KEY_FIELDS = {"time": "rule_hits__time", "id": "rule_hits__event_id"}
+RULE_ROW_FIELDS = {"time": "time", "id": "event_id"}
+
+
+def _renamed(ordering: list[str], names: dict[str, str]) -> list[str]:
+    """`ordering` with each field named as in `names` (others as they are), signs kept."""
+    return [("-" if field.startswith("-") else "") + names.get(field.lstrip("-"), field.lstrip("-"))
+            for field in ordering]
 
 
 def by_rule_key(ordering: list[str]) -> list[str]:
@@ -128,25 +136,15 @@ def by_rule_key(ordering: list[str]) -> list[str]:
     range (none: every month)."""
     if not ordering or ordering[0].lstrip("-") != "time":
         return ordering
-    return [
-        ("-" if field.startswith("-") else "") + RULE_KEY_FIELDS.get(field.lstrip("-"), field.lstrip("-"))
-        for field in ordering
-    ]
+    return _renamed(ordering, RULE_KEY_FIELDS)
 
 
 def rule_row_ordering(ordering: list[str]) -> list[str] | None:
     """The rule rows' ordering that lists their events in `ordering` (events fields), or None
     when it names a field a rule row does not have (a rule row has its event's time and id)."""
-    mapped = []
-    for field in ordering:
-        name = field.lstrip("-")
-        if name not in RULE_ROW_FIELDS:
-            return None
-        mapped.append(("-" if field.startswith("-") else "") + RULE_ROW_FIELDS[name])
-    return mapped or None
-
-
-RULE_ROW_FIELDS = {"time": "time", "id": "event_id"}
+    if not ordering or any(field.lstrip("-") not in RULE_ROW_FIELDS for field in ordering):
+        return None
+    return _renamed(ordering, RULE_ROW_FIELDS)
 
 
 class EventOrdering(OrderingFilter):
