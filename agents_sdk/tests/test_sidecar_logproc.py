@@ -188,8 +188,8 @@ def test_a_killed_child_is_replaced_and_its_loss_is_counted(server, sidecar_with
 
 
 def test_the_child_flushes_when_the_sidecar_is_killed(server, signer, tmp_path):  # noqa: F811
-    """The `warden sidecar` command: its log process is in a session of its own (a signal
-    to the sidecar's group does not reach it), and a SIGKILL of the sidecar closes the pipe,
+    """The `warden sidecar` command: its log process is in a process group of its own (a
+    signal to the sidecar's group does not reach it), and a SIGKILL of the sidecar closes the pipe,
     so the child uploads what it holds and exits."""
     path = tmp_path / "config.json"
     path.write_text(json.dumps(opa_config(server, signer, tmp_path)))
@@ -216,7 +216,7 @@ def test_the_child_flushes_when_the_sidecar_is_killed(server, signer, tmp_path):
             assert connection.getresponse().read()
         connection.close()
         (child,) = children_of(process.pid)
-        assert os.getsid(child) == child != os.getsid(process.pid)
+        assert os.getpgid(child) == child != os.getpgid(process.pid)
         time.sleep(0.5)  # a few ticks: the events are in the pipe or the child
         assert not server.state.decision_events()  # uploads every 60 s: only the exit sends them
         process.send_signal(signal.SIGKILL)
@@ -231,10 +231,22 @@ def test_the_child_flushes_when_the_sidecar_is_killed(server, signer, tmp_path):
 
 def test_the_child_yields_the_core_to_the_decisions(sidecar_with_process):
     """Uploads wait where they compete with decisions for a core: the child runs at a
-    higher nice value than the serving process."""
+    higher nice value than the serving process, in the serving process's session and so
+    in its scheduling autogroup, where that nice value counts (a session of its own is an
+    autogroup of its own, given an equal share of the CPU whatever its nice value)."""
     child = sidecar_with_process.decision_logs._child
     expected = min(19, os.getpriority(os.PRIO_PROCESS, 0) + CHILD_NICENESS)
     assert wait_for(lambda: os.getpriority(os.PRIO_PROCESS, child.pid) == expected)
+    assert os.getsid(child.pid) == os.getsid(0)
+    assert autogroup(child.pid) == autogroup(os.getpid())
+
+
+def autogroup(pid: int) -> str | None:
+    """The process's scheduling autogroup ("/autogroup-85"), None on a kernel without them."""
+    try:
+        return Path(f"/proc/{pid}/autogroup").read_text().split()[0]
+    except OSError:
+        return None
 
 
 def test_two_flushes_at_once_post_in_the_order_logged(monkeypatch):
