@@ -44,4 +44,7 @@ def test_a_held_poll_leaves_no_more_for_the_cycle_collector_than_a_plain_poll(de
             return plain, held
 
     plain, held = run(scenario())
-    assert held <= plain, f"a held poll left {held:.1f} objects in cycles, a plain poll {plain:.1f}"
+    # Per poll: a cycle a held poll makes is at least two objects each (it was the listener and
+    # its waiter entry: 26 against 24); a few objects the 40 polls leave once between them
+    # (seen: 3, so 26.075 against 26.0) are not per poll.
+    assert held < plain + 1, f"a held poll left {held:.2f} objects in cycles, a plain poll {plain:.2f}"
