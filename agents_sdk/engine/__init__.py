@@ -20,6 +20,7 @@ from agents_sdk.engine.errors import (
     RegoEngineError,
     RegoError,
     RegoEvaluationError,
+    drop_engine_frames,
 )
 from agents_sdk.engine.policy import DEFAULT_QUERY, CompiledPolicy, fail_closed_decision
 from agents_sdk.engine.testing import TestReport, TestResult, discover_tests
@@ -80,8 +81,14 @@ class RegoEngine:
         data = (copy.deepcopy(data) if copied else data) if data is not None else {}
         if not isinstance(data, dict):
             raise TypeError("data must be a JSON object (dict)")
-        session = self._backend.Session(modules, data)
-        session.check(session.packages())
+        session = None
+        try:
+            session = self._backend.Session(modules, data)
+            session.check(session.packages())
+        except BaseException as exc:
+            session = None  # this frame stays in the traceback: it must not hold the engine either
+            drop_engine_frames(exc)
+            raise
         return CompiledPolicy(self._backend, modules, data, session)
 
     def run_tests(self, modules: dict[str, str], data: dict | None = None) -> TestReport:

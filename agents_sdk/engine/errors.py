@@ -6,10 +6,14 @@ records with the file, line and column a policy author needs.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
 from dataclasses import dataclass
 
 from agents_sdk.errors import WardenError
+
+_ENGINE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
 
 @dataclass(frozen=True)
@@ -27,6 +31,26 @@ class RegoError:
 
 class RegoEngineError(WardenError):
     """Base class of the errors the engine interface raises."""
+
+
+def drop_engine_frames(exc: BaseException) -> None:
+    """Clear the locals of the engine's finished frames that ``exc`` (and each exception it
+    chains) passed through. They hold this thread's engine objects (regorus' classes may only
+    be dropped by the thread that made them), and a caller that keeps the exception in a cycle
+    (a test's ``pytest.raises``, a status, a log record) would leave them to the garbage
+    collector, which may run on any thread: regorus then leaks them and reports "unsendable,
+    but is being dropped on another thread". Frames of other code are left as they are."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        tb = current.__traceback__
+        while tb is not None:
+            if tb.tb_frame.f_code.co_filename.startswith(_ENGINE_DIR):
+                with contextlib.suppress(RuntimeError):  # a frame still running keeps its locals
+                    tb.tb_frame.clear()
+            tb = tb.tb_next
+        current = current.__cause__ or current.__context__
 
 
 class RegoCompileError(RegoEngineError):

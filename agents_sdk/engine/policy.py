@@ -8,7 +8,7 @@ import threading
 import weakref
 from typing import Any
 
-from agents_sdk.engine.errors import RegoEngineError
+from agents_sdk.engine.errors import RegoEngineError, drop_engine_frames
 
 DEFAULT_QUERY = "data.warden.decision"
 
@@ -75,11 +75,17 @@ class CompiledPolicy:
         Returns the rule's value, or None when it is undefined. `input=None` is
         evaluated as an empty object. Raises RegoEvaluationError on a run-time error.
         """
-        entry = _sessions_of_this_thread().get(self._id)
-        session = entry[1] if entry is not None else None
-        if session is None or session.generation != self._generation:
-            session = self._refresh_session(session)
-        return session.evaluate(query_path, {} if input is None else input)
+        entry = session = None
+        try:
+            entry = _sessions_of_this_thread().get(self._id)
+            session = entry[1] if entry is not None else None
+            if session is None or session.generation != self._generation:
+                session = self._refresh_session(session)
+            return session.evaluate(query_path, {} if input is None else input)
+        except BaseException as exc:
+            entry = session = None  # this frame stays in the traceback: it must not hold the engine either
+            drop_engine_frames(exc)
+            raise
 
     def decide(self, input: Any) -> dict:
         """Evaluate data.warden.decision; any failure or non-object answer is a deny."""

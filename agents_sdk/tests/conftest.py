@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import subprocess
 import sys
@@ -13,6 +14,18 @@ from agents_sdk.identity import AgentIdentity
 from agents_sdk.records import ActionSigner
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None):
+    """After a module's last test, once its module-scoped fixtures are torn down, collect the
+    garbage they leave in this (the main) thread. Engine sessions a test made (regorus' objects
+    may only be dropped by the thread that made them) would otherwise wait in pytest's
+    reference cycles for a collection that may run on a sidecar's or worker's thread: regorus
+    then leaks them and reports "unsendable, but is being dropped on another thread"."""
+    yield
+    if nextitem is None or nextitem.module is not item.module:  # type: ignore[attr-defined]
+        gc.collect()
 
 
 @pytest.fixture

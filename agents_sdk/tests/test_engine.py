@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import re
 import subprocess
 import sys
@@ -13,6 +14,7 @@ import pytest
 from agents_sdk.engine import (
     RegoCompileError,
     RegoEngine,
+    RegoEngineError,
     discover_tests,
     fail_closed_decision,
     load_modules,
@@ -133,6 +135,57 @@ def test_set_data_suspends_an_agent_at_next_decision_in_every_thread(pack):
     worker.join()
     assert seen == ["allow", "deny"]
     assert policy.decide(request)["effect"] == "deny"
+
+
+def _compile_error() -> None:
+    RegoEngine().compile({"p.rego": "package p\n\nx := y\n"})  # y is unsafe: found by the check
+
+
+def _evaluation_error() -> None:
+    """An evaluation error in a thread that has ended since: the session it made is its own."""
+    policy = RegoEngine().compile({"p.rego": "package p\n\nx := y if { y := input.a / input.b }\n"})
+    raised: list[BaseException] = []
+
+    def evaluate() -> None:
+        try:
+            policy.evaluate("data.p.x", {"a": 1, "b": 0})
+        except RegoEngineError as exc:
+            raised.append(exc)
+
+    worker = threading.Thread(target=evaluate)
+    worker.start()
+    worker.join()
+    raise raised[0]
+
+
+@pytest.mark.parametrize("fail", [_compile_error, _evaluation_error], ids=["compile", "evaluate"])
+def test_a_kept_engine_error_leaves_no_engine_for_another_thread_to_drop(fail):
+    """regorus' objects may only be dropped by the thread that made them. An engine error
+    kept in a reference cycle (a test's pytest.raises, a status, a log record keeping the
+    exception) is freed by the garbage collector on whichever thread runs it: its traceback
+    must not hold the engine, or regorus leaks it and reports "unsendable"."""
+    unraisable = []
+    hook = sys.unraisablehook
+    sys.unraisablehook = unraisable.append
+    gc.collect()
+    gc.disable()
+    try:
+        def keep_in_a_cycle() -> None:
+            try:
+                fail()
+            except RegoEngineError as exc:
+                kept = exc  # noqa: F841 - the frame holds its own exception: a cycle only the collector frees
+            else:
+                raise AssertionError("no engine error")
+
+        keep_in_a_cycle()
+        collector = threading.Thread(target=gc.collect)
+        collector.start()
+        collector.join()
+    finally:
+        gc.enable()
+        sys.unraisablehook = hook
+    assert [str(u.exc_value) for u in unraisable] == []
 
 
 def test_add_data_merges_into_existing_data(pack):
