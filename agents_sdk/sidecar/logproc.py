@@ -257,7 +257,7 @@ class DecisionLogProcess:
                 # the kernel has them (sched_autogroup_enabled, on by default in most distributions),
                 # autogroups share the CPU equally whatever their members' nice values, and the
                 # child's CHILD_NICENESS would not count against the sidecar (5,000 decisions/s:
-                # p99 1.3-2.6 ms in its own session, 0.8-1.5 ms in the sidecar's).
+                # p99 1.3-3.6 ms in its own session, seven runs; 0.8-1.6 ms in the sidecar's, five).
                 process_group=0,
             )
         finally:
