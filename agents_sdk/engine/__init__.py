@@ -81,7 +81,6 @@ class RegoEngine:
         data = (copy.deepcopy(data) if copied else data) if data is not None else {}
         if not isinstance(data, dict):
             raise TypeError("data must be a JSON object (dict)")
-        session = None
         try:
             session = self._backend.Session(modules, data)
             session.check(session.packages())

@@ -75,7 +75,6 @@ class CompiledPolicy:
         Returns the rule's value, or None when it is undefined. `input=None` is
         evaluated as an empty object. Raises RegoEvaluationError on a run-time error.
         """
-        entry = session = None
         try:
             entry = _sessions_of_this_thread().get(self._id)
             session = entry[1] if entry is not None else None

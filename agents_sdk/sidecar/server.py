@@ -429,9 +429,8 @@ class Sidecar:
             except Exception as exc:  # noqa: BLE001 - RegoEngineError, or a value the engine's binding cannot convert
                 repeatable = False
                 message = str(exc) if isinstance(exc, RegoEngineError) else f"{type(exc).__name__}: {exc}"
-                # Log the text, never the exception: its frames hold this thread's engine session,
-                # and a kept log record would drop it on another thread ("Engine is unsendable").
-                traceback.clear_frames(exc.__traceback__)
+                # Log the text, never the exception: a kept log record would keep its traceback
+                # (CompiledPolicy.evaluate has already cleared the engine's frames in it).
                 logger.log(logging.INFO if isinstance(exc, RegoEngineError) else logging.WARNING,
                            "evaluating %s failed: %s", query, message)
                 result = None
