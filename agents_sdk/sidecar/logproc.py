@@ -258,6 +258,7 @@ class DecisionLogProcess:
                 # autogroups share the CPU equally whatever their members' nice values, and the
                 # child's CHILD_NICENESS would not count against the sidecar (5,000 decisions/s:
                 # p99 1.3-3.6 ms in its own session, seven runs; 0.8-1.6 ms in the sidecar's, five).
+                # In a non-root cpu cgroup there is no autogroup: the child inherits the cgroup.
                 process_group=0,
             )
         finally:
